@@ -1,0 +1,440 @@
+"""The coordinator's decisions: (pipeline state, event, now) -> (changed state, commands).
+
+No I/O and no clock: time arrives as `now`, and timers leave as `Wake` commands that come back as
+`tick`. The same input always yields the same output, so any runtime (embedded, Kafka) that
+persists the state and the commands together gets the same behaviour. `decide` updates the state
+in place and names the partitions it changed, so a store writes only those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Literal
+
+from ..definitions import App, Task
+from ..events import (
+    DatasetProduced,
+    DatasetProducedData,
+    DatasetVersion,
+    Event,
+    PipelineInputData,
+    PipelineRunData,
+    PipelineRunFailed,
+    PipelineRunStarted,
+    PipelineRunSucceeded,
+    TaskFailedData,
+    TaskOutcome,
+    TaskProgressData,
+    TaskRequestedData,
+    TaskSucceededData,
+)
+from ..partitions import UNPARTITIONED
+from .state import (
+    IN_FLIGHT,
+    Decision,
+    Dispatch,
+    InputState,
+    PartitionState,
+    PipelineState,
+    Publish,
+    Release,
+    RunState,
+    TaskRun,
+    Wake,
+)
+
+#: Extra time the coordinator gives a worker to report its own timeout before declaring it.
+TIMEOUT_GRACE_S = 2.0
+
+
+def run_key(task: str, partition: str, inputs: dict[str, int]) -> str:
+    """Identity of a task run's input versions: equal inputs, equal key, never a second run."""
+    canonical = "|".join([task, partition, *(f"{d}={v}" for d, v in sorted(inputs.items()))])
+    return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+
+
+def run_id(task: str, partition: str, key: str, attempt: int) -> str:
+    return f"{task}:{partition}:{key}:{attempt}"
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Coordinator:
+    """Decisions for every pipeline of one App."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        default_timeout_s: float = 3600.0,
+        heartbeat_timeout_s: float = 0.0,
+        source: str = "eventflow",
+    ) -> None:
+        self.app = app
+        self.default_timeout_s = default_timeout_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.source = source
+
+    # -- entry points ----------------------------------------------------------------------------
+    def on_input(self, st: PipelineState, data: PipelineInputData, now: float) -> Decision:
+        """A routed dataset version (after its checks) for a pipeline that consumes it."""
+        d = Decision()
+        part = st.partition(data.partition)
+        run = part.run
+        expected = run is not None and run.expected.get(data.dataset) == data.version
+        if run is not None and expected:
+            del run.expected[data.dataset]
+            d.dirty.add(data.partition)
+        if not data.accepted:
+            if run is not None and expected:
+                run.failures.append(f"{data.dataset}@{data.version} rejected: {data.reason}")
+                run.blocked.append(data.dataset)
+            self._finish_if_done(st, data.partition, now, d)
+            return d
+        known = part.inputs.get(data.dataset)
+        if known is None or data.version > known.version:
+            part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
+            d.dirty.add(data.partition)
+            consumers = [t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name]
+            if data.partition == UNPARTITIONED:
+                for key in list(st.partitions):
+                    self._evaluate(st, key, consumers, now, d)
+            else:
+                self._evaluate(st, data.partition, consumers, now, d)
+        self._finish_if_done(st, data.partition, now, d)
+        return d
+
+    def on_started(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
+        d = Decision()
+        tr = self._current(st, data)
+        if tr is not None and tr.run_id == data.run_id and tr.status in ("queued", "running"):
+            tr.started_at = now  # again on redelivery: the timeout counts from this start
+            tr.status = "running"
+            tr.seen_at = now
+            tr.worker = data.worker
+            d.dirty.add(data.partition)
+            d.commands.append(Wake(self._deadline(self.app.tasks[data.task], tr, now), st.name))
+        return d
+
+    def on_heartbeat(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
+        d = Decision()
+        tr = self._current(st, data)
+        if tr is not None and tr.run_id == data.run_id and tr.status == "running":
+            tr.seen_at = now
+            d.dirty.add(data.partition)
+            d.commands.append(Wake(self._deadline(self.app.tasks[data.task], tr, now), st.name))
+        return d
+
+    def on_succeeded(self, st: PipelineState, data: TaskSucceededData, now: float) -> Decision:
+        """First success of a generation wins, even from an attempt thought lost."""
+        d = Decision()
+        tr = self._current(st, data)
+        key = data.run_id.rsplit(":", 2)[-2] if data.run_id.count(":") >= 3 else None
+        if tr is None or tr.key != key or tr.status not in IN_FLIGHT:
+            return d
+        task = self.app.tasks[data.task]
+        if tr.status in ("queued", "running"):
+            d.commands.append(Release(tr.run_id, task.pool))
+        tr.status = "succeeded"
+        tr.run_id = data.run_id
+        tr.attempt = data.attempt
+        tr.error = data.skipped
+        tr.outputs = [o.dataset for o in data.outputs]
+        tr.worker = data.worker
+        d.dirty.add(data.partition)
+        part = st.partitions[data.partition]
+        for out in data.outputs:
+            if part.run is not None and any(
+                c.pipeline == st.name for c in self.app.consumers.get(out.dataset, ())
+            ):
+                part.run.expected[out.dataset] = out.version
+            produced = DatasetProducedData(
+                dataset=out.dataset,
+                partition=out.partition,
+                version=out.version,
+                metadata=out.metadata,
+                producer=data.run_id,
+            )
+            d.commands.append(Publish(self._event(DatasetProduced, produced, tr.pipeline_run)))
+        self._evaluate(st, data.partition, [task], now, d)
+        self._finish_if_done(st, data.partition, now, d)
+        return d
+
+    def on_failed(self, st: PipelineState, data: TaskFailedData, now: float) -> Decision:
+        d = Decision()
+        tr = self._current(st, data)
+        if tr is not None and tr.run_id == data.run_id and tr.status in ("queued", "running"):
+            self._fail(st, data.partition, self.app.tasks[data.task], tr, data, now, d)
+            self._finish_if_done(st, data.partition, now, d)
+        return d
+
+    def tick(self, st: PipelineState, now: float) -> Decision:
+        """Retries whose backoff ended, and running tasks past their deadline or silent."""
+        d = Decision()
+        for key in list(st.active):
+            part = st.partitions[key]
+            for name, tr in list(part.runs.items()):
+                task = self.app.tasks[name]
+                if tr.status == "retry_wait" and tr.retry_at is not None and tr.retry_at <= now:
+                    self._request(st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d)
+                elif tr.status == "running" and tr.started_at is not None:
+                    timeout = self.app.timeout_of(task, self.default_timeout_s)
+                    kind: Literal["timeout", "lost"]
+                    if now >= tr.started_at + timeout + TIMEOUT_GRACE_S:
+                        why, kind = f"timed out after {timeout:g}s (no report from worker)", "timeout"
+                    elif self._silent(tr, now):
+                        why, kind = f"worker {tr.worker} stopped sending heartbeats", "lost"
+                    else:
+                        continue
+                    failure = TaskFailedData(
+                        run_id=tr.run_id, task=name, pipeline=st.name, partition=key,
+                        attempt=tr.attempt, worker=tr.worker or "", error=why, kind=kind,
+                    )  # fmt: skip
+                    self._fail(st, key, task, tr, failure, now, d)
+            self._finish_if_done(st, key, now, d)
+        wake = self.next_wake(st)
+        if wake is not None:
+            d.commands.append(Wake(wake, st.name))
+        return d
+
+    def in_flight(self, st: PipelineState) -> list[TaskRequestedData]:
+        """Requests that must be (re)sent after a restart: queued or running runs, oldest first."""
+        found: list[tuple[float, TaskRequestedData]] = []
+        for key in st.active:
+            for name, tr in st.partitions[key].runs.items():
+                if tr.status in ("queued", "running"):
+                    task = self.app.tasks[name]
+                    req = self._request_data(st, key, task, tr.inputs, tr.attempt, tr.pipeline_run)
+                    found.append((tr.requested_at, req))
+        return [req for _, req in sorted(found, key=lambda pair: pair[0])]
+
+    def next_wake(self, st: PipelineState) -> float | None:
+        times: list[float] = []
+        for key in st.active:
+            for name, tr in st.partitions[key].runs.items():
+                if tr.status == "retry_wait" and tr.retry_at is not None:
+                    times.append(tr.retry_at)
+                elif tr.status == "running":
+                    seen = tr.seen_at or tr.requested_at
+                    times.append(self._deadline(self.app.tasks[name], tr, seen))
+        return min(times) if times else None
+
+    # -- triggering ------------------------------------------------------------------------------
+    def _evaluate(
+        self, st: PipelineState, key: str, tasks: list[Task], now: float, d: Decision
+    ) -> None:
+        part = st.partitions.get(key)
+        if part is None:
+            return
+        for task in tasks:
+            if task.partitioning.partitioned == (key == UNPARTITIONED):
+                continue
+            current = part.runs.get(task.name)
+            if current is not None and current.status in IN_FLIGHT:
+                continue
+            versions = self._fresh_inputs(st, part, task)
+            if versions is None:
+                continue
+            run = part.run
+            if run is None:
+                limit = self.app.pipelines[st.name].max_active_runs
+                if limit is not None and len(st.active) >= limit:
+                    if key not in st.waiting:
+                        st.waiting.append(key)
+                    return
+                run = self._start_run(st, key, now, d)
+            self._request(st, key, task, versions, 1, run.run_id, now, d)
+
+    def _fresh_inputs(
+        self, st: PipelineState, part: PartitionState, task: Task
+    ) -> dict[str, int] | None:
+        """Input versions to run on, or None when the trigger rule is not met."""
+        last = part.consumed.get(task.name, {})
+        shared = st.partitions.get(UNPARTITIONED)
+        versions: dict[str, int] = {}
+        newer = 0
+        for ds in task.inputs:
+            source = part if self.app.datasets[ds].partitions.partitioned else shared
+            have = source.inputs.get(ds) if source is not None else None
+            if have is None:
+                if task.trigger == "all":
+                    return None
+                continue
+            versions[ds] = have.version
+            if have.version > last.get(ds, -1):
+                newer += 1
+            elif task.trigger == "all":
+                return None
+        return versions if newer else None
+
+    def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
+        part = st.partitions[key]
+        part.run_seq += 1
+        run = RunState(run_id=f"{st.name}:{key or '-'}:{part.run_seq}", started_at=now)
+        part.run = run
+        st.active.append(key)
+        if key in st.waiting:
+            st.waiting.remove(key)
+        data = PipelineRunData(
+            pipeline=st.name, partition=key, run_id=run.run_id, status="running",
+            started_at=_at(now),
+        )  # fmt: skip
+        d.commands.append(Publish(self._event(PipelineRunStarted, data, run.run_id)))
+        return run
+
+    def _request(
+        self,
+        st: PipelineState,
+        key: str,
+        task: Task,
+        versions: dict[str, int],
+        attempt: int,
+        pipeline_run: str,
+        now: float,
+        d: Decision,
+    ) -> None:
+        part = st.partitions[key]
+        rkey = run_key(task.name, key, versions)
+        part.consumed[task.name] = dict(versions)
+        part.runs[task.name] = TaskRun(
+            run_id=run_id(task.name, key, rkey, attempt), key=rkey, attempt=attempt,
+            status="queued", inputs=dict(versions), pipeline_run=pipeline_run, requested_at=now,
+        )  # fmt: skip
+        run = part.run
+        if run is not None and task.name not in run.tasks:
+            run.tasks.append(task.name)
+        d.dirty.add(key)
+        d.commands.append(
+            Dispatch(self._request_data(st, key, task, versions, attempt, pipeline_run))
+        )
+
+    def _request_data(
+        self,
+        st: PipelineState,
+        key: str,
+        task: Task,
+        versions: dict[str, int],
+        attempt: int,
+        pipeline_run: str,
+    ) -> TaskRequestedData:
+        part = st.partitions[key]
+        shared = st.partitions.get(UNPARTITIONED)
+        inputs = []
+        for ds, version in versions.items():
+            partitioned = self.app.datasets[ds].partitions.partitioned
+            source = part if partitioned else shared
+            have = source.inputs.get(ds) if source is not None else None
+            meta = have.metadata if have is not None and have.version == version else {}
+            inputs.append(
+                DatasetVersion.model_construct(
+                    dataset=ds, partition=key if partitioned else "", version=version, metadata=meta
+                )
+            )
+        rkey = run_key(task.name, key, versions)
+        return TaskRequestedData(
+            run_id=run_id(task.name, key, rkey, attempt), task=task.name, pipeline=st.name,
+            partition=key, attempt=attempt, pipeline_run_id=pipeline_run, inputs=inputs,
+            timeout_s=self.app.timeout_of(task, self.default_timeout_s), pool=task.pool,
+        )  # fmt: skip
+
+    # -- failure and completion ------------------------------------------------------------------
+    def _fail(
+        self,
+        st: PipelineState,
+        key: str,
+        task: Task,
+        tr: TaskRun,
+        data: TaskFailedData,
+        now: float,
+        d: Decision,
+    ) -> None:
+        d.commands.append(Release(tr.run_id, task.pool))
+        tr.error = f"{data.kind}: {data.error}" if data.kind != "error" else data.error
+        tr.worker = data.worker or tr.worker
+        d.dirty.add(key)
+        if data.retriable and tr.attempt <= task.retry.count:
+            tr.status = "retry_wait"
+            tr.retry_at = now + task.retry.delay(tr.attempt)
+            d.commands.append(Wake(tr.retry_at, st.name))
+            return
+        tr.status = "failed"
+        run = st.partitions[key].run
+        if run is not None:
+            tries = f" after {tr.attempt} attempts" if tr.attempt > 1 else ""
+            run.failures.append(f"task {task.name!r} failed{tries}: {tr.error}")
+
+    def _finish_if_done(self, st: PipelineState, key: str, now: float, d: Decision) -> None:
+        part = st.partitions.get(key)
+        run = part.run if part is not None else None
+        if part is None or run is None or run.expected:
+            return
+        if any(part.runs[t].status in IN_FLIGHT for t in run.tasks):
+            return
+        data = PipelineRunData(
+            pipeline=st.name, partition=key, run_id=run.run_id,
+            status="failed" if run.failures else "succeeded", started_at=_at(run.started_at),
+            finished_at=_at(now), tasks=self._outcomes(st.name, part, run),
+            reason="; ".join(run.failures),
+        )  # fmt: skip
+        kind = PipelineRunFailed if run.failures else PipelineRunSucceeded
+        d.commands.append(Publish(self._event(kind, data, run.run_id)))
+        part.run = None
+        st.active.remove(key)
+        d.dirty.add(key)
+        tasks = self.app.pipelines[st.name].tasks
+        limit = self.app.pipelines[st.name].max_active_runs
+        while st.waiting and (limit is None or len(st.active) < limit):
+            nxt = st.waiting.pop(0)
+            self._evaluate(st, nxt, tasks, now, d)
+            d.dirty.add(nxt)
+        # Inputs that arrived while this run held the partition may trigger a new run now.
+        self._evaluate(st, key, tasks, now, d)
+
+    def _outcomes(self, pipeline: str, part: PartitionState, run: RunState) -> list[TaskOutcome]:
+        outcomes: list[TaskOutcome] = []
+        failed_below: set[str] = set()
+        reached: set[str] = set()
+        for name in run.tasks:
+            tr = part.runs[name]
+            outcomes.append(
+                TaskOutcome(
+                    task=name, status="failed" if tr.status == "failed" else "succeeded",
+                    run_id=tr.run_id, attempts=tr.attempt, error=tr.error, outputs=tr.outputs,
+                )  # fmt: skip
+            )
+            below = set(self.app.downstream(name))
+            reached |= below
+            if tr.status == "failed":
+                failed_below |= below
+        for ds in run.blocked:
+            for consumer in self.app.consumers.get(ds, ()):
+                failed_below |= {consumer.name, *self.app.downstream(consumer.name)}
+        for task in self.app.pipelines[pipeline].tasks:
+            if task.name in reached and task.name not in run.tasks:
+                if task.name in failed_below:
+                    outcomes.append(TaskOutcome(task=task.name, status="upstream_failed"))
+                else:
+                    outcomes.append(TaskOutcome(task=task.name, status="skipped"))
+        return outcomes
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _current(self, st: PipelineState, data: TaskProgressData) -> TaskRun | None:
+        part = st.partitions.get(data.partition)
+        return part.runs.get(data.task) if part is not None else None
+
+    def _deadline(self, task: Task, tr: TaskRun, seen: float) -> float:
+        started = tr.started_at if tr.started_at is not None else seen
+        deadline = started + self.app.timeout_of(task, self.default_timeout_s) + TIMEOUT_GRACE_S
+        if self.heartbeat_timeout_s > 0:
+            deadline = min(deadline, seen + self.heartbeat_timeout_s)
+        return deadline
+
+    def _silent(self, tr: TaskRun, now: float) -> bool:
+        seen = tr.seen_at if tr.seen_at is not None else tr.requested_at
+        return self.heartbeat_timeout_s > 0 and now - seen >= self.heartbeat_timeout_s
+
+    def _event(self, kind: type[Event], data: object, correlation: str) -> Event:
+        return kind.of(data, source=self.source, correlationid=correlation)

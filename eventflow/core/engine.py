@@ -1,0 +1,146 @@
+"""Router, coordinator and pool gate over in-memory state: one event in, effects out.
+
+A runtime feeds events (and ticks) in, persists what `Effects.dirty_*` names together with the
+events, then carries the effects out. Nothing here does I/O or reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..definitions import App
+from ..events import (
+    CheckCompleted,
+    DatasetProduced,
+    Event,
+    PipelineInput,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskRef,
+    TaskRequestedData,
+    TaskStarted,
+    TaskSucceeded,
+)
+from .coordinator import Coordinator
+from .pools import PoolGate
+from .router import Router
+from .state import DatasetState, Decision, Dispatch, PipelineState, Publish, Release, Wake
+
+#: Events the engine itself emits and consumes again (in Kafka mode they cross a topic first).
+INTERNAL = (DatasetProduced, PipelineInput)
+
+
+@dataclass
+class Effects:
+    events: list[Event] = field(default_factory=list)
+    dispatch: list[TaskRequestedData] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    wakes: list[tuple[float, str]] = field(default_factory=list)
+    dirty_partitions: set[tuple[str, str]] = field(default_factory=set)
+    dirty_datasets: set[tuple[str, str]] = field(default_factory=set)
+
+    def merge(self, other: Effects) -> None:
+        self.events += other.events
+        self.dispatch += other.dispatch
+        self.cancel += other.cancel
+        self.wakes += other.wakes
+        self.dirty_partitions |= other.dirty_partitions
+        self.dirty_datasets |= other.dirty_datasets
+
+
+class Engine:
+    def __init__(
+        self,
+        app: App,
+        *,
+        default_timeout_s: float = 3600.0,
+        heartbeat_timeout_s: float = 0.0,
+        source: str = "eventflow",
+    ) -> None:
+        self.app = app
+        self.coordinator = Coordinator(
+            app,
+            default_timeout_s=default_timeout_s,
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            source=source,
+        )
+        self.router = Router(app, default_timeout_s=default_timeout_s, source=source)
+        self.gate = PoolGate({p.name: p.slots for p in app.pools.values()})
+        self.pipelines: dict[str, PipelineState] = {
+            name: PipelineState(name) for name in app.pipelines
+        }
+        self.datasets: dict[tuple[str, str], DatasetState] = {}
+
+    def handle(self, event: Event, now: float) -> Effects:
+        """Apply one event. Raises `EventError` for a dataset event no pipeline can use."""
+        if isinstance(event, DatasetProduced):
+            data = self.router.validate(event.data)
+            key = (data.dataset, data.partition)
+            st = self.datasets.setdefault(key, DatasetState())
+            decision = self.router.on_produced(st, data, event.correlationid)
+            return self._effects(decision, dataset=data.dataset)
+        if isinstance(event, CheckCompleted):
+            target = event.data.target
+            st = self.datasets.setdefault((target.dataset, target.partition), DatasetState())
+            return self._effects(self.router.on_check(st, event.data), dataset=target.dataset)
+        if isinstance(event, PipelineInput):
+            pst = self.pipelines[event.data.pipeline]
+            return self._effects(self.coordinator.on_input(pst, event.data, now), pst.name)
+        task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
+            TaskStarted: self.coordinator.on_started,
+            TaskHeartbeat: self.coordinator.on_heartbeat,
+            TaskSucceeded: self.coordinator.on_succeeded,
+            TaskFailed: self.coordinator.on_failed,
+        }
+        handler: Callable[[PipelineState, Any, float], Decision] | None
+        handler = task_events.get(type(event))
+        ref = event.data
+        if handler is None or not isinstance(ref, TaskRef):
+            return Effects()
+        found = self.pipelines.get(ref.pipeline)
+        if found is None:
+            return Effects()
+        return self._effects(handler(found, ref, now), found.name)
+
+    def tick(self, pipeline: str, now: float) -> Effects:
+        pst = self.pipelines[pipeline]
+        return self._effects(self.coordinator.tick(pst, now), pipeline)
+
+    def recover(self) -> Effects:
+        """After loading state: the requests, check requests and timers that were in flight."""
+        out = Effects()
+        for pst in self.pipelines.values():
+            for request in self.coordinator.in_flight(pst):
+                out.dispatch += self.gate.submit(request)
+            wake = self.coordinator.next_wake(pst)
+            if wake is not None:
+                out.wakes.append((wake, pst.name))
+        for (dataset, partition), dst in self.datasets.items():
+            out.events += self.router.pending_checks(dst, dataset, partition)
+        return out
+
+    def idle(self) -> bool:
+        """No run in progress and no version waiting for checks."""
+        if any(p.active or p.waiting for p in self.pipelines.values()):
+            return False
+        return not any(d.pending for d in self.datasets.values())
+
+    def _effects(self, decision: Decision, pipeline: str = "", dataset: str = "") -> Effects:
+        out = Effects()
+        for command in decision.commands:
+            if isinstance(command, Publish):
+                out.events.append(command.event)
+            elif isinstance(command, Dispatch):
+                out.dispatch += self.gate.submit(command.request)
+            elif isinstance(command, Release):
+                out.cancel.append(command.run_id)
+                out.dispatch += self.gate.release(command.run_id, command.pool)
+            elif isinstance(command, Wake):
+                out.wakes.append((command.at, command.pipeline))
+        if pipeline:
+            out.dirty_partitions = {(pipeline, key) for key in decision.dirty}
+        if dataset:
+            out.dirty_datasets = {(dataset, key) for key in decision.dirty}
+        return out

@@ -1,0 +1,134 @@
+"""The router's decisions: a dataset version in, routed inputs (or check requests) out.
+
+State is one `DatasetState` per (dataset, partition). A version not newer than the newest seen is
+dropped here, which is what makes replays, duplicates and late arrivals harmless. A dataset with
+checks is held back until every check has reported; a failed blocking check routes the version as
+rejected, so consumers never run on it and a run that was waiting for it fails with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..definitions import App
+from ..errors import EventError
+from ..events import (
+    CheckCompletedData,
+    CheckRequested,
+    CheckRequestedData,
+    DatasetProducedData,
+    DatasetVersion,
+    Event,
+    PipelineInput,
+    PipelineInputData,
+)
+from .state import DatasetState, Decision, PendingVersion, Publish
+
+
+def check_run_id(check: str, target: DatasetVersion) -> str:
+    canonical = f"{check}|{target.dataset}|{target.partition}|{target.version}"
+    return f"{check}:{hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()}"
+
+
+class Router:
+    def __init__(self, app: App, *, default_timeout_s: float = 3600.0, source: str = "eventflow"):
+        self.app = app
+        self.default_timeout_s = default_timeout_s
+        self.source = source
+
+    def validate(self, data: DatasetProducedData) -> DatasetProducedData:
+        """Refuse what no pipeline can use: unknown datasets and malformed partition keys."""
+        dataset = self.app.datasets.get(data.dataset)
+        if dataset is None:
+            raise EventError(f"unknown dataset {data.dataset!r}")
+        key = dataset.partitions.validate(data.partition)
+        return data if key == data.partition else data.model_copy(update={"partition": key})
+
+    def on_produced(
+        self, st: DatasetState, data: DatasetProducedData, correlation: str | None = None
+    ) -> Decision:
+        d = Decision()
+        if data.version <= st.seen:
+            if data.producer is not None:
+                # A task's output must reach the run waiting for it, even as a refusal.
+                reason = f"version {data.version} is not newer than {st.seen}, already seen"
+                self._route(data, False, reason, correlation, d)
+            return d
+        st.seen = data.version
+        d.dirty.add(data.partition)
+        checks = self.app.checks_of.get(data.dataset, [])
+        if not checks:
+            self._route(data, True, "", correlation, d)
+            return d
+        st.pending[data.version] = PendingVersion(
+            metadata=data.metadata, producer=data.producer, results={c.name: None for c in checks}
+        )
+        target = DatasetVersion(
+            dataset=data.dataset, partition=data.partition, version=data.version,
+            metadata=data.metadata,
+        )  # fmt: skip
+        for chk in checks:
+            request = CheckRequestedData(
+                run_id=check_run_id(chk.name, target), check=chk.name, target=target,
+                timeout_s=self.app.timeout_of(chk, self.default_timeout_s),
+            )  # fmt: skip
+            d.commands.append(Publish(self._event(CheckRequested, request, correlation)))
+        return d
+
+    def on_check(
+        self, st: DatasetState, data: CheckCompletedData, correlation: str | None = None
+    ) -> Decision:
+        d = Decision()
+        pending = st.pending.get(data.target.version)
+        if pending is None or pending.results.get(data.check, ()) is not None:
+            return d  # a repeated result, or a check this version never asked for
+        pending.results[data.check] = (data.passed, data.blocking, data.message)
+        d.dirty.add(data.target.partition)
+        if any(result is None for result in pending.results.values()):
+            return d
+        del st.pending[data.target.version]
+        refusals = []
+        for name, result in pending.results.items():
+            passed, blocking, message = result or (True, False, "")
+            if blocking and not passed:
+                refusals.append(f"check {name!r} failed" + (f": {message}" if message else ""))
+        produced = DatasetProducedData(
+            dataset=data.target.dataset, partition=data.target.partition,
+            version=data.target.version, metadata=pending.metadata, producer=pending.producer,
+        )  # fmt: skip
+        self._route(produced, not refusals, "; ".join(refusals), correlation, d)
+        return d
+
+    def pending_checks(self, st: DatasetState, dataset: str, partition: str) -> list[Event]:
+        """Check requests without a result, to send again after a restart."""
+        events: list[Event] = []
+        for version, pending in sorted(st.pending.items()):
+            target = DatasetVersion(
+                dataset=dataset, partition=partition, version=version, metadata=pending.metadata
+            )
+            for name, result in pending.results.items():
+                if result is None:
+                    chk = self.app.checks[name]
+                    request = CheckRequestedData(
+                        run_id=check_run_id(name, target), check=name, target=target,
+                        timeout_s=self.app.timeout_of(chk, self.default_timeout_s),
+                    )  # fmt: skip
+                    events.append(self._event(CheckRequested, request, None))
+        return events
+
+    def _route(
+        self,
+        data: DatasetProducedData,
+        accepted: bool,
+        reason: str,
+        correlation: str | None,
+        d: Decision,
+    ) -> None:
+        for pipeline in self.app.pipeline_consumers.get(data.dataset, ()):
+            routed = PipelineInputData(
+                **data.model_dump(), pipeline=pipeline, accepted=accepted, reason=reason
+            )
+            d.commands.append(Publish(self._event(PipelineInput, routed, correlation)))
+
+    def _event(self, kind: type[Event], data: object, correlation: str | None) -> Event:
+        return kind.of(data, source=self.source, correlationid=correlation)

@@ -1,0 +1,159 @@
+"""Coordinator and router state, and the commands decisions return.
+
+Plain dataclasses: orjson writes them as they are and a pydantic TypeAdapter reads them back, so
+the same records go to SQLite (embedded) or a changelog topic (Kafka).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import TypeAdapter
+
+from ..events import Event, TaskRequestedData
+
+TaskStatus = Literal["queued", "running", "retry_wait", "succeeded", "failed"]
+IN_FLIGHT: frozenset[str] = frozenset({"queued", "running", "retry_wait"})
+
+
+@dataclass
+class InputState:
+    """Latest accepted version of one input dataset, for one partition."""
+
+    version: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    producer: str | None = None
+
+
+@dataclass
+class TaskRun:
+    """The current (or last) run of one task in one partition."""
+
+    run_id: str
+    key: str
+    attempt: int
+    status: TaskStatus
+    inputs: dict[str, int]
+    pipeline_run: str
+    requested_at: float
+    started_at: float | None = None
+    seen_at: float | None = None
+    retry_at: float | None = None
+    error: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    worker: str | None = None
+
+
+@dataclass
+class RunState:
+    """A pipeline run in progress: the cascade for one partition."""
+
+    run_id: str
+    started_at: float
+    tasks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    expected: dict[str, int] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PartitionState:
+    """Everything the coordinator knows about one (pipeline, partition)."""
+
+    inputs: dict[str, InputState] = field(default_factory=dict)
+    consumed: dict[str, dict[str, int]] = field(default_factory=dict)
+    runs: dict[str, TaskRun] = field(default_factory=dict)
+    run: RunState | None = None
+    run_seq: int = 0
+
+
+@dataclass
+class PipelineState:
+    """One pipeline: its partitions, and which of them hold or wait for a run slot."""
+
+    name: str
+    partitions: dict[str, PartitionState] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+    def partition(self, key: str) -> PartitionState:
+        found = self.partitions.get(key)
+        if found is None:
+            found = self.partitions[key] = PartitionState()
+        return found
+
+
+@dataclass
+class PendingVersion:
+    metadata: dict[str, Any]
+    producer: str | None
+    results: dict[str, tuple[bool, bool, str] | None]
+
+
+@dataclass
+class DatasetState:
+    """Router state of one (dataset, partition): the newest version seen, and versions
+    held back until their checks finish."""
+
+    seen: int = -1
+    pending: dict[int, PendingVersion] = field(default_factory=dict)
+
+
+# -- commands ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dispatch:
+    """Send a task request to the workers (through the pool gate if it names a pool)."""
+
+    request: TaskRequestedData
+
+
+@dataclass(frozen=True)
+class Release:
+    """An attempt ended as far as the coordinator is concerned: free its pool slot, and stop
+    the body if it is still running somewhere."""
+
+    run_id: str
+    pool: str | None
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Emit an event: a produced output, a routed input, a check request or a run outcome."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Call back with a tick at `at` (epoch seconds) for this pipeline."""
+
+    at: float
+    pipeline: str
+
+
+Command = Dispatch | Release | Publish | Wake
+
+
+@dataclass
+class Decision:
+    commands: list[Command] = field(default_factory=list)
+    dirty: set[str] = field(default_factory=set)
+
+
+# -- persistence ---------------------------------------------------------------------------------
+_partition = TypeAdapter(PartitionState)
+_dataset = TypeAdapter(DatasetState)
+
+
+def dump(state: PartitionState | DatasetState) -> bytes:
+    return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
+
+
+def load_partition(raw: bytes) -> PartitionState:
+    return _partition.validate_json(raw)
+
+
+def load_dataset(raw: bytes) -> DatasetState:
+    return _dataset.validate_json(raw)

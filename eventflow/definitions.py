@@ -1,0 +1,354 @@
+"""The pipeline DSL: datasets, tasks, checks, pools, schedules, pipelines and the App that holds them.
+
+Everything is validated when the `App` is built, so a bad definition fails at load time with a
+message naming the task and the problem, never halfway through a cascade.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from croniter import croniter
+
+from .errors import DefinitionError
+from .partitions import NONE, Partitioning
+
+if TYPE_CHECKING:
+    from .context import CheckContext, TaskContext
+
+Trigger = Literal["all", "any"]
+TRIGGERS: tuple[str, ...] = ("all", "any")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+TaskFn = Callable[["TaskContext"], Awaitable[None] | None]
+CheckFn = Callable[["CheckContext"], Awaitable[Any] | Any]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named data asset; events say which version of which partition was produced."""
+
+    name: str
+    partitions: Partitioning = NONE
+    description: str = ""
+
+
+DatasetLike = Dataset | str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy: `count` more attempts, waiting `backoff_s * factor**(n-1)`, capped."""
+
+    count: int = 0
+    backoff_s: float = 1.0
+    factor: float = 2.0
+    max_delay_s: float = 300.0
+
+    def delay(self, failed_attempt: int) -> float:
+        return float(min(self.max_delay_s, self.backoff_s * self.factor ** (failed_attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A concurrency limit shared by every task that names it."""
+
+    name: str
+    slots: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Time as a dataset: at each cron tick a version of `dataset` is produced."""
+
+    dataset: Dataset
+    cron: str
+
+
+@dataclass(eq=False)
+class Task:
+    name: str
+    fn: TaskFn
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    retry: Retry = Retry()
+    timeout_s: float | None = None
+    pool: str | None = None
+    trigger: str = "all"
+    pipeline: str = ""
+    declared: tuple[DatasetLike, ...] = ()
+    partitioning: Partitioning = NONE
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+@dataclass(eq=False)
+class Check:
+    """A data-quality check, run each time its dataset is produced."""
+
+    name: str
+    dataset: str
+    fn: CheckFn
+    blocking: bool = True
+    timeout_s: float | None = None
+    declared: DatasetLike = ""
+
+
+def check(
+    dataset: DatasetLike,
+    *,
+    blocking: bool = True,
+    name: str | None = None,
+    timeout_s: float | None = None,
+) -> Callable[[CheckFn], Check]:
+    """Attach a data-quality check to a dataset. The function returns a bool, or
+    `(passed, message)`; raising counts as failing. A failing blocking check stops everything
+    downstream of that version; a non-blocking one only warns."""
+
+    def register(fn: CheckFn) -> Check:
+        return Check(
+            name=name or fn.__name__,
+            dataset=_name(dataset),
+            fn=fn,
+            blocking=blocking,
+            timeout_s=timeout_s,
+            declared=dataset,
+        )
+
+    return register
+
+
+@dataclass(eq=False)
+class Pipeline:
+    """A named set of tasks; its graph comes from the datasets they read and write."""
+
+    name: str
+    max_active_runs: int | None = None
+    description: str = ""
+    tasks: list[Task] = field(default_factory=list)
+
+    def task(
+        self,
+        *,
+        inputs: Sequence[DatasetLike],
+        outputs: Sequence[DatasetLike] = (),
+        retries: Retry | int = 0,
+        timeout_s: float | None = None,
+        pool: str | None = None,
+        trigger: Trigger = "all",
+        name: str | None = None,
+    ) -> Callable[[TaskFn], Task]:
+        """Register a task. It runs when its inputs are fresh per `trigger`: `all` (every input
+        has a version newer than the one it last consumed for the partition) or `any`."""
+
+        def register(fn: TaskFn) -> Task:
+            task = Task(
+                name=name or str(getattr(fn, "__name__", "")),
+                fn=fn,
+                inputs=tuple(_name(d) for d in inputs),
+                outputs=tuple(_name(d) for d in outputs),
+                retry=retries if isinstance(retries, Retry) else Retry(count=retries),
+                timeout_s=timeout_s,
+                pool=pool,
+                trigger=trigger,
+                pipeline=self.name,
+                declared=(*inputs, *outputs),
+            )
+            self.tasks.append(task)
+            return task
+
+        return register
+
+
+def _name(dataset: DatasetLike) -> str:
+    return dataset.name if isinstance(dataset, Dataset) else str(dataset)
+
+
+class App:
+    """Everything one deployment runs; validated on construction."""
+
+    def __init__(
+        self,
+        pipelines: Iterable[Pipeline],
+        *,
+        datasets: Iterable[Dataset] = (),
+        checks: Iterable[Check] = (),
+        pools: Iterable[Pool] = (),
+        schedules: Iterable[Schedule] = (),
+    ) -> None:
+        self.pipelines: dict[str, Pipeline] = {}
+        self.tasks: dict[str, Task] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.checks: dict[str, Check] = {}
+        self.pools: dict[str, Pool] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.producer: dict[str, Task] = {}
+        self.consumers: dict[str, list[Task]] = {}
+        self.checks_of: dict[str, list[Check]] = {}
+        for pipeline in pipelines:
+            if pipeline.name in self.pipelines:
+                raise DefinitionError(f"duplicate pipeline name {pipeline.name!r}")
+            if pipeline.max_active_runs is not None and pipeline.max_active_runs < 1:
+                raise DefinitionError(
+                    f"pipeline {pipeline.name!r}: max_active_runs must be at least 1"
+                )
+            self.pipelines[pipeline.name] = pipeline
+        self._collect_datasets(datasets, checks, schedules)
+        for pool in pools:
+            if pool.name in self.pools:
+                raise DefinitionError(f"duplicate pool name {pool.name!r}")
+            if pool.slots < 1:
+                raise DefinitionError(f"pool {pool.name!r}: slots must be at least 1")
+            self.pools[pool.name] = pool
+        for schedule in schedules:
+            if not croniter.is_valid(schedule.cron):
+                raise DefinitionError(
+                    f"schedule of {schedule.dataset.name!r}: bad cron expression {schedule.cron!r}"
+                )
+            self.schedules[schedule.dataset.name] = schedule
+        for pipeline in self.pipelines.values():
+            if not pipeline.tasks:
+                raise DefinitionError(f"pipeline {pipeline.name!r} has no tasks")
+            for task in pipeline.tasks:
+                self._add_task(task)
+        for chk in checks:
+            self._add_check(chk)
+        self._reject_cycles()
+        self.pipeline_consumers: dict[str, list[str]] = {
+            ds: sorted({t.pipeline for t in tasks}) for ds, tasks in self.consumers.items()
+        }
+
+    def _collect_datasets(
+        self, datasets: Iterable[Dataset], checks: Iterable[Check], schedules: Iterable[Schedule]
+    ) -> None:
+        declared: list[Dataset] = list(datasets)
+        declared += [s.dataset for s in schedules]
+        declared += [c.declared for c in checks if isinstance(c.declared, Dataset)]
+        for pipeline in self.pipelines.values():
+            for task in pipeline.tasks:
+                declared += [d for d in task.declared if isinstance(d, Dataset)]
+        for ds in declared:
+            known = self.datasets.get(ds.name)
+            if known is not None and known != ds:
+                raise DefinitionError(f"dataset {ds.name!r} is declared twice, differently")
+            self.datasets[ds.name] = ds
+
+    def _add_task(self, task: Task) -> None:
+        where = f"task {task.name!r} (pipeline {task.pipeline!r})"
+        if not _NAME.fullmatch(task.name):
+            raise DefinitionError(f"{where}: name must be a word like 'compute_speed'")
+        if task.name in self.tasks:
+            other = self.tasks[task.name]
+            raise DefinitionError(
+                f"duplicate task name {task.name!r} (pipelines {other.pipeline!r} and "
+                f"{task.pipeline!r})"
+            )
+        if not callable(task.fn):
+            raise DefinitionError(f"{where}: the task body is not callable")
+        if not task.inputs:
+            raise DefinitionError(
+                f"{where}: a task needs at least one input (use a schedule to run on time)"
+            )
+        if task.trigger not in TRIGGERS:
+            raise DefinitionError(
+                f"{where}: trigger {task.trigger!r} is not one of {', '.join(TRIGGERS)}"
+            )
+        if task.pool is not None and task.pool not in self.pools:
+            raise DefinitionError(f"{where}: pool {task.pool!r} is not declared")
+        if task.timeout_s is not None and task.timeout_s <= 0:
+            raise DefinitionError(f"{where}: timeout_s must be positive")
+        if task.retry.count < 0 or task.retry.backoff_s < 0 or task.retry.max_delay_s < 0:
+            raise DefinitionError(f"{where}: retry count and delays must not be negative")
+        for role, names in (("input", task.inputs), ("output", task.outputs)):
+            seen: set[str] = set()
+            for ds in names:
+                if ds not in self.datasets:
+                    raise DefinitionError(f"{where}: {role} {ds!r} is not a declared dataset")
+                if ds in seen:
+                    raise DefinitionError(f"{where}: {role} {ds!r} is listed twice")
+                seen.add(ds)
+        task.partitioning = self._partitioning_of(task, where)
+        for ds in task.outputs:
+            if ds in self.schedules:
+                raise DefinitionError(f"{where}: output {ds!r} is produced by a schedule")
+            if ds in self.producer:
+                raise DefinitionError(
+                    f"{where}: output {ds!r} is already produced by task "
+                    f"{self.producer[ds].name!r}"
+                )
+            if self.datasets[ds].partitions != task.partitioning:
+                raise DefinitionError(
+                    f"{where}: output {ds!r} is partitioned {self.datasets[ds].partitions.kind} "
+                    f"but the task runs per {task.partitioning.kind} partition"
+                )
+            self.producer[ds] = task
+        for ds in task.inputs:
+            self.consumers.setdefault(ds, []).append(task)
+        self.tasks[task.name] = task
+
+    def _partitioning_of(self, task: Task, where: str) -> Partitioning:
+        schemes = {
+            ds: self.datasets[ds].partitions
+            for ds in task.inputs
+            if self.datasets[ds].partitions.partitioned
+        }
+        distinct = set(schemes.values())
+        if len(distinct) > 1:
+            listed = ", ".join(f"{ds!r} is {p.kind}" for ds, p in schemes.items())
+            raise DefinitionError(f"{where}: inputs have different partitionings: {listed}")
+        return distinct.pop() if distinct else NONE
+
+    def _add_check(self, chk: Check) -> None:
+        if chk.name in self.checks:
+            raise DefinitionError(f"duplicate check name {chk.name!r}")
+        if chk.dataset not in self.datasets:
+            raise DefinitionError(f"check {chk.name!r}: dataset {chk.dataset!r} is not declared")
+        if not callable(chk.fn):
+            raise DefinitionError(f"check {chk.name!r}: the check body is not callable")
+        self.checks[chk.name] = chk
+        self.checks_of.setdefault(chk.dataset, []).append(chk)
+
+    def _reject_cycles(self) -> None:
+        """Depth-first search over task → output → consuming task; report the loop found."""
+        state: dict[str, int] = {}
+        path: list[str] = []
+
+        def visit(task: Task) -> None:
+            state[task.name] = 1
+            path.append(task.name)
+            for ds in task.outputs:
+                for nxt in self.consumers.get(ds, []):
+                    if state.get(nxt.name) == 1:
+                        loop = path[path.index(nxt.name) :] + [nxt.name]
+                        raise DefinitionError(
+                            f"task {nxt.name!r}: cycle in the graph: " + " -> ".join(loop)
+                        )
+                    if nxt.name not in state:
+                        visit(nxt)
+            path.pop()
+            state[task.name] = 2
+
+        for task in self.tasks.values():
+            if task.name not in state:
+                visit(task)
+
+    # -- graph queries used by the core ---------------------------------------------------------
+    def downstream(self, task: str) -> list[str]:
+        """Tasks that consume, directly or not, what `task` produces."""
+        seen: list[str] = []
+        frontier = [task]
+        while frontier:
+            for ds in self.tasks[frontier.pop()].outputs:
+                for nxt in self.consumers.get(ds, []):
+                    if nxt.name not in seen:
+                        seen.append(nxt.name)
+                        frontier.append(nxt.name)
+        return seen
+
+    def timeout_of(self, task: Task | Check, default: float) -> float:
+        return task.timeout_s if task.timeout_s is not None else default

@@ -1,0 +1,190 @@
+"""The dev instance's Unix socket: how `emit`, `watch` and the clients reach a running process.
+
+One JSON object per line. `publish` hands raw event bytes in and answers once they are decided on
+(or dead-lettered); `watch` streams every committed event until the client hangs up. Both are
+push: an emitted event reaches the coordinator as soon as it is read off the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from ..errors import ConfigurationError, EventError, NotRunning
+from ..events import Event, decode, encode
+from .runtime import EmbeddedRuntime
+
+log = logging.getLogger("eventflow.control")
+MAX_LINE = 16 * 1024 * 1024
+_SUN_PATH_MAX = 107
+
+
+def _check_path(path: Path) -> None:
+    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise ConfigurationError(
+            f"control socket path {path} is longer than {_SUN_PATH_MAX} bytes; "
+            "set EVENTFLOW_HOME to a shorter folder"
+        )
+
+
+class ControlServer:
+    def __init__(self, runtime: EmbeddedRuntime, path: Path) -> None:
+        self.runtime = runtime
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        _check_path(self.path)
+        if self.path.exists():
+            try:
+                async with ControlClient(self.path) as other:
+                    await other.ping()
+            except NotRunning:
+                self.path.unlink()
+            else:
+                raise ConfigurationError(
+                    f"another eventflow dev instance is running on {self.path.parent}"
+                )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        await server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        try:
+            while line := await reader.readline():
+                request = orjson.loads(line)
+                op = request.get("op")
+                if op == "ping":
+                    reply: dict[str, Any] = {"ok": True, "pid": os.getpid()}
+                elif op == "publish":
+                    raw = base64.b64decode(request["raw"])
+                    accepted = await self.runtime.publish_raw(raw, origin="control")
+                    reply = {
+                        "ok": accepted.dead_letter is None, "id": accepted.event.id,
+                        "dead_letter": accepted.dead_letter,
+                    }  # fmt: skip
+                elif op == "watch":
+                    await self._stream(writer)
+                    return
+                else:
+                    reply = {"ok": False, "error": f"unknown op {op!r}"}
+                writer.write(orjson.dumps(reply) + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except (orjson.JSONDecodeError, KeyError, ValueError) as e:
+            log.warning("bad control request: %s", e)
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        queue = self.runtime.subscribe()
+        try:
+            writer.write(b'{"ok": true}\n')
+            await writer.drain()
+            while True:
+                event = await queue.get()
+                writer.write(encode(event) + b"\n")
+                await writer.drain()
+        finally:
+            self.runtime.unsubscribe(queue)
+
+
+class ControlClient:
+    """Talks to a dev instance; `NotRunning` when nothing listens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        if self._writer is not None:
+            return
+        _check_path(self.path)
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(
+                self.path, limit=MAX_LINE
+            )
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            raise NotRunning(
+                f"no eventflow dev instance at {self.path} (start one with `eventflow dev FILE`)"
+            ) from e
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def __aenter__(self) -> ControlClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self._reader is None or self._writer is None:
+            raise NotRunning("the control client is not started")
+        try:
+            self._writer.write(orjson.dumps(request) + b"\n")
+            await self._writer.drain()
+            line = await self._reader.readline()
+        except ConnectionError as e:
+            raise NotRunning(f"the dev instance at {self.path} went away") from e
+        if not line:
+            raise NotRunning(f"the dev instance at {self.path} went away")
+        reply: dict[str, Any] = orjson.loads(line)
+        return reply
+
+    async def ping(self) -> dict[str, Any]:
+        return await self._call({"op": "ping"})
+
+    async def publish_raw(self, raw: bytes) -> dict[str, Any]:
+        return await self._call({"op": "publish", "raw": base64.b64encode(raw).decode()})
+
+    async def publish(self, event: Event) -> dict[str, Any]:
+        return await self.publish_raw(encode(event))
+
+    async def watch(self) -> AsyncIterator[Event]:
+        """Every event the instance commits from now on."""
+        await self._call({"op": "watch"})
+        assert self._reader is not None
+        while line := await self._reader.readline():
+            try:
+                yield decode(line, max_metadata_bytes=MAX_LINE)
+            except EventError as e:
+                log.warning("skipping an unreadable event from the instance: %s", e.reason)

@@ -1,0 +1,202 @@
+"""The embedded runtime's SQLite file: event log, coordinator and router state, run history.
+
+One transaction per processed batch holds the events and every state change they caused, so a
+process killed at any moment restarts from a state that matches its log. WAL mode lets
+`eventflow status` read while a dev instance writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from ..core import Engine
+from ..core.state import dump, load_dataset, load_partition
+from ..errors import StorageError
+from ..events import (
+    DatasetProduced,
+    Event,
+    PipelineRunFailed,
+    PipelineRunStarted,
+    PipelineRunSucceeded,
+    decode,
+    encode,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL, type TEXT NOT NULL, subject TEXT, correlation TEXT,
+    time TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
+CREATE TABLE IF NOT EXISTS partitions (
+    pipeline TEXT NOT NULL, partition TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (pipeline, partition));
+CREATE TABLE IF NOT EXISTS pipelines (
+    pipeline TEXT PRIMARY KEY, active TEXT NOT NULL, waiting TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset TEXT NOT NULL, partition TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (dataset, partition));
+CREATE TABLE IF NOT EXISTS freshness (
+    dataset TEXT NOT NULL, partition TEXT NOT NULL, version INTEGER NOT NULL,
+    metadata TEXT NOT NULL, produced_at TEXT NOT NULL, producer TEXT,
+    PRIMARY KEY (dataset, partition));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, partition TEXT NOT NULL,
+    status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+"""
+
+RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
+
+
+class Store:
+    """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def start(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as e:
+            raise StorageError(f"cannot open {self.path}: {e}") from e
+
+    async def stop(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def __aenter__(self) -> Store:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("the store is not started")
+        return self._db
+
+    async def load(self, engine: Engine) -> None:
+        """Fill the engine's state from the file (pipelines the app no longer has are skipped)."""
+        async with self.db.execute("SELECT pipeline, partition, body FROM partitions") as cur:
+            async for pipeline, partition, body in cur:
+                if pipeline in engine.pipelines:
+                    engine.pipelines[pipeline].partitions[partition] = load_partition(body)
+        async with self.db.execute("SELECT pipeline, active, waiting FROM pipelines") as cur:
+            async for pipeline, active, waiting in cur:
+                if pipeline in engine.pipelines:
+                    pst = engine.pipelines[pipeline]
+                    pst.active = [k for k in orjson.loads(active) if k in pst.partitions]
+                    pst.waiting = [k for k in orjson.loads(waiting) if k in pst.partitions]
+        async with self.db.execute("SELECT dataset, partition, body FROM datasets") as cur:
+            async for dataset, partition, body in cur:
+                engine.datasets[(dataset, partition)] = load_dataset(body)
+
+    async def commit(
+        self,
+        events: list[Event],
+        engine: Engine,
+        partitions: Iterable[tuple[str, str]],
+        datasets: Iterable[tuple[str, str]],
+    ) -> None:
+        """Write a batch's events and the state they changed, atomically."""
+        rows = [
+            (e.id, e.type, e.subject, e.correlationid, e.time.isoformat(), encode(e))
+            for e in events
+        ]
+        part_rows = [
+            (p, k, dump(engine.pipelines[p].partitions[k]))
+            for p, k in partitions
+            if k in engine.pipelines[p].partitions
+        ]
+        headers = {p for p, _ in partitions}
+        head_rows = [
+            (p, orjson.dumps(engine.pipelines[p].active), orjson.dumps(engine.pipelines[p].waiting))
+            for p in headers
+        ]
+        data_rows = [(d, k, dump(engine.datasets[(d, k)])) for d, k in datasets]
+        fresh = [
+            (e.data.dataset, e.data.partition, e.data.version, orjson.dumps(e.data.metadata),
+             e.time.isoformat(), e.data.producer)
+            for e in events
+            if isinstance(e, DatasetProduced)
+        ]  # fmt: skip
+        runs = [
+            (e.data.run_id, e.data.pipeline, e.data.partition, e.data.status,
+             e.data.started_at.isoformat(),
+             e.data.finished_at.isoformat() if e.data.finished_at else None, encode(e))
+            for e in events
+            if isinstance(e, RUN_EVENTS)
+        ]  # fmt: skip
+        db = self.db
+        try:
+            await db.execute("BEGIN")
+            await db.executemany(
+                "INSERT INTO events (id, type, subject, correlation, time, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            if part_rows:
+                await db.executemany("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?)", part_rows)
+            if head_rows:
+                await db.executemany("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?)", head_rows)
+            if data_rows:
+                await db.executemany("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?)", data_rows)
+            if fresh:
+                await db.executemany(
+                    "INSERT INTO freshness VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (dataset, partition) DO UPDATE SET version = excluded.version, "
+                    "metadata = excluded.metadata, produced_at = excluded.produced_at, "
+                    "producer = excluded.producer WHERE excluded.version > freshness.version",
+                    fresh,
+                )
+            if runs:
+                await db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+            await db.execute("COMMIT")
+        except sqlite3.Error as e:
+            await db.execute("ROLLBACK")
+            raise StorageError(f"cannot write {self.path}: {e}") from e
+
+    # -- reads for status, watch and tests -----------------------------------------------------
+    async def events(self, *types: str, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
+        where = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
+        sql = f"SELECT seq, body FROM events WHERE seq > ? {where} ORDER BY seq LIMIT ?"
+        async with self.db.execute(sql, (after, *types, limit)) as cur:
+            return [(seq, decode(body, max_metadata_bytes=1 << 30)) async for seq, body in cur]
+
+    async def freshness(self) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT dataset, partition, version, metadata, produced_at, producer FROM freshness "
+            "ORDER BY dataset, partition"
+        )
+        async with self.db.execute(sql) as cur:
+            return [
+                {"dataset": d, "partition": p, "version": v, "metadata": orjson.loads(m),
+                 "produced_at": at, "producer": prod}
+                async for d, p, v, m, at, prod in cur
+            ]  # fmt: skip
+
+    async def runs(self, limit: int = 20) -> list[Event]:
+        sql = "SELECT body FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        async with self.db.execute(sql, (limit,)) as cur:
+            return [decode(body, max_metadata_bytes=1 << 30) async for (body,) in cur]

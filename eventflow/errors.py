@@ -1,0 +1,70 @@
+"""The exception tree of eventflow.
+
+    EventflowError
+    ├── ConfigurationError      settings or command-line values that cannot work
+    ├── DefinitionError         a pipeline definition that fails to load (names the task)
+    ├── EventError              bytes or values that are not a valid event (carries `reason`)
+    │   └── MetadataTooLarge    dataset metadata over the configured limit
+    ├── BrokerError             the bus or broker failed; `retriable` says whether to try again
+    │   └── NotRunning          no running instance answers at the given address
+    └── StorageError            the state store failed
+
+Control flow for task bodies (not errors):
+
+    Skip                        a task chose to emit none of its outputs
+"""
+
+from __future__ import annotations
+
+
+class EventflowError(Exception):
+    """Base class of every error eventflow raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(EventflowError):
+    """A setting or command-line value that cannot work."""
+
+
+class DefinitionError(EventflowError):
+    """A pipeline definition that cannot be loaded; the message names the task and the problem."""
+
+
+class EventError(EventflowError):
+    """Input that is not a valid event; `reason` is what a dead letter records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MetadataTooLarge(EventError):
+    """Dataset metadata above the limit: events carry paths and counts, never data."""
+
+
+class BrokerError(EventflowError):
+    """The bus failed; retry loops read `retriable`."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class NotRunning(BrokerError):
+    """Nothing listens at the address a client was given."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
+
+
+class StorageError(EventflowError):
+    """The state store could not read or write."""
+
+
+class Skip(Exception):
+    """Raised by a task body to finish without emitting any output; downstream is skipped."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,332 @@
+"""Every event eventflow reads or writes, as CloudEvents 1.0 in structured JSON mode.
+
+The envelope carries the CloudEvents attributes (`specversion`, `id`, `source`, `type`, `time`,
+`subject`, `datacontenttype`) plus two extension attributes: `schemaversion` (of our payloads)
+and `correlationid` (the pipeline run an event belongs to). Payloads sit in `data`. orjson does
+the wire; pydantic checks the shape, so an invalid event fails with a reason a dead letter keeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import field_validator
+
+from .errors import EventError, MetadataTooLarge
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+
+Metadata: TypeAlias = dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def metadata_size(metadata: Metadata) -> int:
+    return len(orjson.dumps(metadata))
+
+
+def check_metadata(metadata: Metadata, limit: int) -> Metadata:
+    try:
+        size = metadata_size(metadata)
+    except TypeError as e:
+        raise EventError(f"metadata is not JSON-serializable: {e}") from e
+    if size > limit:
+        raise MetadataTooLarge(
+            f"metadata is {size} bytes, over the {limit}-byte limit "
+            "(events carry paths and counts, never data)"
+        )
+    return metadata
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetVersion(Payload):
+    """One produced version of one partition of a dataset."""
+
+    dataset: str = Field(description="Dataset name, e.g. `raw.gps_telemetry`.", min_length=1)
+    partition: str = Field(
+        default="", description="Partition key (`2026-11-22`, `2026-11-22T07`); empty if none."
+    )
+    version: int = Field(
+        ge=0,
+        description="Monotonic version of this partition (table version, or publish time in "
+        "microseconds); a repeated or older version is ignored.",
+    )
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="Small facts about the data (path, row count, schema hash), never the data.",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _limit_metadata(cls, value: Metadata, info: ValidationInfo) -> Metadata:
+        limit = (info.context or {}).get("max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
+        try:
+            return check_metadata(value, limit)
+        except EventError as e:
+            raise ValueError(e.reason) from e
+
+
+class DatasetProducedData(DatasetVersion):
+    producer: str | None = Field(
+        default=None, description="Task run id that produced it; absent for external producers."
+    )
+
+
+class TaskRef(Payload):
+    run_id: str = Field(description="Derived from task, partition, input versions and attempt.")
+    task: str = Field(description="Task name.")
+    pipeline: str = Field(description="Pipeline the task belongs to.")
+    partition: str = Field(default="", description="Partition the run works on.")
+    attempt: int = Field(default=1, ge=1, description="1 for the first try, then one per retry.")
+
+
+class TaskRequestedData(TaskRef):
+    pipeline_run_id: str = Field(description="The pipeline run this task run is part of.")
+    inputs: list[DatasetVersion] = Field(description="Input versions this run consumes.")
+    timeout_s: float = Field(gt=0, description="Seconds the body may run.")
+    pool: str | None = Field(default=None, description="Shared concurrency pool, if any.")
+
+
+class TaskProgressData(TaskRef):
+    worker: str = Field(description="Identity of the worker running the task.")
+
+
+class TaskSucceededData(TaskProgressData):
+    outputs: list[DatasetVersion] = Field(description="Outputs emitted; the rest were skipped.")
+    skipped: str | None = Field(default=None, description="Why the task emitted nothing, if so.")
+    duration_ms: float = Field(ge=0, description="Time the body ran.")
+
+
+class TaskFailedData(TaskProgressData):
+    error: str = Field(description="What went wrong, one line.")
+    kind: Literal["error", "timeout", "lost", "definition"] = Field(
+        description="`error`: the body raised; `timeout`: it ran too long; `lost`: its worker "
+        "stopped reporting; `definition`: the worker does not know the task."
+    )
+    retriable: bool = Field(default=True, description="Whether the retry policy may run it again.")
+    duration_ms: float = Field(default=0, ge=0, description="Time the body ran.")
+
+
+class CheckRequestedData(Payload):
+    run_id: str = Field(description="Derived from check, dataset, partition and version.")
+    check: str = Field(description="Check name.")
+    target: DatasetVersion = Field(description="The dataset version to check.")
+    timeout_s: float = Field(gt=0, description="Seconds the check may run.")
+
+
+class CheckCompletedData(Payload):
+    run_id: str = Field(description="The check run.")
+    check: str = Field(description="Check name.")
+    target: DatasetVersion = Field(description="The dataset version checked.")
+    passed: bool = Field(description="Whether the data passed.")
+    blocking: bool = Field(description="A failing blocking check stops everything downstream.")
+    message: str = Field(default="", description="What the check found.")
+    worker: str = Field(default="", description="Identity of the worker that ran it.")
+
+
+class PipelineInputData(DatasetProducedData):
+    pipeline: str = Field(description="The consuming pipeline this input is routed to.")
+    accepted: bool = Field(default=True, description="False when a blocking check rejected it.")
+    reason: str = Field(default="", description="Why it was rejected.")
+
+
+class TaskOutcome(Payload):
+    task: str
+    status: Literal["succeeded", "failed", "skipped", "upstream_failed"]
+    run_id: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    outputs: list[str] = Field(default_factory=list, description="Datasets the task emitted.")
+
+
+class PipelineRunData(Payload):
+    pipeline: str = Field(description="Pipeline name.")
+    partition: str = Field(default="", description="Partition of the run.")
+    run_id: str = Field(description="Pipeline run id.")
+    status: Literal["running", "succeeded", "failed"]
+    started_at: datetime = Field(description="When the first task triggered.")
+    finished_at: datetime | None = Field(default=None, description="When the last one finished.")
+    tasks: list[TaskOutcome] = Field(default_factory=list, description="Outcome of each task.")
+    reason: str = Field(default="", description="Why the run failed.")
+
+
+class DeadLetterData(Payload):
+    reason: str = Field(description="Why the input was refused.")
+    original: str = Field(description="The refused bytes, base64.")
+    origin: str = Field(default="", description="Topic or entry point it arrived on.")
+
+    @property
+    def original_bytes(self) -> bytes:
+        return base64.b64decode(self.original)
+
+
+class Event(BaseModel):
+    """CloudEvents 1.0 envelope; subclasses fix `type` and `data`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_type: ClassVar[str]
+
+    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents spec version.")
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Unique event id.")
+    source: str = Field(default="eventflow", description="Who emitted the event.")
+    type: str
+    time: datetime = Field(default_factory=utcnow, description="When it was emitted (UTC).")
+    subject: str | None = Field(default=None, description="What it is about.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    schemaversion: int = Field(default=SCHEMA_VERSION, description="Version of the payload schema.")
+    correlationid: str | None = Field(default=None, description="Pipeline run it belongs to.")
+    data: Payload
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.event_type = cls.model_fields["type"].default
+
+    @classmethod
+    def of(cls, data: Any, **envelope: Any) -> Self:
+        envelope.setdefault("subject", cls._subject(data))
+        return cls(data=data, **envelope)
+
+    @staticmethod
+    def _subject(data: Any) -> str | None:
+        if isinstance(data, TaskRef | CheckRequestedData | CheckCompletedData):
+            return data.run_id
+        if isinstance(data, DatasetVersion):
+            return f"{data.dataset}/{data.partition}" if data.partition else data.dataset
+        if isinstance(data, PipelineRunData):
+            return data.run_id
+        return None
+
+
+class DatasetProduced(Event):
+    type: Literal["eventflow.dataset.produced"] = "eventflow.dataset.produced"
+    data: DatasetProducedData
+
+
+class TaskRequested(Event):
+    type: Literal["eventflow.task.requested"] = "eventflow.task.requested"
+    data: TaskRequestedData
+
+
+class TaskStarted(Event):
+    type: Literal["eventflow.task.started"] = "eventflow.task.started"
+    data: TaskProgressData
+
+
+class TaskHeartbeat(Event):
+    type: Literal["eventflow.task.heartbeat"] = "eventflow.task.heartbeat"
+    data: TaskProgressData
+
+
+class TaskSucceeded(Event):
+    type: Literal["eventflow.task.succeeded"] = "eventflow.task.succeeded"
+    data: TaskSucceededData
+
+
+class TaskFailed(Event):
+    type: Literal["eventflow.task.failed"] = "eventflow.task.failed"
+    data: TaskFailedData
+
+
+class CheckRequested(Event):
+    type: Literal["eventflow.check.requested"] = "eventflow.check.requested"
+    data: CheckRequestedData
+
+
+class CheckCompleted(Event):
+    type: Literal["eventflow.check.completed"] = "eventflow.check.completed"
+    data: CheckCompletedData
+
+
+class PipelineInput(Event):
+    type: Literal["eventflow.pipeline.input"] = "eventflow.pipeline.input"
+    data: PipelineInputData
+
+
+class PipelineRunStarted(Event):
+    type: Literal["eventflow.pipeline.run.started"] = "eventflow.pipeline.run.started"
+    data: PipelineRunData
+
+
+class PipelineRunSucceeded(Event):
+    type: Literal["eventflow.pipeline.run.succeeded"] = "eventflow.pipeline.run.succeeded"
+    data: PipelineRunData
+
+
+class PipelineRunFailed(Event):
+    type: Literal["eventflow.pipeline.run.failed"] = "eventflow.pipeline.run.failed"
+    data: PipelineRunData
+
+
+class DeadLetter(Event):
+    type: Literal["eventflow.deadletter"] = "eventflow.deadletter"
+    data: DeadLetterData
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    DatasetProduced,
+    TaskRequested,
+    TaskStarted,
+    TaskHeartbeat,
+    TaskSucceeded,
+    TaskFailed,
+    CheckRequested,
+    CheckCompleted,
+    PipelineInput,
+    PipelineRunStarted,
+    PipelineRunSucceeded,
+    PipelineRunFailed,
+    DeadLetter,
+)
+BY_TYPE: dict[str, type[Event]] = {cls.event_type: cls for cls in EVENT_TYPES}
+PIPELINE_RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
+
+_any_event: TypeAdapter[Event] = TypeAdapter(
+    Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[arg-type]
+)
+
+
+def encode(event: Event) -> bytes:
+    return orjson.dumps(event.model_dump(exclude_none=True))
+
+
+def decode(raw: bytes, *, max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> Event:
+    """Parse wire bytes; an `EventError` says why they are not a valid event."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise EventError(f"not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise EventError(f"not a CloudEvent: a JSON {type(obj).__name__}, not an object")
+    kind = obj.get("type")
+    if kind not in BY_TYPE:
+        raise EventError(f"unknown event type {kind!r}")
+    try:
+        return _any_event.validate_python(obj, context={"max_metadata_bytes": max_metadata_bytes})
+    except ValidationError as e:
+        raise EventError(f"invalid {kind}: {_first_error(e)}") from None
+
+
+def _first_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"][1:]) or "event"
+        problems.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def dead_letter(raw: bytes, reason: str, *, origin: str = "", source: str = "eventflow") -> Event:
+    data = DeadLetterData(reason=reason, original=base64.b64encode(raw).decode(), origin=origin)
+    return DeadLetter.of(data, source=source)

@@ -1,0 +1,188 @@
+"""Running one task or check body: context, timeout, heartbeats, and the result event.
+
+Shared by every worker. Async bodies run on the event loop; plain functions run in a thread so a
+blocking body never stalls the loop. A thread cannot be killed, so a timed-out blocking body is
+reported failed at once and left to finish in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .context import CheckContext, Input, TaskContext
+from .definitions import App
+from .errors import Skip
+from .events import (
+    CheckCompleted,
+    CheckCompletedData,
+    CheckRequestedData,
+    DatasetVersion,
+    Event,
+    TaskFailed,
+    TaskFailedData,
+    TaskHeartbeat,
+    TaskProgressData,
+    TaskRequestedData,
+    TaskStarted,
+    TaskSucceeded,
+    TaskSucceededData,
+)
+
+log = logging.getLogger("eventflow.worker")
+Report = Callable[[Event], Awaitable[None]]
+
+
+class VersionClock:
+    """Output versions: publish time in microseconds, strictly increasing within a process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, time.time_ns() // 1000)
+        return self._last
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class Executor:
+    def __init__(
+        self,
+        app: App,
+        *,
+        worker: str,
+        max_metadata_bytes: int,
+        heartbeat_interval_s: float | None = None,
+        source: str = "eventflow",
+    ) -> None:
+        self.app = app
+        self.worker = worker
+        self.max_metadata_bytes = max_metadata_bytes
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.source = source
+        self.versions = VersionClock()
+
+    def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
+        return {
+            "run_id": req.run_id, "task": req.task, "pipeline": req.pipeline,
+            "partition": req.partition, "attempt": req.attempt, "worker": self.worker,
+        }  # fmt: skip
+
+    def _event(self, kind: type[Event], data: object, correlation: str | None) -> Event:
+        return kind.of(data, source=self.source, correlationid=correlation)
+
+    async def run_task(self, req: TaskRequestedData, report: Report) -> Event:
+        """Run the body; report `started` (and heartbeats) through `report`; return the result."""
+        base = self._progress(req)
+        corr = req.pipeline_run_id
+        task = self.app.tasks.get(req.task)
+        if task is None:
+            failed = TaskFailedData(
+                **base, error=f"this worker does not know task {req.task!r}", kind="definition",
+                retriable=False,
+            )  # fmt: skip
+            return self._event(TaskFailed, failed, corr)
+        await report(self._event(TaskStarted, TaskProgressData(**base), corr))
+        ctx = TaskContext(
+            task=task, partition=req.partition, run_id=req.run_id, attempt=req.attempt,
+            inputs={ref.dataset: Input.of(ref) for ref in req.inputs},
+            log=logging.getLogger(f"eventflow.task.{task.name}"),
+            max_metadata_bytes=self.max_metadata_bytes,
+        )  # fmt: skip
+        beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(req.timeout_s):
+                if task.is_async:
+                    await task.fn(ctx)  # type: ignore[misc]
+                else:
+                    await asyncio.to_thread(task.fn, ctx)
+        except Skip as skip:
+            done = TaskSucceededData(
+                **base, outputs=[], skipped=skip.reason or "skipped",
+                duration_ms=_ms(started),
+            )  # fmt: skip
+            return self._event(TaskSucceeded, done, corr)
+        except TimeoutError:
+            failed = TaskFailedData(
+                **base, error=f"ran longer than {req.timeout_s:g}s", kind="timeout",
+                duration_ms=_ms(started),
+            )  # fmt: skip
+            return self._event(TaskFailed, failed, corr)
+        except Exception as exc:
+            log.warning("task run %s failed", req.run_id, exc_info=True)
+            failed = TaskFailedData(
+                **base, error=one_line(exc), kind="error", duration_ms=_ms(started)
+            )
+            return self._event(TaskFailed, failed, corr)
+        finally:
+            if beat is not None:
+                beat.cancel()
+        outputs = [
+            DatasetVersion(
+                dataset=name, partition=req.partition, version=self.versions.next(),
+                metadata=meta,
+            )  # fmt: skip
+            for name, meta in ctx.outputs().items()
+        ]
+        done = TaskSucceededData(**base, outputs=outputs, duration_ms=_ms(started))
+        return self._event(TaskSucceeded, done, corr)
+
+    def _heartbeat(self, req: TaskRequestedData, report: Report) -> asyncio.Task[None]:
+        async def beat() -> None:
+            assert self.heartbeat_interval_s
+            while True:
+                await asyncio.sleep(self.heartbeat_interval_s)
+                data = TaskProgressData(**self._progress(req))
+                await report(self._event(TaskHeartbeat, data, req.pipeline_run_id))
+
+        return asyncio.create_task(beat(), name=f"heartbeat {req.run_id}")
+
+    async def run_check(self, req: CheckRequestedData) -> Event:
+        chk = self.app.checks.get(req.check)
+        target = req.target
+        if chk is None:
+            passed, blocking, message = False, True, f"this worker does not know check {req.check!r}"
+        else:
+            blocking = chk.blocking
+            ctx = CheckContext(
+                check=chk.name, dataset=target.dataset, partition=target.partition,
+                version=target.version, metadata=dict(target.metadata),
+                log=logging.getLogger(f"eventflow.check.{chk.name}"),
+            )  # fmt: skip
+            try:
+                async with asyncio.timeout(req.timeout_s):
+                    if inspect.iscoroutinefunction(chk.fn):
+                        result = await chk.fn(ctx)
+                    else:
+                        result = await asyncio.to_thread(chk.fn, ctx)
+                passed, message = _check_result(result)
+            except TimeoutError:
+                passed, message = False, f"ran longer than {req.timeout_s:g}s"
+            except Exception as exc:
+                passed, message = False, one_line(exc)
+        data = CheckCompletedData(
+            run_id=req.run_id, check=req.check, target=target, passed=passed, blocking=blocking,
+            message=message, worker=self.worker,
+        )  # fmt: skip
+        return self._event(CheckCompleted, data, None)
+
+
+def _check_result(result: object) -> tuple[bool, str]:
+    if isinstance(result, tuple) and len(result) == 2:
+        return bool(result[0]), str(result[1])
+    if isinstance(result, bool):
+        return result, ""
+    raise TypeError(f"a check returns a bool or (bool, message), not {type(result).__name__}")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,320 @@
+"""The pure decisions: triggers, de-duplication, retries, timeouts, pools, runs, checks."""
+
+from __future__ import annotations
+
+import eventflow as ef
+from eventflow.core import run_key
+from eventflow.core.state import dump, load_partition
+
+from .sim import Sim, produced
+
+D = "2026-11-22"
+
+
+def noop(ctx: ef.TaskContext) -> None:
+    pass
+
+
+def chain_app(**task_options: object) -> ef.App:
+    raw, a, b = ef.Dataset("raw", ef.daily()), ef.Dataset("a", ef.daily()), ef.Dataset("b", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[raw], outputs=[a], name="first", **task_options)(noop)  # type: ignore[arg-type]
+    p.task(inputs=[a], outputs=[b], name="second")(noop)
+    return ef.App([p])
+
+
+def test_chain_runs_in_order_and_completes_one_run() -> None:
+    sim = Sim(chain_app())
+    sim.send(produced("raw", D, 1))
+    assert [r.task for r in sim.queue] == ["first"]
+    sim.run_all()
+    assert sim.tasks_run() == ["first", "second"]
+    [run] = sim.runs
+    assert run.status == "succeeded"
+    assert run.partition == D
+    assert sim.outcome(run) == {"first": "succeeded", "second": "succeeded"}
+    assert sim.engine.idle()
+
+
+def test_repeated_or_older_version_never_starts_a_second_run() -> None:
+    sim = Sim(chain_app())
+    sim.send(produced("raw", D, 5))
+    sim.send(produced("raw", D, 5))
+    sim.send(produced("raw", D, 3))
+    sim.run_all()
+    sim.send(produced("raw", D, 5))
+    sim.send(produced("raw", D, 4))
+    sim.run_all()
+    assert sim.tasks_run() == ["first", "second"]
+    sim.send(produced("raw", D, 6))
+    sim.run_all()
+    assert sim.tasks_run() == ["first", "second", "first", "second"]
+
+
+def test_run_id_is_derived_from_task_partition_inputs_and_attempt() -> None:
+    sim = Sim(chain_app())
+    sim.send(produced("raw", D, 7))
+    [req] = sim.queue
+    assert req.run_id == f"first:{D}:{run_key('first', D, {'raw': 7})}:1"
+    assert run_key("first", D, {"raw": 7}) != run_key("first", D, {"raw": 8})
+    assert run_key("first", D, {"raw": 7}) != run_key("first", "2026-11-23", {"raw": 7})
+
+
+def join_app(trigger: str) -> ef.App:
+    x, y, z = (ef.Dataset(n, ef.daily()) for n in ("x", "y", "z"))
+    p = ef.Pipeline("j")
+    p.task(inputs=[x, y], outputs=[z], trigger=trigger, name="join")(noop)  # type: ignore[arg-type]
+    return ef.App([p])
+
+
+def test_all_join_waits_for_every_input_per_partition() -> None:
+    sim = Sim(join_app("all"))
+    sim.send(produced("x", D, 1))
+    sim.send(produced("y", "2026-11-23", 1))
+    assert not sim.queue, "inputs of different partitions never meet"
+    sim.send(produced("y", D, 1))
+    req = sim.next_request("join")
+    assert {i.dataset: i.version for i in req.inputs} == {"x": 1, "y": 1}
+    sim.start(req)
+    sim.succeed(req)
+    sim.send(produced("x", D, 2))
+    assert not sim.queue, "all: y has not changed since it was consumed"
+    sim.send(produced("y", D, 2))
+    assert [r.task for r in sim.queue] == ["join"]
+
+
+def test_any_join_runs_on_each_new_input() -> None:
+    sim = Sim(join_app("any"))
+    sim.send(produced("x", D, 1))
+    req = sim.next_request("join")
+    assert [i.dataset for i in req.inputs] == ["x"]
+    sim.start(req)
+    sim.succeed(req)
+    sim.send(produced("y", D, 1))
+    req = sim.next_request("join")
+    assert {i.dataset: i.version for i in req.inputs} == {"x": 1, "y": 1}
+
+
+def test_unpartitioned_input_counts_for_every_partition() -> None:
+    ref, daily_in, out = ef.Dataset("ref"), ef.Dataset("d", ef.daily()), ef.Dataset("o", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[daily_in, ref], outputs=[out], name="t")(noop)
+    sim = Sim(ef.App([p]))
+    sim.send(produced("d", "2026-11-21", 1))
+    sim.send(produced("d", "2026-11-22", 1))
+    assert not sim.queue
+    sim.send(produced("ref", "", 1))
+    assert sorted(r.partition for r in sim.queue) == ["2026-11-21", "2026-11-22"]
+    sim.run_all()
+    sim.send(produced("d", "2026-11-23", 1))
+    req = sim.next_request("t")
+    assert {i.dataset: (i.partition, i.version) for i in req.inputs} == {
+        "d": ("2026-11-23", 1),
+        "ref": ("", 1),
+    }
+
+
+def test_retry_waits_for_backoff_then_gives_up_and_fails_run() -> None:
+    sim = Sim(chain_app(retries=ef.Retry(count=2, backoff_s=10, factor=3, max_delay_s=20)))
+    sim.send(produced("raw", D, 1))
+    first = sim.next_request("first")
+    sim.start(first)
+    sim.fail(first)
+    assert not sim.queue
+    assert sim.wakes[-1][0] == sim.now + 10
+    sim.advance(9.9)
+    assert not sim.queue, "backoff not over"
+    sim.advance(0.2)
+    second = sim.next_request("first")
+    assert second.attempt == 2 and second.run_id.endswith(":2")
+    sim.start(second)
+    sim.fail(second)
+    sim.advance(19.9)
+    assert not sim.queue, "second delay is 10*3 capped to 20"
+    sim.advance(0.2)
+    third = sim.next_request("first")
+    sim.start(third)
+    sim.fail(third, "still broken")
+    [run] = sim.runs
+    assert run.status == "failed"
+    assert "after 3 attempts: still broken" in run.reason
+    assert sim.outcome(run) == {"first": "failed", "second": "upstream_failed"}
+
+
+def test_non_retriable_failure_fails_at_once() -> None:
+    sim = Sim(chain_app(retries=3))
+    sim.send(produced("raw", D, 1))
+    req = sim.next_request()
+    sim.start(req)
+    sim.fail(req, retriable=False)
+    assert sim.runs[0].status == "failed"
+
+
+def test_timeout_is_declared_when_worker_never_reports() -> None:
+    sim = Sim(chain_app(timeout_s=30, retries=1))
+    sim.send(produced("raw", D, 1))
+    req = sim.next_request()
+    sim.start(req)
+    sim.advance(31)
+    assert not sim.queue, "grace for the worker's own timeout report"
+    sim.advance(2)
+    assert req.run_id in sim.cancelled
+    sim.advance(1)
+    retry = sim.next_request()
+    assert retry.attempt == 2
+    sim.start(retry)
+    sim.succeed(retry)
+    sim.fail(req, "late report of the first attempt")
+    sim.run_all()
+    assert sim.runs[0].status == "succeeded"
+
+
+def test_lost_worker_is_detected_by_missing_heartbeats() -> None:
+    sim = Sim(chain_app(retries=1), heartbeat_timeout_s=10)
+    sim.send(produced("raw", D, 1))
+    req = sim.next_request()
+    sim.start(req)
+    for _ in range(5):
+        sim.advance(5)
+        sim.heartbeat(req)
+    assert not sim.queue, "heartbeats keep it alive"
+    sim.advance(10)
+    assert req.run_id in sim.cancelled
+    state = sim.engine.pipelines["p"].partitions[D].runs["first"]
+    assert "lost: worker w1 stopped sending heartbeats" == state.error
+    sim.advance(1)  # the retry's backoff
+    retry = sim.next_request()
+    assert retry.attempt == 2
+
+
+def test_first_success_wins_and_later_results_are_ignored() -> None:
+    sim = Sim(chain_app(retries=1), heartbeat_timeout_s=10)
+    sim.send(produced("raw", D, 1))
+    slow = sim.next_request()
+    sim.start(slow)
+    sim.advance(10)
+    sim.advance(1)
+    retry = sim.next_request()
+    sim.start(retry)
+    sim.succeed(slow)  # the "lost" worker finished after all
+    assert retry.run_id in sim.cancelled
+    sim.succeed(retry)
+    sim.run_all()
+    assert sim.tasks_run() == ["first", "first", "second"]
+    [run] = sim.runs
+    assert run.status == "succeeded"
+
+
+def test_max_active_runs_queues_partitions_until_a_slot_frees() -> None:
+    raw, out = ef.Dataset("raw", ef.daily()), ef.Dataset("out", ef.daily())
+    p = ef.Pipeline("p", max_active_runs=1)
+    p.task(inputs=[raw], outputs=[out], name="t")(noop)
+    sim = Sim(ef.App([p]))
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        sim.send(produced("raw", day, 1))
+    assert [r.partition for r in sim.queue] == ["2026-11-20"]
+    sim.run_all()
+    assert [r.partition for r in sim.requests] == ["2026-11-20", "2026-11-21", "2026-11-22"]
+    assert [r.status for r in sim.runs] == ["succeeded"] * 3
+
+
+def test_pool_limits_concurrency_across_tasks() -> None:
+    raw = ef.Dataset("raw")
+    p = ef.Pipeline("p")
+    for n in range(4):
+        p.task(inputs=[raw], outputs=[ef.Dataset(f"o{n}")], pool="gpu", name=f"t{n}")(noop)
+    sim = Sim(ef.App([p], pools=[ef.Pool("gpu", 2)]))
+    sim.send(produced("raw"))
+    assert len(sim.queue) == 2
+    first = sim.next_request()
+    sim.start(first)
+    sim.succeed(first)
+    assert len(sim.queue) == 2, "a freed slot admits the next"
+    sim.run_all()
+    assert len(sim.requests) == 4
+    assert sim.runs[0].status == "succeeded"
+
+
+def branch_app() -> ef.App:
+    raw, yes, no, done = (ef.Dataset(n, ef.daily()) for n in ("raw", "yes", "no", "done"))
+    p = ef.Pipeline("b")
+    p.task(inputs=[raw], outputs=[yes, no], name="gate")(noop)
+    p.task(inputs=[yes], outputs=[done], name="on_yes")(noop)
+    p.task(inputs=[no], outputs=[], name="on_no")(noop)
+    return ef.App([p])
+
+
+def test_branch_not_taken_is_skipped_not_failed() -> None:
+    sim = Sim(branch_app())
+    sim.send(produced("raw", D, 1))
+    sim.run_all(lambda req: ["yes"] if req.task == "gate" else None)
+    [run] = sim.runs
+    assert run.status == "succeeded"
+    assert sim.outcome(run) == {"gate": "succeeded", "on_yes": "succeeded", "on_no": "skipped"}
+
+
+def checked_app(blocking: bool) -> ef.App:
+    raw, merged, model = (ef.Dataset(n, ef.daily()) for n in ("raw", "merged", "model"))
+    p = ef.Pipeline("q")
+    p.task(inputs=[raw], outputs=[merged], name="merge")(noop)
+    p.task(inputs=[merged], outputs=[model], name="train")(noop)
+    gate = ef.check(merged, blocking=blocking, name="gate")(lambda ctx: True)
+    return ef.App([p], checks=[gate])
+
+
+def test_failing_blocking_check_stops_downstream_and_fails_run() -> None:
+    sim = Sim(checked_app(blocking=True))
+    sim.send(produced("raw", D, 1))
+    sim.run_all()
+    assert sim.tasks_run() == ["merge"]
+    assert not sim.runs, "the run waits for the check"
+    sim.answer_check(False, "3 null rows")
+    sim.run_all()
+    assert sim.tasks_run() == ["merge"]
+    [run] = sim.runs
+    assert run.status == "failed"
+    assert "check 'gate' failed: 3 null rows" in run.reason
+    assert sim.outcome(run) == {"merge": "succeeded", "train": "upstream_failed"}
+
+
+def test_failing_non_blocking_check_only_warns() -> None:
+    sim = Sim(checked_app(blocking=False))
+    sim.send(produced("raw", D, 1))
+    sim.run_all()
+    sim.answer_check(False, "odd distribution")
+    sim.run_all()
+    assert sim.tasks_run() == ["merge", "train"]
+    assert sim.runs[0].status == "succeeded"
+
+
+def test_external_dataset_failing_check_never_triggers() -> None:
+    raw, out = ef.Dataset("raw"), ef.Dataset("out")
+    p = ef.Pipeline("p")
+    p.task(inputs=[raw], outputs=[out], name="t")(noop)
+    sim = Sim(ef.App([p], checks=[ef.check(raw, name="c")(lambda ctx: True)]))
+    sim.send(produced("raw", "", 1))
+    assert not sim.queue and len(sim.checks) == 1
+    sim.answer_check(False)
+    assert not sim.queue and not sim.runs
+    sim.send(produced("raw", "", 2))
+    sim.answer_check(True)
+    assert [r.task for r in sim.queue] == ["t"]
+
+
+def test_new_input_during_a_run_triggers_again_after_it() -> None:
+    sim = Sim(chain_app())
+    sim.send(produced("raw", D, 1))
+    req = sim.next_request("first")
+    sim.send(produced("raw", D, 2))
+    assert not sim.queue, "one run of a task per partition at a time"
+    sim.start(req)
+    sim.succeed(req)
+    again = sim.next_request("first")
+    assert again.inputs[0].version == 2
+
+
+def test_state_survives_serialization() -> None:
+    sim = Sim(chain_app(retries=1))
+    sim.send(produced("raw", D, 1))
+    part = sim.engine.pipelines["p"].partitions[D]
+    assert load_partition(dump(part)) == part
