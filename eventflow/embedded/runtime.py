@@ -90,6 +90,7 @@ class EmbeddedRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
+        self._applying = False
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -189,6 +190,7 @@ class EmbeddedRuntime:
             batch = [await self._inbox.get()]
             while not self._inbox.empty() and len(batch) < 2000:
                 batch.append(self._inbox.get_nowait())
+            self._applying = True
             try:
                 await self._apply(batch)
             except Exception as e:
@@ -197,6 +199,8 @@ class EmbeddedRuntime:
                     if future is not None and not future.done():
                         future.set_exception(e)
                 raise
+            finally:
+                self._applying = False
             self._check_idle()
 
     async def _apply(self, batch: list[_Item]) -> None:
@@ -279,7 +283,8 @@ class EmbeddedRuntime:
 
     def _check_idle(self) -> None:
         busy = (
-            not self._inbox.empty()
+            self._applying
+            or not self._inbox.empty()
             or not self._work.empty()
             or bool(self._running)
             or not self.engine.idle()
