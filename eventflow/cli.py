@@ -203,8 +203,9 @@ def emit(
     if raw is not None:
         payload = raw.read()
     elif dataset:
-        data = DatasetProducedData(
-            dataset=dataset, partition=partition,
+        # Not validated here: the instance decides, and dead-letters what it refuses.
+        data = DatasetProducedData.model_construct(
+            dataset=dataset, partition=partition, producer=None,
             version=version if version is not None else time.time_ns() // 1000,
             metadata=_parse_meta(meta),
         )  # fmt: skip
@@ -234,7 +235,9 @@ def watch(pipeline: str | None, as_json: bool, everything: bool, home: Path | No
 
     async def stream() -> None:
         async with ControlClient(settings.control_socket) as client:
-            async for event in client.watch():
+            stream = await client.watch()
+            click.echo(f"watching {settings.control_socket}", err=True)
+            async for event in stream:
                 is_run = isinstance(event, PIPELINE_RUN_EVENTS)
                 if not everything and not is_run:
                     continue

@@ -127,7 +127,7 @@ class Subscriber:
         return self._runs()
 
     async def _runs(self) -> AsyncIterator[PipelineRunData]:
-        async for event in self._client.watch():
+        async for event in await self._client.watch():
             if not isinstance(event, PIPELINE_RUN_EVENTS):
                 continue
             run = event.data

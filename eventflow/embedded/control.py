@@ -180,8 +180,11 @@ class ControlClient:
         return await self.publish_raw(encode(event))
 
     async def watch(self) -> AsyncIterator[Event]:
-        """Every event the instance commits from now on."""
+        """Subscribe; once this returns, every event the instance commits is in the iterator."""
         await self._call({"op": "watch"})
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
         assert self._reader is not None
         while line := await self._reader.readline():
             try:

@@ -1,0 +1,39 @@
+"""A partitioned cascade whose bodies journal each start and end with the process id.
+
+The journal path travels in the metadata, as paths do: the first task reads it from the external
+event and every task passes it on.
+"""
+
+import os
+import time
+
+import eventflow as ef
+
+raw = ef.Dataset("raw", ef.daily())
+names = ["extract", "clean", "left", "right", "join", "publish"]
+ds = {n: ef.Dataset(f"ds.{n}", ef.daily()) for n in names}
+cascade = ef.Pipeline("journaled")
+edges = {
+    "extract": [raw], "clean": [ds["extract"]], "left": [ds["clean"]], "right": [ds["clean"]],
+    "join": [ds["left"], ds["right"]], "publish": [ds["join"]],
+}
+
+
+def body(name: str):
+    def run(ctx: ef.TaskContext) -> None:
+        journal = next(iter(ctx.inputs.values())).metadata["journal"]
+        with open(journal, "a") as f:
+            f.write(f"{os.getpid()} start {name}\n")
+        time.sleep(0.15)
+        with open(journal, "a") as f:
+            f.write(f"{os.getpid()} end {name}\n")
+        ctx.emit(ds[name], journal=journal)
+
+    run.__name__ = name
+    return run
+
+
+for name in names:
+    cascade.task(inputs=edges[name], outputs=[ds[name]], name=name)(body(name))
+
+app = ef.App([cascade])

@@ -1,0 +1,208 @@
+"""The CLI as a user runs it: real processes, a real SQLite file, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventflow.events import DeadLetterData, TaskSucceededData, decode
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+PIPELINES = HERE / "pipelines"
+HELLO = ROOT / "examples" / "hello.py"
+
+pytestmark = pytest.mark.slow
+
+
+def env(home: Path) -> dict[str, str]:
+    return {**os.environ, "EVENTFLOW_HOME": str(home)}
+
+
+def cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eventflow", *args], env=env(home), capture_output=True,
+        input=stdin.decode() if stdin is not None else None, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+@contextmanager
+def dev(home: Path, file: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventflow", "dev", str(file), *args], env=env(home),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (home / "dev.sock").exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
+def logged(home: Path, kind: str) -> list[object]:
+    with sqlite3.connect(home / "eventflow.db") as db:
+        rows = db.execute("SELECT body FROM events WHERE type = ? ORDER BY seq", (kind,))
+        return [decode(body, max_metadata_bytes=1 << 30).data for (body,) in rows]
+
+
+def test_until_idle_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
+    done = cli(tmp_path, "dev", str(HELLO), "--emit", "greetings.requested", "--meta",
+               "name=ada", "--until-idle")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Pipeline runs: 1 (1 succeeded, 0 failed)" in done.stdout
+    assert "polish  ok" in done.stdout
+    assert "Hello ada!" in done.stderr  # the task's own log line
+
+
+def test_until_idle_exits_1_when_a_run_fails(tmp_path: Path) -> None:
+    done = cli(tmp_path, "dev", str(PIPELINES / "failing.py"), "--emit", "raw", "--until-idle")
+    assert done.returncode == 1
+    assert "explode  FAILED" in done.stdout and "RuntimeError: disk full" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dev", "missing.py"], "error: no such pipeline file: missing.py"),
+        (["dev", str(PIPELINES / "cyclic.py")], "task 'forth': cycle in the graph: forth -> back -> forth"),
+        (["graph", str(PIPELINES / "cyclic.py")], "cycle in the graph"),
+        (["emit", "raw"], "error: no eventflow dev instance at"),
+        (["watch"], "error: no eventflow dev instance at"),
+    ],
+)  # fmt: skip
+def test_user_mistakes_get_one_line_and_no_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    done = cli(tmp_path, *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_dataset_on_emit_flag_is_an_error(tmp_path: Path) -> None:
+    done = cli(tmp_path, "dev", str(HELLO), "--emit", "nope", "--until-idle")
+    assert done.returncode == 1
+    assert "error: --emit nope: unknown dataset 'nope'" in done.stderr
+
+
+def test_graph_prints_the_pipeline(tmp_path: Path) -> None:
+    done = cli(tmp_path, "graph", str(ROOT / "examples" / "ml_pipeline.py"))
+    assert done.returncode == 0
+    assert "raw.trips, features.speed, features.time_of_day -> merge_features [all]" in done.stdout
+    assert "check quality_gate on features.trips (blocking)" in done.stdout
+    dot = cli(tmp_path, "graph", "--dot", str(HELLO))
+    assert dot.stdout.startswith("digraph eventflow {")
+
+
+def test_emit_watch_and_status_against_a_running_dev(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with dev(home, HELLO) as service:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "watch", "hello"], env=env(home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert watcher.stderr is not None
+            assert watcher.stderr.readline().startswith("watching ")
+            sent = cli(home, "emit", "greetings.requested", "--meta", "name=grace", "-v", "42")
+            assert sent.returncode == 0, sent.stderr
+            assert sent.stdout.startswith("published ")
+            assert watcher.stdout is not None
+            started = watcher.stdout.readline()
+            finished = watcher.stdout.readline()
+            assert "hello  -  running" in started
+            assert "hello  -  ok" in finished
+        finally:
+            watcher.terminate()
+            watcher.communicate(timeout=10)
+        status = cli(home, "status")
+        assert service.poll() is None
+    assert status.returncode == 0
+    assert "greetings.requested" in status.stdout and " 42 " in status.stdout
+    assert "greetings.sent" in status.stdout
+    assert "hello  -  ok" in status.stdout
+
+
+def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    good = {"specversion": "1.0", "id": "1", "source": "spark", "type": "eventflow.dataset.produced"}
+    cases = {
+        b"{this is not json": "not JSON",
+        orjson.dumps({**good, "data": {"dataset": "greetings.requested"}}): "data.version: Field required",
+        orjson.dumps({**good, "data": {"dataset": "nope", "version": 1}}): "unknown dataset 'nope'",
+        orjson.dumps({**good, "data": {"dataset": "greetings.requested", "version": 1,
+                                       "metadata": {"rows": "x" * 70_000}}}): "over the 65536-byte limit",
+    }  # fmt: skip
+    with dev(home, HELLO) as service:
+        for raw, reason in cases.items():
+            sent = cli(home, "emit", "--raw", "-", stdin=raw)
+            assert sent.returncode == 1
+            assert reason in sent.stderr and "Traceback" not in sent.stderr
+        big = cli(home, "emit", "greetings.requested", "--meta", "blob=" + "y" * 70_000)
+        assert big.returncode == 1 and "over the 65536-byte limit" in big.stderr
+        assert "Traceback" not in big.stderr
+        assert service.poll() is None, "the service keeps running"
+        ok = cli(home, "emit", "greetings.requested")
+        assert ok.returncode == 0
+        wait_for(lambda: len(logged(home, "eventflow.pipeline.run.succeeded")) == 1)
+    letters = logged(home, "eventflow.deadletter")
+    assert len(letters) == 5
+    assert "over the 65536-byte limit" in letters[4].reason  # type: ignore[attr-defined]
+    for letter, (raw, reason) in zip(letters, cases.items()):
+        assert isinstance(letter, DeadLetterData)
+        assert reason in letter.reason
+        assert letter.original_bytes == raw
+
+
+@pytest.mark.parametrize("kill_after", [0, 1, 2, 3, 4, 5])
+def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after: int) -> None:
+    """Killed after `kill_after` committed task results, then restarted: every task has exactly
+    one recorded success, and no task whose success was recorded runs again."""
+    home, journal = tmp_path / "home", tmp_path / "journal.txt"
+    journal.touch()
+    pipeline = PIPELINES / "journaled.py"
+    with dev(home, pipeline) as first:
+        sent = cli(home, "emit", "raw", "-p", "2026-11-22", "--meta", f"journal={journal}")
+        assert sent.returncode == 0, sent.stderr
+        wait_for(lambda: len(logged(home, "eventflow.task.succeeded")) >= kill_after)
+        first.kill()
+    done_before = {d.task for d in logged(home, "eventflow.task.succeeded")}  # type: ignore[attr-defined]
+    assert len(done_before) >= kill_after
+
+    again = cli(home, "dev", str(pipeline), "--until-idle")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "journaled  2026-11-22  ok" in again.stdout
+
+    successes = logged(home, "eventflow.task.succeeded")
+    assert all(isinstance(s, TaskSucceededData) for s in successes)
+    counts = Counter(s.task for s in successes)  # type: ignore[attr-defined]
+    assert counts == Counter(["extract", "clean", "left", "right", "join", "publish"])
+    restarted = [line.split() for line in journal.read_text().splitlines()]
+    pids = list(dict.fromkeys(pid for pid, _, _ in restarted))
+    rerun = {task for pid, what, task in restarted if pid == pids[-1] and what == "start"}
+    assert not rerun & done_before, f"completed tasks ran again: {rerun & done_before}"
+    assert len(logged(home, "eventflow.pipeline.run.succeeded")) == 1
