@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import eventflow as ef
-from eventflow.events import PIPELINE_RUN_EVENTS, DatasetProduced, TaskStarted
+from eventflow.events import PIPELINE_RUN_EVENTS, CheckCompleted, DatasetProduced, TaskStarted
 from eventflow.summary import run_summary
 
 raw_trips = ef.Dataset("raw.trips", ef.daily(), "GPS trips exported by the ingestion job")
@@ -194,7 +194,7 @@ async def demo() -> int:
         print(f"ingestion: announced raw.trips@{day}")
         await runtime.wait_idle()
         elapsed = time.perf_counter() - sent
-    runs, announced, first_start = [], None, None
+    runs, checks, announced, first_start = [], [], None, None
     while not events.empty():
         event = events.get_nowait()
         if isinstance(event, DatasetProduced) and event.data.producer is None:
@@ -203,9 +203,14 @@ async def demo() -> int:
             first_start = event.time
         elif isinstance(event, PIPELINE_RUN_EVENTS) and event.data.status != "running":
             runs.append(event.data)
+        elif isinstance(event, CheckCompleted):
+            verdict = "passed" if event.data.passed else "FAILED"
+            checks.append(f"{event.data.check} {verdict}: {event.data.message}")
     print()
     print(run_summary(runs))
     print()
+    for line in checks:
+        print(f"check {line}")
     if announced and first_start:
         reaction = (first_start - announced).total_seconds() * 1000
         print(f"first task started {reaction:.1f} ms after raw.trips was announced")

@@ -206,3 +206,41 @@ def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after
     rerun = {task for pid, what, task in restarted if pid == pids[-1] and what == "start"}
     assert not rerun & done_before, f"completed tasks ran again: {rerun & done_before}"
     assert len(logged(home, "eventflow.pipeline.run.succeeded")) == 1
+
+
+def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    examples = ROOT / "examples"
+    with dev(home, examples / "ml_pipeline.py"):
+        subscriber = subprocess.Popen(
+            [sys.executable, str(examples / "subscriber.py"), "nightly_features"], env=env(home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert subscriber.stdout is not None
+            assert subscriber.stdout.readline() == "waiting for pipeline runs\n"
+            published = subprocess.run(
+                [sys.executable, str(examples / "publisher.py"), "2026-11-20"], env=env(home),
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert published.returncode == 0, published.stderr
+            assert published.stdout.startswith("announced raw.trips@2026-11-20 version ")
+            line = subscriber.stdout.readline()
+        finally:
+            subscriber.terminate()
+            subscriber.communicate(timeout=10)
+    assert line.startswith("nightly_features 2026-11-20 succeeded: compute_speed=succeeded")
+    assert "deploy_model=succeeded" in line and "flag_regression=skipped" in line
+
+
+def test_demo_runs_the_ml_cascade_end_to_end() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ml_pipeline.py")], capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("compute_speed        ok", "merge_features       ok", "train_model          ok",
+                 "evaluate_model       ok               -> model.approved",
+                 "deploy_model         ok", "flag_regression      skipped",
+                 "quality_gate passed"):  # fmt: skip
+        assert line in done.stdout

@@ -1,0 +1,125 @@
+"""Kafka topics and the JSON Schema of every event, as written to `topics/`.
+
+`python -m eventflow.topics DIR` writes one spec per topic (`DIR/<topic>.json`) and one schema per
+event type (`DIR/schemas/<type>.json`), so a producer in any language can publish valid events.
+A test regenerates them and fails when the files and the models drift apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .events import (
+    EVENT_TYPES,
+    CheckCompleted,
+    CheckRequested,
+    DatasetProduced,
+    DeadLetter,
+    Event,
+    PipelineInput,
+    PipelineRunFailed,
+    PipelineRunStarted,
+    PipelineRunSucceeded,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskRequested,
+    TaskStarted,
+    TaskSucceeded,
+)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    key: str
+    events: tuple[str, ...]
+    partitions: int = 6
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def _types(*kinds: type[Event]) -> tuple[str, ...]:
+    return tuple(kind.event_type for kind in kinds)
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        "eventflow.datasets",
+        "Dataset versions produced, by outside systems or by tasks, and check results.",
+        key="dataset",
+        events=_types(DatasetProduced, CheckCompleted),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.pipeline-inputs",
+        "Dataset versions routed to each consuming pipeline, after their checks.",
+        key="pipeline",
+        events=_types(PipelineInput),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.task-requests",
+        "Task and check runs for workers to execute.",
+        key="run_id",
+        events=_types(TaskRequested, CheckRequested),
+        partitions=12,
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.task-events",
+        "Progress and results of task runs, reported by workers.",
+        key="pipeline",
+        events=_types(TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.pipeline-runs",
+        "Pipeline-run outcomes, for subscribers.",
+        key="pipeline",
+        events=_types(PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed),
+        config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.deadletter",
+        "Input refused as malformed or invalid: the original bytes and the reason.",
+        key="none",
+        events=_types(DeadLetter),
+        partitions=1,
+        config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    ),
+)
+
+
+def topic_files() -> dict[str, bytes]:
+    """Relative path -> content of everything that belongs in `topics/`."""
+    option = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+    files: dict[str, bytes] = {}
+    for spec in TOPICS:
+        body: dict[str, Any] = asdict(spec)
+        body["events"] = [f"schemas/{t}.json" for t in spec.events]
+        files[f"{spec.name}.json"] = orjson.dumps(body, option=option)
+    for kind in EVENT_TYPES:
+        schema = kind.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"eventflow/{kind.event_type}"
+        files[f"schemas/{kind.event_type}.json"] = orjson.dumps(schema, option=option)
+    return files
+
+
+def write(folder: Path) -> None:
+    for relative, content in topic_files().items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1] if len(sys.argv) > 1 else "topics"))

@@ -1,0 +1,48 @@
+"""`topics/` is generated from the models; it must never drift from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import orjson
+
+from eventflow import events as ev
+from eventflow.topics import TOPICS, topic_files
+
+from .test_events import samples
+
+TOPICS_DIR = Path(__file__).parents[2] / "topics"
+
+
+def test_topics_folder_matches_the_models() -> None:
+    expected = topic_files()
+    present = {str(p.relative_to(TOPICS_DIR)) for p in TOPICS_DIR.rglob("*.json")}
+    assert present == set(expected), "run `make schemas` to regenerate topics/"
+    for relative, content in expected.items():
+        assert (TOPICS_DIR / relative).read_bytes() == content, (
+            f"topics/{relative} is stale: run `make schemas`"
+        )
+
+
+def test_every_event_type_belongs_to_exactly_one_topic() -> None:
+    homes = [t for spec in TOPICS for t in spec.events]
+    assert sorted(homes) == sorted(kind.event_type for kind in ev.EVENT_TYPES)
+
+
+def test_encoded_events_validate_against_the_published_schemas() -> None:
+    for event in samples():
+        schema = orjson.loads((TOPICS_DIR / "schemas" / f"{event.type}.json").read_bytes())
+        jsonschema.validate(orjson.loads(ev.encode(event)), schema)
+
+
+def test_the_schema_rejects_what_the_models_reject() -> None:
+    schema = orjson.loads((TOPICS_DIR / "schemas" / "eventflow.dataset.produced.json").read_bytes())
+    bad = orjson.loads(ev.encode(samples()[0]))
+    del bad["data"]["version"]
+    try:
+        jsonschema.validate(bad, schema)
+    except jsonschema.ValidationError as e:
+        assert "'version' is a required property" in e.message
+    else:
+        raise AssertionError("the schema accepted an event without a version")
