@@ -244,3 +244,15 @@ def test_demo_runs_the_ml_cascade_end_to_end() -> None:
                  "deploy_model         ok", "flag_regression      skipped",
                  "quality_gate passed"):  # fmt: skip
         assert line in done.stdout
+
+
+def test_sigterm_stops_dev_gracefully(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with dev(home, HELLO) as service:
+        service.send_signal(signal.SIGTERM)
+        out, err = service.communicate(timeout=20)
+    assert service.returncode == 0, err
+    assert "Traceback" not in err
+    assert not (home / "dev.sock").exists()
+    again = cli(home, "emit", "greetings.requested")
+    assert again.returncode == 2 and "no eventflow dev instance" in again.stderr
