@@ -1,10 +1,15 @@
-"""Clients for systems outside eventflow: announce datasets, react to pipeline-run outcomes."""
+"""Clients for systems outside eventflow: announce datasets, react to pipeline-run outcomes.
+
+Both talk to a running `eventflow dev` over its control socket, or to Kafka when
+`Settings.kafka_bootstrap` is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -17,26 +22,42 @@ from .events import (
     Event,
     PipelineRunData,
     check_metadata,
+    encode,
 )
 from .settings import Settings
 
 
 class Publisher:
-    """Announces dataset versions to a running eventflow dev instance.
+    """Announces dataset versions.
 
-    `publish` returns once the instance has logged and routed the event; an event it refuses
-    (unknown dataset, bad partition key) raises `EventError` with the dead letter's reason.
+    On Kafka (`kafka_bootstrap` set) it is an idempotent producer with acks=all: `publish`
+    returns once the broker has the event, and the coordinator dead-letters what it refuses. To a
+    dev instance, `publish` returns once the instance has logged and routed the event, and raises
+    `EventError` with the reason if it was refused.
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self._client = ControlClient(self.settings.control_socket)
+        if self.settings.kafka_bootstrap:
+            from .kafka.clients import KafkaPublisher
+
+            self._kafka: KafkaPublisher | None = KafkaPublisher(self.settings)
+            self._dev: ControlClient | None = None
+        else:
+            self._kafka = None
+            self._dev = ControlClient(self.settings.control_socket)
 
     async def start(self) -> None:
-        await self._client.start()
+        if self._kafka is not None:
+            await self._kafka.start()
+        if self._dev is not None:
+            await self._dev.start()
 
     async def stop(self) -> None:
-        await self._client.stop()
+        if self._kafka is not None:
+            await self._kafka.stop()
+        if self._dev is not None:
+            await self._dev.stop()
 
     async def __aenter__(self) -> Publisher:
         await self.start()
@@ -65,13 +86,19 @@ class Publisher:
         return event
 
     async def publish_event(self, event: Event) -> None:
-        reply = await self._client.publish(event)
+        key = event.data.dataset if isinstance(event.data, DatasetProducedData) else None
+        reply = await self.publish_raw(encode(event), key=key)
         if reply.get("dead_letter"):
             raise EventError(reply["dead_letter"])
 
-    async def publish_raw(self, raw: bytes) -> dict[str, Any]:
-        """Bytes as any producer would send them; the reply says if they were dead-lettered."""
-        return await self._client.publish_raw(raw)
+    async def publish_raw(self, raw: bytes, key: str | None = None) -> dict[str, Any]:
+        """Bytes as any producer would send them. From a dev instance the reply says whether
+        they were dead-lettered; Kafka only acknowledges them."""
+        if self._kafka is not None:
+            await self._kafka.send(raw, key)
+            return {"ok": True}
+        assert self._dev is not None
+        return await self._dev.publish_raw(raw)
 
 
 def publish(
@@ -94,7 +121,11 @@ def publish(
 
 
 class Subscriber:
-    """Pipeline-run outcomes as they happen: `async for run in subscriber`."""
+    """Pipeline-run outcomes as they happen: `async for run in subscriber`.
+
+    On Kafka, `group_id` makes it a consumer-group member (it resumes where the group left off);
+    without one it starts at the end, or replays from `from_beginning` or `since` a time.
+    """
 
     def __init__(
         self,
@@ -102,17 +133,38 @@ class Subscriber:
         *,
         pipelines: list[str] | None = None,
         finished_only: bool = True,
+        group_id: str | None = None,
+        from_beginning: bool = False,
+        since: datetime | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.pipelines = set(pipelines or ())
         self.finished_only = finished_only
-        self._client = ControlClient(self.settings.control_socket)
+        if self.settings.kafka_bootstrap:
+            from .kafka.clients import KafkaSubscriber
+
+            self._kafka: KafkaSubscriber | None = KafkaSubscriber(
+                self.settings, group_id=group_id, from_beginning=from_beginning, since=since
+            )
+            self._dev: ControlClient | None = None
+        else:
+            self._kafka = None
+            self._dev = ControlClient(self.settings.control_socket)
+        self._stream: AsyncIterator[Event] | None = None
 
     async def start(self) -> None:
-        await self._client.start()
+        if self._kafka is not None:
+            await self._kafka.start()
+            self._stream = self._kafka.events()
+        elif self._dev is not None and self._stream is None:
+            await self._dev.start()
+            self._stream = await self._dev.watch()
 
     async def stop(self) -> None:
-        await self._client.stop()
+        if self._kafka is not None:
+            await self._kafka.stop()
+        if self._dev is not None:
+            await self._dev.stop()
 
     async def __aenter__(self) -> Subscriber:
         await self.start()
@@ -127,7 +179,10 @@ class Subscriber:
         return self._runs()
 
     async def _runs(self) -> AsyncIterator[PipelineRunData]:
-        async for event in await self._client.watch():
+        if self._stream is None:
+            await self.start()
+        assert self._stream is not None
+        async for event in self._stream:
             if not isinstance(event, PIPELINE_RUN_EVENTS):
                 continue
             run = event.data

@@ -141,6 +141,11 @@ class PipelineInputData(DatasetProducedData):
     reason: str = Field(default="", description="Why it was rejected.")
 
 
+class PoolReleasedData(Payload):
+    run_id: str = Field(description="The task run whose attempt ended.")
+    pool: str = Field(description="The pool whose slot it held.")
+
+
 class TaskOutcome(Payload):
     task: str
     status: Literal["succeeded", "failed", "skipped", "upstream_failed"]
@@ -200,7 +205,7 @@ class Event(BaseModel):
 
     @staticmethod
     def _subject(data: Any) -> str | None:
-        if isinstance(data, TaskRef | CheckRequestedData | CheckCompletedData):
+        if isinstance(data, TaskRef | CheckRequestedData | CheckCompletedData | PoolReleasedData):
             return data.run_id
         if isinstance(data, DatasetVersion):
             return f"{data.dataset}/{data.partition}" if data.partition else data.dataset
@@ -269,6 +274,11 @@ class PipelineRunFailed(Event):
     data: PipelineRunData
 
 
+class PoolReleased(Event):
+    type: Literal["eventflow.pool.released"] = "eventflow.pool.released"
+    data: PoolReleasedData
+
+
 class DeadLetter(Event):
     type: Literal["eventflow.deadletter"] = "eventflow.deadletter"
     data: DeadLetterData
@@ -287,6 +297,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PipelineRunStarted,
     PipelineRunSucceeded,
     PipelineRunFailed,
+    PoolReleased,
     DeadLetter,
 )
 BY_TYPE: dict[str, type[Event]] = {cls.event_type: cls for cls in EVENT_TYPES}

@@ -25,15 +25,39 @@ class Settings(BaseSettings):
         default=2000, gt=0, description="How often a worker reports a running task."
     )
     heartbeat_timeout_ms: int = Field(
-        default=0,
+        default=20000,
         ge=0,
-        description="Silence after which a running task counts as lost; 0 turns detection off "
-        "(the embedded runtime runs workers in-process, so they cannot be lost alone).",
+        description="Silence after which a running task counts as lost and is retried (Kafka "
+        "mode; embedded workers live in the coordinator's process); 0 turns detection off.",
     )
     default_timeout_s: float = Field(
         default=3600.0, gt=0, description="Task timeout when a task declares none."
     )
     source: str = Field(default="eventflow", description="CloudEvents `source` of our events.")
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers (host:port,...); unset: embedded mode."
+    )
+    topic_prefix: str = Field(
+        default="", description="Prefix of every topic, consumer group and transactional id."
+    )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(default=None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for TLS.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+    kafka_session_timeout_ms: int = Field(
+        default=10000, gt=0, description="Consumer-group session timeout: how soon a dead "
+        "coordinator or worker's partitions move to the others.",
+    )
+    kafka_replication_factor: int = Field(
+        default=1, gt=0, description="Replication factor `eventflow topics apply` creates with."
+    )
     log_level: str = Field(default="WARNING", description="Python logging level of services.")
 
     @property

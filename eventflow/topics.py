@@ -25,6 +25,7 @@ from .events import (
     PipelineRunFailed,
     PipelineRunStarted,
     PipelineRunSucceeded,
+    PoolReleased,
     TaskFailed,
     TaskHeartbeat,
     TaskRequested,
@@ -33,6 +34,11 @@ from .events import (
 )
 
 DAY_MS = 24 * 3600 * 1000
+#: Topics whose partition N is processed together (one stream task per partition number).
+CO_PARTITIONED = (
+    "eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-events", "eventflow.pools",
+    "eventflow.state",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,30 @@ TOPICS: tuple[TopicSpec, ...] = (
         key="pipeline",
         events=_types(TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.pools",
+        "Requests of pooled tasks waiting for a slot, and slots released.",
+        key="pool",
+        events=_types(TaskRequested, PoolReleased),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.state",
+        "Changelog of coordinator, router and pool state (not CloudEvents): partition N holds "
+        "the state of the keys of partition N of the co-partitioned input topics.",
+        key="record",
+        events=(),
+        config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+    ),
+    TopicSpec(
+        "eventflow.task-done",
+        "Run ids workers have finished, per task-requests partition, so a redelivered request "
+        "that already ran is never executed again.",
+        key="run_id",
+        events=(),
+        partitions=12,
+        config={"cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
         "eventflow.pipeline-runs",

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from .kafka_broker import Broker, start_broker
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +16,9 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not leaked, f"leaked asyncio tasks: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real Kafka broker for the whole session, started on first use."""
+    yield from start_broker(tmp_path_factory.mktemp("kafka"))

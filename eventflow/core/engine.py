@@ -38,6 +38,8 @@ class Effects:
     dispatch: list[TaskRequestedData] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     wakes: list[tuple[float, str]] = field(default_factory=list)
+    pool_requests: list[TaskRequestedData] = field(default_factory=list)
+    pool_releases: list[tuple[str, str]] = field(default_factory=list)
     dirty_partitions: set[tuple[str, str]] = field(default_factory=set)
     dirty_datasets: set[tuple[str, str]] = field(default_factory=set)
 
@@ -46,6 +48,8 @@ class Effects:
         self.dispatch += other.dispatch
         self.cancel += other.cancel
         self.wakes += other.wakes
+        self.pool_requests += other.pool_requests
+        self.pool_releases += other.pool_releases
         self.dirty_partitions |= other.dirty_partitions
         self.dirty_datasets |= other.dirty_datasets
 
@@ -58,8 +62,12 @@ class Engine:
         default_timeout_s: float = 3600.0,
         heartbeat_timeout_s: float = 0.0,
         source: str = "eventflow",
+        local_pools: bool = True,
     ) -> None:
+        """`local_pools=False` leaves pooled requests and releases to a pool stage elsewhere
+        (Kafka mode), as `Effects.pool_requests` and `Effects.pool_releases`."""
         self.app = app
+        self.local_pools = local_pools
         self.coordinator = Coordinator(
             app,
             default_timeout_s=default_timeout_s,
@@ -133,10 +141,16 @@ class Engine:
             if isinstance(command, Publish):
                 out.events.append(command.event)
             elif isinstance(command, Dispatch):
-                out.dispatch += self.gate.submit(command.request)
+                if command.request.pool is not None and not self.local_pools:
+                    out.pool_requests.append(command.request)
+                else:
+                    out.dispatch += self.gate.submit(command.request)
             elif isinstance(command, Release):
                 out.cancel.append(command.run_id)
-                out.dispatch += self.gate.release(command.run_id, command.pool)
+                if command.pool is not None and not self.local_pools:
+                    out.pool_releases.append((command.run_id, command.pool))
+                else:
+                    out.dispatch += self.gate.release(command.run_id, command.pool)
             elif isinstance(command, Wake):
                 out.wakes.append((command.at, command.pipeline))
         if pipeline:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import orjson
+
 from ..events import TaskRequestedData
 
 
@@ -48,6 +50,24 @@ class PoolGate:
             running.add(nxt.run_id)
             admitted.append(nxt)
         return admitted
+
+    def dump(self, pool: str) -> bytes:
+        return orjson.dumps({
+            "running": sorted(self.running[pool]),
+            "queued": [r.model_dump(mode="json") for r in self.queued[pool]],
+        })  # fmt: skip
+
+    def load(self, pool: str, raw: bytes) -> None:
+        if pool not in self.slots:
+            return
+        state = orjson.loads(raw)
+        self.running[pool] = set(state["running"])
+        self.queued[pool] = deque(TaskRequestedData.model_validate(r) for r in state["queued"])
+
+    def forget(self, pool: str) -> None:
+        if pool in self.slots:
+            self.running[pool] = set()
+            self.queued[pool] = deque()
 
     def usage(self) -> dict[str, tuple[int, int, int]]:
         """Per pool: (running, queued, slots)."""

@@ -10,7 +10,6 @@ nothing polls. A restart loads the state and sends again what was in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import os
@@ -18,13 +17,10 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 
-from croniter import croniter
-
 from ..core import INTERNAL, Effects, Engine
-from ..definitions import App, Schedule
+from ..definitions import App
 from ..errors import EventError
 from ..events import (
     CheckRequested,
@@ -38,6 +34,7 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
+from ..schedule import run_schedule
 from ..settings import Settings
 from .store import Store
 
@@ -67,19 +64,15 @@ class EmbeddedRuntime:
         self.app = app
         self.settings = settings
         self.store = Store(settings.database)
-        heartbeat = settings.heartbeat_timeout_ms / 1000
+        # Workers share this process: they cannot be lost alone, so no heartbeats are needed.
         self.engine = Engine(
-            app,
-            default_timeout_s=settings.default_timeout_s,
-            heartbeat_timeout_s=heartbeat,
-            source=settings.source,
+            app, default_timeout_s=settings.default_timeout_s, source=settings.source
         )
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.executor = Executor(
             app,
             worker=self.worker_id,
             max_metadata_bytes=settings.max_metadata_bytes,
-            heartbeat_interval_s=settings.heartbeat_interval_ms / 1000 if heartbeat else None,
             source=settings.source,
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
@@ -104,7 +97,8 @@ class EmbeddedRuntime:
         for n in range(self.settings.concurrency):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"eventflow worker {n}"))
         for schedule in self.app.schedules.values():
-            self._tasks.append(asyncio.create_task(self._clock(schedule), name="eventflow clock"))
+            clock = run_schedule(schedule, self._tick_clock)
+            self._tasks.append(asyncio.create_task(clock, name="eventflow clock"))
         recovered = self.engine.recover()
         if recovered.dispatch:
             log.info("recovered %d task runs in flight", len(recovered.dispatch))
@@ -320,27 +314,7 @@ class EmbeddedRuntime:
     async def _report(self, event: Event) -> None:
         self._submit(event, None, "worker")
 
-    # -- schedules -------------------------------------------------------------------------------
-    async def _clock(self, schedule: Schedule) -> None:
-        """Publish a version of the clock dataset at each cron tick (UTC).
-
-        After downtime, the latest missed tick is published once if the schedule had ticked before.
-        """
-        dataset = schedule.dataset
-        now = datetime.now(UTC)
-        last = croniter(schedule.cron, now).get_prev(datetime)
-        seen = [st.seen for (ds, _), st in self.engine.datasets.items() if ds == dataset.name]
-        if seen and max(seen) < int(last.timestamp() * 1_000_000):
-            await self._tick_clock(dataset.name, dataset.partitions.key_for(last), last)
-        ticks = croniter(schedule.cron, now)
-        while True:
-            nxt: datetime = ticks.get_next(datetime)
-            await asyncio.sleep(max(0.0, nxt.timestamp() - time.time()))
-            await self._tick_clock(dataset.name, dataset.partitions.key_for(nxt), nxt)
-
-    async def _tick_clock(self, dataset: str, partition: str, at: datetime) -> None:
-        with contextlib.suppress(EventError):
-            await self.emit(
-                dataset, partition, version=int(at.timestamp() * 1_000_000),
-                metadata={"tick": at.isoformat()},
-            )  # fmt: skip
+    async def _tick_clock(
+        self, dataset: str, partition: str, version: int, metadata: dict[str, object]
+    ) -> None:
+        await self.emit(dataset, partition, version=version, metadata=metadata)

@@ -11,13 +11,22 @@ import pytest
 
 import eventflow as ef
 
-from .harness import Harness, embedded
+from ..kafka_broker import Broker
+from .harness import Harness, embedded, on_kafka
 
 Start = Callable[..., AbstractAsyncContextManager[Harness]]
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 def start(request: pytest.FixtureRequest, tmp_path: Path) -> Start:
+    if request.param == "kafka":
+        broker: Broker = request.getfixturevalue("kafka")
+
+        def on_broker(app: ef.App, **settings: Any) -> AbstractAsyncContextManager[Harness]:
+            return on_kafka(app, broker.bootstrap, **settings)
+
+        return on_broker
+
     def open_runtime(app: ef.App, **settings: Any) -> AbstractAsyncContextManager[Harness]:
         return embedded(app, tmp_path / "home", **settings)
 

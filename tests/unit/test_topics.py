@@ -8,7 +8,7 @@ import jsonschema
 import orjson
 
 from eventflow import events as ev
-from eventflow.topics import TOPICS, topic_files
+from eventflow.topics import CO_PARTITIONED, TOPICS, topic_files
 
 from .test_events import samples
 
@@ -25,9 +25,12 @@ def test_topics_folder_matches_the_models() -> None:
         )
 
 
-def test_every_event_type_belongs_to_exactly_one_topic() -> None:
-    homes = [t for spec in TOPICS for t in spec.events]
-    assert sorted(homes) == sorted(kind.event_type for kind in ev.EVENT_TYPES)
+def test_every_event_type_has_a_topic_and_co_partitioned_topics_agree() -> None:
+    homes = {t for spec in TOPICS for t in spec.events}
+    assert homes == {kind.event_type for kind in ev.EVENT_TYPES}
+    by_name = {spec.name: spec for spec in TOPICS}
+    assert len({by_name[name].partitions for name in CO_PARTITIONED}) == 1
+    assert by_name["eventflow.task-done"].partitions == by_name["eventflow.task-requests"].partitions
 
 
 def test_encoded_events_validate_against_the_published_schemas() -> None:

@@ -1,0 +1,1 @@
+"""The Kafka runtime: the same decisions as the embedded runtime, on a real cluster."""

@@ -1,0 +1,63 @@
+"""Kafka connection options, topic and group names, and how keys map to partitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import murmur2
+
+from ..errors import ConfigurationError
+from ..settings import Settings
+from ..topics import TOPICS, TopicSpec
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for `key` (murmur2, as the Java client)."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+class KafkaConfig:
+    """Everything a Kafka client of eventflow needs from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.kafka_bootstrap:
+            raise ConfigurationError(
+                "no Kafka bootstrap servers: set EVENTFLOW_KAFKA_BOOTSTRAP or pass --bootstrap"
+            )
+        self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap
+        self.specs: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+
+    def client(self) -> dict[str, Any]:
+        """Connection and security options for any aiokafka client."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": s.kafka_security_protocol,
+        }
+        if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None,
+                certfile=str(s.kafka_ssl_certfile) if s.kafka_ssl_certfile else None,
+                keyfile=str(s.kafka_ssl_keyfile) if s.kafka_ssl_keyfile else None,
+            )
+        if s.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = s.kafka_sasl_mechanism
+            options["sasl_plain_username"] = s.kafka_sasl_username
+            options["sasl_plain_password"] = s.kafka_sasl_password
+        return options
+
+    def topic(self, name: str) -> str:
+        """Full name of one of eventflow's topics, e.g. `eventflow.datasets`."""
+        return self.settings.topic_prefix + name
+
+    def name(self, name: str) -> str:
+        """A consumer group or transactional id, under the same prefix as the topics."""
+        return self.settings.topic_prefix + name
+
+    def partitions(self, name: str) -> int:
+        return self.specs[name].partitions
+
+    def unprefixed(self, topic: str) -> str:
+        return topic[len(self.settings.topic_prefix) :]

@@ -1,0 +1,389 @@
+"""The worker service: a consumer-group member that runs task and check requests.
+
+Requests run concurrently up to `concurrency`; when that many are running the worker pauses its
+partitions but keeps polling, so long tasks neither stall the group nor trigger rebalances.
+Results are published in Kafka transactions together with the request offsets and a done-marker
+per run id (`eventflow.task-done`, compacted). Offsets are committed only up to the oldest request
+still running, so a worker that dies mid-task has its request redelivered to another; a request
+whose run id has a done-marker is acknowledged without running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ..definitions import App
+from ..errors import EventError
+from ..events import (
+    CheckCompleted,
+    CheckRequestedData,
+    Event,
+    TaskRequestedData,
+    dead_letter,
+    decode,
+    encode,
+)
+from ..execution import Executor
+from ..settings import Settings
+from .config import KafkaConfig
+
+log = logging.getLogger("eventflow.worker")
+
+#: Seconds a revoked partition's running requests get to finish before they are cancelled.
+REVOKE_GRACE_S = 5.0
+
+
+@dataclass
+class _Partition:
+    """Offsets of one task-requests partition: received, still running, and done run ids."""
+
+    running: set[int] = field(default_factory=set)
+    next_offset: int = 0
+    done: dict[str, int] = field(default_factory=dict)
+
+    def commit_position(self) -> int:
+        return min(self.running) if self.running else self.next_offset
+
+
+@dataclass
+class _Finished:
+    tp: TopicPartition
+    offset: int
+    run_id: str | None
+    events: list[Event]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: KafkaWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.worker._revoke(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.worker._assign(list(assigned))
+
+
+class KafkaWorker:
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.config = KafkaConfig(settings)
+        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.concurrency = concurrency or settings.concurrency
+        self.group = self.config.name("eventflow.workers")
+        self.executor = Executor(
+            app,
+            worker=self.instance,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            heartbeat_interval_s=settings.heartbeat_interval_ms / 1000,
+            source=settings.source,
+        )
+        self.partitions: dict[TopicPartition, _Partition] = {}
+        self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
+        self.ready = asyncio.Event()
+        self._finished: asyncio.Queue[_Finished] = asyncio.Queue()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._progress: AIOKafkaProducer | None = None
+        self._results: AIOKafkaProducer | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._commit_lock = asyncio.Lock()
+        self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        client = self.config.client()
+        self._progress = AIOKafkaProducer(enable_idempotence=True, acks="all", linger_ms=0, **client)
+        self._results = AIOKafkaProducer(
+            transactional_id=self.config.name(f"eventflow.worker.{self.instance}"),
+            enable_idempotence=True, acks="all", **client,
+        )  # fmt: skip
+        await self._progress.start()
+        await self._results.start()
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
+            max_poll_interval_ms=300_000, client_id=f"eventflow-worker-{self.instance}",
+            **client,
+        )  # fmt: skip
+        await self._consumer.start()
+        self._consumer.subscribe(
+            [self.config.topic("eventflow.task-requests")], listener=_Rebalance(self)
+        )
+        self._loops = [
+            asyncio.create_task(self._fetch(), name="eventflow worker fetch"),
+            asyncio.create_task(self._commit(), name="eventflow worker commit"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking requests; running ones are cancelled and will be redelivered."""
+        if self._consumer is None:
+            return
+        consumer, self._consumer = self._consumer, None
+        for loop in [*self._loops, *self._loading.values()]:
+            loop.cancel()
+        bodies = list(self.running.values())
+        for body in bodies:
+            body.cancel()
+        await asyncio.gather(*self._loops, *bodies, return_exceptions=True)
+        await consumer.stop()
+        for producer in (self._results, self._progress):
+            if producer is not None:
+                await producer.stop()
+
+    async def __aenter__(self) -> KafkaWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def lag(self) -> int:
+        """Requests not yet finished by this worker (-1 while partitions are loading)."""
+        consumer = self._consumer
+        if consumer is None or self._loading:
+            return -1
+        tps = [tp for tp in consumer.assignment() if tp in self.partitions]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        positions: list[int] = [await consumer.position(tp) for tp in tps]
+        unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
+        unfinished = sum(len(self.partitions[tp].running) for tp in tps)
+        return unread + unfinished + self._finished.qsize()
+
+    # -- rebalancing -----------------------------------------------------------------------------
+    async def _assign(self, assigned: list[TopicPartition]) -> None:
+        """Pause new partitions until their done-markers are loaded, in the background: the
+        group's heartbeats only resume once this listener returns."""
+        assert self._consumer is not None
+        new = [tp for tp in assigned if tp not in self.partitions and tp not in self._loading]
+        if new:
+            self._consumer.pause(*new)
+            task = asyncio.create_task(self._load(new), name="load done-markers")
+            for tp in new:
+                self._loading[tp] = task
+
+    async def _load(self, new: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            starts = {}
+            for tp in new:
+                committed = await consumer.committed(tp)
+                starts[tp] = committed if committed is not None else 0
+            done = await self._done_markers({tp.partition: starts[tp] for tp in new})
+            for tp in new:
+                state = _Partition(next_offset=starts[tp], done=done.get(tp.partition, {}))
+                self.partitions[tp] = state
+                consumer.seek(tp, starts[tp])
+            consumer.resume(*[tp for tp in new if tp in consumer.assignment()])
+        finally:
+            for tp in new:
+                if self._loading.get(tp) is asyncio.current_task():
+                    del self._loading[tp]
+        if not self._loading:
+            self.ready.set()
+
+    async def _revoke(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            loading = self._loading.pop(tp, None)
+            if loading is not None:
+                loading.cancel()
+        mine = [key for key in self.running if key[0] in revoked]
+        if mine:
+            waiting = [self.running[key] for key in mine]
+            _, pending = await asyncio.wait(waiting, timeout=REVOKE_GRACE_S)
+            for body in pending:
+                body.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush()
+        for tp in revoked:
+            self.partitions.pop(tp, None)
+
+    async def _done_markers(self, committed: dict[int, int]) -> dict[int, dict[str, int]]:
+        """Per partition, run ids finished at or after its committed offset: never run again."""
+        tps = [TopicPartition(self.config.topic("eventflow.task-done"), p) for p in committed]
+        reader = AIOKafkaConsumer(
+            enable_auto_commit=False, isolation_level="read_committed", **self.config.client()
+        )
+        await reader.start()
+        done: dict[int, dict[str, int]] = {p: {} for p in committed}
+        try:
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            remaining = [tp for tp in tps if ends[tp] > 0]
+            while remaining:
+                for tp, batch in (await reader.getmany(*remaining, timeout_ms=1000)).items():
+                    for record in batch:
+                        if record.key is not None and record.value is not None:
+                            offset = int(record.value)
+                            if offset >= committed[tp.partition]:
+                                done[tp.partition][record.key.decode()] = offset
+                remaining = [tp for tp in remaining if await reader.position(tp) < ends[tp]]
+        finally:
+            await reader.stop()
+        return done
+
+    # -- consuming and running -------------------------------------------------------------------
+    async def _fetch(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            free = self.concurrency - len(self.running)
+            assignment = consumer.assignment()
+            if free <= 0:
+                consumer.pause(*assignment)
+            else:
+                consumer.resume(*assignment)
+            batches = await consumer.getmany(timeout_ms=500, max_records=max(1, free))
+            for tp, records in batches.items():
+                state = self.partitions.get(tp)
+                if state is None:
+                    continue
+                for record in records:
+                    if record.offset < state.next_offset:
+                        continue  # already seen before a seek
+                    state.next_offset = record.offset + 1
+                    self._take(tp, state, record)
+
+    def _take(self, tp: TopicPartition, state: _Partition, record: Any) -> None:
+        try:
+            event = decode(record.value or b"", max_metadata_bytes=self.settings.max_metadata_bytes)
+            request = event.data
+            if not isinstance(request, TaskRequestedData | CheckRequestedData):
+                raise EventError(f"{event.type} does not belong on eventflow.task-requests")
+        except EventError as e:
+            letter = dead_letter(record.value or b"", e.reason, origin="eventflow.task-requests",
+                                 source=self.settings.source)  # fmt: skip
+            self._finished.put_nowait(_Finished(tp, record.offset, None, [letter]))
+            state.running.add(record.offset)
+            return
+        state.running.add(record.offset)
+        if request.run_id in state.done:
+            log.info("%s: %s already ran; acknowledging", self.instance, request.run_id)
+            self._finished.put_nowait(_Finished(tp, record.offset, None, []))
+            return
+        key = (tp, record.offset)
+        self.running[key] = asyncio.create_task(self._run(tp, record.offset, request),
+                                                name=f"run {request.run_id}")  # fmt: skip
+
+    async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
+        try:
+            if isinstance(request, CheckRequestedData):
+                result = await self.executor.run_check(request)
+            else:
+                result = await self.executor.run_task(request, self._report)
+            self._finished.put_nowait(_Finished(tp, offset, request.run_id, [result]))
+        finally:
+            self.running.pop((tp, offset), None)
+
+    async def _report(self, event: Event) -> None:
+        """Started and heartbeat events: not transactional, they only say a run is alive."""
+        if self._progress is None:
+            return
+        key = getattr(event.data, "pipeline", "")
+        try:
+            await self._progress.send(self.config.topic("eventflow.task-events"), encode(event),
+                                      key=key.encode())  # fmt: skip
+        except KafkaError as e:
+            log.warning("%s: could not report %s: %s", self.instance, event.type, e)
+
+    # -- publishing results ----------------------------------------------------------------------
+    async def _commit(self) -> None:
+        while True:
+            first = await self._finished.get()
+            batch = [first]
+            while not self._finished.empty():
+                batch.append(self._finished.get_nowait())
+            await self._publish(batch)
+
+    async def _flush(self) -> None:
+        batch = []
+        while not self._finished.empty():
+            batch.append(self._finished.get_nowait())
+        if batch:
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[_Finished]) -> None:
+        """Results, done-markers and offsets of finished requests, in one transaction."""
+        assert self._results is not None
+        producer = self._results
+        topic = self.config.topic
+        while True:
+            async with self._commit_lock:
+                try:
+                    async with producer.transaction():
+                        futures = []
+                        for item in batch:
+                            for event in item.events:
+                                target, key = self._route(event)
+                                futures.append(await producer.send(topic(target), encode(event),
+                                                                   key=key))  # fmt: skip
+                            if item.run_id is not None:
+                                futures.append(await producer.send(
+                                    topic("eventflow.task-done"), str(item.offset).encode(),
+                                    key=item.run_id.encode(), partition=item.tp.partition,
+                                ))  # fmt: skip
+                        await asyncio.gather(*futures)
+                        offsets = self._offsets_after(batch)
+                        if offsets:
+                            await producer.send_offsets_to_transaction(offsets, self.group)
+                    return
+                except KafkaError as e:
+                    log.warning("%s: publishing results failed (%s); retrying", self.instance, e)
+                    self._undo(batch)
+            await asyncio.sleep(0.5)
+
+    def _offsets_after(self, batch: list[_Finished]) -> dict[TopicPartition, int]:
+        touched: set[TopicPartition] = set()
+        for item in batch:
+            state = self.partitions.get(item.tp)
+            if state is None:
+                continue
+            state.running.discard(item.offset)
+            if item.run_id is not None:
+                state.done[item.run_id] = item.offset
+            touched.add(item.tp)
+        return {tp: self.partitions[tp].commit_position() for tp in touched}
+
+    def _undo(self, batch: list[_Finished]) -> None:
+        for item in batch:
+            state = self.partitions.get(item.tp)
+            if state is not None:
+                state.running.add(item.offset)
+                if item.run_id is not None:
+                    state.done.pop(item.run_id, None)
+
+    @staticmethod
+    def _route(event: Event) -> tuple[str, bytes | None]:
+        if isinstance(event, CheckCompleted):
+            return "eventflow.datasets", event.data.target.dataset.encode()
+        pipeline = getattr(event.data, "pipeline", None)
+        if pipeline is not None:
+            return "eventflow.task-events", pipeline.encode()
+        return "eventflow.deadletter", None
