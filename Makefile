@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test typecheck schemas clean
+KAFKA_DIR ?= .kafka
+
+.PHONY: demo test schemas kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +21,15 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
+# A single-node KRaft broker from Maven Central jars; prints its bootstrap address.
+kafka-up:
+	@$(PYTHON) scripts/kafka_broker.py up --dir $(KAFKA_DIR)
+
+kafka-down:
+	@$(PYTHON) scripts/kafka_broker.py down --dir $(KAFKA_DIR)
+
 schemas: $(STAMP)
 	$(PY) -m eventflow.topics topics
 
-clean:
+clean: kafka-down
 	rm -rf $(VENV) .eventflow .pytest_cache .mypy_cache

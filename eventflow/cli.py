@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from .clients import Publisher
 from .embedded import ControlClient, ControlServer, EmbeddedRuntime, Store
-from .errors import EventflowError
+from .errors import ConfigurationError, EventflowError
 from .events import (
     PIPELINE_RUN_EVENTS,
     CheckCompleted,
@@ -42,9 +43,14 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-def _settings(home: Path | None) -> Settings:
+def _settings(home: Path | None = None, bootstrap: str | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if bootstrap is not None:
+        overrides["kafka_bootstrap"] = bootstrap
     try:
-        return Settings(home=home) if home is not None else Settings()
+        return Settings(**overrides)
     except ValueError as e:
         raise click.UsageError(f"bad EVENTFLOW_ setting: {e}") from None
 
@@ -72,6 +78,21 @@ home_option = click.option(
     default=None,
     help="State folder (default: $EVENTFLOW_HOME or ./.eventflow).",
 )
+
+
+bootstrap_option = click.option(
+    "--bootstrap",
+    default=None,
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers (default: $EVENTFLOW_KAFKA_BOOTSTRAP; unset: a dev instance).",
+)
+app_option = click.option(
+    "--app", "target", required=True, metavar="FILE.py|module:obj", help="The App to run."
+)
+health_option = click.option(
+    "--health-file", type=click.Path(path_type=Path), default=None,
+    help="Touch this file every few seconds while the service is healthy (for health checks).",
+)  # fmt: skip
 
 
 @click.group(cls=_Group)
@@ -190,6 +211,7 @@ async def _report(
 @click.option("--raw", type=click.File("rb"), default=None,
               help="Send this file's bytes (a CloudEvent as JSON; '-' for stdin) as they are.")  # fmt: skip
 @home_option
+@bootstrap_option
 def emit(
     dataset: str | None,
     partition: str,
@@ -197,9 +219,10 @@ def emit(
     meta: tuple[str, ...],
     raw: Any,
     home: Path | None,
+    bootstrap: str | None,
 ) -> None:
-    """Publish a dataset version to a running `eventflow dev`."""
-    settings = _settings(home)
+    """Publish a dataset version to a running `eventflow dev`, or to Kafka."""
+    settings = _settings(home, bootstrap)
     if raw is not None:
         payload = raw.read()
     elif dataset:
@@ -214,30 +237,55 @@ def emit(
         raise click.UsageError("give a DATASET or --raw FILE")
 
     async def send() -> dict[str, Any]:
-        async with ControlClient(settings.control_socket) as client:
-            return await client.publish_raw(payload)
+        async with Publisher(settings) as publisher:
+            reply = await publisher.publish_raw(payload, key=dataset)
+        reply.setdefault("id", orjson.loads(payload).get("id", "") if raw is None else "")
+        return reply
 
     reply = _run(send())
     if reply.get("dead_letter"):
         click.echo(f"error: dead-lettered: {reply['dead_letter']}", err=True)
         sys.exit(1)
-    click.echo(f"published {reply['id']}")
+    click.echo(f"published {reply['id']}".rstrip())
 
 
 @cli.command()
 @click.argument("pipeline", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print each event as CloudEvents JSON.")
 @click.option("--all", "everything", is_flag=True, help="Every event, not only run outcomes.")
+@click.option("--from-beginning", is_flag=True, help="Kafka: replay what the topics still hold.")
 @home_option
-def watch(pipeline: str | None, as_json: bool, everything: bool, home: Path | None) -> None:
-    """Stream pipeline-run outcomes from a running `eventflow dev` until Ctrl-C."""
-    settings = _settings(home)
+@bootstrap_option
+def watch(
+    pipeline: str | None,
+    as_json: bool,
+    everything: bool,
+    from_beginning: bool,
+    home: Path | None,
+    bootstrap: str | None,
+) -> None:
+    """Stream pipeline-run outcomes from a running `eventflow dev`, or Kafka, until Ctrl-C."""
+    settings = _settings(home, bootstrap)
 
     async def stream() -> None:
-        async with ControlClient(settings.control_socket) as client:
-            stream = await client.watch()
-            click.echo(f"watching {settings.control_socket}", err=True)
-            async for event in stream:
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.kafka_bootstrap:
+                from .kafka.clients import KafkaSubscriber
+
+                topics = (["eventflow.datasets", "eventflow.task-events", "eventflow.deadletter",
+                           "eventflow.pipeline-runs"] if everything
+                          else ["eventflow.pipeline-runs"])  # fmt: skip
+                reader = KafkaSubscriber(settings, topic=topics, from_beginning=from_beginning)
+                await reader.start()
+                stack.push_async_callback(reader.stop)
+                events = reader.events()
+                where = settings.kafka_bootstrap
+            else:
+                client = await stack.enter_async_context(ControlClient(settings.control_socket))
+                events = await client.watch()
+                where = str(settings.control_socket)
+            click.echo(f"watching {where}", err=True)
+            async for event in events:
                 is_run = isinstance(event, PIPELINE_RUN_EVENTS)
                 if not everything and not is_run:
                     continue
@@ -280,6 +328,100 @@ def status(runs: int, home: Path | None) -> None:
 
 
 @cli.command()
+@app_option
+@bootstrap_option
+@health_option
+def coordinator(target: str, bootstrap: str | None, health_file: Path | None) -> None:
+    """Run a coordinator instance on Kafka until SIGTERM; start several for failover."""
+    from .kafka.coordinator import KafkaCoordinator
+
+    settings = _settings(bootstrap=bootstrap)
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    app = load_app(target)
+    _run(_serve(KafkaCoordinator(app, settings), "coordinator", health_file))
+
+
+@cli.command()
+@app_option
+@click.option("--concurrency", "-c", type=int, default=None,
+              help="Task runs at once (default: $EVENTFLOW_CONCURRENCY).")  # fmt: skip
+@bootstrap_option
+@health_option
+def worker(
+    target: str, concurrency: int | None, bootstrap: str | None, health_file: Path | None
+) -> None:
+    """Run a worker on Kafka until SIGTERM; add workers to add throughput."""
+    from .kafka.worker import KafkaWorker
+
+    settings = _settings(bootstrap=bootstrap)
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    app = load_app(target)
+    _run(_serve(KafkaWorker(app, settings, concurrency=concurrency), "worker", health_file))
+
+
+async def _serve(service: Any, name: str, health_file: Path | None) -> None:
+    from .kafka import admin
+
+    missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
+    if missing:
+        raise ConfigurationError(
+            f"topic {missing[0]} does not exist: run `eventflow topics apply` first"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def beat(path: Path) -> None:
+        while True:
+            if service.healthy():
+                state = {"service": name, "instance": service.instance, "owns": service.owns()}
+                path.write_bytes(orjson.dumps(state))
+            await asyncio.sleep(1)
+
+    async with service:
+        click.echo(f"eventflow {name} {service.instance}: started; SIGTERM stops", err=True)
+        health = asyncio.create_task(beat(health_file)) if health_file else None
+        await stop.wait()
+        if health is not None:
+            health.cancel()
+    click.echo(f"eventflow {name} {service.instance}: stopped", err=True)
+
+
+@cli.group()
+def topics() -> None:
+    """Kafka topics as specified in topics/."""
+
+
+@topics.command("apply")
+@bootstrap_option
+def topics_apply(bootstrap: str | None) -> None:
+    """Create missing topics, add partitions, set retention and compaction."""
+    from .kafka import admin
+    from .kafka.config import KafkaConfig
+
+    done = _run(admin.apply(KafkaConfig(_settings(bootstrap=bootstrap))))
+    for line in done:
+        click.echo(line)
+    click.echo("topics are up to date" if not done else f"{len(done)} changes applied")
+
+
+@topics.command("check")
+@bootstrap_option
+def topics_check(bootstrap: str | None) -> None:
+    """Report drift between the cluster and topics/; exit 1 if any."""
+    from .kafka import admin
+    from .kafka.config import KafkaConfig
+
+    drift = _run(admin.check(KafkaConfig(_settings(bootstrap=bootstrap))))
+    for item in drift:
+        click.echo(str(item))
+    if drift:
+        sys.exit(1)
+    click.echo("no drift")
+
+
+@cli.command()
 @click.argument("file")
 @click.option("--dot", is_flag=True, help="Graphviz output instead of text.")
 def graph(file: str, dot: bool) -> None:
@@ -289,5 +431,7 @@ def graph(file: str, dot: bool) -> None:
 
 
 def main() -> None:
+    # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     cli(prog_name="eventflow")
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from ..errors import BrokerError, EventError
 from ..events import Event, decode
@@ -45,6 +45,9 @@ class KafkaPublisher:
             await self._producer.send_and_wait(
                 self.config.topic("eventflow.datasets"), raw, key=key.encode() if key else None
             )
+        except UnknownTopicOrPartitionError as e:
+            raise BrokerError(f"topic {self.config.topic('eventflow.datasets')} does not exist "
+                              "(run `eventflow topics apply`)", retriable=False) from e  # fmt: skip
         except KafkaError as e:
             raise BrokerError(f"publishing failed: {e}", retriable=e.retriable) from e
 
@@ -57,7 +60,7 @@ class KafkaSubscriber:
         self,
         settings: Settings,
         *,
-        topic: str = "eventflow.pipeline-runs",
+        topic: str | list[str] = "eventflow.pipeline-runs",
         group_id: str | None = None,
         from_beginning: bool = False,
         since: datetime | None = None,
@@ -65,7 +68,8 @@ class KafkaSubscriber:
     ) -> None:
         self.config = KafkaConfig(settings)
         self.settings = settings
-        self.topic = self.config.topic(topic)
+        names = [topic] if isinstance(topic, str) else topic
+        self.topics = [self.config.topic(name) for name in names]
         self.group_id = group_id
         self.from_beginning = from_beginning
         self.since = since
@@ -88,15 +92,19 @@ class KafkaSubscriber:
             raise BrokerError(f"cannot reach Kafka at {self.config.bootstrap}: {e}") from e
         self._consumer = consumer
         if self.group_id is not None:
-            consumer.subscribe([self.topic])
+            consumer.subscribe(self.topics)
             return
-        if self.topic not in await consumer.topics():
+        missing = set(self.topics) - await consumer.topics()
+        if missing:
             await consumer.stop()
             self._consumer = None
-            raise BrokerError(f"topic {self.topic} does not exist (run `eventflow topics apply`)",
-                              retriable=False)  # fmt: skip
-        count = self.config.partitions(self.config.unprefixed(self.topic))
-        tps = [TopicPartition(self.topic, p) for p in range(count)]
+            raise BrokerError(f"topic {sorted(missing)[0]} does not exist (run `eventflow topics "
+                              "apply`)", retriable=False)  # fmt: skip
+        tps = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in range(self.config.partitions(self.config.unprefixed(topic)))
+        ]
         consumer.assign(tps)
         if self.offsets is not None:
             for tp in tps:

@@ -180,6 +180,15 @@ class KafkaCoordinator:
         """Until this instance has been assigned its stream tasks and restored their state."""
         await self.ready.wait()
 
+    def healthy(self) -> bool:
+        """Ready, and the processing loop still running."""
+        loop = self._loop
+        return self.ready.is_set() and loop is not None and not loop.done()
+
+    def owns(self) -> list[int]:
+        """The stream tasks (partition numbers) this instance processes."""
+        return sorted(self.owned)
+
     async def lag(self) -> int:
         """Input records not yet processed by this instance (-1 while a task is restoring)."""
         consumer = self._consumer

@@ -35,7 +35,7 @@ from ..events import (
 )
 from ..execution import Executor
 from ..settings import Settings
-from .config import KafkaConfig
+from .config import KafkaConfig, partition_for
 
 log = logging.getLogger("eventflow.worker")
 
@@ -89,6 +89,7 @@ class KafkaWorker:
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency or settings.concurrency
         self.group = self.config.name("eventflow.workers")
+        self.request_partitions = self.config.partitions("eventflow.task-requests")
         self.executor = Executor(
             app,
             worker=self.instance,
@@ -160,6 +161,14 @@ class KafkaWorker:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    def healthy(self) -> bool:
+        """Ready, and the fetch and commit loops still running."""
+        return self.ready.is_set() and bool(self._loops) and not any(t.done() for t in self._loops)
+
+    def owns(self) -> list[int]:
+        """The task-requests partitions this worker consumes."""
+        return sorted(tp.partition for tp in self.partitions)
 
     async def lag(self) -> int:
         """Requests not yet finished by this worker (-1 while partitions are loading)."""
@@ -277,6 +286,9 @@ class KafkaWorker:
             request = event.data
             if not isinstance(request, TaskRequestedData | CheckRequestedData):
                 raise EventError(f"{event.type} does not belong on eventflow.task-requests")
+            if partition_for(request.run_id, self.request_partitions) != tp.partition:
+                # Done-markers live with the run id's partition: elsewhere it could run twice.
+                raise EventError(f"request {request.run_id} is not keyed by its run id")
         except EventError as e:
             letter = dead_letter(record.value or b"", e.reason, origin="eventflow.task-requests",
                                  source=self.settings.source)  # fmt: skip

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 def env(home: Path) -> dict[str, str]:
-    return {**os.environ, "EVENTFLOW_HOME": str(home)}
+    """The embedded runtime only: no setting leaks in from the caller's environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
+    return {**clean, "EVENTFLOW_HOME": str(home)}
 
 
 def cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -202,8 +204,8 @@ def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after
     counts = Counter(s.task for s in successes)  # type: ignore[attr-defined]
     assert counts == Counter(["extract", "clean", "left", "right", "join", "publish"])
     restarted = [line.split() for line in journal.read_text().splitlines()]
-    pids = list(dict.fromkeys(pid for pid, _, _ in restarted))
-    rerun = {task for pid, what, task in restarted if pid == pids[-1] and what == "start"}
+    pids = list(dict.fromkeys(pid for pid, _, _, _ in restarted))
+    rerun = {task for pid, what, task, _ in restarted if pid == pids[-1] and what == "start"}
     assert not rerun & done_before, f"completed tasks ran again: {rerun & done_before}"
     assert len(logged(home, "eventflow.pipeline.run.succeeded")) == 1
 

@@ -21,13 +21,14 @@ edges = {
 
 def body(name: str):
     def run(ctx: ef.TaskContext) -> None:
-        journal = next(iter(ctx.inputs.values())).metadata["journal"]
+        meta = next(iter(ctx.inputs.values())).metadata
+        journal, pause = meta["journal"], meta.get("pause", 0.15)
         with open(journal, "a") as f:
-            f.write(f"{os.getpid()} start {name}\n")
-        time.sleep(0.15)
+            f.write(f"{os.getpid()} start {name} {ctx.partition}\n")
+        time.sleep(pause)
         with open(journal, "a") as f:
-            f.write(f"{os.getpid()} end {name}\n")
-        ctx.emit(ds[name], journal=journal)
+            f.write(f"{os.getpid()} end {name} {ctx.partition}\n")
+        ctx.emit(ds[name], journal=journal, pause=pause)
 
     run.__name__ = name
     return run

@@ -1,0 +1,247 @@
+"""Faults on a real broker: killed coordinators and workers, a restarted broker, replays, garbage.
+
+Kill points are spread over the cascade (after 0 to 5 of its 6 task results), across 21 kills
+in all. Whatever was killed, each partition ends with exactly one recorded success per task, each
+task requested once (its downstream triggered exactly once), each output published once, and one
+successful pipeline run; invalid input lands on the dead-letter topic with a reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventflow.events import (
+    DatasetProducedData,
+    DeadLetterData,
+    Event,
+    PipelineRunData,
+    TaskRequestedData,
+    TaskSucceededData,
+    encode,
+)
+from eventflow.kafka.config import partition_for
+
+from ..kafka_broker import Broker
+from .cluster import Cluster, Service, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+APP = Path(__file__).parents[1] / "e2e" / "pipelines" / "journaled.py"
+TASKS = ["extract", "clean", "left", "right", "join", "publish"]
+STREAM_TASKS = 6
+
+
+def day(i: int) -> str:
+    return f"2026-10-{i + 1:02d}"
+
+
+def journal_lines(journal: Path) -> list[list[str]]:
+    return [line.split() for line in journal.read_text().splitlines()]
+
+
+def ended(journal: Path, partition: str) -> int:
+    return sum(1 for _, what, _, p in journal_lines(journal) if what == "end" and p == partition)
+
+
+def runs_succeeded(cluster: Cluster) -> int:
+    return cluster.count("eventflow.pipeline.run.succeeded", ["eventflow.pipeline-runs"])
+
+
+def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Event]:
+    """`copies`: how many times each task request is on the topic (more if a test replayed it)."""
+    events = cluster.events()
+    data = [e.data for e in events]
+    successes = Counter((d.task, d.partition) for d in data if isinstance(d, TaskSucceededData))
+    first_requests = Counter(
+        (d.task, d.partition) for d in data if isinstance(d, TaskRequestedData) and d.attempt == 1
+    )
+    outputs = Counter(
+        (e.data.dataset, e.data.partition) for e in events
+        if e.type == "eventflow.dataset.produced" and isinstance(e.data, DatasetProducedData)
+        and e.data.producer is not None
+    )  # fmt: skip
+    runs = Counter((d.partition, d.status) for d in data if isinstance(d, PipelineRunData))
+    for partition in partitions:
+        for task in TASKS:
+            assert successes[(task, partition)] == 1, f"{task}@{partition}: {successes}"
+            assert first_requests[(task, partition)] == copies, f"{task}@{partition} requested twice"
+            assert outputs[(f"ds.{task}", partition)] == 1, f"ds.{task}@{partition} published twice"
+        assert runs[(partition, "succeeded")] == 1, runs
+        assert runs[(partition, "failed")] == 0, runs
+    return events
+
+
+def owner(services: list[Service], stream_task: int) -> Service:
+    for service in services:
+        if service.proc.poll() is None and stream_task in service.owns():
+            return service
+    raise AssertionError(f"nobody owns stream task {stream_task}")
+
+
+@pytest.fixture
+def cluster(kafka: Broker, tmp_path: Path) -> Cluster:
+    made = Cluster(kafka.bootstrap, APP, tmp_path)
+    yield made  # type: ignore[misc]
+    made.stop()
+
+
+def test_sigkill_one_of_two_coordinators_at_ten_points(cluster: Cluster, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinators = [cluster.start("coordinator"), cluster.start("coordinator")]
+    workers = [cluster.start("worker"), cluster.start("worker")]
+    cluster.ready(*coordinators, *workers)
+    pipeline_task = partition_for("journaled", STREAM_TASKS)
+    partitions = []
+    for i in range(10):
+        partition = day(i)
+        partitions.append(partition)
+        cluster.publish("raw", partition, 1, journal=str(journal), pause=0.2)
+        wait_for(lambda: ended(journal, partition) >= i % 6, 60, f"{i % 6} tasks of {partition}")
+        wait_for(lambda: all(c.owns() for c in coordinators), 60, "both coordinators own tasks")
+        busy = owner(coordinators, pipeline_task)
+        victim = busy if i % 2 == 0 else next(c for c in coordinators if c is not busy)
+        victim.kill()
+        coordinators.remove(victim)
+        replacement = cluster.start("coordinator")
+        cluster.ready(replacement)
+        coordinators.append(replacement)
+    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 180, "every run to finish")
+    verify(cluster, partitions)
+    for _, what, task, partition in journal_lines(journal):
+        assert what in ("start", "end")
+    ends = Counter((task, p) for _, what, task, p in journal_lines(journal) if what == "end")
+    assert set(ends.values()) == {1}, "no task body ran twice: only coordinators were killed"
+
+
+def test_sigkill_a_worker_mid_task_at_eight_points(cluster: Cluster, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator = cluster.start("coordinator")
+    workers = [cluster.start("worker"), cluster.start("worker")]
+    cluster.ready(coordinator, *workers)
+    partitions = []
+    killed: list[tuple[str, str, str]] = []
+    for i in range(8):
+        partition = day(i)
+        partitions.append(partition)
+        cluster.publish("raw", partition, 1, journal=str(journal), pause=0.6)
+        wait_for(lambda: ended(journal, partition) >= i % 6, 60, f"{i % 6} tasks of {partition}")
+
+        def running() -> tuple[str, str] | None:
+            started: dict[tuple[str, str], str] = {}
+            for pid, what, task, p in journal_lines(journal):
+                if p == partition and what == "start":
+                    started[(task, p)] = pid
+                elif p == partition and what == "end":
+                    started.pop((task, p), None)
+            for (task, _), pid in started.items():
+                return pid, task
+            return None
+
+        wait_for(lambda: running() is not None, 60, f"a task of {partition} running")
+        found = running()
+        assert found is not None
+        pid, task = found
+        victim = next(w for w in workers if str(w.pid) == pid)
+        victim.kill()
+        killed.append((pid, task, partition))
+        workers.remove(victim)
+        replacement = cluster.start("worker")
+        cluster.ready(replacement)
+        workers.append(replacement)
+    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 180, "every run to finish")
+    verify(cluster, partitions)
+    lines = journal_lines(journal)
+    for pid, task, partition in killed:
+        finishers = {p for p, what, t, part in lines if what == "end" and (t, part) == (task, partition)}
+        assert finishers and pid not in finishers, f"{task}@{partition} was finished elsewhere"
+
+
+def test_broker_restart_during_cascades(cluster: Cluster, kafka: Broker, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator = cluster.start("coordinator")
+    worker = cluster.start("worker")
+    cluster.ready(coordinator, worker)
+    partitions = []
+    for i, progress in enumerate((1, 3, 5)):
+        partition = day(i)
+        partitions.append(partition)
+        cluster.publish("raw", partition, 1, journal=str(journal), pause=0.3)
+        wait_for(lambda: ended(journal, partition) >= progress, 60, f"{progress} tasks done")
+        kafka.restart()
+    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
+    verify(cluster, partitions)
+    assert coordinator.proc.poll() is None and worker.proc.poll() is None, "services kept running"
+
+
+def test_replayed_events_and_requests_never_run_twice(cluster: Cluster, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
+    cluster.ready(coordinator, worker)
+    partitions = [day(0), day(1)]
+    for partition in partitions:
+        cluster.publish("raw", partition, 7, journal=str(journal))
+    wait_for(lambda: runs_succeeded(cluster) >= 2, 120, "both runs")
+    requests = [e for e in cluster.events(["eventflow.task-requests"])]
+    for _ in range(2):
+        for partition in partitions:
+            cluster.publish("raw", partition, 7, journal=str(journal))
+        for request in requests:  # as a topic replay would: same bytes, same key
+            key = request.data.run_id.encode()  # type: ignore[attr-defined]
+            cluster.publish_raw(encode(request), "eventflow.task-requests", key=key)
+    time.sleep(5)
+    verify(cluster, partitions, copies=3)
+    ends = Counter((task, p) for _, what, task, p in journal_lines(journal) if what == "end")
+    assert len(ends) == 12 and set(ends.values()) == {1}, "a finished run id never runs again"
+
+
+def test_garbage_and_invalid_events_are_dead_lettered(cluster: Cluster, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
+    cluster.ready(coordinator, worker)
+    envelope = {"specversion": "1.0", "id": "1", "source": "test"}
+    bad = [
+        ("eventflow.datasets", b"\x00\x01garbage", "not JSON"),
+        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
+                                             "data": {"dataset": "raw"}}), "Field required"),
+        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
+                                             "data": {"dataset": "nope", "version": 1}}),
+         "unknown dataset 'nope'"),
+        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
+                                             "data": {"dataset": "raw", "version": 1,
+                                                      "partition": "not-a-day"}}),
+         "is not a daily key"),
+        ("eventflow.task-events", b"[1, 2, 3]", "not a CloudEvent"),
+        ("eventflow.pipeline-inputs", orjson.dumps({**envelope, "type": "eventflow.task.started",
+                                                    "data": {}}), "invalid eventflow.task.started"),
+        ("eventflow.pools", b"{}", "unknown event type None"),
+        ("eventflow.task-requests", b"\xff", "not JSON"),
+        ("eventflow.task-requests", orjson.dumps({**envelope, "type": "eventflow.task.requested",
+         "data": {"run_id": "t::k:1", "task": "extract", "pipeline": "journaled",
+                  "pipeline_run_id": "r", "inputs": [], "timeout_s": 1}}),
+         "is not keyed by its run id"),
+    ]  # fmt: skip
+    for topic, raw, _ in bad:
+        cluster.publish_raw(raw, topic)
+    cluster.publish("raw", day(0), 1, journal=str(journal))
+    wait_for(lambda: runs_succeeded(cluster) >= 1, 120, "the valid run")
+    wait_for(lambda: cluster.count("eventflow.deadletter", ["eventflow.deadletter"]) >= len(bad),
+             60, "dead letters")  # fmt: skip
+    letters = [e.data for e in cluster.events(["eventflow.deadletter"])]
+    assert all(isinstance(d, DeadLetterData) for d in letters)
+    by_original = {d.original_bytes: d for d in letters}  # type: ignore[union-attr]
+    for topic, raw, reason in bad:
+        letter = by_original[raw]
+        assert reason in letter.reason, (topic, letter.reason)
+        assert letter.origin == topic
+    assert coordinator.proc.poll() is None and worker.proc.poll() is None
+    verify(cluster, [day(0)])
