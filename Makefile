@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 
 KAFKA_DIR ?= .kafka
 
-.PHONY: demo test schemas kafka-up kafka-down clean
+.PHONY: demo test schemas kafka-up kafka-down faust-experiment clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ kafka-up:
 
 kafka-down:
 	@$(PYTHON) scripts/kafka_broker.py down --dir $(KAFKA_DIR)
+
+# Does faust-streaming's exactly_once survive SIGKILL? (docs/architecture.md)
+faust-experiment: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,experiments]'
+	$(PY) experiments/faust_eos.py --kills 10 --messages 3000 --seconds 30
 
 schemas: $(STAMP)
 	$(PY) -m eventflow.topics topics

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -151,6 +151,7 @@ class Subscriber:
             self._kafka = None
             self._dev = ControlClient(self.settings.control_socket)
         self._stream: AsyncIterator[Event] | None = None
+        self._iterators: list[AsyncGenerator[PipelineRunData, None]] = []
 
     async def start(self) -> None:
         if self._kafka is not None:
@@ -161,6 +162,12 @@ class Subscriber:
             self._stream = await self._dev.watch()
 
     async def stop(self) -> None:
+        for iterator in self._iterators:
+            await iterator.aclose()
+        self._iterators.clear()
+        if self._stream is not None and hasattr(self._stream, "aclose"):
+            await self._stream.aclose()
+        self._stream = None
         if self._kafka is not None:
             await self._kafka.stop()
         if self._dev is not None:
@@ -176,9 +183,11 @@ class Subscriber:
         await self.stop()
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
-        return self._runs()
+        iterator = self._runs()
+        self._iterators.append(iterator)
+        return iterator
 
-    async def _runs(self) -> AsyncIterator[PipelineRunData]:
+    async def _runs(self) -> AsyncGenerator[PipelineRunData, None]:
         if self._stream is None:
             await self.start()
         assert self._stream is not None

@@ -1,0 +1,122 @@
+"""The README's Kafka quick start, command by command, and the Kafka clients."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import eventflow as ef
+
+from ..kafka_broker import Broker
+from .cluster import Cluster
+
+pytestmark = pytest.mark.kafka
+
+HELLO = Path(__file__).parents[2] / "examples" / "hello.py"
+
+
+def run(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "eventflow", *args], env=cluster.env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
+    cluster = Cluster.__new__(Cluster)
+    Cluster.__init__(cluster, kafka.bootstrap, HELLO, tmp_path)  # applies the topics
+    fresh = dict(cluster.env, EVENTFLOW_TOPIC_PREFIX=cluster.env["EVENTFLOW_TOPIC_PREFIX"] + "q.")
+    cluster.env = fresh
+    cluster.settings = cluster.settings.model_copy(
+        update={"topic_prefix": fresh["EVENTFLOW_TOPIC_PREFIX"]}
+    )
+    drift = run(cluster, "topics", "check")
+    assert drift.returncode == 1 and "eventflow.datasets: missing" in drift.stdout
+    applied = run(cluster, "topics", "apply")
+    assert applied.returncode == 0 and "9 changes applied" in applied.stdout
+    assert run(cluster, "topics", "check").stdout.strip() == "no drift"
+    try:
+        coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
+        cluster.ready(coordinator, worker)
+        watch = subprocess.Popen([sys.executable, "-m", "eventflow", "watch"], env=cluster.env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert watch.stderr is not None and watch.stdout is not None
+            assert watch.stderr.readline().startswith("watching 127.0.0.1:")
+            sent = run(cluster, "emit", "greetings.requested", "--meta", "name=kafka")
+            assert sent.returncode == 0 and sent.stdout.startswith("published "), sent.stderr
+            assert "hello  -  running" in watch.stdout.readline()
+            assert "hello  -  ok" in watch.stdout.readline()
+        finally:
+            watch.terminate()
+            watch.communicate(timeout=10)
+        assert "Hello kafka!" in (tmp_path / "worker-1.log").read_text()
+    finally:
+        cluster.stop()
+    for name in ("coordinator-0", "worker-1"):
+        assert "stopped" in (tmp_path / f"{name}.log").read_text(), "SIGTERM stops gracefully"
+
+
+def test_services_refuse_to_start_without_topics(kafka: Broker, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "eventflow", "worker", "--app", str(HELLO), "--bootstrap",
+         kafka.bootstrap],
+        env={"PATH": "/usr/bin:/bin", "EVENTFLOW_TOPIC_PREFIX": "absent."}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: topic absent.eventflow.datasets does not exist: run `eventflow topics apply` first"
+    )
+
+
+async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
+    kafka: Broker, tmp_path: Path
+) -> None:
+    cluster = await asyncio.to_thread(Cluster, kafka.bootstrap, HELLO, tmp_path)
+    settings = cluster.settings
+    from eventflow.kafka.coordinator import KafkaCoordinator
+    from eventflow.kafka.worker import KafkaWorker
+
+    app = ef.load_app(str(HELLO))
+    async with KafkaCoordinator(app, settings) as coordinator, KafkaWorker(app, settings) as worker:
+        await coordinator.wait_ready()
+        await worker.ready.wait()
+        async with ef.Publisher(settings) as publisher:
+            await publisher.publish("greetings.requested", version=1, metadata={"name": "a"})
+            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+                first = await asyncio.wait_for(anext(aiter(group)), 60)
+            middle = datetime.now(UTC)
+            await publisher.publish("greetings.requested", version=2, metadata={"name": "b"})
+            async with ef.Subscriber(settings, from_beginning=True) as replay:
+                runs = aiter(replay)
+                replayed = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
+            async with ef.Subscriber(settings, since=middle) as later:
+                since = await asyncio.wait_for(anext(aiter(later)), 60)
+            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+                resumed = await asyncio.wait_for(anext(aiter(group)), 60)
+    assert first.status == "succeeded"
+    assert [r.run_id for r in replayed] == ["hello:-:1", "hello:-:2"]
+    assert since.run_id == "hello:-:2"
+    assert resumed.run_id == "hello:-:2", "a group member resumes where the group left off"
+
+
+def test_security_settings_reach_the_kafka_clients(tmp_path: Path) -> None:
+    from eventflow.kafka.config import KafkaConfig
+
+    settings = ef.Settings(
+        kafka_bootstrap="broker:9093", kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="svc",
+        kafka_sasl_password="secret",
+    )  # fmt: skip
+    options = KafkaConfig(settings).client()
+    assert options == {
+        "bootstrap_servers": "broker:9093", "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc",
+        "sasl_plain_password": "secret",
+    }  # fmt: skip
+    with pytest.raises(ef.ConfigurationError, match="no Kafka bootstrap servers"):
+        KafkaConfig(ef.Settings(kafka_bootstrap=None))
