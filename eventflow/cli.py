@@ -17,7 +17,7 @@ import orjson
 
 from .clients import Publisher
 from .embedded import ControlClient, ControlServer, EmbeddedRuntime, Store
-from .errors import ConfigurationError, EventflowError
+from .errors import BrokerError, ConfigurationError, EventflowError
 from .events import (
     PIPELINE_RUN_EVENTS,
     CheckCompleted,
@@ -382,9 +382,15 @@ async def _serve(service: Any, name: str, health_file: Path | None) -> None:
     async with service:
         click.echo(f"eventflow {name} {service.instance}: started; SIGTERM stops", err=True)
         health = asyncio.create_task(beat(health_file)) if health_file else None
-        await stop.wait()
-        if health is not None:
-            health.cancel()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(service.failed.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (health, stopped, failed):
+            if task is not None:
+                task.cancel()
+    if service.failed.is_set():
+        # Exit so a supervisor restarts us; our partitions move to the other instances.
+        raise BrokerError(f"{name} {service.instance} failed; see the log above")
     click.echo(f"eventflow {name} {service.instance}: stopped", err=True)
 
 

@@ -124,7 +124,8 @@ class Subscriber:
     """Pipeline-run outcomes as they happen: `async for run in subscriber`.
 
     On Kafka, `group_id` makes it a consumer-group member (it resumes where the group left off);
-    without one it starts at the end, or replays from `from_beginning` or `since` a time.
+    without one it starts at the end, or replays from `from_beginning`, `since` a time, or given
+    `offsets` (partition -> offset of `eventflow.pipeline-runs`).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class Subscriber:
         group_id: str | None = None,
         from_beginning: bool = False,
         since: datetime | None = None,
+        offsets: dict[int, int] | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.pipelines = set(pipelines or ())
@@ -144,8 +146,9 @@ class Subscriber:
             from .kafka.clients import KafkaSubscriber
 
             self._kafka: KafkaSubscriber | None = KafkaSubscriber(
-                self.settings, group_id=group_id, from_beginning=from_beginning, since=since
-            )
+                self.settings, group_id=group_id, from_beginning=from_beginning, since=since,
+                offsets=offsets,
+            )  # fmt: skip
             self._dev: ControlClient | None = None
         else:
             self._kafka = None

@@ -99,6 +99,7 @@ class KafkaCoordinator:
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.wakes: list[tuple[float, str]] = []
         self.ready = asyncio.Event()
+        self.failed = asyncio.Event()
         self._lock = asyncio.Lock()
         self._restoring: dict[int, asyncio.Task[None]] = {}
         self._clock: AIOKafkaProducer | None = None
@@ -125,6 +126,7 @@ class KafkaCoordinator:
         await self._consumer.start()
         self._consumer.subscribe([self.config.topic(t) for t in INPUTS], listener=_Rebalance(self))
         self._loop = asyncio.create_task(self._run(), name="eventflow coordinator")
+        self._loop.add_done_callback(self._died)
         if self.app.schedules:
             self._clock = AIOKafkaProducer(enable_idempotence=True, acks="all",
                                            **self.config.client())  # fmt: skip
@@ -179,6 +181,11 @@ class KafkaCoordinator:
     async def wait_ready(self) -> None:
         """Until this instance has been assigned its stream tasks and restored their state."""
         await self.ready.wait()
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s: processing stopped", self.instance, exc_info=task.exception())
+            self.failed.set()
 
     def healthy(self) -> bool:
         """Ready, and the processing loop still running."""

@@ -100,6 +100,7 @@ class KafkaWorker:
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
         self.ready = asyncio.Event()
+        self.failed = asyncio.Event()
         self._finished: asyncio.Queue[_Finished] = asyncio.Queue()
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: AIOKafkaProducer | None = None
@@ -136,6 +137,13 @@ class KafkaWorker:
             asyncio.create_task(self._fetch(), name="eventflow worker fetch"),
             asyncio.create_task(self._commit(), name="eventflow worker commit"),
         ]
+        for loop in self._loops:
+            loop.add_done_callback(self._died)
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception())
+            self.failed.set()
 
     async def stop(self) -> None:
         """Stop taking requests; running ones are cancelled and will be redelivered."""

@@ -77,10 +77,15 @@ def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Eve
 
 
 def owner(services: list[Service], stream_task: int) -> Service:
-    for service in services:
-        if service.proc.poll() is None and stream_task in service.owns():
-            return service
-    raise AssertionError(f"nobody owns stream task {stream_task}")
+    """The live service that owns the task; during a rebalance, wait until one has taken it."""
+    found: list[Service] = []
+
+    def owned() -> bool:
+        found[:] = [s for s in services if s.proc.poll() is None and stream_task in s.owns()]
+        return bool(found)
+
+    wait_for(owned, 60, f"an owner of stream task {stream_task}")
+    return found[0]
 
 
 @pytest.fixture

@@ -98,10 +98,15 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
                 since = await asyncio.wait_for(anext(aiter(later)), 60)
             async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
                 resumed = await asyncio.wait_for(anext(aiter(group)), 60)
+            everywhere = {p: 0 for p in range(6)}
+            async with ef.Subscriber(settings, offsets=everywhere) as exact:
+                runs = aiter(exact)
+                from_offsets = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
     assert first.status == "succeeded"
     assert [r.run_id for r in replayed] == ["hello:-:1", "hello:-:2"]
     assert since.run_id == "hello:-:2"
     assert resumed.run_id == "hello:-:2", "a group member resumes where the group left off"
+    assert [r.run_id for r in from_offsets] == ["hello:-:1", "hello:-:2"]
 
 
 def test_security_settings_reach_the_kafka_clients(tmp_path: Path) -> None:
