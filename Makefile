@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 
 KAFKA_DIR ?= .kafka
 
-.PHONY: demo test schemas kafka-up kafka-down faust-experiment clean
+.PHONY: demo test bench schemas kafka-up kafka-down faust-experiment clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
+
+# Figures, not assertions: prints a table and writes bench/results/latest.json.
+bench: $(STAMP)
+	$(PY) -m bench
 
 # A single-node KRaft broker from Maven Central jars; prints its bootstrap address.
 kafka-up:

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from .embedded.control import ControlClient
@@ -24,10 +23,11 @@ from .events import (
     check_metadata,
     encode,
 )
+from .lifecycle import Lifecycle
 from .settings import Settings
 
 
-class Publisher:
+class Publisher(Lifecycle):
     """Announces dataset versions.
 
     On Kafka (`kafka_bootstrap` set) it is an idempotent producer with acks=all: `publish`
@@ -59,14 +59,6 @@ class Publisher:
         if self._dev is not None:
             await self._dev.stop()
 
-    async def __aenter__(self) -> Publisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def publish(
         self,
@@ -120,7 +112,7 @@ def publish(
     return asyncio.run(once())
 
 
-class Subscriber:
+class Subscriber(Lifecycle):
     """Pipeline-run outcomes as they happen: `async for run in subscriber`.
 
     On Kafka, `group_id` makes it a consumer-group member (it resumes where the group left off);
@@ -176,14 +168,6 @@ class Subscriber:
         if self._dev is not None:
             await self._dev.stop()
 
-    async def __aenter__(self) -> Subscriber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
         iterator = self._runs()

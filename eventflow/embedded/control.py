@@ -14,13 +14,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import orjson
 
 from ..errors import ConfigurationError, EventError, NotRunning
 from ..events import Event, decode, encode
+from ..lifecycle import Lifecycle
 from .runtime import EmbeddedRuntime
 
 log = logging.getLogger("eventflow.control")
@@ -119,7 +119,7 @@ class ControlServer:
             self.runtime.unsubscribe(queue)
 
 
-class ControlClient:
+class ControlClient(Lifecycle):
     """Talks to a dev instance; `NotRunning` when nothing listens."""
 
     def __init__(self, path: Path) -> None:
@@ -147,14 +147,6 @@ class ControlClient:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def __aenter__(self) -> ControlClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._reader is None or self._writer is None:

@@ -17,7 +17,6 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 
 from ..core import INTERNAL, Effects, Engine
 from ..definitions import App
@@ -34,6 +33,7 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
+from ..lifecycle import Lifecycle
 from ..schedule import run_schedule
 from ..settings import Settings
 from .store import Store
@@ -57,7 +57,7 @@ class Accepted:
 _Item = tuple[Event | Tick, "asyncio.Future[Accepted] | None", bytes | None, str]
 
 
-class EmbeddedRuntime:
+class EmbeddedRuntime(Lifecycle):
     """The whole of eventflow in one process; `async with` starts and stops it."""
 
     def __init__(self, app: App, settings: Settings) -> None:
@@ -120,14 +120,6 @@ class EmbeddedRuntime:
         self._running.clear()
         await self.store.stop()
 
-    async def __aenter__(self) -> EmbeddedRuntime:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     # -- the public surface ----------------------------------------------------------------------
     async def publish(self, event: Event) -> Accepted:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiosqlite
@@ -28,6 +27,7 @@ from ..events import (
     decode,
     encode,
 )
+from ..lifecycle import Lifecycle
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -56,7 +56,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 
 
-class Store:
+class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
     def __init__(self, path: Path) -> None:
@@ -81,14 +81,6 @@ class Store:
             db, self._db = self._db, None
             await db.close()
 
-    async def __aenter__(self) -> Store:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     @property
     def db(self) -> aiosqlite.Connection:

@@ -19,7 +19,6 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -51,6 +50,7 @@ from ..events import (
     decode,
     encode,
 )
+from ..lifecycle import Lifecycle
 from ..schedule import run_schedule
 from ..settings import Settings
 from .config import KafkaConfig, partition_for
@@ -78,7 +78,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.service._assign({tp.partition for tp in assigned})
 
 
-class KafkaCoordinator:
+class KafkaCoordinator(Lifecycle):
     """One coordinator instance; run as many as wanted, they split the stream tasks."""
 
     def __init__(self, app: App, settings: Settings, *, instance: str | None = None) -> None:
@@ -169,14 +169,6 @@ class KafkaCoordinator:
         async with self._lock:
             await self._close_producers(set(self.producers))
 
-    async def __aenter__(self) -> KafkaCoordinator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def wait_ready(self) -> None:
         """Until this instance has been assigned its stream tasks and restored their state."""

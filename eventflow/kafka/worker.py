@@ -16,7 +16,6 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -34,6 +33,7 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
+from ..lifecycle import Lifecycle
 from ..settings import Settings
 from .config import KafkaConfig, partition_for
 
@@ -74,7 +74,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker._assign(list(assigned))
 
 
-class KafkaWorker:
+class KafkaWorker(Lifecycle):
     def __init__(
         self,
         app: App,
@@ -161,14 +161,6 @@ class KafkaWorker:
             if producer is not None:
                 await producer.stop()
 
-    async def __aenter__(self) -> KafkaWorker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def healthy(self) -> bool:
         """Ready, and the fetch and commit loops still running."""

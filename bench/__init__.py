@@ -1,0 +1,1 @@
+"""Benchmarks of eventflow: `python -m bench --help`. Figures, never assertions."""

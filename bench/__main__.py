@@ -1,0 +1,95 @@
+"""python -m bench [SCENARIO ...] [--runtime embedded|kafka|both] [--events N] [--out FILE]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import scenarios
+from .machine import ROOT, describe
+
+SCENARIOS = ("latency", "chain10")
+
+
+def start_broker(folder: Path) -> str:
+    up = subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "up",
+                         "--dir", str(folder)], capture_output=True, text=True)  # fmt: skip
+    if up.returncode != 0:
+        sys.exit(f"bench: could not start Kafka: {up.stderr.strip()}")
+    return up.stdout.strip()
+
+
+async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
+              bootstrap: str | None) -> dict[str, Any]:  # fmt: skip
+    results: dict[str, Any] = {}
+    for name in names:
+        for runtime in runtimes:
+            print(f"bench: {name} on {runtime} ...", file=sys.stderr, flush=True)
+            if name == "latency":
+                figures = await scenarios.trigger_latency(
+                    runtime, events=args.events, warmup=args.warmup, bootstrap=bootstrap)
+            elif name == "chain10":
+                figures = await scenarios.chain10(
+                    runtime, runs=max(10, args.events // 20), warmup=args.warmup // 20 + 1,
+                    bootstrap=bootstrap)  # fmt: skip
+            results[f"{name}/{runtime}"] = figures
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'scenario':<22} {'measure':<22} {'n':>5} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}"]
+    for key, figures in results.items():
+        for measure, value in figures.items():
+            if isinstance(value, dict) and "p50" in value:
+                lines.append(f"{key:<22} {measure:<22} {value['n']:>5} {value['p50']:>9.2f} "
+                             f"{value['p95']:>9.2f} {value['p99']:>9.2f} {value['max']:>9.2f}")
+            else:
+                lines.append(f"{key:<22} {measure:<22} {value}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
+    parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument("--events", type=int, default=1000, help="measured events (latency)")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    names = args.scenarios or list(SCENARIOS)
+    runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
+    broker_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-")) / "kafka"
+    bootstrap = args.bootstrap
+    if "kafka" in runtimes and not bootstrap:
+        bootstrap = start_broker(broker_dir)
+    try:
+        results = asyncio.run(run(names, runtimes, args, bootstrap))
+    finally:
+        if "kafka" in runtimes and not args.bootstrap:
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "down",
+                            "--dir", str(broker_dir)], capture_output=True)  # fmt: skip
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from kafka_broker import KAFKA_VERSION
+
+    report = {"machine": describe(KAFKA_VERSION if "kafka" in runtimes else None),
+              "settings": {"events": args.events, "warmup": args.warmup},
+              "results": results}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    m = report["machine"]
+    print(f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, "
+          f"Kafka {m['kafka']}, commit {m['commit']}")
+    print(table(results))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
