@@ -207,7 +207,7 @@ class Coordinator:
             for name, tr in st.partitions[key].runs.items():
                 if tr.status in ("queued", "running"):
                     task = self.app.tasks[name]
-                    req = self._request_data(st, key, task, tr.inputs, tr.attempt, tr.pipeline_run)
+                    req = self._request_data(st, key, task, tr)
                     found.append((tr.requested_at, req))
         return [req for _, req in sorted(found, key=lambda pair: pair[0])]
 
@@ -299,7 +299,7 @@ class Coordinator:
         part = st.partitions[key]
         rkey = run_key(task.name, key, versions)
         part.consumed[task.name] = dict(versions)
-        part.runs[task.name] = TaskRun(
+        tr = part.runs[task.name] = TaskRun(
             run_id=run_id(task.name, key, rkey, attempt), key=rkey, attempt=attempt,
             status="queued", inputs=dict(versions), pipeline_run=pipeline_run, requested_at=now,
         )  # fmt: skip
@@ -307,23 +307,15 @@ class Coordinator:
         if run is not None and task.name not in run.tasks:
             run.tasks.append(task.name)
         d.dirty.add(key)
-        d.commands.append(
-            Dispatch(self._request_data(st, key, task, versions, attempt, pipeline_run))
-        )
+        d.commands.append(Dispatch(self._request_data(st, key, task, tr)))
 
     def _request_data(
-        self,
-        st: PipelineState,
-        key: str,
-        task: Task,
-        versions: dict[str, int],
-        attempt: int,
-        pipeline_run: str,
+        self, st: PipelineState, key: str, task: Task, tr: TaskRun
     ) -> TaskRequestedData:
         part = st.partitions[key]
         shared = st.partitions.get(UNPARTITIONED)
         inputs = []
-        for ds, version in versions.items():
+        for ds, version in tr.inputs.items():
             partitioned = self.app.datasets[ds].partitions.partitioned
             source = part if partitioned else shared
             have = source.inputs.get(ds) if source is not None else None
@@ -333,10 +325,9 @@ class Coordinator:
                     dataset=ds, partition=key if partitioned else "", version=version, metadata=meta
                 )
             )
-        rkey = run_key(task.name, key, versions)
         return TaskRequestedData(
-            run_id=run_id(task.name, key, rkey, attempt), task=task.name, pipeline=st.name,
-            partition=key, attempt=attempt, pipeline_run_id=pipeline_run, inputs=inputs,
+            run_id=tr.run_id, task=task.name, pipeline=st.name,
+            partition=key, attempt=tr.attempt, pipeline_run_id=tr.pipeline_run, inputs=inputs,
             timeout_s=self.app.timeout_of(task, self.default_timeout_s), pool=task.pool,
         )  # fmt: skip
 

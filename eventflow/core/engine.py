@@ -80,6 +80,12 @@ class Engine:
             name: PipelineState(name) for name in app.pipelines
         }
         self.datasets: dict[tuple[str, str], DatasetState] = {}
+        self._task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
+            TaskStarted: self.coordinator.on_started,
+            TaskHeartbeat: self.coordinator.on_heartbeat,
+            TaskSucceeded: self.coordinator.on_succeeded,
+            TaskFailed: self.coordinator.on_failed,
+        }
 
     def handle(self, event: Event, now: float) -> Effects:
         """Apply one event. Raises `EventError` for a dataset event no pipeline can use."""
@@ -96,14 +102,7 @@ class Engine:
         if isinstance(event, PipelineInput):
             pst = self.pipelines[event.data.pipeline]
             return self._effects(self.coordinator.on_input(pst, event.data, now), pst.name)
-        task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
-            TaskStarted: self.coordinator.on_started,
-            TaskHeartbeat: self.coordinator.on_heartbeat,
-            TaskSucceeded: self.coordinator.on_succeeded,
-            TaskFailed: self.coordinator.on_failed,
-        }
-        handler: Callable[[PipelineState, Any, float], Decision] | None
-        handler = task_events.get(type(event))
+        handler = self._task_events.get(type(event))
         ref = event.data
         if handler is None or not isinstance(ref, TaskRef):
             return Effects()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
@@ -13,6 +14,16 @@ from ..errors import BrokerError, EventError
 from ..events import Event, decode
 from ..settings import Settings
 from .config import KafkaConfig
+
+
+async def _connected(client: Any, config: KafkaConfig) -> Any:
+    """Start an aiokafka client, or close it and say which cluster could not be reached."""
+    try:
+        await client.start()
+    except KafkaError as e:
+        await client.stop()
+        raise BrokerError(f"cannot reach Kafka at {config.bootstrap}: {e}") from e
+    return client
 
 
 class KafkaPublisher:
@@ -26,12 +37,7 @@ class KafkaPublisher:
         if self._producer is not None:
             return
         producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **self.config.client())
-        try:
-            await producer.start()
-        except KafkaError as e:
-            await producer.stop()
-            raise BrokerError(f"cannot reach Kafka at {self.config.bootstrap}: {e}") from e
-        self._producer = producer
+        self._producer = await _connected(producer, self.config)
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -85,12 +91,7 @@ class KafkaSubscriber:
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             enable_auto_commit=self.group_id is not None, **self.config.client(),
         )  # fmt: skip
-        try:
-            await consumer.start()
-        except KafkaError as e:
-            await consumer.stop()
-            raise BrokerError(f"cannot reach Kafka at {self.config.bootstrap}: {e}") from e
-        self._consumer = consumer
+        self._consumer = consumer = await _connected(consumer, self.config)
         if self.group_id is not None:
             consumer.subscribe(self.topics)
             return
