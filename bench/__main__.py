@@ -15,7 +15,7 @@ import orjson
 from . import scenarios
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10")
+SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state")
 
 
 def start_broker(folder: Path) -> str:
@@ -39,6 +39,16 @@ async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
                 figures = await scenarios.chain10(
                     runtime, runs=max(10, args.events // 20), warmup=args.warmup // 20 + 1,
                     bootstrap=bootstrap)  # fmt: skip
+            elif name == "fanout":
+                figures = await scenarios.fanout(
+                    runtime, runs=max(3, args.events // 200), warmup=1, bootstrap=bootstrap)
+            elif name == "throughput":
+                figures = await scenarios.throughput(
+                    runtime, events=args.events * 2, bootstrap=bootstrap,
+                    profile=args.profile and args.profile.with_suffix(f".{runtime}.txt"))
+            else:
+                figures = await scenarios.state_scale(
+                    runtime, states=args.states, bootstrap=bootstrap)
             results[f"{name}/{runtime}"] = figures
     return results
 
@@ -62,6 +72,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000, help="measured events (latency)")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="profile the coordinator during `throughput` with pyinstrument, "
+                        "into FILE.RUNTIME.txt")  # fmt: skip
+    parser.add_argument("--states", type=int, default=1_000_000,
+                        help="(pipeline, partition) states (state)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)

@@ -27,3 +27,37 @@ _chain = ef.Pipeline("chain10")
 for n in range(1, CHAIN + 1):
     _chain.task(inputs=[links[n - 1]], outputs=[links[n]], name=f"hop{n}")(_stamp(links[n]))
 chain = ef.App([_chain])
+
+# fan-out-1000: one event, a thousand independent tasks.
+FAN = 1000
+fan = ef.Dataset("bench.fan")
+_fan = ef.Pipeline("fanout")
+for n in range(FAN):
+    out = ef.Dataset(f"bench.fan.out{n}")
+    _fan.task(inputs=[fan], outputs=[out], name=f"leaf{n}")(_stamp(out))
+fanout = ef.App([_fan])
+
+# Coordinator throughput: 100 pipelines of 10-task chains over hourly partitions, so that
+# every external event starts ten task runs of its own.
+PIPELINES = 100
+_flows = []
+for p in range(PIPELINES):
+    steps = [ef.Dataset(f"bench.t{p}.{n}", ef.hourly()) for n in range(CHAIN + 1)]
+    flow = ef.Pipeline(f"flow{p}")
+    for n in range(1, CHAIN + 1):
+        flow.task(inputs=[steps[n - 1]], outputs=[steps[n]], name=f"flow{p}.step{n}")(
+            _stamp(steps[n])
+        )
+    _flows.append(flow)
+throughput = ef.App(_flows)
+
+# State scale: many one-task pipelines over daily partitions.
+SCALE_PIPELINES = 1000
+_scale = []
+for p in range(SCALE_PIPELINES):
+    source = ef.Dataset(f"bench.s{p}.in", ef.daily())
+    result = ef.Dataset(f"bench.s{p}.out", ef.daily())
+    pipe = ef.Pipeline(f"s{p}")
+    pipe.task(inputs=[source], outputs=[result], name=f"s{p}.load")(_stamp(result))
+    _scale.append(pipe)
+scale = ef.App(_scale)

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.request import urlopen
+
+from prometheus_client.parser import text_string_to_metric_families
 
 import eventflow as ef
 from eventflow.embedded import ControlClient
+from eventflow.errors import NotRunning
 from eventflow.events import DatasetProduced, DatasetProducedData, Event, encode
 
 ROOT = Path(__file__).parents[1]
@@ -33,11 +38,24 @@ class Deployment:
     produced datasets with `d.produced()`."""
 
     def __init__(self, app: str, runtime: str, *, bootstrap: str | None = None,
-                 concurrency: int = 8) -> None:  # fmt: skip
+                 concurrency: int = 8, lanes: int = 1, watch: bool = True,
+                 profile: Path | None = None,
+                 prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
+                 ) -> None:  # fmt: skip
+        """`lanes`: how many `publish` calls may be under way at once; `watch=False` leaves
+        out `produced()` and the load of reading every event; `profile`: where pyinstrument
+        writes a profile of the coordinator process; `prepare` runs before the services start
+        (topics exist by then)."""
         self.app = f"{APPS}:{app}"
         self.runtime = runtime
         self.bootstrap = bootstrap
         self.concurrency = concurrency
+        self.lanes = lanes
+        self.watch = watch
+        self.profile = profile
+        self.prepare = prepare
+        self.ready_s = 0.0
+        self.ports: dict[str, int] = {}
         self.folder = Path(tempfile.mkdtemp(prefix="eventflow-bench-"))
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {**clean, "EVENTFLOW_HOME": str(self.folder / "home"),
@@ -49,36 +67,48 @@ class Deployment:
         self.settings = ef.Settings(**{k[10:].lower(): v for k, v in self.env.items()
                                        if k.startswith("EVENTFLOW_")})  # fmt: skip
         self.processes: list[subprocess.Popen[bytes]] = []
-        self._client: ControlClient | None = None
+        self._clients: asyncio.Queue[ControlClient] = asyncio.Queue()
         self._publisher: ef.Publisher | None = None
         self._events: AsyncIterator[Event] | None = None
         self._reader: Any = None
 
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{args[0]}-{len(self.processes)}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "eventflow", *args], env=self.env,
-                                stdout=log, stderr=log, cwd=ROOT)  # fmt: skip
+        self.ports[args[0]] = port = free_port()
+        command = [sys.executable, "-m", "eventflow", *args, "--metrics-port", str(port)]
+        if self.profile is not None and args[0] in ("dev", "coordinator"):
+            command[1:1] = ["-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o",
+                            str(self.profile)]  # fmt: skip
+        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
         self.processes.append(proc)
         return proc
 
     async def __aenter__(self) -> Deployment:
         if self.runtime == "embedded":
+            if self.prepare is not None:
+                await self.prepare(self.settings)
+            began = time.perf_counter()
             self._spawn("dev", self.app)
-            socket = self.settings.control_socket
-            while not socket.exists():
-                await asyncio.sleep(0.05)
-            self._client = ControlClient(socket)
-            await self._client.start()
-            watcher = ControlClient(socket)
-            await watcher.start()
-            self._reader = watcher
-            self._events = await watcher.watch()
+            await self._until_ready(self.settings.control_socket)
+            self.ready_s = time.perf_counter() - began
+            for _ in range(self.lanes):
+                client = ControlClient(self.settings.control_socket)
+                await client.start()
+                self._clients.put_nowait(client)
+            if self.watch:
+                watcher = ControlClient(self.settings.control_socket)
+                await watcher.start()
+                self._reader = watcher
+                self._events = await watcher.watch()
         else:
             from eventflow.kafka import admin
             from eventflow.kafka.clients import KafkaSubscriber
             from eventflow.kafka.config import KafkaConfig
 
             await admin.apply(KafkaConfig(self.settings))
+            if self.prepare is not None:
+                await self.prepare(self.settings)
+            began = time.perf_counter()
             health = [self.folder / "coordinator.health", self.folder / "worker.health"]
             self._spawn("coordinator", "--app", self.app, "--health-file", str(health[0]))
             self._spawn("worker", "--app", self.app, "--concurrency", str(self.concurrency),
@@ -86,12 +116,14 @@ class Deployment:
             while not all(h.exists() for h in health):
                 if any(p.poll() is not None for p in self.processes):
                     raise RuntimeError(f"a service exited; logs in {self.folder}")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
+            self.ready_s = time.perf_counter() - began
             self._publisher = ef.Publisher(self.settings)
             await self._publisher.start()
-            self._reader = KafkaSubscriber(self.settings, topic="eventflow.datasets")
-            await self._reader.start()
-            self._events = self._reader.events()
+            if self.watch:
+                self._reader = KafkaSubscriber(self.settings, topic="eventflow.datasets")
+                await self._reader.start()
+                self._events = self._reader.events()
         return self
 
     async def __aexit__(
@@ -99,7 +131,9 @@ class Deployment:
     ) -> None:
         if self._events is not None and hasattr(self._events, "aclose"):
             await self._events.aclose()
-        for client in (self._client, self._reader, self._publisher):
+        while not self._clients.empty():
+            await self._clients.get_nowait().stop()
+        for client in (self._reader, self._publisher):
             if client is not None:
                 await client.stop()
         for proc in self.processes:
@@ -110,6 +144,28 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    async def _until_ready(self, socket: Path) -> None:
+        """Until the dev instance has loaded its state and processes events."""
+        while True:
+            if self.processes[0].poll() is not None:
+                raise RuntimeError(f"eventflow dev exited; logs in {self.folder}")
+            if socket.exists():
+                try:
+                    async with ControlClient(socket) as probe:
+                        if (await probe.ping()).get("ready"):
+                            return
+                except NotRunning:
+                    pass
+            await asyncio.sleep(0.05)
+
+    def rss_bytes(self, service: str) -> int:
+        """Resident memory of a service process."""
+        index = list(self.ports).index(service)
+        for line in Path(f"/proc/{self.processes[index].pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc")
+
     async def publish(self, dataset: str, partition: str = "", version: int | None = None,
                       **metadata: Any) -> float:  # fmt: skip
         """Publish like an outside system; returns the wall-clock time just before sending."""
@@ -119,10 +175,15 @@ class Deployment:
             metadata=metadata,
         )  # fmt: skip
         raw = encode(DatasetProduced.of(data, source="bench"))
-        sent = time.time()
-        if self._client is not None:
-            await self._client.publish_raw(raw)
+        if self._publisher is None:
+            client = await self._clients.get()
+            sent = time.time()
+            try:
+                await client.publish_raw(raw)
+            finally:
+                self._clients.put_nowait(client)
         else:
+            sent = time.time()
             assert self._publisher is not None
             await self._publisher.publish_raw(raw, key=dataset)
         return sent
@@ -136,3 +197,21 @@ class Deployment:
                 assert isinstance(data, DatasetProducedData)
                 if data.producer is not None:
                     yield data, time.time()
+
+    async def scrape(self, service: str) -> dict[str, float]:
+        """A service's Prometheus metrics, as {'name{label=value}': value}."""
+        url = f"http://127.0.0.1:{self.ports[service]}/metrics"
+        text = await asyncio.to_thread(lambda: urlopen(url, timeout=10).read().decode())
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -6,11 +6,16 @@ import asyncio
 import statistics
 import time
 import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import eventflow as ef
 
 from .deploy import Deployment
 
 TIMEOUT_S = 60.0
+EPOCH = datetime(2020, 1, 1)
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -98,3 +103,129 @@ async def chain10(runtime: str, *, runs: int, warmup: int,
                 stamps = [sent] + [started[f"bench.chain{n}"] for n in range(1, 11)]
                 hops += [b - a for a, b in zip(stamps, stamps[1:])]
     return {"total_ms": percentiles(totals), "per_hop_ms": percentiles(hops)}
+
+
+def busy_s(before: dict[str, float], after: dict[str, float]) -> float:
+    """Seconds the coordinator spent in its steps (deciding and committing) between scrapes."""
+    keys = [f"eventflow_coordinator_step_seconds_sum{{phase={p}}}" for p in ("decide", "commit")]
+    return sum(after.get(k, 0.0) - before.get(k, 0.0) for k in keys)
+
+
+def coordinator_of(runtime: str) -> str:
+    return "dev" if runtime == "embedded" else "coordinator"
+
+
+async def fanout(runtime: str, *, runs: int, warmup: int,
+                 bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One event starts 1,000 tasks: time until the last output reaches a subscriber."""
+    from .apps import FAN
+
+    totals, last_start, shares = [], [], []
+    async with Deployment("fanout", runtime, bootstrap=bootstrap, concurrency=32) as d:
+        outputs = d.produced()
+        service = coordinator_of(runtime)
+        for i in range(warmup + runs):
+            before = await d.scrape(service)
+            sent = await d.publish("bench.fan", version=i + 1)
+            starts = []
+            for _ in range(FAN):
+                data, arrived = await asyncio.wait_for(anext(outputs), TIMEOUT_S)
+                starts.append(data.metadata["started"])
+            after = await d.scrape(service)
+            if i >= warmup:
+                totals.append(arrived - sent)
+                last_start.append(max(starts) - sent)
+                shares.append(busy_s(before, after) / (arrived - sent))
+    return {"total_ms": percentiles(totals), "last_body_start_ms": percentiles(last_start),
+            "coordinator_share": round(statistics.median(shares), 3)}  # fmt: skip
+
+
+async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
+                     profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """External events into 100 pipelines x 10-task chains as fast as they are taken; each
+    starts ten runs, so one external event means 11 dataset events for the coordinator (its
+    own and ten outputs). The clock runs from the first publish until the workers' metrics
+    count every run as succeeded (read every 20 ms; the bench does not watch the events, so
+    that it takes no CPU from the services)."""
+    from .apps import CHAIN, PIPELINES
+
+    async with Deployment("throughput", runtime, bootstrap=bootstrap, concurrency=64,
+                          lanes=32, watch=False, profile=profile) as d:  # fmt: skip
+        coordinator = coordinator_of(runtime)
+        worker = "dev" if runtime == "embedded" else "worker"
+        succeeded = "eventflow_task_runs_total{outcome=succeeded}"
+        published = 0
+
+        async def drive(count: int) -> tuple[float, float]:
+            nonlocal published
+            first, published = published, published + count
+            target = (await d.scrape(worker)).get(succeeded, 0.0) + count * CHAIN
+            lanes = asyncio.Semaphore(d.lanes)
+
+            async def one(i: int) -> float:
+                key = (EPOCH + timedelta(hours=i // PIPELINES)).strftime("%Y-%m-%dT%H")
+                async with lanes:
+                    return await d.publish(f"bench.t{i % PIPELINES}.0", key, version=1)
+
+            sending = asyncio.gather(*(one(i) for i in range(first, first + count)))
+            deadline = time.time() + TIMEOUT_S + count / 100
+            while (await d.scrape(worker)).get(succeeded, 0.0) < target:
+                if time.time() > deadline:
+                    raise TimeoutError(f"{runtime}: runs still missing after {TIMEOUT_S}s")
+                await asyncio.sleep(0.02)
+            return min(await sending), time.time()
+
+        await drive(PIPELINES)  # warm-up: every pipeline once
+        before = await d.scrape(coordinator)
+        began, ended = await drive(events)
+        after = await d.scrape(coordinator)
+    elapsed = ended - began
+    decided = sum(v - before.get(k, 0.0) for k, v in after.items()
+                  if k.startswith("eventflow_events_decided_total"))  # fmt: skip
+    return {
+        "external_events": events,
+        "seconds": round(elapsed, 3),
+        "dataset_events_per_s": round(events * (CHAIN + 1) / elapsed),
+        "task_runs_per_s": round(events * CHAIN / elapsed),
+        "all_events_per_s": round(decided / elapsed),
+        "coordinator_share": round(busy_s(before, after) / elapsed, 3),
+    }
+
+
+async def state_scale(runtime: str, *, states: int,
+                      bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Coordinator restart onto `states` (pipeline, partition) states: time until ready and
+    resident memory, each against the same app started on empty state."""
+    from .state import States
+
+    built = States(states)
+    await built.record()
+    written = 0
+
+    async def fill(settings: ef.Settings) -> None:
+        nonlocal written
+        if runtime == "embedded":
+            await asyncio.to_thread(built.write_sqlite, settings.database)
+            written = settings.database.stat().st_size
+        else:
+            written = await built.write_changelog(settings)
+
+    service = coordinator_of(runtime)
+    async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False) as empty:
+        empty_ready, empty_rss = empty.ready_s, empty.rss_bytes(service)
+    async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False,
+                          prepare=fill) as full:  # fmt: skip
+        ready, rss = full.ready_s, full.rss_bytes(service)
+    size = built.stored_bytes()
+    return {
+        "states": built.count,
+        "ready_s": round(ready, 2),
+        "ready_empty_s": round(empty_ready, 2),
+        "restore_per_1k_states_ms": round((ready - empty_ready) / built.count * 1e6, 2),
+        "rss_mib": round(rss / 2**20),
+        "rss_empty_mib": round(empty_rss / 2**20),
+        "memory_per_state_b": round((rss - empty_rss) / built.count),
+        "stored_state_b": round(size["partition"]),
+        "stored_dataset_state_b": round(size["dataset"]),
+        "stored_total_mib": round(written / 2**20),
+    }

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from . import metrics
 from .clients import Publisher
 from .embedded import ControlClient, ControlServer, EmbeddedRuntime, Store
 from .errors import BrokerError, ConfigurationError, EventflowError
@@ -43,8 +44,12 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-def _settings(home: Path | None = None, bootstrap: str | None = None) -> Settings:
+def _settings(
+    home: Path | None = None, bootstrap: str | None = None, metrics_port: int | None = None
+) -> Settings:
     overrides: dict[str, Any] = {}
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
     if home is not None:
         overrides["home"] = home
     if bootstrap is not None:
@@ -89,6 +94,11 @@ bootstrap_option = click.option(
 app_option = click.option(
     "--app", "target", required=True, metavar="FILE.py|module:obj", help="The App to run."
 )
+metrics_option = click.option(
+    "--metrics-port", type=int, default=None, metavar="PORT",
+    help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics "
+    "(default: $EVENTFLOW_METRICS_PORT; unset: none).",
+)  # fmt: skip
 health_option = click.option(
     "--health-file", type=click.Path(path_type=Path), default=None,
     help="Touch this file every few seconds while the service is healthy (for health checks).",
@@ -109,13 +119,20 @@ def cli() -> None:
 @click.option("--until-idle", is_flag=True,
               help="Exit when nothing is left to do; status 0 if every run succeeded.")  # fmt: skip
 @home_option
+@metrics_option
 def dev(
-    file: str, emits: tuple[str, ...], meta: tuple[str, ...], until_idle: bool, home: Path | None
+    file: str,
+    emits: tuple[str, ...],
+    meta: tuple[str, ...],
+    until_idle: bool,
+    home: Path | None,
+    metrics_port: int | None,
 ) -> None:
     """Run coordinator, workers and schedules of FILE in this process (Ctrl-C stops)."""
-    settings = _settings(home)
+    settings = _settings(home, metrics_port=metrics_port)
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(file)
+    metrics.serve(settings)
     metadata = _parse_meta(meta)
     targets = []
     for spec in emits:
@@ -331,13 +348,17 @@ def status(runs: int, home: Path | None) -> None:
 @app_option
 @bootstrap_option
 @health_option
-def coordinator(target: str, bootstrap: str | None, health_file: Path | None) -> None:
+@metrics_option
+def coordinator(
+    target: str, bootstrap: str | None, health_file: Path | None, metrics_port: int | None
+) -> None:
     """Run a coordinator instance on Kafka until SIGTERM; start several for failover."""
     from .kafka.coordinator import KafkaCoordinator
 
-    settings = _settings(bootstrap=bootstrap)
+    settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(target)
+    metrics.serve(settings)
     _run(_serve(KafkaCoordinator(app, settings), "coordinator", health_file))
 
 
@@ -347,15 +368,21 @@ def coordinator(target: str, bootstrap: str | None, health_file: Path | None) ->
               help="Task runs at once (default: $EVENTFLOW_CONCURRENCY).")  # fmt: skip
 @bootstrap_option
 @health_option
+@metrics_option
 def worker(
-    target: str, concurrency: int | None, bootstrap: str | None, health_file: Path | None
+    target: str,
+    concurrency: int | None,
+    bootstrap: str | None,
+    health_file: Path | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker on Kafka until SIGTERM; add workers to add throughput."""
     from .kafka.worker import KafkaWorker
 
-    settings = _settings(bootstrap=bootstrap)
+    settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(target)
+    metrics.serve(settings)
     _run(_serve(KafkaWorker(app, settings, concurrency=concurrency), "worker", health_file))
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import metrics
 from .context import CheckContext, Input, TaskContext
 from .definitions import App
 from .errors import Skip
@@ -81,6 +82,14 @@ class Executor:
 
     async def run_task(self, req: TaskRequestedData, report: Report) -> Event:
         """Run the body; report `started` (and heartbeats) through `report`; return the result."""
+        result = await self._attempt(req, report)
+        if isinstance(result.data, TaskSucceededData):
+            metrics.TASK_RUNS.labels("skipped" if result.data.skipped else "succeeded").inc()
+        else:
+            metrics.TASK_RUNS.labels("failed").inc()
+        return result
+
+    async def _attempt(self, req: TaskRequestedData, report: Report) -> Event:
         base = self._progress(req)
         corr = req.pipeline_run_id
         task = self.app.tasks.get(req.task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from .errors import EventError
 
@@ -35,16 +36,24 @@ class _TimePartitioning(Partitioning):
     example: str = ""
 
     def validate(self, key: str) -> str:
-        try:
-            parsed = datetime.strptime(key, self.fmt)
-        except ValueError:
+        canonical = _canonical(key, self.fmt)
+        if canonical is None:
             raise EventError(
                 f"partition {key!r} is not a {self.kind} key (expected like {self.example!r})"
-            ) from None
-        return parsed.strftime(self.fmt)
+            )
+        return canonical
 
     def key_for(self, when: datetime) -> str:
         return when.strftime(self.fmt)
+
+
+@lru_cache(maxsize=65536)
+def _canonical(key: str, fmt: str) -> str | None:
+    """Events name the same few partitions again and again: parse each spelling once."""
+    try:
+        return datetime.strptime(key, fmt).strftime(fmt)
+    except ValueError:
+        return None
 
 
 def daily() -> Partitioning:

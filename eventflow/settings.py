@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(
         default=1, gt=0, description="Replication factor `eventflow topics apply` creates with."
     )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Serve Prometheus metrics on this port at /metrics; unset: no metrics.",
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="Address the metrics port listens on (0.0.0.0: all)."
+    )
     log_level: str = Field(default="WARNING", description="Python logging level of services.")
 
     @property

@@ -81,7 +81,9 @@ class ControlServer:
                 request = orjson.loads(line)
                 op = request.get("op")
                 if op == "ping":
-                    reply: dict[str, Any] = {"ok": True, "pid": os.getpid()}
+                    reply: dict[str, Any] = {
+                        "ok": True, "pid": os.getpid(), "ready": self.runtime.ready.is_set(),
+                    }  # fmt: skip
                 elif op == "publish":
                     raw = base64.b64decode(request["raw"])
                     accepted = await self.runtime.publish_raw(raw, origin="control")

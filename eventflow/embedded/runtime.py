@@ -10,14 +10,16 @@ nothing polls. A restart loads the state and sends again what was in flight.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import os
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
+from .. import metrics
 from ..core import INTERNAL, Effects, Engine
 from ..definitions import App
 from ..errors import EventError
@@ -76,13 +78,14 @@ class EmbeddedRuntime(Lifecycle):
             source=settings.source,
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
-        self._work: asyncio.Queue[TaskRequestedData | CheckRequestedData] = asyncio.Queue()
+        self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._wakes: list[tuple[float, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
+        self.ready = asyncio.Event()  # state loaded, processing
         self._applying = False
         self._started = False
 
@@ -94,8 +97,6 @@ class EmbeddedRuntime(Lifecycle):
         await self.store.start()
         await self.store.load(self.engine)
         self._tasks.append(asyncio.create_task(self._process(), name="eventflow processor"))
-        for n in range(self.settings.concurrency):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"eventflow worker {n}"))
         for schedule in self.app.schedules.values():
             clock = run_schedule(schedule, self._tick_clock)
             self._tasks.append(asyncio.create_task(clock, name="eventflow clock"))
@@ -104,12 +105,14 @@ class EmbeddedRuntime(Lifecycle):
             log.info("recovered %d task runs in flight", len(recovered.dispatch))
         self._carry_out(recovered)
         self._check_idle()
+        self.ready.set()
 
     async def stop(self) -> None:
         """Stop processing; runs in flight stay recorded and resume at the next start."""
         if not self._started:
             return
         self._started = False
+        self.ready.clear()
         if self._timer is not None:
             self._timer.cancel()
         running = list(self._running.values())
@@ -124,7 +127,7 @@ class EmbeddedRuntime(Lifecycle):
     # -- the public surface ----------------------------------------------------------------------
     async def publish(self, event: Event) -> Accepted:
         """Hand an event in; returns once it is durably logged and decided on."""
-        return await self._submit(event, None, "publish")
+        return await self._wait(event, None, "publish")
 
     async def publish_raw(self, raw: bytes, origin: str = "raw") -> Accepted:
         """Bytes from an outside producer; invalid ones land in the dead-letter log."""
@@ -132,9 +135,10 @@ class EmbeddedRuntime(Lifecycle):
             event = decode(raw, max_metadata_bytes=self.settings.max_metadata_bytes)
         except EventError as e:
             letter = dead_letter(raw, e.reason, origin=origin, source=self.settings.source)
-            await self._submit(letter, None, origin)
+            metrics.DEAD_LETTERS.inc()
+            await self._wait(letter, None, origin)
             return Accepted(letter, e.reason)
-        return await self._submit(event, raw, origin)
+        return await self._wait(event, raw, origin)
 
     async def emit(
         self,
@@ -164,11 +168,16 @@ class EmbeddedRuntime(Lifecycle):
         """Until nothing is in flight: no run in progress, no event or task waiting."""
         await self._idle.wait()
 
-    def _submit(self, event: Event, raw: bytes | None, origin: str) -> asyncio.Future[Accepted]:
+    def _wait(self, event: Event, raw: bytes | None, origin: str) -> asyncio.Future[Accepted]:
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._idle.clear()
         self._inbox.put_nowait((event, future, raw, origin))
         return future
+
+    def _submit(self, event: Event) -> None:
+        """From our own workers: nobody waits for the answer."""
+        self._idle.clear()
+        self._inbox.put_nowait((event, None, None, "worker"))
 
     # -- processing ------------------------------------------------------------------------------
     async def _process(self) -> None:
@@ -191,6 +200,8 @@ class EmbeddedRuntime(Lifecycle):
 
     async def _apply(self, batch: list[_Item]) -> None:
         now = time.time()
+        began = time.perf_counter()
+        decided: Counter[str] = Counter()
         logged: list[Event] = []
         total = Effects()
         results: list[tuple[asyncio.Future[Accepted], Accepted]] = []
@@ -204,8 +215,10 @@ class EmbeddedRuntime(Lifecycle):
                 try:
                     fx = self.engine.handle(item, now)
                     logged.append(item)
+                    decided[item.type] += 1
                     accepted = Accepted(item)
                 except EventError as e:
+                    metrics.DEAD_LETTERS.inc()
                     letter = dead_letter(
                         raw if raw is not None else encode(item), e.reason, origin=origin,
                         source=self.settings.source,
@@ -222,7 +235,11 @@ class EmbeddedRuntime(Lifecycle):
                     logged.append(out)
             fx.events = [e for e in fx.events if isinstance(e, CheckRequested)]
             total.merge(fx)
+        committing = time.perf_counter()
         await self.store.commit(logged, self.engine, total.dirty_partitions, total.dirty_datasets)
+        metrics.DECIDE.observe(committing - began)
+        metrics.COMMIT.observe(time.perf_counter() - committing)
+        metrics.count(decided)
         for future, accepted in results:
             if not future.done():
                 future.set_result(accepted)
@@ -240,11 +257,9 @@ class EmbeddedRuntime(Lifecycle):
             running = self._running.get(run_id)
             if running is not None and not running.done():
                 running.cancel()
-        for request in fx.dispatch:
-            self._work.put_nowait(request)
-        for event in fx.events:
-            if isinstance(event, CheckRequested):
-                self._work.put_nowait(event.data)
+        self._work += fx.dispatch
+        self._work += [e.data for e in fx.events if isinstance(e, CheckRequested)]
+        self._start_work()
         for at, pipeline in fx.wakes:
             heapq.heappush(self._wakes, (at, pipeline))
         self._arm_timer()
@@ -271,7 +286,7 @@ class EmbeddedRuntime(Lifecycle):
         busy = (
             self._applying
             or not self._inbox.empty()
-            or not self._work.empty()
+            or bool(self._work)
             or bool(self._running)
             or not self.engine.idle()
         )
@@ -281,30 +296,29 @@ class EmbeddedRuntime(Lifecycle):
             self._idle.set()
 
     # -- workers ---------------------------------------------------------------------------------
-    async def _worker(self) -> None:
-        while True:
-            request = await self._work.get()
+    def _start_work(self) -> None:
+        """One task per run, up to `concurrency` at once; the rest wait in `_work`."""
+        while self._work and len(self._running) < self.settings.concurrency and self._started:
+            request = self._work.popleft()
             body = asyncio.create_task(self._execute(request), name=f"run {request.run_id}")
             self._running[request.run_id] = body
-            try:
-                await asyncio.shield(body)
-            except asyncio.CancelledError:
-                if not body.done():
-                    raise  # the worker itself is stopping
-            finally:
-                if self._running.get(request.run_id) is body:
-                    del self._running[request.run_id]
-                self._check_idle()
+            body.add_done_callback(functools.partial(self._ended, request.run_id))
+
+    def _ended(self, run_id: str, body: asyncio.Task[None]) -> None:
+        if self._running.get(run_id) is body:
+            del self._running[run_id]
+        self._start_work()
+        self._check_idle()
 
     async def _execute(self, request: TaskRequestedData | CheckRequestedData) -> None:
         if isinstance(request, CheckRequestedData):
             result = await self.executor.run_check(request)
         else:
             result = await self.executor.run_task(request, self._report)
-        self._submit(result, None, "worker")
+        self._submit(result)
 
     async def _report(self, event: Event) -> None:
-        self._submit(event, None, "worker")
+        self._submit(event)
 
     async def _tick_clock(
         self, dataset: str, partition: str, version: int, metadata: dict[str, object]

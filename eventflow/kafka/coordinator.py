@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,8 +26,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
+from .. import metrics
 from ..core import Effects, Engine
-from ..core.state import dump, load_dataset, load_partition
+from ..core.state import bulk_load, dump, load_dataset, load_partition
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
@@ -288,12 +289,13 @@ class KafkaCoordinator(Lifecycle):
             reader.assign([tp])
             await reader.seek_to_beginning(tp)
             end = (await reader.end_offsets([tp]))[tp]
-            while await reader.position(tp) < end:
-                for batch in (await reader.getmany(tp, timeout_ms=1000)).values():
-                    for record in batch:
-                        if record.key is not None and record.value is not None:
-                            self._load(record.key.decode(), record.value)
-                            records += 1
+            with bulk_load():
+                while await reader.position(tp) < end:
+                    for batch in (await reader.getmany(tp, timeout_ms=1000)).values():
+                        for record in batch:
+                            if record.key is not None and record.value is not None:
+                                self._load(record.key.decode(), record.value)
+                                records += 1
         finally:
             await reader.stop()
         for name, pst in self.engine.pipelines.items():
@@ -352,6 +354,8 @@ class KafkaCoordinator(Lifecycle):
         """One transaction: consume `records` (or a tick), decide, emit, checkpoint."""
         producer = self.producers[n]
         now = time.time()
+        began = time.perf_counter()
+        decided: Counter[str] = Counter()
         try:
             async with producer.transaction():
                 out = Effects()
@@ -360,7 +364,8 @@ class KafkaCoordinator(Lifecycle):
                 if tick is not None:
                     out.merge(self.engine.tick(tick, now))
                 for record in records:
-                    self._decide(record, now, out, letters, pools)
+                    self._decide(record, now, out, letters, pools, decided)
+                committing = time.perf_counter()
                 await self._emit(producer, n, out, letters, pools)
                 offsets: dict[TopicPartition, int] = {}
                 for record in records:
@@ -372,11 +377,21 @@ class KafkaCoordinator(Lifecycle):
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
             await self._recover(n)
             return
+        metrics.DECIDE.observe(committing - began)
+        metrics.COMMIT.observe(time.perf_counter() - committing)
+        metrics.count(decided)
+        metrics.DEAD_LETTERS.inc(len(letters))
         for at, pipeline in out.wakes:
             heapq.heappush(self.wakes, (at, pipeline))
 
     def _decide(
-        self, record: Any, now: float, out: Effects, letters: list[Event], pools: set[str]
+        self,
+        record: Any,
+        now: float,
+        out: Effects,
+        letters: list[Event],
+        pools: set[str],
+        decided: Counter[str],
     ) -> None:
         topic = self.config.unprefixed(record.topic)
         try:
@@ -387,6 +402,7 @@ class KafkaCoordinator(Lifecycle):
                 self._pool(event, out, pools)
             else:
                 out.merge(self.engine.handle(event, now))
+            decided[event.type] += 1
         except EventError as e:
             letters.append(dead_letter(record.value or b"", e.reason, origin=topic,
                                        source=self.settings.source))  # fmt: skip

@@ -11,6 +11,7 @@ whose run id has a done-marker is acknowledged without running again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -99,6 +100,7 @@ class KafkaWorker(Lifecycle):
         )
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
+        self._capacity = asyncio.Event()
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
         self._finished: asyncio.Queue[_Finished] = asyncio.Queue()
@@ -115,9 +117,14 @@ class KafkaWorker(Lifecycle):
             return
         client = self.config.client()
         self._progress = AIOKafkaProducer(enable_idempotence=True, acks="all", linger_ms=0, **client)
+        # The transactional id is this process's own, so nobody fences a worker killed while a
+        # transaction is open: the broker aborts it after the transaction timeout, and until
+        # then read_committed readers of the partitions it wrote to wait. Results commit in
+        # milliseconds, so that timeout can be short.
         self._results = AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.worker.{self.instance}"),
-            enable_idempotence=True, acks="all", **client,
+            enable_idempotence=True, acks="all",
+            transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms), **client,
         )  # fmt: skip
         await self._progress.start()
         await self._results.start()
@@ -266,10 +273,16 @@ class KafkaWorker(Lifecycle):
             free = self.concurrency - len(self.running)
             assignment = consumer.assignment()
             if free <= 0:
+                # Full: wait for a run to end, not for a fetch timeout (that cost up to 500 ms
+                # per `concurrency` runs); an empty poll each second keeps the group membership.
                 consumer.pause(*assignment)
-            else:
-                consumer.resume(*assignment)
-            batches = await consumer.getmany(timeout_ms=500, max_records=max(1, free))
+                await consumer.getmany(timeout_ms=0)
+                self._capacity.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._capacity.wait(), 1.0)
+                continue
+            consumer.resume(*assignment)
+            batches = await consumer.getmany(timeout_ms=500, max_records=free)
             for tp, records in batches.items():
                 state = self.partitions.get(tp)
                 if state is None:
@@ -313,6 +326,7 @@ class KafkaWorker(Lifecycle):
             self._finished.put_nowait(_Finished(tp, offset, request.run_id, [result]))
         finally:
             self.running.pop((tp, offset), None)
+            self._capacity.set()
 
     async def _report(self, event: Event) -> None:
         """Started and heartbeat events: not transactional, they only say a run is alive."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.request import urlopen
 
 import orjson
 import pytest
@@ -62,6 +64,20 @@ def dev(home: Path, file: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The Prometheus text format, one `name{labels} value` per line."""
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    lines = [line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")]
+    return {name: float(value) for name, value in lines}
 
 
 def logged(home: Path, kind: str) -> list[object]:
@@ -159,7 +175,8 @@ def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
         orjson.dumps({**good, "data": {"dataset": "greetings.requested", "version": 1,
                                        "metadata": {"rows": "x" * 70_000}}}): "over the 65536-byte limit",
     }  # fmt: skip
-    with dev(home, HELLO) as service:
+    port = free_port()
+    with dev(home, HELLO, "--metrics-port", str(port)) as service:
         for raw, reason in cases.items():
             sent = cli(home, "emit", "--raw", "-", stdin=raw)
             assert sent.returncode == 1
@@ -171,6 +188,11 @@ def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
         ok = cli(home, "emit", "greetings.requested")
         assert ok.returncode == 0
         wait_for(lambda: len(logged(home, "eventflow.pipeline.run.succeeded")) == 1)
+        metrics = scrape(port)
+    assert metrics["eventflow_dead_letters_total"] == 5
+    assert metrics['eventflow_task_runs_total{outcome="succeeded"}'] == 3
+    assert metrics['eventflow_events_decided_total{type="eventflow.dataset.produced"}'] == 4
+    assert metrics['eventflow_coordinator_step_seconds_count{phase="commit"}'] >= 4
     letters = logged(home, "eventflow.deadletter")
     assert len(letters) == 5
     assert "over the 65536-byte limit" in letters[4].reason  # type: ignore[attr-defined]
