@@ -84,6 +84,13 @@ class Deployment:
         return proc
 
     async def __aenter__(self) -> Deployment:
+        try:
+            return await self._start()
+        except BaseException as e:
+            await self.__aexit__(type(e), e, e.__traceback__)  # no service left running
+            raise
+
+    async def _start(self) -> Deployment:
         if self.runtime == "embedded":
             if self.prepare is not None:
                 await self.prepare(self.settings)
