@@ -56,6 +56,7 @@ class Deployment:
         self.prepare = prepare
         self.ready_s = 0.0
         self.ports: dict[str, int] = {}
+        self.services: dict[str, subprocess.Popen[bytes]] = {}
         self.folder = Path(tempfile.mkdtemp(prefix="eventflow-bench-"))
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {**clean, "EVENTFLOW_HOME": str(self.folder / "home"),
@@ -80,6 +81,7 @@ class Deployment:
             command[1:1] = ["-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o",
                             str(self.profile)]  # fmt: skip
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        self.services[args[0]] = proc
         self.processes.append(proc)
         return proc
 
@@ -167,8 +169,7 @@ class Deployment:
 
     def rss_bytes(self, service: str) -> int:
         """Resident memory of a service process."""
-        index = list(self.ports).index(service)
-        for line in Path(f"/proc/{self.processes[index].pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.services[service].pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from itertools import chain, repeat
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -100,9 +101,8 @@ class States:
                                     compression_type=None, **config.client())  # fmt: skip
         await producer.start()
         written = 0
+        rows = chain(zip(repeat("p"), self.partition_rows()), zip(repeat("d"), self.dataset_rows()))
         try:
-            rows = [("p", r) for r in self.partition_rows()]
-            rows += [("d", r) for r in self.dataset_rows()]
             pending = []
             for kind, (name, key, body) in rows:
                 record = f"{kind}{SEP}{name}{SEP}{key}".encode()

@@ -28,6 +28,7 @@ from ..events import (
     CheckRequestedData,
     DatasetProduced,
     DatasetProducedData,
+    DeadLetter,
     Event,
     TaskRequestedData,
     dead_letter,
@@ -135,7 +136,6 @@ class EmbeddedRuntime(Lifecycle):
             event = decode(raw, max_metadata_bytes=self.settings.max_metadata_bytes)
         except EventError as e:
             letter = dead_letter(raw, e.reason, origin=origin, source=self.settings.source)
-            metrics.DEAD_LETTERS.inc()
             await self._wait(letter, None, origin)
             return Accepted(letter, e.reason)
         return await self._wait(event, raw, origin)
@@ -215,7 +215,10 @@ class EmbeddedRuntime(Lifecycle):
                 try:
                     fx = self.engine.handle(item, now)
                     logged.append(item)
-                    decided[item.type] += 1
+                    if isinstance(item, DeadLetter):
+                        metrics.DEAD_LETTERS.inc()  # refused before it got here
+                    else:
+                        decided[item.type] += 1
                     accepted = Accepted(item)
                 except EventError as e:
                     metrics.DEAD_LETTERS.inc()
