@@ -64,7 +64,8 @@ class Deployment:
         if runtime == "kafka":
             assert bootstrap, "the Kafka runtime needs a bootstrap address"
             self.env.update(EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
-                            EVENTFLOW_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:8]}.")  # fmt: skip
+                            EVENTFLOW_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:8]}.",
+                            EVENTFLOW_SIGNING_KEY=uuid.uuid4().hex)  # fmt: skip
         self.settings = ef.Settings(**{k[10:].lower(): v for k, v in self.env.items()
                                        if k.startswith("EVENTFLOW_")})  # fmt: skip
         self.processes: list[subprocess.Popen[bytes]] = []

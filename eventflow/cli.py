@@ -22,8 +22,11 @@ from .errors import BrokerError, ConfigurationError, EventflowError
 from .events import (
     PIPELINE_RUN_EVENTS,
     CheckCompleted,
+    MAX_VERSION,
     DatasetProduced,
     DatasetProducedData,
+    DatasetReset,
+    DatasetResetData,
     DeadLetter,
     PipelineRunData,
     encode,
@@ -154,7 +157,7 @@ async def _dev(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    finished: list[PipelineRunData] = []
+    finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
     refused: list[str] = []
     await control.start()
     try:
@@ -172,20 +175,23 @@ async def _dev(
                 accepted = await runtime.emit(dataset, partition, metadata=metadata)
                 if accepted.dead_letter:
                     refused.append(f"--emit {dataset}: {accepted.dead_letter}")
+            waits: list[asyncio.Task[Any]] = [
+                asyncio.create_task(stop.wait()), asyncio.create_task(runtime.failed.wait())
+            ]
             if until_idle:
-                idle = asyncio.create_task(runtime.wait_idle())
-                stopped = asyncio.create_task(stop.wait())
-                await asyncio.wait({idle, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                idle.cancel()
-                stopped.cancel()
-            else:
-                await stop.wait()
+                waits.append(asyncio.create_task(runtime.wait_idle()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
             await asyncio.sleep(0)  # let the printer take the last events
             printer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     finally:
         await control.stop()
+    if runtime.failed.is_set():
+        click.echo(f"error: processing stopped: {runtime.error}", err=True)
+        return 1
     for line in refused:
         click.echo(f"error: {line}", err=True)
     if until_idle:
@@ -204,7 +210,8 @@ async def _report(
         if isinstance(event, PIPELINE_RUN_EVENTS):
             run = event.data
             assert isinstance(run, PipelineRunData)
-            if run.status != "running":
+            # A long-running instance keeps only what its exit status needs, not every run.
+            if (quiet and run.status != "running") or (run.status == "failed" and not finished):
                 finished.append(run)
             if not quiet:
                 click.echo(run_line(run))
@@ -263,6 +270,9 @@ def emit(
     if reply.get("dead_letter"):
         click.echo(f"error: dead-lettered: {reply['dead_letter']}", err=True)
         sys.exit(1)
+    if not reply.get("ok", False):
+        click.echo(f"error: not published: {reply.get('error', 'no reason given')}", err=True)
+        sys.exit(2)
     click.echo(f"published {reply['id']}".rstrip())
 
 
@@ -331,7 +341,7 @@ def status(runs: int, home: Path | None) -> None:
 
     async def read() -> tuple[list[dict[str, Any]], list[Any]]:
         async with Store(settings.database) as store:
-            return await store.freshness(), await store.runs(runs)
+            return await store.read(runs)
 
     fresh, recent = _run(read())
     click.echo("Datasets")
@@ -342,6 +352,41 @@ def status(runs: int, home: Path | None) -> None:
         click.echo("No pipeline run yet.")
     for event in recent:
         click.echo(run_line(event.data))
+
+
+@cli.group()
+def datasets() -> None:
+    """Operators' commands on datasets."""
+
+
+@datasets.command("reset")
+@click.argument("dataset")
+@click.option("--partition", "-p", default="", help="Partition key, e.g. 2026-11-22.")
+@click.option("--to", "version", type=click.IntRange(0, MAX_VERSION), default=0, show_default=True,
+              help="The newest version still counted as seen; versions above it count again.")  # fmt: skip
+@click.option("--reason", required=True, help="Why (kept in the event log).")
+@home_option
+@bootstrap_option
+def datasets_reset(
+    dataset: str, partition: str, version: int, reason: str, home: Path | None,
+    bootstrap: str | None,
+) -> None:  # fmt: skip
+    """Set DATASET's newest-version mark back after a bogus huge version froze it."""
+    settings = _settings(home, bootstrap)
+    if settings.kafka_bootstrap and settings.signing_key is None:
+        raise ConfigurationError("a reset on Kafka is signed: set EVENTFLOW_SIGNING_KEY")
+    data = DatasetResetData(dataset=dataset, partition=partition, version=version, reason=reason)
+    event = DatasetReset.of(data, source=settings.source)
+
+    async def send() -> dict[str, Any]:
+        async with Publisher(settings) as publisher:
+            return await publisher.publish_raw(encode(event), key=dataset)
+
+    reply = _run(send())
+    if reply.get("dead_letter") or not reply.get("ok", False):
+        click.echo(f"error: refused: {reply.get('dead_letter') or reply.get('error')}", err=True)
+        sys.exit(1)
+    click.echo(f"reset {dataset}{'@' + partition if partition else ''} to version {version}")
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .embedded.control import ControlClient
-from .errors import EventError
+from .errors import BrokerError, EventError
 from .events import (
     PIPELINE_RUN_EVENTS,
     DatasetProduced,
@@ -82,6 +82,8 @@ class Publisher(Lifecycle):
         reply = await self.publish_raw(encode(event), key=key)
         if reply.get("dead_letter"):
             raise EventError(reply["dead_letter"])
+        if not reply.get("ok", False):
+            raise BrokerError(f"not published: {reply.get('error', 'no reason given')}")
 
     async def publish_raw(self, raw: bytes, key: str | None = None) -> dict[str, Any]:
         """Bytes as any producer would send them. From a dev instance the reply says whether

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from croniter import croniter
 
 from .errors import DefinitionError
+from .events import MAX_NAME
 from .partitions import NONE, Partitioning
 
 if TYPE_CHECKING:
@@ -219,9 +220,23 @@ class App:
         for chk in checks:
             self._add_check(chk)
         self._reject_cycles()
+        self._limit_names()
         self.pipeline_consumers: dict[str, list[str]] = {
             ds: sorted({t.pipeline for t in tasks}) for ds, tasks in self.consumers.items()
         }
+
+    def _limit_names(self) -> None:
+        """Names travel in every event, whose fields are bounded (`events.MAX_NAME`)."""
+        kinds: dict[str, Iterable[str]] = {
+            "pipeline": self.pipelines, "task": self.tasks, "dataset": self.datasets,
+            "check": self.checks, "pool": self.pools,
+        }  # fmt: skip
+        for kind, names in kinds.items():
+            for name in names:
+                if not name or len(name) > MAX_NAME:
+                    raise DefinitionError(
+                        f"{kind} name {name[:40]!r}... must be 1 to {MAX_NAME} characters"
+                    )
 
     def _collect_datasets(
         self, datasets: Iterable[Dataset], checks: Iterable[Check], schedules: Iterable[Schedule]

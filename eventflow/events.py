@@ -9,6 +9,7 @@ the wire; pydantic checks the shape, so an invalid event fails with a reason a d
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, Union
@@ -21,8 +22,30 @@ from .errors import EventError, MetadataTooLarge
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+#: Largest version: versions are signed 64-bit integers everywhere they are stored.
+MAX_VERSION = 2**63 - 1
+#: Longest dataset, task, pipeline, check or pool name, and partition key.
+MAX_NAME = 200
+#: Longest run id (ids are built from a name, a partition key and a few short parts).
+MAX_ID = 4 * MAX_NAME
+#: Longest free-text field (an error, a reason, a check's message).
+MAX_TEXT = 8 * 1024
+#: Bytes of a refused input that its dead letter keeps; the rest is summed up by size and hash.
+DEAD_LETTER_PREFIX = 4 * 1024
 
 Metadata: TypeAlias = dict[str, Any]
+Version: TypeAlias = Annotated[
+    int,
+    Field(
+        strict=True, ge=1, le=MAX_VERSION,
+        description="Monotonic version of this partition (table version, or publish time in "
+        "microseconds), 1..2^63-1; a repeated or older version is ignored.",
+    ),
+]  # fmt: skip
+Name: TypeAlias = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+PartitionKey: TypeAlias = Annotated[str, Field(max_length=MAX_NAME)]
+RunId: TypeAlias = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Text: TypeAlias = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 def utcnow() -> datetime:
@@ -53,15 +76,11 @@ class Payload(BaseModel):
 class DatasetVersion(Payload):
     """One produced version of one partition of a dataset."""
 
-    dataset: str = Field(description="Dataset name, e.g. `raw.gps_telemetry`.", min_length=1)
-    partition: str = Field(
+    dataset: Name = Field(description="Dataset name, e.g. `raw.gps_telemetry`.")
+    partition: PartitionKey = Field(
         default="", description="Partition key (`2026-11-22`, `2026-11-22T07`); empty if none."
     )
-    version: int = Field(
-        ge=0,
-        description="Monotonic version of this partition (table version, or publish time in "
-        "microseconds); a repeated or older version is ignored.",
-    )
+    version: Version
     metadata: Metadata = Field(
         default_factory=dict,
         description="Small facts about the data (path, row count, schema hash), never the data.",
@@ -78,38 +97,43 @@ class DatasetVersion(Payload):
 
 
 class DatasetProducedData(DatasetVersion):
-    producer: str | None = Field(
+    producer: RunId | None = Field(
         default=None, description="Task run id that produced it; absent for external producers."
     )
 
 
 class TaskRef(Payload):
-    run_id: str = Field(description="Derived from task, partition, input versions and attempt.")
-    task: str = Field(description="Task name.")
-    pipeline: str = Field(description="Pipeline the task belongs to.")
-    partition: str = Field(default="", description="Partition the run works on.")
-    attempt: int = Field(default=1, ge=1, description="1 for the first try, then one per retry.")
+    run_id: RunId = Field(description="Derived from task, partition, input versions and attempt.")
+    task: Name = Field(description="Task name.")
+    pipeline: Name = Field(description="Pipeline the task belongs to.")
+    partition: PartitionKey = Field(default="", description="Partition the run works on.")
+    attempt: int = Field(
+        default=1, strict=True, ge=1, le=1_000_000,
+        description="1 for the first try, then one per retry.",
+    )
 
 
 class TaskRequestedData(TaskRef):
-    pipeline_run_id: str = Field(description="The pipeline run this task run is part of.")
+    pipeline_run_id: RunId = Field(description="The pipeline run this task run is part of.")
     inputs: list[DatasetVersion] = Field(description="Input versions this run consumes.")
     timeout_s: float = Field(gt=0, description="Seconds the body may run.")
-    pool: str | None = Field(default=None, description="Shared concurrency pool, if any.")
+    pool: Name | None = Field(default=None, description="Shared concurrency pool, if any.")
 
 
 class TaskProgressData(TaskRef):
-    worker: str = Field(description="Identity of the worker running the task.")
+    worker: Annotated[str, Field(max_length=MAX_NAME)] = Field(
+        description="Identity of the worker running the task."
+    )
 
 
 class TaskSucceededData(TaskProgressData):
     outputs: list[DatasetVersion] = Field(description="Outputs emitted; the rest were skipped.")
-    skipped: str | None = Field(default=None, description="Why the task emitted nothing, if so.")
+    skipped: Text | None = Field(default=None, description="Why the task emitted nothing, if so.")
     duration_ms: float = Field(ge=0, description="Time the body ran.")
 
 
 class TaskFailedData(TaskProgressData):
-    error: str = Field(description="What went wrong, one line.")
+    error: Text = Field(description="What went wrong, one line.")
     kind: Literal["error", "timeout", "lost", "definition"] = Field(
         description="`error`: the body raised; `timeout`: it ran too long; `lost`: its worker "
         "stopped reporting; `definition`: the worker does not know the task."
@@ -119,31 +143,51 @@ class TaskFailedData(TaskProgressData):
 
 
 class CheckRequestedData(Payload):
-    run_id: str = Field(description="Derived from check, dataset, partition and version.")
-    check: str = Field(description="Check name.")
+    run_id: RunId = Field(description="Derived from check, dataset, partition and version.")
+    check: Name = Field(description="Check name.")
     target: DatasetVersion = Field(description="The dataset version to check.")
     timeout_s: float = Field(gt=0, description="Seconds the check may run.")
 
 
 class CheckCompletedData(Payload):
-    run_id: str = Field(description="The check run.")
-    check: str = Field(description="Check name.")
+    run_id: RunId = Field(description="The check run.")
+    check: Name = Field(description="Check name.")
     target: DatasetVersion = Field(description="The dataset version checked.")
     passed: bool = Field(description="Whether the data passed.")
-    blocking: bool = Field(description="A failing blocking check stops everything downstream.")
-    message: str = Field(default="", description="What the check found.")
-    worker: str = Field(default="", description="Identity of the worker that ran it.")
+    blocking: bool = Field(
+        description="A failing blocking check stops everything downstream (as its definition "
+        "says; the coordinator reads the definition, not this field)."
+    )
+    message: Text = Field(default="", description="What the check found.")
+    worker: Annotated[str, Field(max_length=MAX_NAME)] = Field(
+        default="", description="Identity of the worker that ran it."
+    )
 
 
 class PipelineInputData(DatasetProducedData):
-    pipeline: str = Field(description="The consuming pipeline this input is routed to.")
+    pipeline: Name = Field(description="The consuming pipeline this input is routed to.")
     accepted: bool = Field(default=True, description="False when a blocking check rejected it.")
-    reason: str = Field(default="", description="Why it was rejected.")
+    reason: Text = Field(default="", description="Why it was rejected.")
+
+
+class DatasetResetData(Payload):
+    dataset: Name = Field(description="Dataset whose newest-version mark is set back.")
+    partition: PartitionKey = Field(default="", description="Partition key; empty if none.")
+    version: int = Field(
+        strict=True, ge=0, le=MAX_VERSION,
+        description="The newest version counted as seen from now on; later versions above it are "
+        "accepted again. 0 forgets every version.",
+    )  # fmt: skip
+    reason: Text = Field(default="", description="Why the operator reset it.")
+    pipeline: Name | None = Field(
+        default=None,
+        description="Set by the router when it passes the reset on to a consuming pipeline.",
+    )
 
 
 class PoolReleasedData(Payload):
-    run_id: str = Field(description="The task run whose attempt ended.")
-    pool: str = Field(description="The pool whose slot it held.")
+    run_id: RunId = Field(description="The task run whose attempt ended.")
+    pool: Name = Field(description="The pool whose slot it held.")
 
 
 class TaskOutcome(Payload):
@@ -168,7 +212,13 @@ class PipelineRunData(Payload):
 
 class DeadLetterData(Payload):
     reason: str = Field(description="Why the input was refused.")
-    original: str = Field(description="The refused bytes, base64.")
+    original: str = Field(
+        description=f"The refused bytes, base64: all of them, or the first {DEAD_LETTER_PREFIX} "
+        "when `truncated`."
+    )
+    size: int = Field(default=0, ge=0, description="Length of the refused input in bytes.")
+    sha256: str = Field(default="", description="SHA-256 of the whole refused input, hex.")
+    truncated: bool = Field(default=False, description="Whether `original` is only a prefix.")
     origin: str = Field(default="", description="Topic or entry point it arrived on.")
 
     @property
@@ -189,14 +239,20 @@ class Event(BaseModel):
     event_type: ClassVar[str]
 
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents spec version.")
-    id: str = Field(default_factory=lambda: new_id(), description="Unique event id.")
-    source: str = Field(default="eventflow", description="Who emitted the event.")
+    id: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
+        default_factory=lambda: new_id(), description="Unique event id."
+    )
+    source: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
+        default="eventflow", description="Who emitted the event."
+    )
     type: str
     time: datetime = Field(default_factory=utcnow, description="When it was emitted (UTC).")
-    subject: str | None = Field(default=None, description="What it is about.")
+    subject: Annotated[str, Field(max_length=MAX_ID)] | None = Field(
+        default=None, description="What it is about."
+    )
     datacontenttype: Literal["application/json"] = "application/json"
     schemaversion: int = Field(default=SCHEMA_VERSION, description="Version of the payload schema.")
-    correlationid: str | None = Field(default=None, description="Pipeline run it belongs to.")
+    correlationid: RunId | None = Field(default=None, description="Pipeline run it belongs to.")
     data: Payload
 
     @classmethod
@@ -280,6 +336,11 @@ class PipelineRunFailed(Event):
     data: PipelineRunData
 
 
+class DatasetReset(Event):
+    type: Literal["eventflow.dataset.reset"] = "eventflow.dataset.reset"
+    data: DatasetResetData
+
+
 class PoolReleased(Event):
     type: Literal["eventflow.pool.released"] = "eventflow.pool.released"
     data: PoolReleasedData
@@ -292,6 +353,7 @@ class DeadLetter(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     DatasetProduced,
+    DatasetReset,
     TaskRequested,
     TaskStarted,
     TaskHeartbeat,
@@ -308,6 +370,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 BY_TYPE: dict[str, type[Event]] = {cls.event_type: cls for cls in EVENT_TYPES}
 PIPELINE_RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
+#: Operator decisions: they go through the log like any other, from operators' tools only.
+OPERATOR_EVENTS: tuple[type[Event], ...] = (DatasetReset,)
 
 _any_event: TypeAdapter[Event] = TypeAdapter(
     Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[arg-type]
@@ -345,5 +409,22 @@ def _first_error(error: ValidationError) -> str:
 
 
 def dead_letter(raw: bytes, reason: str, *, origin: str = "", source: str = "eventflow") -> Event:
-    data = DeadLetterData(reason=reason, original=base64.b64encode(raw).decode(), origin=origin)
+    """A refused input, kept up to `DEAD_LETTER_PREFIX` bytes with the size and hash of all of it,
+    so a flood of huge inputs cannot fill the log."""
+    kept = raw[:DEAD_LETTER_PREFIX]
+    data = DeadLetterData(
+        reason=reason[:MAX_TEXT], original=base64.b64encode(kept).decode(), size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(), truncated=len(kept) < len(raw), origin=origin,
+    )  # fmt: skip
     return DeadLetter.of(data, source=source)
+
+
+def is_operator(event: Event) -> bool:
+    """An operator's decision (a dataset reset), as sent by `eventflow datasets reset`."""
+    return isinstance(event, DatasetReset) and event.data.pipeline is None
+
+
+def is_external(event: Event) -> bool:
+    """What a publisher outside eventflow may announce: a dataset version, not claimed as the
+    output of one of eventflow's task runs."""
+    return isinstance(event, DatasetProduced) and event.data.producer is None

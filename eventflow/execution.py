@@ -19,6 +19,7 @@ from .context import CheckContext, Input, TaskContext
 from .definitions import App
 from .errors import Skip
 from .events import (
+    MAX_TEXT,
     CheckCompleted,
     CheckCompletedData,
     CheckRequestedData,
@@ -49,9 +50,11 @@ class VersionClock:
         return self._last
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException, limit: int = 1000) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (events bound their text)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class Executor:
@@ -116,7 +119,7 @@ class Executor:
                     await asyncio.to_thread(task.fn, ctx)
         except Skip as skip:
             done = TaskSucceededData(
-                **base, outputs=[], skipped=skip.reason or "skipped",
+                **base, outputs=[], skipped=(skip.reason or "skipped")[:MAX_TEXT],
                 duration_ms=_ms(started),
             )  # fmt: skip
             return self._event(TaskSucceeded, done, corr)
@@ -174,6 +177,7 @@ class Executor:
                     else:
                         result = await asyncio.to_thread(chk.fn, ctx)
                 passed, message = _check_result(result)
+                message = message[:MAX_TEXT]
             except TimeoutError:
                 passed, message = False, f"ran longer than {req.timeout_s:g}s"
             except Exception as exc:

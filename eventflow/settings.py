@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
     )
     kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
-    kafka_sasl_password: str | None = Field(default=None, description="SASL password.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
     kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for TLS.")
     kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
@@ -66,6 +66,22 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the metrics port listens on (0.0.0.0: all)."
     )
     log_level: str = Field(default="WARNING", description="Python logging level of services.")
+    signing_key: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Shared secret (32+ characters) with which eventflow's Kafka services sign "
+        "their events and verify each other's; required by `eventflow coordinator` and "
+        "`eventflow worker`. Outside publishers, who only announce datasets, do not need it.",
+    )  # fmt: skip
+    state_cache: int = Field(
+        default=10_000, ge=0,
+        description="Embedded mode: idle partition states kept in memory; the others stay in "
+        "the SQLite file and are read back when an event names them.",
+    )  # fmt: skip
+    event_log_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0,
+        description="Embedded mode: events older than this leave the SQLite event log (state, "
+        "run outcomes and dataset freshness stay).",
+    )  # fmt: skip
 
     @property
     def database(self) -> Path:

@@ -19,6 +19,7 @@ from .events import (
     CheckCompleted,
     CheckRequested,
     DatasetProduced,
+    DatasetReset,
     DeadLetter,
     Event,
     PipelineInput,
@@ -61,14 +62,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         "eventflow.datasets",
         "Dataset versions produced, by outside systems or by tasks, and check results.",
         key="dataset",
-        events=_types(DatasetProduced, CheckCompleted),
+        events=_types(DatasetProduced, CheckCompleted, DatasetReset),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
         "eventflow.pipeline-inputs",
-        "Dataset versions routed to each consuming pipeline, after their checks.",
+        "Dataset versions (and operators' resets) routed to each consuming pipeline, after "
+        "their checks.",
         key="pipeline",
-        events=_types(PipelineInput),
+        events=_types(PipelineInput, DatasetReset),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
@@ -126,6 +128,23 @@ TOPICS: tuple[TopicSpec, ...] = (
         config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
     ),
 )
+
+
+SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+
+
+def destination(event: Event) -> tuple[str, str]:
+    """The topic an event goes to and its record key, as the specs above say. Pooled task
+    requests are the exception the coordinator makes: they go through `eventflow.pools` first."""
+    data: Any = event.data
+    if isinstance(event, DatasetReset) and data.pipeline is not None:
+        return "eventflow.pipeline-inputs", data.pipeline
+    for spec in TOPICS:
+        if event.type in spec.events:
+            if isinstance(event, CheckCompleted):
+                return spec.name, data.target.dataset
+            return spec.name, str(getattr(data, spec.key, ""))
+    raise ValueError(f"no topic carries {event.type}")
 
 
 def topic_files() -> dict[str, bytes]:

@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(".kafka"), help="broker folder")
     parser.add_argument("--keep", action="store_true", help="down: keep the data")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="restart: seconds the broker stays down (an outage)")
     args = parser.parse_args()
     if args.command == "jars":
         print(ensure_jars())
@@ -234,6 +236,7 @@ def main() -> None:
         print(up(args.dir, args.timeout))
     elif args.command == "restart":
         down(args.dir, keep=True)
+        time.sleep(args.pause)
         print(up(args.dir, args.timeout))
     else:
         down(args.dir, keep=args.keep)

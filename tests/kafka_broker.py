@@ -29,12 +29,14 @@ class Broker:
         self.bootstrap = bootstrap
         self.folder = folder
 
-    def restart(self) -> None:
-        """Stop the broker (SIGTERM) and start it again on the same data and ports."""
+    def restart(self, pause: float = 0.0) -> None:
+        """Stop the broker (SIGTERM), wait `pause` seconds (an outage), and start it again on
+        the same data and ports."""
         if self.folder is None:
             pytest.skip("cannot restart a broker this session did not start")
-        subprocess.run([sys.executable, str(SCRIPT), "restart", "--dir", str(self.folder)],
-                       check=True, capture_output=True, timeout=180)  # fmt: skip
+        subprocess.run([sys.executable, str(SCRIPT), "restart", "--dir", str(self.folder),
+                        "--pause", str(pause)], check=True, capture_output=True,
+                       timeout=180 + pause)  # fmt: skip
 
 
 def start_broker(folder: Path) -> Iterator[Broker]:

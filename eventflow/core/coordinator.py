@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ..definitions import App, Task
+from ..errors import EventError
 from ..events import (
     DatasetProduced,
     DatasetProducedData,
+    DatasetResetData,
     DatasetVersion,
     Event,
     PipelineInputData,
@@ -26,6 +28,7 @@ from ..events import (
     TaskFailedData,
     TaskOutcome,
     TaskProgressData,
+    TaskRef,
     TaskRequestedData,
     TaskSucceededData,
 )
@@ -58,6 +61,17 @@ def run_id(task: str, partition: str, key: str, attempt: int) -> str:
     return f"{task}:{partition}:{key}:{attempt}"
 
 
+def key_of(ref: TaskRef) -> str | None:
+    """The input-versions key inside `ref.run_id`, if the id is the one `run_id` builds for
+    this task, partition and attempt."""
+    prefix, suffix = f"{ref.task}:{ref.partition}:", f":{ref.attempt}"
+    rid = ref.run_id
+    if not (rid.startswith(prefix) and rid.endswith(suffix)):
+        return None
+    key = rid[len(prefix) : len(rid) - len(suffix)]
+    return key if len(key) == 12 and all(c in "0123456789abcdef" for c in key) else None
+
+
 def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -79,6 +93,54 @@ class Coordinator:
         self.source = source
 
     # -- entry points ----------------------------------------------------------------------------
+    def validate(self, st: PipelineState, ref: TaskRef) -> None:
+        """Refuse a task event that does not match the run it claims, before any state changes:
+        a task of another pipeline, a malformed partition, a run id not derived for this task,
+        partition and attempt, a result for a run that is not in flight, outputs the task does
+        not declare or in another partition."""
+        task = self.app.tasks.get(ref.task)
+        if task is None or task.pipeline != st.name:
+            raise EventError(f"pipeline {st.name!r} has no task {ref.task!r}")
+        if task.partitioning.partitioned == (ref.partition == UNPARTITIONED):
+            raise EventError(f"task {ref.task!r} does not run in partition {ref.partition!r}")
+        key = key_of(ref)
+        if key is None:
+            raise EventError(f"run id {ref.run_id!r} is not a run of {ref.task!r} in this partition")
+        if not isinstance(ref, TaskSucceededData | TaskFailedData):
+            return
+        part = st.partitions.get(ref.partition)
+        tr = part.runs.get(ref.task) if part is not None else None
+        if tr is None or tr.key != key:
+            raise EventError(f"result for run {ref.run_id!r}, which is not in flight")
+        if isinstance(ref, TaskSucceededData):
+            for out in ref.outputs:
+                if out.dataset not in task.outputs:
+                    raise EventError(f"task {ref.task!r} does not declare output {out.dataset!r}")
+                partitioned = self.app.datasets[out.dataset].partitions.partitioned
+                if out.partition != (ref.partition if partitioned else UNPARTITIONED):
+                    raise EventError(
+                        f"output {out.dataset!r} in partition {out.partition!r} of a run in "
+                        f"partition {ref.partition!r}"
+                    )
+
+    def on_reset(self, st: PipelineState, data: DatasetResetData) -> Decision:
+        """Forget input versions above the reset mark, so newer real versions trigger again."""
+        d = Decision()
+        keys = list(st.partitions) if data.partition == UNPARTITIONED else [data.partition]
+        for key in keys:
+            part = st.partitions.get(key)
+            if part is None:
+                continue
+            have = part.inputs.get(data.dataset)
+            if have is not None and have.version > data.version:
+                del part.inputs[data.dataset]
+                d.dirty.add(key)
+            for consumed in part.consumed.values():
+                if consumed.get(data.dataset, 0) > data.version:
+                    consumed[data.dataset] = data.version
+                    d.dirty.add(key)
+        return d
+
     def on_input(self, st: PipelineState, data: PipelineInputData, now: float) -> Decision:
         """A routed dataset version (after its checks) for a pipeline that consumes it."""
         d = Decision()
@@ -132,8 +194,7 @@ class Coordinator:
         """First success of a generation wins, even from an attempt thought lost."""
         d = Decision()
         tr = self._current(st, data)
-        key = data.run_id.rsplit(":", 2)[-2] if data.run_id.count(":") >= 3 else None
-        if tr is None or tr.key != key or tr.status not in IN_FLIGHT:
+        if tr is None or tr.key != key_of(data) or tr.status not in IN_FLIGHT:
             return d
         task = self.app.tasks[data.task]
         if tr.status in ("queued", "running"):
@@ -171,16 +232,22 @@ class Coordinator:
             self._finish_if_done(st, data.partition, now, d)
         return d
 
-    def tick(self, st: PipelineState, now: float) -> Decision:
-        """Retries whose backoff ended, and running tasks past their deadline or silent."""
+    def tick(self, st: PipelineState, now: float, heard_since: float | None = None) -> Decision:
+        """Retries whose backoff ended, and running tasks past their deadline or silent.
+
+        `heard_since`: since when the runtime has been able to hear workers' reports (a Kafka
+        coordinator after a broker outage). Silence before then proves nothing, so no run is
+        declared lost or timed out until a whole heartbeat window has been heard since."""
         d = Decision()
+        judge_from = self._judge_from(heard_since)
+        judging = judge_from is None or now >= judge_from
         for key in list(st.active):
             part = st.partitions[key]
             for name, tr in list(part.runs.items()):
                 task = self.app.tasks[name]
                 if tr.status == "retry_wait" and tr.retry_at is not None and tr.retry_at <= now:
                     self._request(st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d)
-                elif tr.status == "running" and tr.started_at is not None:
+                elif tr.status == "running" and tr.started_at is not None and judging:
                     timeout = self.app.timeout_of(task, self.default_timeout_s)
                     kind: Literal["timeout", "lost"]
                     if now >= tr.started_at + timeout + TIMEOUT_GRACE_S:
@@ -195,10 +262,15 @@ class Coordinator:
                     )  # fmt: skip
                     self._fail(st, key, task, tr, failure, now, d)
             self._finish_if_done(st, key, now, d)
-        wake = self.next_wake(st)
+        wake = self.next_wake(st, judge_from)
         if wake is not None:
             d.commands.append(Wake(wake, st.name))
         return d
+
+    def _judge_from(self, heard_since: float | None) -> float | None:
+        if heard_since is None:
+            return None
+        return heard_since + max(self.heartbeat_timeout_s, TIMEOUT_GRACE_S)
 
     def in_flight(self, st: PipelineState) -> list[TaskRequestedData]:
         """Requests that must be (re)sent after a restart: queued or running runs, oldest first."""
@@ -211,7 +283,8 @@ class Coordinator:
                     found.append((tr.requested_at, req))
         return [req for _, req in sorted(found, key=lambda pair: pair[0])]
 
-    def next_wake(self, st: PipelineState) -> float | None:
+    def next_wake(self, st: PipelineState, judge_from: float | None = None) -> float | None:
+        """The earliest retry or deadline; deadlines no earlier than `judge_from`."""
         times: list[float] = []
         for key in st.active:
             for name, tr in st.partitions[key].runs.items():
@@ -219,7 +292,8 @@ class Coordinator:
                     times.append(tr.retry_at)
                 elif tr.status == "running":
                     seen = tr.seen_at or tr.requested_at
-                    times.append(self._deadline(self.app.tasks[name], tr, seen))
+                    deadline = self._deadline(self.app.tasks[name], tr, seen)
+                    times.append(max(deadline, judge_from or deadline))
         return min(times) if times else None
 
     # -- triggering ------------------------------------------------------------------------------

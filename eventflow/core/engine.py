@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..definitions import App
+from ..errors import EventError
 from ..events import (
     CheckCompleted,
     DatasetProduced,
+    DatasetReset,
+    DeadLetter,
     Event,
     PipelineInput,
     TaskFailed,
@@ -28,8 +31,13 @@ from .pools import PoolGate
 from .router import Router
 from .state import DatasetState, Decision, Dispatch, PipelineState, Publish, Release, Wake
 
-#: Events the engine itself emits and consumes again (in Kafka mode they cross a topic first).
-INTERNAL = (DatasetProduced, PipelineInput)
+
+def is_followed(event: Event) -> bool:
+    """Whether the engine consumes this output of its own again (in Kafka mode it crosses a
+    topic first): produced outputs, routed inputs and routed resets."""
+    if isinstance(event, DatasetReset):
+        return event.data.pipeline is not None
+    return isinstance(event, DatasetProduced | PipelineInput)
 
 
 @dataclass
@@ -76,10 +84,9 @@ class Engine:
         )
         self.router = Router(app, default_timeout_s=default_timeout_s, source=source)
         self.gate = PoolGate({p.name: p.slots for p in app.pools.values()})
-        self.pipelines: dict[str, PipelineState] = {
-            name: PipelineState(name) for name in app.pipelines
-        }
+        self.pipelines: dict[str, PipelineState] = {}
         self.datasets: dict[tuple[str, str], DatasetState] = {}
+        self.reset()
         self._task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
             TaskStarted: self.coordinator.on_started,
             TaskHeartbeat: self.coordinator.on_heartbeat,
@@ -87,8 +94,16 @@ class Engine:
             TaskFailed: self.coordinator.on_failed,
         }
 
+    def reset(self) -> None:
+        """Forget every state, to load it again from its durable copy (after a decision failed
+        halfway, or a commit did not happen)."""
+        self.gate = PoolGate({p.name: p.slots for p in self.app.pools.values()})
+        self.pipelines = {name: PipelineState(name) for name in self.app.pipelines}
+        self.datasets = {}
+
     def handle(self, event: Event, now: float) -> Effects:
-        """Apply one event. Raises `EventError` for a dataset event no pipeline can use."""
+        """Apply one event. Raises `EventError`, before any state changes, for an event that
+        names what this App does not have or does not match the run it claims."""
         if isinstance(event, DatasetProduced):
             data = self.router.validate(event.data)
             key = (data.dataset, data.partition)
@@ -96,24 +111,42 @@ class Engine:
             decision = self.router.on_produced(st, data, event.correlationid)
             return self._effects(decision, dataset=data.dataset)
         if isinstance(event, CheckCompleted):
-            target = event.data.target
+            target = self.router.validate_check(event.data)
             st = self.datasets.setdefault((target.dataset, target.partition), DatasetState())
             return self._effects(self.router.on_check(st, event.data), dataset=target.dataset)
         if isinstance(event, PipelineInput):
-            pst = self.pipelines[event.data.pipeline]
+            pst = self._pipeline(event.data.pipeline)
+            self.router.validate_routed(event.data.dataset, event.data.partition, pst.name)
             return self._effects(self.coordinator.on_input(pst, event.data, now), pst.name)
+        if isinstance(event, DatasetReset):
+            reset = event.data
+            self.router.validate_routed(reset.dataset, reset.partition, reset.pipeline)
+            if reset.pipeline is not None:
+                pst = self._pipeline(reset.pipeline)
+                return self._effects(self.coordinator.on_reset(pst, reset), pst.name)
+            st = self.datasets.setdefault((reset.dataset, reset.partition), DatasetState())
+            decision = self.router.on_reset(st, reset, event.correlationid)
+            return self._effects(decision, dataset=reset.dataset)
+        if isinstance(event, DeadLetter):
+            return Effects()  # logged, not decided on
         handler = self._task_events.get(type(event))
         ref = event.data
         if handler is None or not isinstance(ref, TaskRef):
-            return Effects()
-        found = self.pipelines.get(ref.pipeline)
-        if found is None:
-            return Effects()
-        return self._effects(handler(found, ref, now), found.name)
+            raise EventError(f"{event.type} is an output of eventflow, not an input")
+        pst = self._pipeline(ref.pipeline)
+        self.coordinator.validate(pst, ref)
+        return self._effects(handler(pst, ref, now), pst.name)
 
-    def tick(self, pipeline: str, now: float) -> Effects:
+    def _pipeline(self, name: str) -> PipelineState:
+        found = self.pipelines.get(name)
+        if found is None:
+            raise EventError(f"unknown pipeline {name!r}")
+        return found
+
+    def tick(self, pipeline: str, now: float, heard_since: float | None = None) -> Effects:
+        """Timers of one pipeline; `heard_since`: see `Coordinator.tick`."""
         pst = self.pipelines[pipeline]
-        return self._effects(self.coordinator.tick(pst, now), pipeline)
+        return self._effects(self.coordinator.tick(pst, now, heard_since), pipeline)
 
     def recover(self) -> Effects:
         """After loading state: the requests, check requests and timers that were in flight."""

@@ -17,6 +17,8 @@ from ..events import (
     CheckRequested,
     CheckRequestedData,
     DatasetProducedData,
+    DatasetReset,
+    DatasetResetData,
     DatasetVersion,
     Event,
     PipelineInput,
@@ -43,6 +45,45 @@ class Router:
             raise EventError(f"unknown dataset {data.dataset!r}")
         key = dataset.partitions.validate(data.partition)
         return data if key == data.partition else data.model_copy(update={"partition": key})
+
+    def validate_check(self, data: CheckCompletedData) -> DatasetVersion:
+        """A check result must name a check of its target dataset, and the run id the router
+        derived for that check and version."""
+        chk = self.app.checks.get(data.check)
+        if chk is None or chk.dataset != data.target.dataset:
+            raise EventError(f"{data.target.dataset!r} has no check {data.check!r}")
+        self._key(data.target.dataset, data.target.partition)
+        if data.run_id != check_run_id(data.check, data.target):
+            raise EventError(f"check run {data.run_id!r} is not the run of this check and version")
+        return data.target
+
+    def validate_routed(self, dataset: str, partition: str, pipeline: str | None) -> None:
+        """A routed input (or reset) must name a dataset `pipeline` consumes, in canonical form."""
+        self._key(dataset, partition)
+        if pipeline is not None and pipeline not in self.app.pipeline_consumers.get(dataset, ()):
+            raise EventError(f"pipeline {pipeline!r} does not consume {dataset!r}")
+
+    def _key(self, dataset: str, partition: str) -> None:
+        found = self.app.datasets.get(dataset)
+        if found is None:
+            raise EventError(f"unknown dataset {dataset!r}")
+        if found.partitions.validate(partition) != partition:
+            raise EventError(f"partition {partition!r} of {dataset!r} is not in canonical form")
+
+    def on_reset(
+        self, st: DatasetState, data: DatasetResetData, correlation: str | None = None
+    ) -> Decision:
+        """An operator sets the newest-version mark back (after a bogus huge version froze the
+        dataset) and every consuming pipeline forgets versions above it."""
+        d = Decision()
+        st.seen = min(st.seen, data.version)
+        for version in [v for v in st.pending if v > data.version]:
+            del st.pending[version]
+        d.dirty.add(data.partition)
+        for pipeline in self.app.pipeline_consumers.get(data.dataset, ()):
+            routed = data.model_copy(update={"pipeline": pipeline})
+            d.commands.append(Publish(self._event(DatasetReset, routed, correlation)))
+        return d
 
     def on_produced(
         self, st: DatasetState, data: DatasetProducedData, correlation: str | None = None
@@ -82,7 +123,9 @@ class Router:
         pending = st.pending.get(data.target.version)
         if pending is None or pending.results.get(data.check, ()) is not None:
             return d  # a repeated result, or a check this version never asked for
-        pending.results[data.check] = (data.passed, data.blocking, data.message)
+        # Blocking as the definition says: the worker's word is not needed for that.
+        blocking = self.app.checks[data.check].blocking
+        pending.results[data.check] = (data.passed, blocking, data.message)
         d.dirty.add(data.target.partition)
         if any(result is None for result in pending.results.values()):
             return d

@@ -162,6 +162,7 @@ def bulk_load() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+        gc.collect()  # what is garbage now would otherwise be frozen for good
         gc.freeze()
 
 

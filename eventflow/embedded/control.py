@@ -18,14 +18,28 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigurationError, EventError, NotRunning
-from ..events import Event, decode, encode
+from ..errors import ConfigurationError, EventError, EventflowError, NotRunning
+from ..events import Event, decode, encode, is_external, is_operator
+from ..execution import one_line
 from ..lifecycle import Lifecycle
 from .runtime import EmbeddedRuntime
+from .store import private_folder
 
 log = logging.getLogger("eventflow.control")
+#: Longest line a client reads back (events the instance streams are bounded by their fields).
 MAX_LINE = 16 * 1024 * 1024
 _SUN_PATH_MAX = 107
+
+
+def request_limit(max_metadata_bytes: int) -> int:
+    """Longest request line: a base64 event whose metadata is at the limit, with room for the
+    envelope; anything longer is refused before it is parsed."""
+    return (max_metadata_bytes + 64 * 1024) * 4 // 3 + 1024
+
+
+def control_allows(event: Event) -> bool:
+    """What the control socket takes: dataset announcements, and operators' resets."""
+    return is_external(event) or is_operator(event)
 
 
 def _check_path(path: Path) -> None:
@@ -42,6 +56,7 @@ class ControlServer:
         self.path = path
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._limit = request_limit(runtime.settings.max_metadata_bytes)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -57,8 +72,9 @@ class ControlServer:
                 raise ConfigurationError(
                     f"another eventflow dev instance is running on {self.path.parent}"
                 )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
+        private_folder(self.path.parent)
+        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self._limit)
+        os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
         if self._server is None:
@@ -73,40 +89,84 @@ class ControlServer:
             self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request per line, one reply per request; a request that cannot be served gets
+        `{"ok": false, "error": ...}` and is dead-lettered, and the connection stays usable
+        (except after an oversized line, which cannot be skipped reliably)."""
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
         try:
-            while line := await reader.readline():
-                request = orjson.loads(line)
-                op = request.get("op")
-                if op == "ping":
-                    reply: dict[str, Any] = {
-                        "ok": True, "pid": os.getpid(), "ready": self.runtime.ready.is_set(),
-                    }  # fmt: skip
-                elif op == "publish":
-                    raw = base64.b64decode(request["raw"])
-                    accepted = await self.runtime.publish_raw(raw, origin="control")
-                    reply = {
-                        "ok": accepted.dead_letter is None, "id": accepted.event.id,
-                        "dead_letter": accepted.dead_letter,
-                    }  # fmt: skip
-                elif op == "watch":
-                    await self._stream(writer)
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as e:
+                    line = e.partial
+                    if not line.strip():
+                        return
+                except asyncio.LimitOverrunError as e:
+                    prefix = await reader.read(e.consumed)
+                    reason = f"control request over {self._limit} bytes; connection closed"
+                    await self._refuse(prefix, reason)
+                    await self._reply(writer, {"ok": False, "error": reason})
                     return
-                else:
-                    reply = {"ok": False, "error": f"unknown op {op!r}"}
-                writer.write(orjson.dumps(reply) + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+                if line.strip():
+                    if await self._handle(line, writer):
+                        return
+        except (ConnectionError, asyncio.CancelledError):
             pass
-        except (orjson.JSONDecodeError, KeyError, ValueError) as e:
-            log.warning("bad control request: %s", e)
         finally:
             self._clients.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; True when the connection has become a watch stream and ended."""
+        try:
+            request = orjson.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError(f"a request is a JSON object, not a {type(request).__name__}")
+            op = request.get("op")
+            if op == "ping":
+                reply: dict[str, Any] = {
+                    "ok": True, "pid": os.getpid(), "ready": self.runtime.ready.is_set(),
+                }  # fmt: skip
+            elif op == "publish":
+                if not isinstance(request.get("raw"), str):
+                    raise ValueError("publish needs `raw`: the event's bytes in base64")
+                raw = base64.b64decode(request["raw"], validate=True)
+                accepted = await self.runtime.publish_raw(
+                    raw, origin="control", allowed=control_allows
+                )
+                reply = {
+                    "ok": accepted.dead_letter is None, "id": accepted.event.id,
+                    "dead_letter": accepted.dead_letter,
+                }  # fmt: skip
+            elif op == "watch":
+                await self._stream(writer)
+                return True
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except (ValueError, orjson.JSONDecodeError) as e:  # binascii.Error is a ValueError
+            reason = f"bad control request: {one_line(e)}"
+            await self._refuse(line, reason)
+            reply = {"ok": False, "error": reason}
+        except EventflowError as e:
+            reply = {"ok": False, "error": str(e)}
+        await self._reply(writer, reply)
+        return False
+
+    async def _refuse(self, raw: bytes, reason: str) -> None:
+        log.warning("%s", reason)
+        try:
+            await self.runtime.refuse(raw, reason, "control")
+        except EventflowError as e:
+            log.error("could not log a refused control request: %s", e)
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(orjson.dumps(reply) + b"\n")
+        await writer.drain()
 
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
         queue = self.runtime.subscribe()

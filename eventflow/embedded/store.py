@@ -7,8 +7,11 @@ process killed at any moment restarts from a state that matches its log. WAL mod
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL, type TEXT NOT NULL, subject TEXT, correlation TEXT,
     time TEXT NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
+CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE TABLE IF NOT EXISTS partitions (
     pipeline TEXT NOT NULL, partition TEXT NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (pipeline, partition));
@@ -56,6 +60,21 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 
 
+def private_folder(folder: Path) -> None:
+    """Create the state folder 0700: events and state are the owner's business. A folder that
+    exists already keeps its mode (it may be shared on purpose)."""
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
+def private(path: Path) -> None:
+    """The file 0600, in a private folder."""
+    private_folder(path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
 class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
@@ -64,20 +83,28 @@ class Store(Lifecycle):
         self._db: aiosqlite.Connection | None = None
 
     async def start(self) -> None:
+        """Open (or create) the file, readable by its owner only; a file that is not an
+        eventflow store fails here with one line, leaving nothing open."""
         if self._db is not None:
             return
+        db: aiosqlite.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private(self.path)
             # Rows come over from aiosqlite's thread in chunks: 64 per hop made a restore of a
             # million states spend its time in thread hand-offs.
-            self._db = await aiosqlite.connect(self.path, isolation_level=None,
-                                               iter_chunk_size=4096)  # fmt: skip
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._db.executescript(SCHEMA)
+            db = await aiosqlite.connect(self.path, isolation_level=None, iter_chunk_size=4096)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(SCHEMA)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self.path}{suffix}", 0o600)
         except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                await db.close()
             raise StorageError(f"cannot open {self.path}: {e}") from e
+        self._db = db
 
     async def stop(self) -> None:
         if self._db is not None:
@@ -93,23 +120,61 @@ class Store(Lifecycle):
 
     async def load(self, engine: Engine) -> None:
         """Fill the engine's state from the file (pipelines the app no longer has are skipped)."""
-        with bulk_load():
-            await self._load(engine)
+        try:
+            with bulk_load():
+                await self._load(engine)
+        except (sqlite3.Error, ValueError) as e:  # pydantic's ValidationError is a ValueError
+            raise StorageError(f"cannot read the state in {self.path}: {e}") from e
 
     async def _load(self, engine: Engine) -> None:
-        async with self.db.execute("SELECT pipeline, partition, body FROM partitions") as cur:
-            async for pipeline, partition, body in cur:
-                if pipeline in engine.pipelines:
-                    engine.pipelines[pipeline].partitions[partition] = load_partition(body)
+        """The live state only: partitions with a run in progress or waiting for a slot, each
+        pipeline's unpartitioned inputs, and dataset versions waiting for checks. The rest is
+        read on demand (`page_in_*`), so memory follows activity, not history."""
         async with self.db.execute("SELECT pipeline, active, waiting FROM pipelines") as cur:
-            async for pipeline, active, waiting in cur:
-                if pipeline in engine.pipelines:
-                    pst = engine.pipelines[pipeline]
-                    pst.active = [k for k in orjson.loads(active) if k in pst.partitions]
-                    pst.waiting = [k for k in orjson.loads(waiting) if k in pst.partitions]
-        async with self.db.execute("SELECT dataset, partition, body FROM datasets") as cur:
+            heads = [row async for row in cur]
+        for pipeline, active, waiting in heads:
+            pst = engine.pipelines.get(pipeline)
+            if pst is None:
+                continue
+            live = {"", *orjson.loads(active), *orjson.loads(waiting)}
+            marks = ", ".join("?" * len(live))
+            sql = f"SELECT partition, body FROM partitions WHERE pipeline = ? AND partition IN ({marks})"
+            async with self.db.execute(sql, (pipeline, *live)) as cur:
+                async for partition, body in cur:
+                    pst.partitions[partition] = load_partition(body)
+            pst.active = [k for k in orjson.loads(active) if k in pst.partitions]
+            pst.waiting = [k for k in orjson.loads(waiting) if k in pst.partitions]
+        # orjson writes an empty dict as `{}`: rows with pending versions are the others.
+        sql = "SELECT dataset, partition, body FROM datasets WHERE body NOT LIKE '%\"pending\":{}%'"
+        async with self.db.execute(sql) as cur:
             async for dataset, partition, body in cur:
                 engine.datasets[(dataset, partition)] = load_dataset(body)
+
+    async def page_in_partitions(self, engine: Engine, pipeline: str, keys: list[str] | None) -> None:
+        """Read these partitions of a pipeline (all when `keys` is None) into the engine, where
+        they are not in memory already."""
+        pst = engine.pipelines[pipeline]
+        sql, args = "SELECT partition, body FROM partitions WHERE pipeline = ?", [pipeline]
+        if keys is not None:
+            sql += f" AND partition IN ({', '.join('?' * len(keys))})"
+            args += keys
+        try:
+            async with self.db.execute(sql, args) as cur:
+                async for partition, body in cur:
+                    if partition not in pst.partitions:
+                        pst.partitions[partition] = load_partition(body)
+        except (sqlite3.Error, ValueError) as e:
+            raise StorageError(f"cannot read the state in {self.path}: {e}") from e
+
+    async def page_in_dataset(self, engine: Engine, dataset: str, key: str) -> None:
+        sql = "SELECT body FROM datasets WHERE dataset = ? AND partition = ?"
+        try:
+            async with self.db.execute(sql, (dataset, key)) as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read the state in {self.path}: {e}") from e
+        if row is not None and (dataset, key) not in engine.datasets:
+            engine.datasets[(dataset, key)] = load_dataset(row[0])
 
     async def commit(
         self,
@@ -120,7 +185,8 @@ class Store(Lifecycle):
     ) -> None:
         """Write a batch's events and the state they changed, atomically."""
         rows = [
-            (e.id, e.type, e.subject, e.correlationid, e.time.isoformat(), encode(e))
+            (e.id, e.type, e.subject, e.correlationid, e.time.astimezone(UTC).isoformat(),
+             encode(e))
             for e in events
         ]
         part_rows = [
@@ -149,7 +215,7 @@ class Store(Lifecycle):
         ]  # fmt: skip
         db = self.db
         try:
-            await db.execute("BEGIN")
+            await db.execute("BEGIN IMMEDIATE")
             await db.executemany(
                 "INSERT INTO events (id, type, subject, correlation, time, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -172,11 +238,35 @@ class Store(Lifecycle):
             if runs:
                 await db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
             await db.execute("COMMIT")
-        except sqlite3.Error as e:
-            await db.execute("ROLLBACK")
+        except (sqlite3.Error, OverflowError, ValueError) as e:
+            # SQLite may have rolled back already (a full disk does): roll back only if not.
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.path}: {e}") from e
 
+    async def trim(self, before: float) -> int:
+        """Drop events logged before `before` (epoch seconds) and give the space back to the
+        WAL checkpoint; returns how many went."""
+        cutoff = datetime.fromtimestamp(before, UTC).isoformat()
+        db = self.db
+        try:
+            cur = await db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+            dropped = cur.rowcount
+            await cur.close()
+            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot trim the event log of {self.path}: {e}") from e
+        return max(dropped, 0)
+
     # -- reads for status, watch and tests -----------------------------------------------------
+    async def read(self, runs: int) -> tuple[list[dict[str, Any]], list[Event]]:
+        """Freshness and the latest runs, for `eventflow status`."""
+        try:
+            return await self.freshness(), await self.runs(runs)
+        except (sqlite3.Error, ValueError) as e:
+            raise StorageError(f"cannot read {self.path}: {e}") from e
+
     async def events(self, *types: str, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
         where = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
         sql = f"SELECT seq, body FROM events WHERE seq > ? {where} ORDER BY seq LIMIT ?"

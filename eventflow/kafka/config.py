@@ -45,7 +45,8 @@ class KafkaConfig:
         if s.kafka_sasl_mechanism:
             options["sasl_mechanism"] = s.kafka_sasl_mechanism
             options["sasl_plain_username"] = s.kafka_sasl_username
-            options["sasl_plain_password"] = s.kafka_sasl_password
+            password = s.kafka_sasl_password
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
         return options
 
     def topic(self, name: str) -> str:

@@ -12,6 +12,7 @@ leaves either the whole step or none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import os
@@ -32,40 +33,47 @@ from ..core.state import bulk_load, dump, load_dataset, load_partition
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
-    CheckCompleted,
-    CheckRequested,
+    BY_TYPE,
     DatasetProduced,
     DatasetProducedData,
     Event,
-    PipelineInput,
-    PipelineRunData,
     PoolReleased,
     PoolReleasedData,
-    TaskFailed,
-    TaskHeartbeat,
     TaskRequested,
     TaskRequestedData,
-    TaskStarted,
-    TaskSucceeded,
     dead_letter,
     decode,
     encode,
+    is_external,
 )
+from ..execution import one_line
 from ..lifecycle import Lifecycle
 from ..schedule import run_schedule
 from ..settings import Settings
+from ..topics import SPECS, destination
 from .config import KafkaConfig, partition_for
+from .signing import Signer
 
 log = logging.getLogger("eventflow.coordinator")
 
 INPUTS = ("eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-events", "eventflow.pools")
 ACCEPTS: dict[str, tuple[type[Event], ...]] = {
-    "eventflow.datasets": (DatasetProduced, CheckCompleted),
-    "eventflow.pipeline-inputs": (PipelineInput,),
-    "eventflow.task-events": (TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed),
-    "eventflow.pools": (TaskRequested, PoolReleased),
+    topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
 SEP = "\x00"
+#: Times a step may fail unexpectedly on one record before that record is dead-lettered.
+POISON_AFTER = 3
+#: A task-events partition not fetched for this long counts as unheard (broker unreachable).
+UNHEARD_MS = 5000
+
+
+class _Undecidable(Exception):
+    """Deciding a record (or a tick, `record` None) raised something other than `EventError`."""
+
+    def __init__(self, record: Any, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.record = record
+        self.error = error
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -95,6 +103,12 @@ class KafkaCoordinator(Lifecycle):
             local_pools=False,
         )
         self.group = self.config.name("eventflow.coordinator")
+        self.signer = Signer.of(settings, required_by="eventflow coordinator")
+        # Per record (topic, partition, offset): failures so far and the last error.
+        self._failures: dict[tuple[str, int, int], tuple[int, str]] = {}
+        self._tick_failures: Counter[str] = Counter()
+        # Per stream task: since when its task-events partition has been fetched without a gap.
+        self._heard_since: dict[int, float] = {}
         self.tasks = self.config.partitions("eventflow.pipeline-inputs")
         self.owned: set[int] = set()
         self.producers: dict[int, AIOKafkaProducer] = {}
@@ -144,9 +158,12 @@ class KafkaCoordinator(Lifecycle):
         data = DatasetProducedData(dataset=dataset, partition=partition, version=version,
                                    metadata=metadata)  # fmt: skip
         event = DatasetProduced.of(data, source=self.settings.source)
+        value = encode(event)
         try:
-            await self._clock.send_and_wait(self.config.topic("eventflow.datasets"), encode(event),
-                                            key=dataset.encode())  # fmt: skip
+            await self._clock.send_and_wait(
+                self.config.topic("eventflow.datasets"), value, key=dataset.encode(),
+                headers=self.signer.headers("eventflow.datasets", value),
+            )  # fmt: skip
         except KafkaError as e:
             log.warning("%s: clock tick of %s lost: %s", self.instance, dataset, e)
 
@@ -222,14 +239,33 @@ class KafkaCoordinator(Lifecycle):
             self._consumer.pause(*self._inputs(n))
             self._restoring[n] = asyncio.create_task(self._take_over(n), name=f"restore task {n}")
 
-    async def _take_over(self, n: int) -> None:
-        producer = AIOKafkaProducer(
+    def _producer(self, n: int) -> AIOKafkaProducer:
+        """Task n's transactional producer; starting one fences every earlier one of task n."""
+        return AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.coordinator.{n}"),
             enable_idempotence=True,
             acks="all",
             client_id=f"eventflow-coordinator-{self.instance}-{n}",
             **self.config.client(),
         )
+
+    async def _renew_producer(self, n: int) -> None:
+        """After a failed step the producer may be in a state it cannot leave (a broker outage
+        leaves `OutOfOrderSequenceNumber`, which is fatal): replace it, as a new owner would."""
+        old = self.producers.pop(n, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        producer = self._producer(n)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producers[n] = producer
+
+    async def _take_over(self, n: int) -> None:
+        producer = self._producer(n)
         try:
             await producer.start()  # fences any previous owner of task n
             async with self._lock:
@@ -239,7 +275,7 @@ class KafkaCoordinator(Lifecycle):
                     raise asyncio.CancelledError
                 tps = [tp for tp in self._inputs(n) if tp in consumer.assignment()]
                 if tps:
-                    await consumer.seek_to_committed(*tps)
+                    await self._rewind(tps)
                     consumer.resume(*tps)
                 self.producers[n] = producer
                 self.owned.add(n)
@@ -342,6 +378,7 @@ class KafkaCoordinator(Lifecycle):
                 for n, records in sorted(by_task.items()):
                     await self._step(n, records)
                 now = time.time()
+                self._listen(consumer, now)
                 due: set[str] = set()
                 while self.wakes and self.wakes[0][0] <= now:
                     due.add(heapq.heappop(self.wakes)[1])
@@ -350,23 +387,41 @@ class KafkaCoordinator(Lifecycle):
                     if n in self.owned:
                         await self._step(n, [], tick=pipeline)
 
+    def _listen(self, consumer: AIOKafkaConsumer, now: float) -> None:
+        """Track since when each owned task has heard its workers without a gap: after a broker
+        outage, silence counts only from the reconnect (the heartbeats sent meanwhile never
+        arrived), so no run is failed as lost for an outage the coordinator could not hear
+        through."""
+        for n in self.owned:
+            tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
+            polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None
+            if polled is None or now * 1000 - polled > UNHEARD_MS:
+                if self._heard_since.pop(n, None) is not None:
+                    log.warning("%s: stream task %d cannot hear its workers", self.instance, n)
+            elif n not in self._heard_since:
+                self._heard_since[n] = now
+
     async def _step(self, n: int, records: list[Any], tick: str | None = None) -> None:
         """One transaction: consume `records` (or a tick), decide, emit, checkpoint."""
         producer = self.producers[n]
         now = time.time()
         began = time.perf_counter()
         decided: Counter[str] = Counter()
+        forward: list[tuple[str, str, bytes, Any]] = []
         try:
             async with producer.transaction():
                 out = Effects()
                 letters: list[Event] = []
                 pools: set[str] = set()
-                if tick is not None:
-                    out.merge(self.engine.tick(tick, now))
+                if tick is not None and self._tick_failures[tick] < POISON_AFTER:
+                    try:
+                        out.merge(self.engine.tick(tick, now, self._heard_since.get(n, now)))
+                    except Exception as e:
+                        raise _Undecidable(None, e) from e
                 for record in records:
-                    self._decide(record, now, out, letters, pools, decided)
+                    self._decide(record, now, out, letters, pools, decided, forward)
                 committing = time.perf_counter()
-                await self._emit(producer, n, out, letters, pools)
+                await self._emit(producer, n, out, letters, pools, forward)
                 offsets: dict[TopicPartition, int] = {}
                 for record in records:
                     tp = TopicPartition(record.topic, record.partition)
@@ -375,6 +430,22 @@ class KafkaCoordinator(Lifecycle):
                     await producer.send_offsets_to_transaction(offsets, self.group)
         except (KafkaError, OSError) as e:
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
+            await self._recover(n, renew=True)
+            return
+        except _Undecidable as e:
+            # The decision left state half-changed and the transaction is aborted: restore, and
+            # after a few tries refuse the record (as Kafka Streams' exception handlers do).
+            if e.record is None:
+                assert tick is not None
+                self._tick_failures[tick] += 1
+                where = f"tick of {tick}"
+            else:
+                pos = (e.record.topic, e.record.partition, e.record.offset)
+                tries = self._failures.get(pos, (0, ""))[0] + 1
+                self._failures[pos] = (tries, one_line(e.error))
+                where = f"record {pos[0]}:{pos[1]}@{pos[2]} (failure {tries} of {POISON_AFTER})"
+            log.error("%s: deciding %s failed; restoring task %d", self.instance, where, n,
+                      exc_info=e.error)  # fmt: skip
             await self._recover(n)
             return
         metrics.DECIDE.observe(committing - began)
@@ -392,20 +463,50 @@ class KafkaCoordinator(Lifecycle):
         letters: list[Event],
         pools: set[str],
         decided: Counter[str],
+        forward: list[tuple[str, str, bytes, Any]],
     ) -> None:
+        """Apply one record, or dead-letter it with the reason; raise `_Undecidable` for an
+        unexpected failure (a bug), unless this record has failed that way too often already."""
         topic = self.config.unprefixed(record.topic)
+        value: bytes = record.value or b""
+        at = (record.topic, record.partition, record.offset)
         try:
-            event = decode(record.value or b"", max_metadata_bytes=self.settings.max_metadata_bytes)
+            failed = self._failures.pop(at, None)
+            if failed is not None and failed[0] >= POISON_AFTER:
+                raise EventError(f"deciding it failed {failed[0]} times: {failed[1]}")
+            event = decode(value, max_metadata_bytes=self.settings.max_metadata_bytes)
             if not isinstance(event, ACCEPTS[topic]):
                 raise EventError(f"{event.type} does not belong on {topic}")
-            if topic == "eventflow.pools":
-                self._pool(event, out, pools)
-            else:
-                out.merge(self.engine.handle(event, now))
+            self.signer.check(topic, event, value, record.headers or ())
+            target, key = destination(event)
+            if target == topic and self._task_of(key) != record.partition:
+                if isinstance(event, DatasetProduced):
+                    self.engine.router.validate(event.data)  # refused here if it cannot be used
+                if not is_external(event):
+                    raise EventError(f"{event.type} on {topic} is not keyed by its {key!r}")
+                # An outside producer keyed it otherwise: hand it to the task that owns its state.
+                forward.append((topic, key, value, record.headers))
+                return
+            if failed is not None:
+                self._failures[at] = failed
+            try:
+                if topic == "eventflow.pools":
+                    self._pool(event, out, pools)
+                else:
+                    out.merge(self.engine.handle(event, now))
+            except EventError:
+                raise
+            except Exception as e:
+                raise _Undecidable(record, e) from e
+            self._failures.pop(at, None)
             decided[event.type] += 1
         except EventError as e:
-            letters.append(dead_letter(record.value or b"", e.reason, origin=topic,
-                                       source=self.settings.source))  # fmt: skip
+            letters.append(dead_letter(value, e.reason, origin=topic, source=self.settings.source))
+        except _Undecidable:
+            raise
+        except Exception as e:  # decoding or checking failed in a way it never should
+            reason = f"could not be decoded: {one_line(e)}"
+            letters.append(dead_letter(value, reason, origin=topic, source=self.settings.source))
 
     def _pool(self, event: Event, out: Effects, pools: set[str]) -> None:
         gate = self.engine.gate
@@ -425,34 +526,34 @@ class KafkaCoordinator(Lifecycle):
         out: Effects,
         letters: list[Event],
         pools: set[str],
+        forward: list[tuple[str, str, bytes, Any]],
     ) -> None:
         topic = self.config.topic
         source = self.settings.source
-        sends = []
+        sends: list[tuple[str, str, bytes]] = []
         for event in out.events:
-            if isinstance(event, DatasetProduced):
-                target, key = "eventflow.datasets", event.data.dataset
-            elif isinstance(event, PipelineInput):
-                target, key = "eventflow.pipeline-inputs", event.data.pipeline
-            elif isinstance(event, CheckRequested):
-                target, key = "eventflow.task-requests", event.data.run_id
-            elif isinstance(event.data, PipelineRunData):
-                target, key = "eventflow.pipeline-runs", event.data.pipeline
-            else:
-                continue
-            sends.append((topic(target), key, encode(event)))
+            target, key = destination(event)
+            sends.append((target, key, encode(event)))
         for request in out.dispatch:
             event = TaskRequested.of(request, source=source, correlationid=request.pipeline_run_id)
-            sends.append((topic("eventflow.task-requests"), request.run_id, encode(event)))
+            sends.append(("eventflow.task-requests", request.run_id, encode(event)))
         for request in out.pool_requests:
             event = TaskRequested.of(request, source=source, correlationid=request.pipeline_run_id)
-            sends.append((topic("eventflow.pools"), request.pool or "", encode(event)))
+            sends.append(("eventflow.pools", request.pool or "", encode(event)))
         for run_id, pool in out.pool_releases:
             released = PoolReleased.of(PoolReleasedData(run_id=run_id, pool=pool), source=source)
-            sends.append((topic("eventflow.pools"), pool, encode(released)))
-        futures = [await producer.send(t, value, key=k.encode()) for t, k, value in sends]
+            sends.append(("eventflow.pools", pool, encode(released)))
         for letter in letters:
-            futures.append(await producer.send(topic("eventflow.deadletter"), encode(letter)))
+            sends.append(("eventflow.deadletter", "", encode(letter)))
+        futures = []
+        for target, key, value in sends:
+            futures.append(await producer.send(
+                topic(target), value, key=key.encode() if key else None,
+                headers=self.signer.headers(target, value),
+            ))  # fmt: skip
+        for target, key, value, headers in forward:
+            futures.append(await producer.send(topic(target), value, key=key.encode(),
+                                               headers=list(headers or ())))  # fmt: skip
         state = topic("eventflow.state")
         for pipeline, key in out.dirty_partitions:
             part = self.engine.pipelines[pipeline].partitions.get(key)
@@ -475,10 +576,34 @@ class KafkaCoordinator(Lifecycle):
                                                key=f"g{SEP}{pool}".encode(), partition=n))  # fmt: skip
         await asyncio.gather(*futures)
 
-    async def _recover(self, n: int) -> None:
-        """After an aborted step: state back from the changelog, input back to committed."""
+    async def _recover(self, n: int, *, renew: bool = False) -> None:
+        """After an aborted step: state back from the changelog, input back to committed, and
+        with `renew` a new producer. While the broker is unreachable this waits and tries again:
+        an outage costs time, not state."""
         assert self._consumer is not None
-        await self._restore(n)
-        committed = [tp for tp in self._inputs(n) if tp in self._consumer.assignment()]
-        if committed:
-            await self._consumer.seek_to_committed(*committed)
+        delay = 0.5
+        while True:
+            try:
+                if renew:
+                    await self._renew_producer(n)
+                    renew = False
+                await self._restore(n)
+                await self._rewind([tp for tp in self._inputs(n) if tp in self._consumer.assignment()])
+                return
+            except (KafkaError, OSError) as e:
+                log.warning("%s: restoring task %d failed (%s); retrying in %.1fs", self.instance,
+                            n, e, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+    async def _rewind(self, tps: list[TopicPartition]) -> None:
+        """Back to the committed offsets; to the start where nothing was committed yet
+        (`seek_to_committed` leaves those where they are, which would skip an aborted step)."""
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)

@@ -25,7 +25,6 @@ from aiokafka.errors import KafkaError
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
-    CheckCompleted,
     CheckRequestedData,
     Event,
     TaskRequestedData,
@@ -36,7 +35,9 @@ from ..events import (
 from ..execution import Executor
 from ..lifecycle import Lifecycle
 from ..settings import Settings
+from ..topics import destination
 from .config import KafkaConfig, partition_for
+from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
 
@@ -90,6 +91,7 @@ class KafkaWorker(Lifecycle):
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency or settings.concurrency
         self.group = self.config.name("eventflow.workers")
+        self.signer = Signer.of(settings, required_by="eventflow worker")
         self.request_partitions = self.config.partitions("eventflow.task-requests")
         self.executor = Executor(
             app,
@@ -299,6 +301,8 @@ class KafkaWorker(Lifecycle):
             request = event.data
             if not isinstance(request, TaskRequestedData | CheckRequestedData):
                 raise EventError(f"{event.type} does not belong on eventflow.task-requests")
+            self.signer.check("eventflow.task-requests", event, record.value or b"",
+                              record.headers or ())  # fmt: skip
             if partition_for(request.run_id, self.request_partitions) != tp.partition:
                 # Done-markers live with the run id's partition: elsewhere it could run twice.
                 raise EventError(f"request {request.run_id} is not keyed by its run id")
@@ -332,10 +336,11 @@ class KafkaWorker(Lifecycle):
         """Started and heartbeat events: not transactional, they only say a run is alive."""
         if self._progress is None:
             return
-        key = getattr(event.data, "pipeline", "")
+        target, key = destination(event)
+        value = encode(event)
         try:
-            await self._progress.send(self.config.topic("eventflow.task-events"), encode(event),
-                                      key=key.encode())  # fmt: skip
+            await self._progress.send(self.config.topic(target), value, key=key.encode(),
+                                      headers=self.signer.headers(target, value))  # fmt: skip
         except KafkaError as e:
             log.warning("%s: could not report %s: %s", self.instance, event.type, e)
 
@@ -367,9 +372,12 @@ class KafkaWorker(Lifecycle):
                         futures = []
                         for item in batch:
                             for event in item.events:
-                                target, key = self._route(event)
-                                futures.append(await producer.send(topic(target), encode(event),
-                                                                   key=key))  # fmt: skip
+                                target, key = destination(event)
+                                value = encode(event)
+                                futures.append(await producer.send(
+                                    topic(target), value, key=key.encode() if key else None,
+                                    headers=self.signer.headers(target, value),
+                                ))  # fmt: skip
                             if item.run_id is not None:
                                 futures.append(await producer.send(
                                     topic("eventflow.task-done"), str(item.offset).encode(),
@@ -404,12 +412,3 @@ class KafkaWorker(Lifecycle):
                 state.running.add(item.offset)
                 if item.run_id is not None:
                     state.done.pop(item.run_id, None)
-
-    @staticmethod
-    def _route(event: Event) -> tuple[str, bytes | None]:
-        if isinstance(event, CheckCompleted):
-            return "eventflow.datasets", event.data.target.dataset.encode()
-        pipeline = getattr(event.data, "pipeline", None)
-        if pipeline is not None:
-            return "eventflow.task-events", pipeline.encode()
-        return "eventflow.deadletter", None

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import eventflow as ef
+from eventflow.embedded.control import control_allows
 from eventflow.events import (
     PIPELINE_RUN_EVENTS,
     CheckCompletedData,
     DeadLetterData,
     Event,
     PipelineRunData,
+    encode,
 )
 
 
@@ -56,6 +58,15 @@ class Harness(Protocol):
 
     async def publish_raw(self, raw: bytes) -> None: ...
 
+    async def forge(self, event: Event) -> bytes:
+        """Send `event` as an outsider would: over the control socket, or unsigned onto the
+        topic it belongs on. Returns the bytes sent."""
+        ...
+
+    async def inject(self, event: Event) -> None:
+        """Send `event` as one of eventflow's own services would (trusted, signed)."""
+        ...
+
     async def wait_idle(self, timeout: float = 30) -> None: ...
 
 
@@ -88,6 +99,14 @@ class EmbeddedHarness:
 
     async def publish_raw(self, raw: bytes) -> None:
         await self.runtime.publish_raw(raw, origin="test")
+
+    async def forge(self, event: Event) -> bytes:
+        raw = encode(event)
+        await self.runtime.publish_raw(raw, origin="control", allowed=control_allows)
+        return raw
+
+    async def inject(self, event: Event) -> None:
+        await self.runtime.publish(event)
 
     async def wait_idle(self, timeout: float = 30) -> None:
         await asyncio.wait_for(self.runtime.wait_idle(), timeout)
@@ -130,6 +149,7 @@ class KafkaHarness:
         from eventflow.kafka.worker import KafkaWorker
 
         settings.setdefault("kafka_session_timeout_ms", 3000)
+        settings.setdefault("signing_key", "conformance-signing-key-0123456789")
         self.settings = ef.Settings(
             kafka_bootstrap=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", **settings
         )
@@ -196,6 +216,31 @@ class KafkaHarness:
 
     async def publish_raw(self, raw: bytes) -> None:
         await self.publisher.publish_raw(raw, key="raw")  # one key: kept in order
+
+    async def forge(self, event: Event) -> bytes:
+        raw = encode(event)
+        await self._produce(event, raw, signed=False)
+        return raw
+
+    async def inject(self, event: Event) -> None:
+        await self._produce(event, encode(event), signed=True)
+
+    async def _produce(self, event: Event, raw: bytes, *, signed: bool) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from eventflow.kafka.config import KafkaConfig
+        from eventflow.kafka.signing import Signer
+        from eventflow.topics import destination
+
+        topic, key = destination(event)
+        headers = Signer.of(self.settings).headers(topic, raw) if signed else []
+        producer = AIOKafkaProducer(**KafkaConfig(self.settings).client())
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.settings.topic_prefix + topic, raw,
+                                         key=key.encode() or None, headers=headers)  # fmt: skip
+        finally:
+            await producer.stop()
 
     async def wait_idle(self, timeout: float = 60) -> None:
         """Every input processed, no run in progress, twice in a row 50 ms apart."""

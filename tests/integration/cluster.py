@@ -16,10 +16,14 @@ from typing import Any
 import orjson
 
 import eventflow as ef
-from eventflow.events import Event
+from eventflow.errors import EventError
+from eventflow.events import Event, decode
 from eventflow.kafka import admin
-from eventflow.kafka.clients import KafkaSubscriber
 from eventflow.kafka.config import KafkaConfig
+from eventflow.kafka.signing import Signer
+
+#: The services' shared secret in tests (`EVENTFLOW_SIGNING_KEY`).
+SIGNING_KEY = "test-signing-key-0123456789abcdef"
 
 ALL_TOPICS = [
     "eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-requests",
@@ -82,7 +86,7 @@ class Cluster:
         self.folder = folder
         self.settings = ef.Settings(
             kafka_bootstrap=bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:10]}.",
-            kafka_session_timeout_ms=2000,
+            kafka_session_timeout_ms=2000, signing_key=SIGNING_KEY,
         )  # fmt: skip
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {
@@ -91,6 +95,7 @@ class Cluster:
             "EVENTFLOW_TOPIC_PREFIX": self.settings.topic_prefix,
             "EVENTFLOW_KAFKA_SESSION_TIMEOUT_MS": "2000",
             "EVENTFLOW_LOG_LEVEL": "INFO",
+            "EVENTFLOW_SIGNING_KEY": SIGNING_KEY,
         }
         self.services: list[Service] = []
         asyncio.run(admin.apply(KafkaConfig(self.settings)))
@@ -114,7 +119,11 @@ class Cluster:
         ef.publish(dataset, partition, version=version, metadata=meta, settings=self.settings)
 
     def publish_raw(
-        self, raw: bytes, topic: str = "eventflow.datasets", key: bytes = b"x"
+        self,
+        raw: bytes,
+        topic: str = "eventflow.datasets",
+        key: bytes = b"x",
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         async def send() -> None:
             from aiokafka import AIOKafkaProducer
@@ -122,32 +131,59 @@ class Cluster:
             producer = AIOKafkaProducer(**KafkaConfig(self.settings).client())
             await producer.start()
             try:
-                await producer.send_and_wait(self.settings.topic_prefix + topic, raw, key=key)
+                await producer.send_and_wait(self.settings.topic_prefix + topic, raw, key=key,
+                                             headers=headers or [])  # fmt: skip
             finally:
                 await producer.stop()
 
         asyncio.run(send())
 
-    def events(self, topics: list[str] | None = None, settle: float = 1.0) -> list[Event]:
-        """Every committed event on the topics, read until nothing new comes for `settle` s."""
+    def records(self, *topics: str) -> list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]:
+        """(topic, key, value, headers) of every record committed to the topics when called,
+        read up to the end offsets seen at the start (so a slow read never stops early)."""
 
-        async def read() -> list[Event]:
-            reader = KafkaSubscriber(self.settings, topic=topics or ALL_TOPICS,
-                                     from_beginning=True)  # fmt: skip
+        async def read() -> list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]:
+            from aiokafka import AIOKafkaConsumer, TopicPartition
+
+            config = KafkaConfig(self.settings)
+            reader = AIOKafkaConsumer(isolation_level="read_committed", **config.client())
             await reader.start()
-            found: list[Event] = []
-            stream = reader.events()
             try:
-                while True:
-                    found.append(await asyncio.wait_for(anext(stream), settle))
-            except (TimeoutError, StopAsyncIteration):
-                pass
+                tps = [TopicPartition(config.topic(t), p)
+                       for t in topics for p in range(config.partitions(t))]  # fmt: skip
+                reader.assign(tps)
+                await reader.seek_to_beginning(*tps)
+                ends = await reader.end_offsets(tps)
+                found = []
+                while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
+                    for batch in (await reader.getmany(timeout_ms=1000)).values():
+                        found += [(config.unprefixed(r.topic), r.key, r.value, list(r.headers))
+                                  for r in batch]  # fmt: skip
+                return found
             finally:
-                await stream.aclose()
                 await reader.stop()
-            return found
 
         return asyncio.run(read())
 
+    def events(self, topics: list[str] | None = None) -> list[Event]:
+        """Every committed event on the topics that carries a valid signature (or needs none)."""
+        signer = Signer.of(self.settings)
+        found = []
+        for topic, _, value, headers in self.records(*(topics or ALL_TOPICS)):
+            try:
+                event = decode(value, max_metadata_bytes=1 << 30)
+                signer.check(topic, event, value, headers)
+            except EventError:
+                continue
+            found.append(event)
+        return found
+
     def count(self, kind: str, topics: list[str] | None = None) -> int:
-        return sum(e.type == kind for e in self.events(topics, settle=0.3))
+        """How many `kind` events are committed; -1 while the broker cannot tell (it is still
+        electing leaders after a restart), for `wait_for` to ask again."""
+        from aiokafka.errors import KafkaError
+
+        try:
+            return sum(e.type == kind for e in self.events(topics))
+        except KafkaError:
+            return -1

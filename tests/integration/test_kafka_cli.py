@@ -64,7 +64,8 @@ def test_services_refuse_to_start_without_topics(kafka: Broker, tmp_path: Path) 
     done = subprocess.run(
         [sys.executable, "-m", "eventflow", "worker", "--app", str(HELLO), "--bootstrap",
          kafka.bootstrap],
-        env={"PATH": "/usr/bin:/bin", "EVENTFLOW_TOPIC_PREFIX": "absent."}, capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "EVENTFLOW_TOPIC_PREFIX": "absent.",
+             "EVENTFLOW_SIGNING_KEY": "s" * 32}, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
@@ -115,8 +116,9 @@ def test_security_settings_reach_the_kafka_clients(tmp_path: Path) -> None:
     settings = ef.Settings(
         kafka_bootstrap="broker:9093", kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="svc",
-        kafka_sasl_password="secret",
+        kafka_sasl_password="secret", signing_key="k" * 32,
     )  # fmt: skip
+    assert "secret" not in repr(settings) and "k" * 32 not in repr(settings)
     options = KafkaConfig(settings).client()
     assert options == {
         "bootstrap_servers": "broker:9093", "security_protocol": "SASL_PLAINTEXT",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventflow.core import INTERNAL, Engine
+from eventflow.core import Engine, is_followed
 from eventflow.definitions import App
 from eventflow.events import (
     PIPELINE_RUN_EVENTS,
@@ -60,7 +60,7 @@ class Sim:
             fx = self.engine.handle(pending.popleft(), self.now)
             for out in fx.events:
                 self.events.append(out)
-                if isinstance(out, INTERNAL):
+                if is_followed(out):
                     pending.append(out)
                 elif isinstance(out, CheckRequested):
                     self.checks.append(out.data)

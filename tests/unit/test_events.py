@@ -34,6 +34,7 @@ def samples() -> list[ev.Event]:
         ev.CheckCompleted.of(ev.CheckCompletedData(run_id="c:1", check="c", target=version,
                                                    passed=False, blocking=True)),  # fmt: skip
         ev.PipelineInput.of(ev.PipelineInputData(dataset="a", version=1, pipeline="p")),
+        ev.DatasetReset.of(ev.DatasetResetData(dataset="a", partition="d", version=2, reason="r")),
         ev.PipelineRunStarted.of(run.model_copy(update={"status": "running"})),
         ev.PipelineRunSucceeded.of(run.model_copy(update={"status": "succeeded"})),
         ev.PipelineRunFailed.of(run, correlationid="p:d:1"),

@@ -1,0 +1,118 @@
+"""Memory that follows activity, not history: idle states live in the SQLite file only.
+
+A partition (or dataset partition) that no run is using costs nothing to keep on disk and is
+needed again only when an event names it. Before an event is decided, the states it will touch
+are read in; after a commit, the least recently used idle states beyond `limit` are dropped from
+memory (they are committed, so nothing is lost). Live states (a run in progress or waiting for a
+slot, versions waiting for checks, a pipeline's unpartitioned inputs) never leave.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from ..core import Engine
+from ..errors import EventError
+from ..events import (
+    CheckCompleted,
+    DatasetProduced,
+    DatasetReset,
+    Event,
+    PipelineInput,
+    TaskRef,
+)
+from ..partitions import UNPARTITIONED
+from .store import Store
+
+_Key = tuple[str, str, str]  # ("p", pipeline, partition) or ("d", dataset, partition)
+
+
+class Pager:
+    def __init__(self, engine: Engine, store: Store, limit: int) -> None:
+        self.engine = engine
+        self.store = store
+        self.limit = limit
+        self._recent: OrderedDict[_Key, None] = OrderedDict()
+
+    async def page_in(self, event: Event) -> None:
+        """Read in what deciding `event` will touch; unknown names are left to the engine."""
+        data = event.data
+        if isinstance(event, DatasetProduced):
+            await self._dataset(data.dataset, data.partition)  # type: ignore[attr-defined]
+        elif isinstance(event, CheckCompleted):
+            await self._dataset(event.data.target.dataset, event.data.target.partition)
+        elif isinstance(event, DatasetReset) and event.data.pipeline is None:
+            await self._dataset(event.data.dataset, event.data.partition)
+        elif isinstance(event, PipelineInput | DatasetReset):
+            await self._partition(data.pipeline, data.partition, everything=not data.partition)  # type: ignore[attr-defined]
+        elif isinstance(data, TaskRef):
+            await self._partition(data.pipeline, data.partition)
+
+    def touched(self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]) -> None:
+        for pipeline, key in partitions:
+            self._use(("p", pipeline, key))
+        for dataset, key in datasets:
+            self._use(("d", dataset, key))
+
+    def evict(self) -> None:
+        """Drop the least recently used idle states beyond the limit."""
+        for _ in range(len(self._recent)):
+            if len(self._recent) <= self.limit:
+                return
+            key, _ = self._recent.popitem(last=False)
+            if not self._drop(key):
+                self._recent[key] = None  # live: keep it, look at the next
+
+    def forget(self) -> None:
+        """The engine's state was reloaded from the file."""
+        self._recent.clear()
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def _use(self, key: _Key) -> None:
+        self._recent[key] = None
+        self._recent.move_to_end(key)
+
+    def _drop(self, key: _Key) -> bool:
+        kind, name, partition = key
+        if kind == "d":
+            found = self.engine.datasets.get((name, partition))
+            if found is not None and found.pending:
+                return False
+            self.engine.datasets.pop((name, partition), None)
+            return True
+        pst = self.engine.pipelines.get(name)
+        if pst is None:
+            return True
+        if partition == UNPARTITIONED or partition in pst.active or partition in pst.waiting:
+            return False
+        pst.partitions.pop(partition, None)
+        return True
+
+    async def _dataset(self, dataset: str, partition: str) -> None:
+        found = self.engine.app.datasets.get(dataset)
+        if found is None:
+            return
+        try:
+            key = found.partitions.validate(partition)
+        except EventError:
+            return
+        if (dataset, key) not in self.engine.datasets:
+            await self.store.page_in_dataset(self.engine, dataset, key)
+        self._use(("d", dataset, key))
+
+    async def _partition(self, pipeline: str, partition: str, everything: bool = False) -> None:
+        pst = self.engine.pipelines.get(pipeline)
+        if pst is None:
+            return
+        if everything:
+            # An unpartitioned input is evaluated in every partition of the pipeline.
+            await self.store.page_in_partitions(self.engine, pipeline, None)
+            for key in pst.partitions:
+                self._use(("p", pipeline, key))
+            return
+        if partition not in pst.partitions:
+            await self.store.page_in_partitions(self.engine, pipeline, [partition])
+        self._use(("p", pipeline, partition))

@@ -1,0 +1,60 @@
+"""Embedded memory follows activity, not history: idle partitions live in the file only."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from pathlib import Path
+
+import eventflow as ef
+
+
+def days(n: int) -> list[str]:
+    return [(date(2026, 1, 1) + timedelta(days=i)).isoformat() for i in range(n)]
+
+
+def app(calls: list[tuple[str, dict[str, int]]]) -> ef.App:
+    src, lookup = ef.Dataset("src", ef.daily()), ef.Dataset("lookup")
+    out = ef.Dataset("out", ef.daily())
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[src, lookup], outputs=[out], trigger="any")
+    def join(ctx: ef.TaskContext) -> None:
+        calls.append((ctx.partition, {k: i.version for k, i in ctx.inputs.items()}))
+
+    return ef.App([p])
+
+
+async def test_idle_partitions_leave_memory_and_come_back_when_named(tmp_path: Path) -> None:
+    calls: list[tuple[str, dict[str, int]]] = []
+    settings = ef.Settings(home=tmp_path / "home", state_cache=5)
+    keys = days(40)
+    async with ef.EmbeddedRuntime(app(calls), settings) as runtime:
+        await runtime.emit("lookup", version=1)
+        for key in keys:
+            await runtime.emit("src", key, version=1)
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert len(calls) == 40
+        in_memory = runtime.engine.pipelines["p"].partitions
+        assert len(in_memory) <= 5 + 1, "at most the cache, and the unpartitioned inputs"
+        assert len(runtime.engine.datasets) <= 5 + 1
+
+        await runtime.emit("src", keys[0], version=1)  # read back: a version already seen
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert len(calls) == 40
+        await runtime.emit("src", keys[0], version=2)  # read back: newer, runs on it
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert calls[-1] == (keys[0], {"src": 2, "lookup": 1})
+
+        await runtime.emit("lookup", version=2)  # evaluated in every partition, evicted or not
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert sorted(k for k, v in calls[41:]) == keys
+        assert all(v["lookup"] == 2 for _, v in calls[41:])
+        assert len(runtime.engine.pipelines["p"].partitions) <= 5 + 1
+
+    async with ef.EmbeddedRuntime(app(calls), settings) as restarted:
+        assert list(restarted.engine.pipelines["p"].partitions) == [""], "only live state loads"
+        await restarted.emit("src", keys[5], version=3)
+        await asyncio.wait_for(restarted.wait_idle(), 60)
+    assert calls[-1] == (keys[5], {"src": 3, "lookup": 2})
+    assert len(calls) == 82
