@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 
 KAFKA_DIR ?= .kafka
 
-.PHONY: demo test bench schemas kafka-up kafka-down faust-experiment clean
+.PHONY: demo test bench soak schemas kafka-up kafka-down faust-experiment clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 # Figures, not assertions: prints a table and writes bench/results/latest.json.
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Not part of `make bench`: 10 minutes per runtime of events at a fixed rate; memory, lag and
+# exactly-once over time (docs/benchmarks.md, "Soak"). E.g. make soak SOAK="--runtime embedded".
+soak: $(STAMP)
+	$(PY) -m bench soak $(SOAK)
 
 # A single-node KRaft broker from Maven Central jars; prints its bootstrap address.
 kafka-up:

@@ -1,4 +1,7 @@
-"""python -m bench [SCENARIO ...] [--runtime embedded|kafka|both] [--events N] [--out FILE]"""
+"""python -m bench [SCENARIO ...] [--runtime embedded|kafka|both] [--events N] [--out FILE]
+
+Without a scenario, all but `soak` run (about 4 minutes); `python -m bench soak` runs for
+--minutes on each runtime."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from typing import Any
 
 import orjson
 
-from . import scenarios
+from . import scenarios, soak
 from .machine import ROOT, describe
 
 SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state")
+ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
 def start_broker(folder: Path) -> str:
@@ -42,6 +46,11 @@ async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
             elif name == "fanout":
                 figures = await scenarios.fanout(
                     runtime, runs=max(3, args.events // 200), warmup=1, bootstrap=bootstrap)
+            elif name == "soak":
+                figures = await soak.soak(
+                    runtime, minutes=args.minutes, rate=args.rate, sample_s=args.sample_s,
+                    partitions=None if args.new_partitions else args.partitions,
+                    bootstrap=bootstrap)  # fmt: skip
             elif name == "throughput":
                 figures = await scenarios.throughput(
                     runtime, events=args.events * 2, bootstrap=bootstrap,
@@ -60,6 +69,11 @@ def table(results: dict[str, Any]) -> str:
             if isinstance(value, dict) and "p50" in value:
                 lines.append(f"{key:<22} {measure:<22} {value['n']:>5} {value['p50']:>9.2f} "
                              f"{value['p95']:>9.2f} {value['p99']:>9.2f} {value['max']:>9.2f}")
+            elif isinstance(value, dict):
+                lines.append(f"{key:<22} {measure:<22} "
+                             + " ".join(f"{k}={v}" for k, v in value.items()))  # fmt: skip
+            elif isinstance(value, list):
+                lines.append(f"{key:<22} {measure:<22} {len(value)} (in the JSON)")
             else:
                 lines.append(f"{key:<22} {measure:<22} {value}")
     return "\n".join(lines)
@@ -67,7 +81,8 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, *ONLY_BY_NAME, []],
+                        default=[])  # fmt: skip
     parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
     parser.add_argument("--events", type=int, default=1000, help="measured events (latency)")
     parser.add_argument("--warmup", type=int, default=100)
@@ -77,10 +92,26 @@ def main() -> None:
                         "into FILE.RUNTIME.txt")  # fmt: skip
     parser.add_argument("--states", type=int, default=1_000_000,
                         help="(pipeline, partition) states (state)")  # fmt: skip
+    soaking = parser.add_argument_group("soak")
+    soaking.add_argument("--minutes", type=float, default=10.0, help="how long to publish")
+    soaking.add_argument("--rate", type=float, default=50.0,
+                         help="external events per second, on a fixed schedule")  # fmt: skip
+    soaking.add_argument("--partitions", type=int, default=100,
+                         help="partitions the events cycle through")  # fmt: skip
+    soaking.add_argument("--new-partitions", action="store_true",
+                         help="a new partition per event instead")  # fmt: skip
+    soaking.add_argument("--sample-s", type=float, default=5.0,
+                         help="seconds between samples of memory and lag")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)
     runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from kafka_broker import KAFKA_VERSION
+
+    machine = describe(KAFKA_VERSION if "kafka" in runtimes else None)
+    print(f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, Python "
+          f"{machine['python']}, Kafka {machine['kafka']}, commit {machine['commit']}", flush=True)
     broker_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-")) / "kafka"
     bootstrap = args.bootstrap
     if "kafka" in runtimes and not bootstrap:
@@ -91,17 +122,10 @@ def main() -> None:
         if "kafka" in runtimes and not args.bootstrap:
             subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "down",
                             "--dir", str(broker_dir)], capture_output=True)  # fmt: skip
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from kafka_broker import KAFKA_VERSION
-
-    report = {"machine": describe(KAFKA_VERSION if "kafka" in runtimes else None),
-              "settings": {"events": args.events, "warmup": args.warmup},
+    report = {"machine": machine, "settings": {"events": args.events, "warmup": args.warmup},
               "results": results}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    m = report["machine"]
-    print(f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, "
-          f"Kafka {m['kafka']}, commit {m['commit']}")
     print(table(results))
     print(f"written to {args.out}")
 

@@ -61,3 +61,14 @@ for p in range(SCALE_PIPELINES):
     pipe.task(inputs=[source], outputs=[result], name=f"s{p}.load")(_stamp(result))
     _scale.append(pipe)
 scale = ef.App(_scale)
+
+# Soak: one pipeline, a three-task chain over hourly partitions; each external event starts
+# one run of it.
+SOAK_TASKS = ("soak.extract", "soak.transform", "soak.load")
+soak_steps = [ef.Dataset(f"bench.soak{n}", ef.hourly()) for n in range(len(SOAK_TASKS) + 1)]
+_soak = ef.Pipeline("soak")
+for n, name in enumerate(SOAK_TASKS, 1):
+    _soak.task(inputs=[soak_steps[n - 1]], outputs=[soak_steps[n]], name=name)(
+        _stamp(soak_steps[n])
+    )
+soak = ef.App([_soak])

@@ -66,8 +66,8 @@ class Deployment:
             self.env.update(EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
                             EVENTFLOW_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:8]}.",
                             EVENTFLOW_SIGNING_KEY=uuid.uuid4().hex)  # fmt: skip
-        self.settings = ef.Settings(**{k[10:].lower(): v for k, v in self.env.items()
-                                       if k.startswith("EVENTFLOW_")})  # fmt: skip
+        self.settings = ef.Settings.model_validate(
+            {k[10:].lower(): v for k, v in self.env.items() if k.startswith("EVENTFLOW_")})
         self.processes: list[subprocess.Popen[bytes]] = []
         self._clients: asyncio.Queue[ControlClient] = asyncio.Queue()
         self._publisher: ef.Publisher | None = None

@@ -104,7 +104,8 @@ metrics_option = click.option(
 )  # fmt: skip
 health_option = click.option(
     "--health-file", type=click.Path(path_type=Path), default=None,
-    help="Touch this file every few seconds while the service is healthy (for health checks).",
+    help="Rewrite this file every second while the service is healthy (for health checks); it "
+    "holds the instance, the partitions it owns and its consumer lag.",
 )  # fmt: skip
 
 
@@ -432,6 +433,8 @@ def worker(
 
 
 async def _serve(service: Any, name: str, health_file: Path | None) -> None:
+    from aiokafka.errors import KafkaError
+
     from .kafka import admin
 
     missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
@@ -444,22 +447,29 @@ async def _serve(service: Any, name: str, health_file: Path | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async def beat(path: Path) -> None:
+    async def beat(path: Path | None) -> None:
         while True:
             if service.healthy():
-                state = {"service": name, "instance": service.instance, "owns": service.owns()}
-                path.write_bytes(orjson.dumps(state))
+                try:
+                    # Bounded, so that a slow broker cannot hold back the health file.
+                    lag = await asyncio.wait_for(service.lag(), timeout=1.0)
+                except (KafkaError, TimeoutError):
+                    lag = -1
+                metrics.LAG.set(lag)
+                if path is not None:
+                    state = {"service": name, "instance": service.instance,
+                             "owns": service.owns(), "lag": lag}  # fmt: skip
+                    path.write_bytes(orjson.dumps(state))
             await asyncio.sleep(1)
 
     async with service:
         click.echo(f"eventflow {name} {service.instance}: started; SIGTERM stops", err=True)
-        health = asyncio.create_task(beat(health_file)) if health_file else None
+        health = asyncio.create_task(beat(health_file))
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(service.failed.wait())
         await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
         for task in (health, stopped, failed):
-            if task is not None:
-                task.cancel()
+            task.cancel()
     if service.failed.is_set():
         # Exit so a supervisor restarts us; our partitions move to the other instances.
         raise BrokerError(f"{name} {service.instance} failed; see the log above")

@@ -1,14 +1,15 @@
 """Prometheus metrics of the coordinator and workers, served over HTTP when a port is set.
 
 They answer the operator's first questions: is the coordinator keeping up (events decided, time
-spent deciding and committing per step), and are tasks succeeding (runs by outcome).
+spent deciding and committing per step, consumer lag on Kafka), and are tasks succeeding (runs by
+outcome).
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .errors import ConfigurationError
 from .settings import Settings
@@ -25,6 +26,12 @@ STEP = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
 TASK_RUNS = Counter("eventflow_task_runs", "Task attempts a worker finished, by outcome.", ["outcome"])
+LAG = Gauge(
+    "eventflow_consumer_lag",
+    "Kafka services: records not yet processed, read about once a second (a coordinator's unread "
+    "input records; a worker's unread, running and unreported requests); -1 while restoring or "
+    "when the broker did not answer.",
+)
 
 DECIDE = STEP.labels("decide")
 COMMIT = STEP.labels("commit")

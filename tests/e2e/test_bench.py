@@ -52,3 +52,47 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     assert results["latency/kafka"]["floor_ms"]["n"] == 5
     assert 0 < results["fanout/kafka"]["coordinator_share"]
     assert results["state/kafka"]["states"] == 2000
+
+
+def soak(out: Path, *args: str) -> dict[str, Any]:
+    """A few seconds of `python -m bench soak`; its figures per runtime."""
+    done = subprocess.run([sys.executable, "-m", "bench", "soak", "--minutes", "0.1", "--rate",
+                           "20", "--partitions", "20", "--sample-s", "1", "--out", str(out),
+                           *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "runs" in done.stdout and f"written to {out}" in done.stdout
+    results: dict[str, Any] = orjson.loads(out.read_bytes())["results"]
+    return results
+
+
+def exactly_once(figures: dict[str, Any], services: list[str]) -> None:
+    """Every event answered once (by its own run or one it joined), every task run once."""
+    assert figures["published"] == 120
+    assert figures["outcomes"] + figures["merged"] == figures["published"]
+    assert figures["lost"] == figures["duplicated"] == figures["unexpected"] == 0
+    assert figures["failed"] == figures["retried"] == figures["task_runs_duplicated"] == 0
+    assert figures["task_runs"] > 0
+    samples = figures["samples"]
+    assert len(samples) >= 2 and samples[-1]["runs"] == figures["outcomes"]
+    for service in services:
+        assert all(s["rss_mib"][service] > 0 for s in samples)
+        assert figures[f"rss_mib.{service}"]["max"] > 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("partitions", [[], ["--new-partitions"]], ids=["fixed", "new"])
+def test_soak_smoke_embedded(tmp_path: Path, partitions: list[str]) -> None:
+    figures = soak(tmp_path / "r.json", "--runtime", "embedded", *partitions)["soak/embedded"]
+    exactly_once(figures, ["dev"])
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(300)
+def test_soak_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
+    results = soak(tmp_path / "r.json", "--runtime", "kafka", "--bootstrap", kafka.bootstrap)
+    figures = results["soak/kafka"]
+    exactly_once(figures, ["coordinator", "worker"])
+    for sample in figures["samples"]:  # read from each service's eventflow_consumer_lag
+        assert isinstance(sample["lag"]["coordinator"], int)
+        assert isinstance(sample["lag"]["worker"], int)
