@@ -1,14 +1,15 @@
 """Prometheus metrics of the coordinator and workers, served over HTTP when a port is set.
 
 They answer the operator's first questions: is the coordinator keeping up (events decided, time
-spent deciding and committing per step), and are tasks succeeding (runs by outcome).
+spent deciding and committing per step), and are tasks succeeding (runs by outcome); and whether
+group membership is stable (assignments) and what a coordinator owns and restores.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .errors import ConfigurationError
 from .settings import Settings
@@ -25,6 +26,17 @@ STEP = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
 TASK_RUNS = Counter("eventflow_task_runs", "Task attempts a worker finished, by outcome.", ["outcome"])
+ASSIGNMENTS = Counter(
+    "eventflow_group_assignments",
+    "Partition assignments the service's consumer-group member received, one per group "
+    "generation it joined: a rise without a member joining or leaving means it was expelled.",
+)
+STREAM_TASKS = Gauge(
+    "eventflow_coordinator_stream_tasks",
+    "Stream tasks of this coordinator: `owned` (processing) and `restoring`.",
+    ["state"],
+)
+RESTORED = Counter("eventflow_coordinator_restored_records", "Changelog records read by restores.")
 
 DECIDE = STEP.labels("decide")
 COMMIT = STEP.labels("commit")

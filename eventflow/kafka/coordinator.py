@@ -7,6 +7,11 @@ transaction holds the input offsets, every event the decisions emit and the chan
 the state they changed; its producer's transactional id is `eventflow.coordinator.N`, so a new
 owner of N fences the old one before reading N's state back from the changelog. A crash anywhere
 leaves either the whole step or none of it.
+
+A take-over never costs the group membership, however much state it reads: the changelog is read
+and decoded in the background (`changelog.py`) while the processing loop keeps polling, and only
+the final seek and swap take the processing lock. A revoked task's state is kept until the next
+assignment: if the task comes back and its changelog has not moved since, it is not read again.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from .. import metrics
 from ..core import Effects, Engine
-from ..core.state import bulk_load, dump, load_dataset, load_partition
+from ..core.state import dump
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
@@ -54,7 +59,8 @@ from ..events import (
 from ..lifecycle import Lifecycle
 from ..schedule import run_schedule
 from ..settings import Settings
-from .config import KafkaConfig, partition_for
+from . import changelog
+from .config import KafkaConfig, partition_for, transient
 
 log = logging.getLogger("eventflow.coordinator")
 
@@ -65,7 +71,6 @@ ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     "eventflow.task-events": (TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed),
     "eventflow.pools": (TaskRequested, PoolReleased),
 }
-SEP = "\x00"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -101,8 +106,16 @@ class KafkaCoordinator(Lifecycle):
         self.wakes: list[tuple[float, str]] = []
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
+        #: Assignments received, one per consumer-group generation joined (see `_assign`).
+        self.assignments = 0
+        # Held by each processing step and by the final swap of a take-over.
         self._lock = asyncio.Lock()
+        # One changelog read or state drop at a time: they are CPU-bound, and this keeps the
+        # `bulk_load` sections from overlapping.
+        self._gate = asyncio.Lock()
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._dropping: set[asyncio.Task[None]] = set()
+        self._states = changelog.TaskStates(self.engine, self.tasks)
         self._clock: AIOKafkaProducer | None = None
         self._clocks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
@@ -155,9 +168,10 @@ class KafkaCoordinator(Lifecycle):
         if self._consumer is None:
             return
         consumer, self._consumer = self._consumer, None
-        for task in [*self._restoring.values(), *self._clocks]:
+        background = [*self._restoring.values(), *self._dropping, *self._clocks]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._restoring.values(), *self._clocks, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         self._clocks.clear()
         if self._clock is not None:
             await self._clock.stop()
@@ -177,7 +191,8 @@ class KafkaCoordinator(Lifecycle):
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("%s: processing stopped", self.instance, exc_info=task.exception())
+            log.critical("%s: %s stopped", self.instance, task.get_name(),
+                         exc_info=task.exception())  # fmt: skip
             self.failed.set()
 
     def healthy(self) -> bool:
@@ -202,27 +217,69 @@ class KafkaCoordinator(Lifecycle):
         return sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
 
     # -- rebalancing -----------------------------------------------------------------------------
+    # A restore must never cost the group membership: the listeners return at once (aiokafka
+    # resumes heartbeats only after the assignment listener returns), changelogs are read and
+    # decoded in the background a batch at a time with yields to the loop, without the processing
+    # lock, while `_run` keeps polling; the lock is taken only for the final seek and swap.
     async def _revoke(self, numbers: set[int]) -> None:
-        for n in numbers & set(self._restoring):
-            self._restoring.pop(n).cancel()
+        """Stop processing the revoked tasks, but keep their state: if the new assignment gives
+        a task back and nobody wrote to its changelog meanwhile, it needs no restore."""
+        cancelled = [self._restoring.pop(n) for n in sorted(numbers & set(self._restoring))]
+        for task in cancelled:
+            task.cancel()
+        await asyncio.gather(*cancelled, return_exceptions=True)
         async with self._lock:
             gone = numbers & self.owned
             await self._close_producers(gone)
-            for n in gone:
-                self._forget(n)
             self.owned -= gone
-            if gone:
-                log.info("%s: gave up stream tasks %s", self.instance, sorted(gone))
+        if gone:
+            log.info("%s: gave up stream tasks %s", self.instance, sorted(gone))
+        self._count_tasks()
 
     async def _assign(self, numbers: set[int]) -> None:
-        """Pause new tasks and restore them in the background: the group's heartbeats only
-        resume once this returns, so a slow restore here would get the member expelled."""
+        """Pause new tasks and take them over in the background; drop the state of tasks that
+        went elsewhere."""
         assert self._consumer is not None
+        self.assignments += 1
+        metrics.ASSIGNMENTS.inc()
+        stale = self._states.held - numbers - self.owned
+        if stale:
+            drop = asyncio.create_task(self._drop_all(stale), name="drop stream tasks")
+            self._dropping.add(drop)
+            drop.add_done_callback(self._dropping.discard)
+            drop.add_done_callback(self._died)
         for n in sorted(numbers - self.owned - set(self._restoring)):
             self._consumer.pause(*self._inputs(n))
-            self._restoring[n] = asyncio.create_task(self._take_over(n), name=f"restore task {n}")
+            self._start_take_over(n)
+        self._count_tasks()
+
+    def _start_take_over(self, n: int) -> None:
+        task = asyncio.create_task(self._take_over(n), name=f"take over stream task {n}")
+        task.add_done_callback(self._died)
+        self._restoring[n] = task
 
     async def _take_over(self, n: int) -> None:
+        try:
+            while True:
+                try:
+                    await self._restore(n)
+                    break
+                except (KafkaError, OSError) as e:
+                    if not transient(e):
+                        raise
+                    log.warning("%s: taking over stream task %d failed (%s); retrying",
+                                self.instance, n, e)  # fmt: skip
+                    await asyncio.sleep(1)
+        finally:
+            if self._restoring.get(n) is asyncio.current_task():
+                del self._restoring[n]
+            self._count_tasks()
+        log.info("%s: took over stream task %d", self.instance, n)
+        if not self._restoring:
+            self.ready.set()
+
+    async def _restore(self, n: int) -> None:
+        """Fence task n's previous owner, bring n's state up to date, then process n."""
         producer = AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.coordinator.{n}"),
             enable_idempotence=True,
@@ -231,27 +288,67 @@ class KafkaCoordinator(Lifecycle):
             **self.config.client(),
         )
         try:
-            await producer.start()  # fences any previous owner of task n
+            # Fences any previous owner of task n and aborts its open transaction, so the
+            # changelog's end is final from here on.
+            await producer.start()
+            async with self._gate:
+                snapshot = await self._catch_up(n)
             async with self._lock:
-                await self._restore(n)
                 consumer = self._consumer
                 if consumer is None:
-                    raise asyncio.CancelledError
+                    raise asyncio.CancelledError  # stopping
                 tps = [tp for tp in self._inputs(n) if tp in consumer.assignment()]
                 if tps:
                     await consumer.seek_to_committed(*tps)
-                    consumer.resume(*tps)
+                # Nothing below awaits: the task's state goes in whole or not at all.
+                if snapshot is not None:
+                    self._states.install(n, snapshot)
+                self._rewake(n)
                 self.producers[n] = producer
                 self.owned.add(n)
+                consumer.resume(*tps)
         except BaseException:
             await producer.stop()
             raise
-        finally:
-            if self._restoring.get(n) is asyncio.current_task():
-                del self._restoring[n]
-        log.info("%s: took over stream task %d", self.instance, n)
-        if not self._restoring:
-            self.ready.set()
+
+    async def _catch_up(self, n: int) -> changelog.Snapshot | None:
+        """Task n's state from its changelog, or None if the state held for n is current:
+        its changelog still ends where this instance's last commit to it left it."""
+        expected = self._states.ends.get(n)
+        if expected is not None and self._consumer is not None:
+            tp = changelog.state_partition(self.config, n)
+            if await changelog.end_offset(self._consumer, tp) == expected:
+                log.info("%s: stream task %d: state held is current", self.instance, n)
+                return None
+        if n in self._states.held:
+            await self._drop(n)
+        began = time.perf_counter()
+        snapshot = await changelog.read(self.config, n)
+        metrics.RESTORED.inc(snapshot.records)
+        log.info("%s: restored stream task %d from %d changelog records in %.1f s", self.instance,
+                 n, snapshot.records, time.perf_counter() - began)  # fmt: skip
+        return snapshot
+
+    def _rewake(self, n: int) -> None:
+        """Timers of n's pipelines from its state (ticks due while n was not owned were dropped)."""
+        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
+        for name, pst in self.engine.pipelines.items():
+            if self._task_of(name) == n:
+                wake = self.engine.coordinator.next_wake(pst)
+                if wake is not None:
+                    self.wakes.append((wake, name))
+        heapq.heapify(self.wakes)
+
+    async def _drop_all(self, numbers: set[int]) -> None:
+        async with self._gate:
+            for n in sorted(numbers):
+                if n not in self.owned and n not in self._restoring:
+                    await self._drop(n)
+
+    async def _drop(self, n: int) -> None:
+        await self._states.drop(n)
+        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
+        heapq.heapify(self.wakes)
 
     def _inputs(self, n: int) -> list[TopicPartition]:
         return [TopicPartition(self.config.topic(t), n) for t in INPUTS]
@@ -262,68 +359,12 @@ class KafkaCoordinator(Lifecycle):
             if producer is not None:
                 await producer.stop()
 
-    def _forget(self, n: int) -> None:
-        for name, pst in self.engine.pipelines.items():
-            if self._task_of(name) == n:
-                pst.partitions.clear()
-                pst.active.clear()
-                pst.waiting.clear()
-        for key in [k for k in self.engine.datasets if self._task_of(k[0]) == n]:
-            del self.engine.datasets[key]
-        for pool in self.app.pools:
-            if self._task_of(pool) == n:
-                self.engine.gate.forget(pool)
-        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
-        heapq.heapify(self.wakes)
-
-    async def _restore(self, n: int) -> None:
-        """Read task n's changelog partition to its end (committed records only)."""
-        self._forget(n)
-        tp = TopicPartition(self.config.topic("eventflow.state"), n)
-        reader = AIOKafkaConsumer(
-            enable_auto_commit=False, isolation_level="read_committed", **self.config.client()
-        )
-        await reader.start()
-        records = 0
-        try:
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            with bulk_load():
-                while await reader.position(tp) < end:
-                    for batch in (await reader.getmany(tp, timeout_ms=1000)).values():
-                        for record in batch:
-                            if record.key is not None and record.value is not None:
-                                self._load(record.key.decode(), record.value)
-                                records += 1
-        finally:
-            await reader.stop()
-        for name, pst in self.engine.pipelines.items():
-            if self._task_of(name) == n:
-                wake = self.engine.coordinator.next_wake(pst)
-                if wake is not None:
-                    heapq.heappush(self.wakes, (wake, name))
-        log.info("%s: restored stream task %d from %d changelog records", self.instance, n, records)
-
-    def _load(self, key: str, value: bytes) -> None:
-        kind, _, rest = key.partition(SEP)
-        if kind == "p":
-            pipeline, _, partition = rest.partition(SEP)
-            if pipeline in self.engine.pipelines:
-                self.engine.pipelines[pipeline].partitions[partition] = load_partition(value)
-        elif kind == "h":
-            if rest in self.engine.pipelines:
-                header = orjson.loads(value)
-                pst = self.engine.pipelines[rest]
-                pst.active, pst.waiting = header["active"], header["waiting"]
-        elif kind == "d":
-            dataset, _, partition = rest.partition(SEP)
-            self.engine.datasets[(dataset, partition)] = load_dataset(value)
-        elif kind == "g":
-            self.engine.gate.load(rest, value)
+    def _count_tasks(self) -> None:
+        metrics.STREAM_TASKS.labels("owned").set(len(self.owned))
+        metrics.STREAM_TASKS.labels("restoring").set(len(self._restoring))
 
     def _task_of(self, key: str) -> int:
-        return partition_for(key, self.tasks)
+        return self._states.task_of(key)
 
     # -- processing ------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -366,7 +407,7 @@ class KafkaCoordinator(Lifecycle):
                 for record in records:
                     self._decide(record, now, out, letters, pools, decided)
                 committing = time.perf_counter()
-                await self._emit(producer, n, out, letters, pools)
+                last = await self._emit(producer, n, out, letters, pools)
                 offsets: dict[TopicPartition, int] = {}
                 for record in records:
                     tp = TopicPartition(record.topic, record.partition)
@@ -377,6 +418,8 @@ class KafkaCoordinator(Lifecycle):
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
             await self._recover(n)
             return
+        if last is not None:  # the commit marker follows the step's last record
+            self._states.ends[n] = last + 2
         metrics.DECIDE.observe(committing - began)
         metrics.COMMIT.observe(time.perf_counter() - committing)
         metrics.count(decided)
@@ -425,7 +468,8 @@ class KafkaCoordinator(Lifecycle):
         out: Effects,
         letters: list[Event],
         pools: set[str],
-    ) -> None:
+    ) -> int | None:
+        """Send a step's events and changelog records; the offset of its last changelog record."""
         topic = self.config.topic
         source = self.settings.source
         sends = []
@@ -453,32 +497,35 @@ class KafkaCoordinator(Lifecycle):
         futures = [await producer.send(t, value, key=k.encode()) for t, k, value in sends]
         for letter in letters:
             futures.append(await producer.send(topic("eventflow.deadletter"), encode(letter)))
-        state = topic("eventflow.state")
+        records: list[tuple[bytes, bytes]] = []
         for pipeline, key in out.dirty_partitions:
             part = self.engine.pipelines[pipeline].partitions.get(key)
             if part is not None:
-                futures.append(await producer.send(
-                    state, dump(part), key=f"p{SEP}{pipeline}{SEP}{key}".encode(), partition=n
-                ))  # fmt: skip
+                records.append((changelog.partition_key(pipeline, key), dump(part)))
         for pipeline in {p for p, _ in out.dirty_partitions}:
             pst = self.engine.pipelines[pipeline]
             header = orjson.dumps({"active": pst.active, "waiting": pst.waiting})
-            futures.append(await producer.send(state, header, key=f"h{SEP}{pipeline}".encode(),
-                                               partition=n))  # fmt: skip
+            records.append((changelog.header_key(pipeline), header))
         for dataset, key in out.dirty_datasets:
-            futures.append(await producer.send(
-                state, dump(self.engine.datasets[(dataset, key)]),
-                key=f"d{SEP}{dataset}{SEP}{key}".encode(), partition=n,
-            ))  # fmt: skip
+            records.append((changelog.dataset_key(dataset, key),
+                            dump(self.engine.datasets[(dataset, key)])))  # fmt: skip
         for pool in pools:
-            futures.append(await producer.send(state, self.engine.gate.dump(pool),
-                                               key=f"g{SEP}{pool}".encode(), partition=n))  # fmt: skip
+            records.append((changelog.pool_key(pool), self.engine.gate.dump(pool)))
+        state = topic("eventflow.state")
+        changes = [await producer.send(state, value, key=k, partition=n) for k, value in records]
         await asyncio.gather(*futures)
+        written = await asyncio.gather(*changes)
+        return max((meta.offset for meta in written), default=None)
 
     async def _recover(self, n: int) -> None:
-        """After an aborted step: state back from the changelog, input back to committed."""
+        """After an aborted step, whose changes may be in the state: take task n over again
+        (state back from the changelog, input back to the committed offsets), in the background
+        as on assignment."""
         assert self._consumer is not None
-        await self._restore(n)
-        committed = [tp for tp in self._inputs(n) if tp in self._consumer.assignment()]
-        if committed:
-            await self._consumer.seek_to_committed(*committed)
+        self.owned.discard(n)
+        self._states.ends.pop(n, None)  # never reuse this state
+        await self._close_producers({n})
+        self._consumer.pause(*[tp for tp in self._inputs(n) if tp in self._consumer.assignment()])
+        if n not in self._restoring:
+            self._start_take_over(n)
+        self._count_tasks()
