@@ -73,15 +73,16 @@ class Deployment:
         self._events: AsyncIterator[Event] | None = None
         self._reader: Any = None
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{args[0]}-{len(self.processes)}.log", "ab")
-        self.ports[args[0]] = port = free_port()
+        name = name or args[0]
+        self.ports[name] = port = free_port()
         command = [sys.executable, "-m", "eventflow", *args, "--metrics-port", str(port)]
         if self.profile is not None and args[0] in ("dev", "coordinator"):
             command[1:1] = ["-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o",
                             str(self.profile)]  # fmt: skip
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
-        self.services[args[0]] = proc
+        self.services[name] = proc
         self.processes.append(proc)
         return proc
 
@@ -166,6 +167,18 @@ class Deployment:
                 except NotRunning:
                     pass
             await asyncio.sleep(0.05)
+
+    def add_coordinator(self, name: str) -> None:
+        """Another coordinator instance (Kafka), known as `name` to `scrape` and `kill`."""
+        assert self.runtime == "kafka"
+        self._spawn("coordinator", "--app", self.app, "--health-file",
+                    str(self.folder / f"{name}.health"), name=name)  # fmt: skip
+
+    def kill(self, service: str) -> None:
+        """SIGKILL a service and reap it."""
+        proc = self.services[service]
+        proc.kill()
+        proc.wait(timeout=30)
 
     def rss_bytes(self, service: str) -> int:
         """Resident memory of a service process."""

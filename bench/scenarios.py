@@ -195,7 +195,8 @@ async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
 async def state_scale(runtime: str, *, states: int,
                       bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Coordinator restart onto `states` (pipeline, partition) states: time until ready and
-    resident memory, each against the same app started on empty state."""
+    resident memory, each against the same app started on empty state. On Kafka, then a second
+    coordinator joining, and one of the two SIGKILLed (see `takeover`)."""
     from .state import States
 
     built = States(states)
@@ -213,9 +214,12 @@ async def state_scale(runtime: str, *, states: int,
     service = coordinator_of(runtime)
     async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False) as empty:
         empty_ready, empty_rss = empty.ready_s, empty.rss_bytes(service)
+    moves: dict[str, Any] = {}
     async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False,
                           prepare=fill) as full:  # fmt: skip
         ready, rss = full.ready_s, full.rss_bytes(service)
+        if runtime == "kafka":
+            moves = await takeover(full)
     size = built.stored_bytes()
     return {
         "states": built.count,
@@ -228,4 +232,71 @@ async def state_scale(runtime: str, *, states: int,
         "stored_state_b": round(size["partition"]),
         "stored_dataset_state_b": round(size["dataset"]),
         "stored_total_mib": round(written / 2**20),
+        **moves,
+    }
+
+
+OWNED = "eventflow_coordinator_stream_tasks{state=owned}"
+RESTORING = "eventflow_coordinator_stream_tasks{state=restoring}"
+ASSIGNED = "eventflow_group_assignments_total"
+RESTORED = "eventflow_coordinator_restored_records_total"
+
+
+async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]:
+    """With the one coordinator of `d` ready: a second one joins (the stream tasks are split
+    between them), then the second is SIGKILLed and the first takes its tasks over. Times until
+    both, then the survivor alone, own every task with none restoring; and how many group
+    assignments (generations joined) and changelog records each move cost the survivor. One
+    assignment per move means no rejoin: a restore that lost the membership would add more."""
+    tasks = 6
+
+    async def sample(name: str) -> dict[str, float]:
+        try:
+            return await d.scrape(name)
+        except OSError:  # not serving metrics yet
+            return {}
+
+    async def until(what: str, done: Any) -> tuple[float, list[dict[str, float]]]:
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            samples = [await sample(name) for name in names]
+            if done(samples):
+                return time.perf_counter(), samples
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no {what} after {timeout_s} s")
+            await asyncio.sleep(0.1)
+
+    names = ["coordinator"]
+    start = await d.scrape("coordinator")
+    began = time.perf_counter()
+    d.add_coordinator("peer")
+    names.append("peer")
+
+    def split(samples: list[dict[str, float]]) -> bool:
+        return (all(s.get(OWNED, 0) > 0 and s.get(RESTORING, 1) == 0 for s in samples)
+                and sum(s[OWNED] for s in samples) == tasks)  # fmt: skip
+
+    joined, (first, peer) = await until("split between two coordinators", split)
+    killed = time.perf_counter()
+    d.kill("peer")
+    names.remove("peer")
+    assigned = 0.0
+
+    def alone(samples: list[dict[str, float]]) -> bool:
+        nonlocal assigned
+        if not assigned and samples[0].get(ASSIGNED, 0) > first[ASSIGNED]:
+            assigned = time.perf_counter()
+        return samples[0].get(OWNED, 0) == tasks and samples[0].get(RESTORING, 1) == 0
+
+    ready, (survivor,) = await until("takeover by the survivor", alone)
+    return {
+        "join_s": round(joined - began, 2),
+        "join_assignments": int(first[ASSIGNED] - start[ASSIGNED]),
+        "join_restored_records": int(first.get(RESTORED, 0) - start.get(RESTORED, 0)),
+        "peer_restored_records": int(peer.get(RESTORED, 0)),
+        "takeover_s": round(ready - killed, 2),
+        "takeover_detect_s": round((assigned or ready) - killed, 2),
+        "takeover_restore_s": round(ready - (assigned or ready), 2),
+        "takeover_assignments": int(survivor[ASSIGNED] - first[ASSIGNED]),
+        "takeover_restored_records": int(survivor.get(RESTORED, 0) - first.get(RESTORED, 0)),
     }

@@ -52,3 +52,4 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     assert results["latency/kafka"]["floor_ms"]["n"] == 5
     assert 0 < results["fanout/kafka"]["coordinator_share"]
     assert results["state/kafka"]["states"] == 2000
+    assert results["state/kafka"]["takeover_assignments"] >= 1
