@@ -15,7 +15,7 @@ import orjson
 from . import scenarios
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state")
+SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover")
 
 
 def start_broker(folder: Path) -> str:
@@ -42,6 +42,15 @@ async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
             elif name == "fanout":
                 figures = await scenarios.fanout(
                     runtime, runs=max(3, args.events // 200), warmup=1, bootstrap=bootstrap)
+            elif name == "failover":
+                if runtime != "kafka":
+                    continue  # a Kafka worker's transactions
+                assert bootstrap is not None
+                for session_ms in args.session_timeouts_ms:
+                    results[f"failover/kafka/{session_ms // 1000}s"] = await (
+                        scenarios.worker_failover(kills=args.kills, session_timeout_ms=session_ms,
+                                                  bootstrap=bootstrap))  # fmt: skip
+                continue
             elif name == "throughput":
                 figures = await scenarios.throughput(
                     runtime, events=args.events * 2, bootstrap=bootstrap,
@@ -77,6 +86,10 @@ def main() -> None:
                         "into FILE.RUNTIME.txt")  # fmt: skip
     parser.add_argument("--states", type=int, default=1_000_000,
                         help="(pipeline, partition) states (state)")  # fmt: skip
+    parser.add_argument("--kills", type=int, default=10,
+                        help="workers SIGKILLed inside a transaction (failover)")  # fmt: skip
+    parser.add_argument("--session-timeouts-ms", type=int, nargs="+", default=[2000, 10000],
+                        help="consumer-group session timeouts to run failover with")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.request import urlopen
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventflow as ef
@@ -41,11 +42,13 @@ class Deployment:
                  concurrency: int = 8, lanes: int = 1, watch: bool = True,
                  profile: Path | None = None,
                  prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
+                 session_timeout_ms: int | None = None,
                  ) -> None:  # fmt: skip
         """`lanes`: how many `publish` calls may be under way at once; `watch=False` leaves
         out `produced()` and the load of reading every event; `profile`: where pyinstrument
         writes a profile of the coordinator process; `prepare` runs before the services start
-        (topics exist by then)."""
+        (topics exist by then); `session_timeout_ms`: the services' consumer-group session
+        timeout, if not the default."""
         self.app = f"{APPS}:{app}"
         self.runtime = runtime
         self.bootstrap = bootstrap
@@ -61,6 +64,8 @@ class Deployment:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {**clean, "EVENTFLOW_HOME": str(self.folder / "home"),
                     "EVENTFLOW_CONCURRENCY": str(concurrency)}  # fmt: skip
+        if session_timeout_ms is not None:
+            self.env["EVENTFLOW_KAFKA_SESSION_TIMEOUT_MS"] = str(session_timeout_ms)
         if runtime == "kafka":
             assert bootstrap, "the Kafka runtime needs a bootstrap address"
             self.env.update(EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
@@ -168,11 +173,21 @@ class Deployment:
                     pass
             await asyncio.sleep(0.05)
 
-    def add_coordinator(self, name: str) -> None:
-        """Another coordinator instance (Kafka), known as `name` to `scrape` and `kill`."""
+    def add(self, kind: str, name: str) -> None:
+        """Another `coordinator` or `worker` instance (Kafka), known as `name` to `scrape`,
+        `health` and `kill`."""
         assert self.runtime == "kafka"
-        self._spawn("coordinator", "--app", self.app, "--health-file",
+        extra = ["--concurrency", str(self.concurrency)] if kind == "worker" else []
+        self._spawn(kind, "--app", self.app, *extra, "--health-file",
                     str(self.folder / f"{name}.health"), name=name)  # fmt: skip
+
+    def health(self, service: str) -> dict[str, Any] | None:
+        """What a Kafka service last wrote to its health file, or None (not healthy yet)."""
+        try:
+            found: dict[str, Any] = orjson.loads((self.folder / f"{service}.health").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return found
 
     def kill(self, service: str) -> None:
         """SIGKILL a service and reap it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import time
 import uuid
@@ -269,7 +270,7 @@ async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]
     names = ["coordinator"]
     start = await d.scrape("coordinator")
     began = time.perf_counter()
-    d.add_coordinator("peer")
+    d.add("coordinator", "peer")
     names.append("peer")
 
     def split(samples: list[dict[str, float]]) -> bool:
@@ -300,3 +301,85 @@ async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]
         "takeover_assignments": int(survivor[ASSIGNED] - first[ASSIGNED]),
         "takeover_restored_records": int(survivor.get(RESTORED, 0) - first.get(RESTORED, 0)),
     }
+
+
+REQUEST_PARTITIONS = 12
+
+
+async def worker_failover(*, kills: int, session_timeout_ms: int, bootstrap: str,
+                          timeout_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """A worker SIGKILLed with a result transaction open, `kills` times: how long the
+    transaction then holds back read_committed readers (the coordinator among them) of the
+    partitions it wrote to. Two workers run fan-outs of short tasks without pause; one is
+    stopped (SIGSTOP) until a check of its done-marker partitions finds a transaction of its
+    open, then SIGKILLed; the stall runs from the SIGSTOP until those partitions' last stable
+    offset passes the transaction (it was aborted). A replacement worker joins before the
+    next kill."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    stalls: list[float] = []
+    tries = 0
+    async with Deployment("fanout", "kafka", bootstrap=bootstrap, concurrency=32, watch=False,
+                          session_timeout_ms=session_timeout_ms) as d:  # fmt: skip
+        done_topic = d.settings.topic_prefix + "eventflow.task-done"
+        committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+        written = AIOKafkaConsumer(bootstrap_servers=bootstrap)  # read_uncommitted: all of it
+        await committed.start()
+        await written.start()
+        version = 0
+
+        async def feed() -> None:
+            nonlocal version
+            while True:
+                version += 1
+                await d.publish("bench.fan", version=version)
+                await asyncio.sleep(0.25)
+
+        async def settled(names: list[str]) -> dict[str, list[int]]:
+            """Until each of `names` owns task-requests partitions, each partition one owner."""
+            deadline = time.perf_counter() + timeout_s
+            while time.perf_counter() < deadline:
+                owns = {name: (d.health(name) or {}).get("owns", []) for name in names}
+                every = sorted(p for parts in owns.values() for p in parts)
+                if all(owns.values()) and every == list(range(REQUEST_PARTITIONS)):
+                    return owns
+                await asyncio.sleep(0.1)
+            raise TimeoutError(f"workers {names} did not settle after {timeout_s} s")
+
+        feeding = asyncio.create_task(feed())
+        workers = ["worker"]
+        try:
+            d.add("worker", "w1")
+            workers.append("w1")
+            for kill in range(kills):
+                owns = await settled(workers)
+                victim = workers[kill % 2]
+                tps = [TopicPartition(done_topic, p) for p in owns[victim]]
+                while True:
+                    tries += 1
+                    await asyncio.sleep(0.05 + 0.2 * (tries % 5) / 5)
+                    d.services[victim].send_signal(signal.SIGSTOP)
+                    stopped = time.perf_counter()
+                    ends, stable = await written.end_offsets(tps), await committed.end_offsets(tps)
+                    if any(stable[tp] < ends[tp] for tp in tps):
+                        break
+                    d.services[victim].send_signal(signal.SIGCONT)
+                d.kill(victim)
+                while True:
+                    stable = await committed.end_offsets(tps)
+                    if all(stable[tp] >= ends[tp] for tp in tps):
+                        break
+                    if time.perf_counter() - stopped > timeout_s:
+                        raise TimeoutError(f"a transaction stayed open {timeout_s} s")
+                    await asyncio.sleep(0.01)
+                stalls.append(time.perf_counter() - stopped)
+                replacement = f"w{kill + 2}"
+                d.add("worker", replacement)
+                workers[workers.index(victim)] = replacement
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
+            await committed.stop()
+            await written.stop()
+    return {"session_timeout_ms": session_timeout_ms, "kills": kills,
+            "stops_to_find_an_open_transaction": tries, "stall_ms": percentiles(stalls)}
