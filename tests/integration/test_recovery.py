@@ -95,11 +95,11 @@ def states_of(tasks: list[int], states: States) -> int:
     return states.days * sum(partition_for(name, TASKS) in tasks for name in pipelines)
 
 
-def trigger(coordinator: KafkaCoordinator, tasks: list[int]) -> tuple[str, str]:
+def trigger(tasks: list[int]) -> tuple[str, str]:
     """A pipeline whose input dataset and itself both belong to `tasks`: (dataset, pipeline)."""
     for p in range(SCALE_PIPELINES):
         dataset, pipeline = f"bench.s{p}.in", f"s{p}"
-        if coordinator._task_of(dataset) in tasks and coordinator._task_of(pipeline) in tasks:
+        if partition_for(dataset, TASKS) in tasks and partition_for(pipeline, TASKS) in tasks:
             return dataset, pipeline
     raise AssertionError(f"no pipeline of the scale app lies in stream tasks {tasks}")
 
@@ -130,7 +130,7 @@ async def test_processing_and_membership_continue_during_a_restore(
     await coordinator.start()
     await asyncio.wait_for(hold.held.wait(), 120)
     await until(lambda: len(coordinator.owns()) == TASKS - 1, "the other tasks restored")
-    dataset, pipeline = trigger(coordinator, coordinator.owns())
+    dataset, pipeline = trigger(coordinator.owns())
     async with ef.Publisher(settings) as publisher:
         await publisher.publish(dataset, "2030-01-01", version=7)
     await until(lambda: requested(coordinator, pipeline, "2030-01-01", 7), "the event decided")
@@ -184,7 +184,7 @@ async def test_state_kept_over_a_rebalance_is_not_read_again(
     await until(lambda: len(first.owns()) + len(second.owns()) == TASKS and
                 first.assignments == 2 and not first._restoring and second.ready.is_set(),
                 "the tasks split between the two")  # fmt: skip
-    dataset, pipeline = trigger(first, first.owns())
+    dataset, pipeline = trigger(first.owns())
     async with ef.Publisher(settings) as publisher:
         await publisher.publish(dataset, "2030-01-01", version=7)
         await until(lambda: requested(first, pipeline, "2030-01-01", 7), "the event decided")
