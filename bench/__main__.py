@@ -18,7 +18,7 @@ import orjson
 from . import scenarios, soak
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state")
+SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover")
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
@@ -51,6 +51,15 @@ async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
                     runtime, minutes=args.minutes, rate=args.rate, sample_s=args.sample_s,
                     partitions=None if args.new_partitions else args.partitions,
                     bootstrap=bootstrap)  # fmt: skip
+            elif name == "failover":
+                if runtime != "kafka":
+                    continue  # a Kafka worker's transactions
+                assert bootstrap is not None
+                for session_ms in args.session_timeouts_ms:
+                    results[f"failover/kafka/{session_ms // 1000}s"] = await (
+                        scenarios.worker_failover(kills=args.kills, session_timeout_ms=session_ms,
+                                                  bootstrap=bootstrap))  # fmt: skip
+                continue
             elif name == "throughput":
                 figures = await scenarios.throughput(
                     runtime, events=args.events * 2, bootstrap=bootstrap,
@@ -102,6 +111,10 @@ def main() -> None:
                          help="a new partition per event instead")  # fmt: skip
     soaking.add_argument("--sample-s", type=float, default=5.0,
                          help="seconds between samples of memory and lag")  # fmt: skip
+    parser.add_argument("--kills", type=int, default=10,
+                        help="workers SIGKILLed inside a transaction (failover)")  # fmt: skip
+    parser.add_argument("--session-timeouts-ms", type=int, nargs="+", default=[2000, 10000],
+                        help="consumer-group session timeouts to run failover with")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.request import urlopen
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventflow as ef
@@ -41,11 +42,13 @@ class Deployment:
                  concurrency: int = 8, lanes: int = 1, watch: bool = True,
                  profile: Path | None = None,
                  prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
+                 session_timeout_ms: int | None = None,
                  ) -> None:  # fmt: skip
         """`lanes`: how many `publish` calls may be under way at once; `watch=False` leaves
         out `produced()` and the load of reading every event; `profile`: where pyinstrument
         writes a profile of the coordinator process; `prepare` runs before the services start
-        (topics exist by then)."""
+        (topics exist by then); `session_timeout_ms`: the services' consumer-group session
+        timeout, if not the default."""
         self.app = f"{APPS}:{app}"
         self.runtime = runtime
         self.bootstrap = bootstrap
@@ -61,6 +64,8 @@ class Deployment:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {**clean, "EVENTFLOW_HOME": str(self.folder / "home"),
                     "EVENTFLOW_CONCURRENCY": str(concurrency)}  # fmt: skip
+        if session_timeout_ms is not None:
+            self.env["EVENTFLOW_KAFKA_SESSION_TIMEOUT_MS"] = str(session_timeout_ms)
         if runtime == "kafka":
             assert bootstrap, "the Kafka runtime needs a bootstrap address"
             self.env.update(EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
@@ -74,15 +79,16 @@ class Deployment:
         self._events: AsyncIterator[Event] | None = None
         self._reader: Any = None
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{args[0]}-{len(self.processes)}.log", "ab")
-        self.ports[args[0]] = port = free_port()
+        name = name or args[0]
+        self.ports[name] = port = free_port()
         command = [sys.executable, "-m", "eventflow", *args, "--metrics-port", str(port)]
         if self.profile is not None and args[0] in ("dev", "coordinator"):
             command[1:1] = ["-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o",
                             str(self.profile)]  # fmt: skip
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
-        self.services[args[0]] = proc
+        self.services[name] = proc
         self.processes.append(proc)
         return proc
 
@@ -167,6 +173,28 @@ class Deployment:
                 except NotRunning:
                     pass
             await asyncio.sleep(0.05)
+
+    def add(self, kind: str, name: str) -> None:
+        """Another `coordinator` or `worker` instance (Kafka), known as `name` to `scrape`,
+        `health` and `kill`."""
+        assert self.runtime == "kafka"
+        extra = ["--concurrency", str(self.concurrency)] if kind == "worker" else []
+        self._spawn(kind, "--app", self.app, *extra, "--health-file",
+                    str(self.folder / f"{name}.health"), name=name)  # fmt: skip
+
+    def health(self, service: str) -> dict[str, Any] | None:
+        """What a Kafka service last wrote to its health file, or None (not healthy yet)."""
+        try:
+            found: dict[str, Any] = orjson.loads((self.folder / f"{service}.health").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return found
+
+    def kill(self, service: str) -> None:
+        """SIGKILL a service and reap it."""
+        proc = self.services[service]
+        proc.kill()
+        proc.wait(timeout=30)
 
     def rss_bytes(self, service: str) -> int:
         """Resident memory of a service process."""

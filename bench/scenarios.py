@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import time
 import uuid
@@ -195,7 +196,8 @@ async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
 async def state_scale(runtime: str, *, states: int,
                       bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Coordinator restart onto `states` (pipeline, partition) states: time until ready and
-    resident memory, each against the same app started on empty state."""
+    resident memory, each against the same app started on empty state. On Kafka, then a second
+    coordinator joining, and one of the two SIGKILLed (see `takeover`)."""
     from .state import States
 
     built = States(states)
@@ -213,9 +215,12 @@ async def state_scale(runtime: str, *, states: int,
     service = coordinator_of(runtime)
     async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False) as empty:
         empty_ready, empty_rss = empty.ready_s, empty.rss_bytes(service)
+    moves: dict[str, Any] = {}
     async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False,
                           prepare=fill) as full:  # fmt: skip
         ready, rss = full.ready_s, full.rss_bytes(service)
+        if runtime == "kafka":
+            moves = await takeover(full)
     size = built.stored_bytes()
     return {
         "states": built.count,
@@ -228,4 +233,153 @@ async def state_scale(runtime: str, *, states: int,
         "stored_state_b": round(size["partition"]),
         "stored_dataset_state_b": round(size["dataset"]),
         "stored_total_mib": round(written / 2**20),
+        **moves,
     }
+
+
+OWNED = "eventflow_coordinator_stream_tasks{state=owned}"
+RESTORING = "eventflow_coordinator_stream_tasks{state=restoring}"
+ASSIGNED = "eventflow_group_assignments_total"
+RESTORED = "eventflow_coordinator_restored_records_total"
+
+
+async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]:
+    """With the one coordinator of `d` ready: a second one joins (the stream tasks are split
+    between them), then the second is SIGKILLed and the first takes its tasks over. Times until
+    both, then the survivor alone, own every task with none restoring; and how many group
+    assignments (generations joined) and changelog records each move cost the survivor. One
+    assignment per move means no rejoin: a restore that lost the membership would add more."""
+    tasks = 6
+
+    async def sample(name: str) -> dict[str, float]:
+        try:
+            return await d.scrape(name)
+        except OSError:  # not serving metrics yet
+            return {}
+
+    async def until(what: str, done: Any) -> tuple[float, list[dict[str, float]]]:
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            samples = [await sample(name) for name in names]
+            if done(samples):
+                return time.perf_counter(), samples
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no {what} after {timeout_s} s")
+            await asyncio.sleep(0.1)
+
+    names = ["coordinator"]
+    start = await d.scrape("coordinator")
+    began = time.perf_counter()
+    d.add("coordinator", "peer")
+    names.append("peer")
+
+    def split(samples: list[dict[str, float]]) -> bool:
+        return (all(s.get(OWNED, 0) > 0 and s.get(RESTORING, 1) == 0 for s in samples)
+                and sum(s[OWNED] for s in samples) == tasks)  # fmt: skip
+
+    joined, (first, peer) = await until("split between two coordinators", split)
+    killed = time.perf_counter()
+    d.kill("peer")
+    names.remove("peer")
+    assigned = 0.0
+
+    def alone(samples: list[dict[str, float]]) -> bool:
+        nonlocal assigned
+        if not assigned and samples[0].get(ASSIGNED, 0) > first[ASSIGNED]:
+            assigned = time.perf_counter()
+        return samples[0].get(OWNED, 0) == tasks and samples[0].get(RESTORING, 1) == 0
+
+    ready, (survivor,) = await until("takeover by the survivor", alone)
+    return {
+        "join_s": round(joined - began, 2),
+        "join_assignments": int(first[ASSIGNED] - start[ASSIGNED]),
+        "join_restored_records": int(first.get(RESTORED, 0) - start.get(RESTORED, 0)),
+        "peer_restored_records": int(peer.get(RESTORED, 0)),
+        "takeover_s": round(ready - killed, 2),
+        "takeover_detect_s": round((assigned or ready) - killed, 2),
+        "takeover_restore_s": round(ready - (assigned or ready), 2),
+        "takeover_assignments": int(survivor[ASSIGNED] - first[ASSIGNED]),
+        "takeover_restored_records": int(survivor.get(RESTORED, 0) - first.get(RESTORED, 0)),
+    }
+
+
+REQUEST_PARTITIONS = 12
+
+
+async def worker_failover(*, kills: int, session_timeout_ms: int, bootstrap: str,
+                          timeout_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """A worker SIGKILLed with a result transaction open, `kills` times: how long the
+    transaction then holds back read_committed readers (the coordinator among them) of the
+    partitions it wrote to. Two workers run fan-outs of short tasks without pause; one is
+    stopped (SIGSTOP) until a check of its done-marker partitions finds a transaction of its
+    open, then SIGKILLed; the stall runs from the SIGSTOP until those partitions' last stable
+    offset passes the transaction (it was aborted). A replacement worker joins before the
+    next kill."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    stalls: list[float] = []
+    tries = 0
+    async with Deployment("fanout", "kafka", bootstrap=bootstrap, concurrency=32, watch=False,
+                          session_timeout_ms=session_timeout_ms) as d:  # fmt: skip
+        done_topic = d.settings.topic_prefix + "eventflow.task-done"
+        committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+        written = AIOKafkaConsumer(bootstrap_servers=bootstrap)  # read_uncommitted: all of it
+        await committed.start()
+        await written.start()
+        version = 0
+
+        async def feed() -> None:
+            nonlocal version
+            while True:
+                version += 1
+                await d.publish("bench.fan", version=version)
+                await asyncio.sleep(0.25)
+
+        async def settled(names: list[str]) -> dict[str, list[int]]:
+            """Until each of `names` owns task-requests partitions, each partition one owner."""
+            deadline = time.perf_counter() + timeout_s
+            while time.perf_counter() < deadline:
+                owns = {name: (d.health(name) or {}).get("owns", []) for name in names}
+                every = sorted(p for parts in owns.values() for p in parts)
+                if all(owns.values()) and every == list(range(REQUEST_PARTITIONS)):
+                    return owns
+                await asyncio.sleep(0.1)
+            raise TimeoutError(f"workers {names} did not settle after {timeout_s} s")
+
+        feeding = asyncio.create_task(feed())
+        workers = ["worker"]
+        try:
+            d.add("worker", "w1")
+            workers.append("w1")
+            for kill in range(kills):
+                owns = await settled(workers)
+                victim = workers[kill % 2]
+                tps = [TopicPartition(done_topic, p) for p in owns[victim]]
+                while True:
+                    tries += 1
+                    await asyncio.sleep(0.05 + 0.2 * (tries % 5) / 5)
+                    d.services[victim].send_signal(signal.SIGSTOP)
+                    stopped = time.perf_counter()
+                    ends, stable = await written.end_offsets(tps), await committed.end_offsets(tps)
+                    if any(stable[tp] < ends[tp] for tp in tps):
+                        break
+                    d.services[victim].send_signal(signal.SIGCONT)
+                d.kill(victim)
+                while True:
+                    stable = await committed.end_offsets(tps)
+                    if all(stable[tp] >= ends[tp] for tp in tps):
+                        break
+                    if time.perf_counter() - stopped > timeout_s:
+                        raise TimeoutError(f"a transaction stayed open {timeout_s} s")
+                    await asyncio.sleep(0.01)
+                stalls.append(time.perf_counter() - stopped)
+                replacement = f"w{kill + 2}"
+                d.add("worker", replacement)
+                workers[workers.index(victim)] = replacement
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
+            await committed.stop()
+            await written.stop()
+    return {"session_timeout_ms": session_timeout_ms, "kills": kills,
+            "stops_to_find_an_open_transaction": tries, "stall_ms": percentiles(stalls)}

@@ -2,7 +2,8 @@
 
 They answer the operator's first questions: is the coordinator keeping up (events decided, time
 spent deciding and committing per step, consumer lag on Kafka), and are tasks succeeding (runs by
-outcome).
+outcome); and whether group membership is stable (assignments) and what a coordinator owns and
+restores.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ LAG = Gauge(
     "input records; a worker's unread, running and unreported requests); -1 while restoring or "
     "when the broker did not answer.",
 )
+ASSIGNMENTS = Counter(
+    "eventflow_group_assignments",
+    "Partition assignments the service's consumer-group member received, one per group "
+    "generation it joined: a rise without a member joining or leaving means it was expelled.",
+)
+STREAM_TASKS = Gauge(
+    "eventflow_coordinator_stream_tasks",
+    "Stream tasks of this coordinator: `owned` (processing) and `restoring`.",
+    ["state"],
+)
+RESTORED = Counter("eventflow_coordinator_restored_records", "Changelog records read by restores.")
 
 DECIDE = STEP.labels("decide")
 COMMIT = STEP.labels("commit")

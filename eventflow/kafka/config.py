@@ -1,9 +1,11 @@
-"""Kafka connection options, topic and group names, and how keys map to partitions."""
+"""Kafka connection options, topic and group names, how keys map to partitions, and which
+errors are worth retrying."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
@@ -15,6 +17,13 @@ from ..topics import TOPICS, TopicSpec
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for `key` (murmur2, as the Java client)."""
     return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+def transient(error: Exception) -> bool:
+    """A Kafka or network error worth retrying: the broker is away or busy, not refusing us."""
+    if isinstance(error, OSError | KafkaConnectionError | KafkaTimeoutError):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
 
 
 class KafkaConfig:

@@ -7,12 +7,16 @@ transaction holds the input offsets, every event the decisions emit and the chan
 the state they changed; its producer's transactional id is `eventflow.coordinator.N`, so a new
 owner of N fences the old one before reading N's state back from the changelog. A crash anywhere
 leaves either the whole step or none of it.
+
+A take-over never costs the group membership, however much state it reads: the changelog is read
+and decoded in the background (`changelog.py`) while the processing loop keeps polling, and only
+the final seek and swap take the processing lock. A revoked task's state is kept until the next
+assignment: if the task comes back and its changelog has not moved since, it is not read again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import os
@@ -29,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from .. import metrics
 from ..core import Effects, Engine
-from ..core.state import bulk_load, dump, load_dataset, load_partition
+from ..core.state import dump
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
@@ -51,7 +55,8 @@ from ..lifecycle import Lifecycle
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..topics import SPECS, destination
-from .config import KafkaConfig, partition_for
+from . import changelog
+from .config import KafkaConfig, partition_for, transient
 from .signing import Signer
 
 log = logging.getLogger("eventflow.coordinator")
@@ -60,7 +65,6 @@ INPUTS = ("eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-eve
 ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
-SEP = "\x00"
 #: Times a step may fail unexpectedly on one record before that record is dead-lettered.
 POISON_AFTER = 3
 #: A task-events partition not fetched for this long counts as unheard (broker unreachable).
@@ -109,14 +113,23 @@ class KafkaCoordinator(Lifecycle):
         self._tick_failures: Counter[str] = Counter()
         # Per stream task: since when its task-events partition has been fetched without a gap.
         self._heard_since: dict[int, float] = {}
+        self._listened_at: float | None = None
         self.tasks = self.config.partitions("eventflow.pipeline-inputs")
         self.owned: set[int] = set()
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.wakes: list[tuple[float, str]] = []
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
+        #: Assignments received, one per consumer-group generation joined (see `_assign`).
+        self.assignments = 0
+        # Held by each processing step and by the final swap of a take-over.
         self._lock = asyncio.Lock()
+        # One changelog read or state drop at a time: they are CPU-bound, and this keeps the
+        # `bulk_load` sections from overlapping.
+        self._gate = asyncio.Lock()
         self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._dropping: set[asyncio.Task[None]] = set()
+        self._states = changelog.TaskStates(self.engine, self.tasks)
         self._clock: AIOKafkaProducer | None = None
         self._clocks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
@@ -172,9 +185,10 @@ class KafkaCoordinator(Lifecycle):
         if self._consumer is None:
             return
         consumer, self._consumer = self._consumer, None
-        for task in [*self._restoring.values(), *self._clocks]:
+        background = [*self._restoring.values(), *self._dropping, *self._clocks]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._restoring.values(), *self._clocks, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         self._clocks.clear()
         if self._clock is not None:
             await self._clock.stop()
@@ -194,7 +208,8 @@ class KafkaCoordinator(Lifecycle):
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("%s: processing stopped", self.instance, exc_info=task.exception())
+            log.critical("%s: %s stopped", self.instance, task.get_name(),
+                         exc_info=task.exception())  # fmt: skip
             self.failed.set()
 
     def healthy(self) -> bool:
@@ -219,75 +234,138 @@ class KafkaCoordinator(Lifecycle):
         return sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
 
     # -- rebalancing -----------------------------------------------------------------------------
+    # A restore must never cost the group membership: the listeners return at once (aiokafka
+    # resumes heartbeats only after the assignment listener returns), changelogs are read and
+    # decoded in the background a batch at a time with yields to the loop, without the processing
+    # lock, while `_run` keeps polling; the lock is taken only for the final seek and swap.
     async def _revoke(self, numbers: set[int]) -> None:
-        for n in numbers & set(self._restoring):
-            self._restoring.pop(n).cancel()
+        """Stop processing the revoked tasks, but keep their state: if the new assignment gives
+        a task back and nobody wrote to its changelog meanwhile, it needs no restore."""
+        cancelled = [self._restoring.pop(n) for n in sorted(numbers & set(self._restoring))]
+        for task in cancelled:
+            task.cancel()
+        await asyncio.gather(*cancelled, return_exceptions=True)
         async with self._lock:
             gone = numbers & self.owned
             await self._close_producers(gone)
-            for n in gone:
-                self._forget(n)
             self.owned -= gone
-            if gone:
-                log.info("%s: gave up stream tasks %s", self.instance, sorted(gone))
+        if gone:
+            log.info("%s: gave up stream tasks %s", self.instance, sorted(gone))
+        self._count_tasks()
 
     async def _assign(self, numbers: set[int]) -> None:
-        """Pause new tasks and restore them in the background: the group's heartbeats only
-        resume once this returns, so a slow restore here would get the member expelled."""
+        """Pause new tasks and take them over in the background; drop the state of tasks that
+        went elsewhere."""
         assert self._consumer is not None
+        self.assignments += 1
+        metrics.ASSIGNMENTS.inc()
+        stale = self._states.held - numbers - self.owned
+        if stale:
+            drop = asyncio.create_task(self._drop_all(stale), name="drop stream tasks")
+            self._dropping.add(drop)
+            drop.add_done_callback(self._dropping.discard)
+            drop.add_done_callback(self._died)
         for n in sorted(numbers - self.owned - set(self._restoring)):
             self._consumer.pause(*self._inputs(n))
-            self._restoring[n] = asyncio.create_task(self._take_over(n), name=f"restore task {n}")
+            self._start_take_over(n)
+        self._count_tasks()
 
-    def _producer(self, n: int) -> AIOKafkaProducer:
-        """Task n's transactional producer; starting one fences every earlier one of task n."""
-        return AIOKafkaProducer(
+    def _start_take_over(self, n: int) -> None:
+        task = asyncio.create_task(self._take_over(n), name=f"take over stream task {n}")
+        task.add_done_callback(self._died)
+        self._restoring[n] = task
+
+    async def _take_over(self, n: int) -> None:
+        try:
+            while True:
+                try:
+                    await self._restore(n)
+                    break
+                except (KafkaError, OSError) as e:
+                    if not transient(e):
+                        raise
+                    log.warning("%s: taking over stream task %d failed (%s); retrying",
+                                self.instance, n, e)  # fmt: skip
+                    await asyncio.sleep(1)
+        finally:
+            if self._restoring.get(n) is asyncio.current_task():
+                del self._restoring[n]
+            self._count_tasks()
+        log.info("%s: took over stream task %d", self.instance, n)
+        if not self._restoring:
+            self.ready.set()
+
+    async def _restore(self, n: int) -> None:
+        """Fence task n's previous owner, bring n's state up to date, then process n."""
+        producer = AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.coordinator.{n}"),
             enable_idempotence=True,
             acks="all",
             client_id=f"eventflow-coordinator-{self.instance}-{n}",
             **self.config.client(),
         )
-
-    async def _renew_producer(self, n: int) -> None:
-        """After a failed step the producer may be in a state it cannot leave (a broker outage
-        leaves `OutOfOrderSequenceNumber`, which is fatal): replace it, as a new owner would."""
-        old = self.producers.pop(n, None)
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.stop()
-        producer = self._producer(n)
         try:
+            # Fences any previous owner of task n and aborts its open transaction, so the
+            # changelog's end is final from here on.
             await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self.producers[n] = producer
-
-    async def _take_over(self, n: int) -> None:
-        producer = self._producer(n)
-        try:
-            await producer.start()  # fences any previous owner of task n
+            async with self._gate:
+                snapshot = await self._catch_up(n)
             async with self._lock:
-                await self._restore(n)
                 consumer = self._consumer
                 if consumer is None:
-                    raise asyncio.CancelledError
+                    raise asyncio.CancelledError  # stopping
                 tps = [tp for tp in self._inputs(n) if tp in consumer.assignment()]
                 if tps:
                     await self._rewind(tps)
-                    consumer.resume(*tps)
+                # Nothing below awaits: the task's state goes in whole or not at all.
+                if snapshot is not None:
+                    self._states.install(n, snapshot)
+                self._rewake(n)
                 self.producers[n] = producer
                 self.owned.add(n)
+                consumer.resume(*tps)
         except BaseException:
             await producer.stop()
             raise
-        finally:
-            if self._restoring.get(n) is asyncio.current_task():
-                del self._restoring[n]
-        log.info("%s: took over stream task %d", self.instance, n)
-        if not self._restoring:
-            self.ready.set()
+
+    async def _catch_up(self, n: int) -> changelog.Snapshot | None:
+        """Task n's state from its changelog, or None if the state held for n is current:
+        its changelog still ends where this instance's last commit to it left it."""
+        expected = self._states.ends.get(n)
+        if expected is not None and self._consumer is not None:
+            tp = changelog.state_partition(self.config, n)
+            if await changelog.end_offset(self._consumer, tp) == expected:
+                log.info("%s: stream task %d: state held is current", self.instance, n)
+                return None
+        if n in self._states.held:
+            await self._drop(n)
+        began = time.perf_counter()
+        snapshot = await changelog.read(self.config, n)
+        metrics.RESTORED.inc(snapshot.records)
+        log.info("%s: restored stream task %d from %d changelog records in %.1f s", self.instance,
+                 n, snapshot.records, time.perf_counter() - began)  # fmt: skip
+        return snapshot
+
+    def _rewake(self, n: int) -> None:
+        """Timers of n's pipelines from its state (ticks due while n was not owned were dropped)."""
+        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
+        for name, pst in self.engine.pipelines.items():
+            if self._task_of(name) == n:
+                wake = self.engine.coordinator.next_wake(pst)
+                if wake is not None:
+                    self.wakes.append((wake, name))
+        heapq.heapify(self.wakes)
+
+    async def _drop_all(self, numbers: set[int]) -> None:
+        async with self._gate:
+            for n in sorted(numbers):
+                if n not in self.owned and n not in self._restoring:
+                    await self._drop(n)
+
+    async def _drop(self, n: int) -> None:
+        await self._states.drop(n)
+        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
+        heapq.heapify(self.wakes)
 
     def _inputs(self, n: int) -> list[TopicPartition]:
         return [TopicPartition(self.config.topic(t), n) for t in INPUTS]
@@ -298,68 +376,12 @@ class KafkaCoordinator(Lifecycle):
             if producer is not None:
                 await producer.stop()
 
-    def _forget(self, n: int) -> None:
-        for name, pst in self.engine.pipelines.items():
-            if self._task_of(name) == n:
-                pst.partitions.clear()
-                pst.active.clear()
-                pst.waiting.clear()
-        for key in [k for k in self.engine.datasets if self._task_of(k[0]) == n]:
-            del self.engine.datasets[key]
-        for pool in self.app.pools:
-            if self._task_of(pool) == n:
-                self.engine.gate.forget(pool)
-        self.wakes = [(at, p) for at, p in self.wakes if self._task_of(p) != n]
-        heapq.heapify(self.wakes)
-
-    async def _restore(self, n: int) -> None:
-        """Read task n's changelog partition to its end (committed records only)."""
-        self._forget(n)
-        tp = TopicPartition(self.config.topic("eventflow.state"), n)
-        reader = AIOKafkaConsumer(
-            enable_auto_commit=False, isolation_level="read_committed", **self.config.client()
-        )
-        await reader.start()
-        records = 0
-        try:
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            with bulk_load():
-                while await reader.position(tp) < end:
-                    for batch in (await reader.getmany(tp, timeout_ms=1000)).values():
-                        for record in batch:
-                            if record.key is not None and record.value is not None:
-                                self._load(record.key.decode(), record.value)
-                                records += 1
-        finally:
-            await reader.stop()
-        for name, pst in self.engine.pipelines.items():
-            if self._task_of(name) == n:
-                wake = self.engine.coordinator.next_wake(pst)
-                if wake is not None:
-                    heapq.heappush(self.wakes, (wake, name))
-        log.info("%s: restored stream task %d from %d changelog records", self.instance, n, records)
-
-    def _load(self, key: str, value: bytes) -> None:
-        kind, _, rest = key.partition(SEP)
-        if kind == "p":
-            pipeline, _, partition = rest.partition(SEP)
-            if pipeline in self.engine.pipelines:
-                self.engine.pipelines[pipeline].partitions[partition] = load_partition(value)
-        elif kind == "h":
-            if rest in self.engine.pipelines:
-                header = orjson.loads(value)
-                pst = self.engine.pipelines[rest]
-                pst.active, pst.waiting = header["active"], header["waiting"]
-        elif kind == "d":
-            dataset, _, partition = rest.partition(SEP)
-            self.engine.datasets[(dataset, partition)] = load_dataset(value)
-        elif kind == "g":
-            self.engine.gate.load(rest, value)
+    def _count_tasks(self) -> None:
+        metrics.STREAM_TASKS.labels("owned").set(len(self.owned))
+        metrics.STREAM_TASKS.labels("restoring").set(len(self._restoring))
 
     def _task_of(self, key: str) -> int:
-        return partition_for(key, self.tasks)
+        return self._states.task_of(key)
 
     # -- processing ------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -391,13 +413,19 @@ class KafkaCoordinator(Lifecycle):
         """Track since when each owned task has heard its workers without a gap: after a broker
         outage, silence counts only from the reconnect (the heartbeats sent meanwhile never
         arrived), so no run is failed as lost for an outage the coordinator could not hear
-        through."""
+        through. A gap is a partition not fetched for `UNHEARD_MS`, or this loop itself held up
+        that long (a step waiting on the broker hears nothing either)."""
+        held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
+        self._listened_at = now
         for n in self.owned:
             tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
             polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None
-            if polled is None or now * 1000 - polled > UNHEARD_MS:
+            unheard = polled is None or now * 1000 - polled > UNHEARD_MS
+            if unheard or held_up:
                 if self._heard_since.pop(n, None) is not None:
-                    log.warning("%s: stream task %d cannot hear its workers", self.instance, n)
+                    log.warning("%s: stream task %d could not hear its workers", self.instance, n)
+                if not unheard:
+                    self._heard_since[n] = now  # hearing again from now on
             elif n not in self._heard_since:
                 self._heard_since[n] = now
 
@@ -421,7 +449,7 @@ class KafkaCoordinator(Lifecycle):
                 for record in records:
                     self._decide(record, now, out, letters, pools, decided, forward)
                 committing = time.perf_counter()
-                await self._emit(producer, n, out, letters, pools, forward)
+                last = await self._emit(producer, n, out, letters, pools, forward)
                 offsets: dict[TopicPartition, int] = {}
                 for record in records:
                     tp = TopicPartition(record.topic, record.partition)
@@ -430,7 +458,7 @@ class KafkaCoordinator(Lifecycle):
                     await producer.send_offsets_to_transaction(offsets, self.group)
         except (KafkaError, OSError) as e:
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
-            await self._recover(n, renew=True)
+            await self._recover(n)
             return
         except _Undecidable as e:
             # The decision left state half-changed and the transaction is aborted: restore, and
@@ -448,6 +476,8 @@ class KafkaCoordinator(Lifecycle):
                       exc_info=e.error)  # fmt: skip
             await self._recover(n)
             return
+        if last is not None:  # the commit marker follows the step's last record
+            self._states.ends[n] = last + 2
         metrics.DECIDE.observe(committing - began)
         metrics.COMMIT.observe(time.perf_counter() - committing)
         metrics.count(decided)
@@ -527,7 +557,9 @@ class KafkaCoordinator(Lifecycle):
         letters: list[Event],
         pools: set[str],
         forward: list[tuple[str, str, bytes, Any]],
-    ) -> None:
+    ) -> int | None:
+        """Send a step's events (signed) and changelog records; the offset of its last
+        changelog record."""
         topic = self.config.topic
         source = self.settings.source
         sends: list[tuple[str, str, bytes]] = []
@@ -554,47 +586,38 @@ class KafkaCoordinator(Lifecycle):
         for target, key, value, headers in forward:
             futures.append(await producer.send(topic(target), value, key=key.encode(),
                                                headers=list(headers or ())))  # fmt: skip
-        state = topic("eventflow.state")
+        records: list[tuple[bytes, bytes]] = []
         for pipeline, key in out.dirty_partitions:
             part = self.engine.pipelines[pipeline].partitions.get(key)
             if part is not None:
-                futures.append(await producer.send(
-                    state, dump(part), key=f"p{SEP}{pipeline}{SEP}{key}".encode(), partition=n
-                ))  # fmt: skip
+                records.append((changelog.partition_key(pipeline, key), dump(part)))
         for pipeline in {p for p, _ in out.dirty_partitions}:
             pst = self.engine.pipelines[pipeline]
             header = orjson.dumps({"active": pst.active, "waiting": pst.waiting})
-            futures.append(await producer.send(state, header, key=f"h{SEP}{pipeline}".encode(),
-                                               partition=n))  # fmt: skip
+            records.append((changelog.header_key(pipeline), header))
         for dataset, key in out.dirty_datasets:
-            futures.append(await producer.send(
-                state, dump(self.engine.datasets[(dataset, key)]),
-                key=f"d{SEP}{dataset}{SEP}{key}".encode(), partition=n,
-            ))  # fmt: skip
+            records.append((changelog.dataset_key(dataset, key),
+                            dump(self.engine.datasets[(dataset, key)])))  # fmt: skip
         for pool in pools:
-            futures.append(await producer.send(state, self.engine.gate.dump(pool),
-                                               key=f"g{SEP}{pool}".encode(), partition=n))  # fmt: skip
+            records.append((changelog.pool_key(pool), self.engine.gate.dump(pool)))
+        state = topic("eventflow.state")
+        changes = [await producer.send(state, value, key=k, partition=n) for k, value in records]
         await asyncio.gather(*futures)
+        written = await asyncio.gather(*changes)
+        return max((meta.offset for meta in written), default=None)
 
-    async def _recover(self, n: int, *, renew: bool = False) -> None:
-        """After an aborted step: state back from the changelog, input back to committed, and
-        with `renew` a new producer. While the broker is unreachable this waits and tries again:
-        an outage costs time, not state."""
+    async def _recover(self, n: int) -> None:
+        """After an aborted step, whose changes may be in the state: take task n over again
+        (state back from the changelog, input back to the committed offsets), in the background
+        as on assignment."""
         assert self._consumer is not None
-        delay = 0.5
-        while True:
-            try:
-                if renew:
-                    await self._renew_producer(n)
-                    renew = False
-                await self._restore(n)
-                await self._rewind([tp for tp in self._inputs(n) if tp in self._consumer.assignment()])
-                return
-            except (KafkaError, OSError) as e:
-                log.warning("%s: restoring task %d failed (%s); retrying in %.1fs", self.instance,
-                            n, e, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+        self.owned.discard(n)
+        self._states.ends.pop(n, None)  # never reuse this state
+        await self._close_producers({n})
+        self._consumer.pause(*[tp for tp in self._inputs(n) if tp in self._consumer.assignment()])
+        if n not in self._restoring:
+            self._start_take_over(n)
+        self._count_tasks()
 
     async def _rewind(self, tps: list[TopicPartition]) -> None:
         """Back to the committed offsets; to the start where nothing was committed yet

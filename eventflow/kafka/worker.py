@@ -6,6 +6,11 @@ Results are published in Kafka transactions together with the request offsets an
 per run id (`eventflow.task-done`, compacted). Offsets are committed only up to the oldest request
 still running, so a worker that dies mid-task has its request redelivered to another; a request
 whose run id has a done-marker is acknowledged without running again.
+
+The results of requests from partition P go out on the producer whose transactional id is
+`eventflow.worker.P`, started when P is assigned: that fences P's previous owner and aborts its
+open transaction at once, so a worker killed mid-transaction holds back read_committed readers
+only until its partitions are reassigned, not until the broker's transaction timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from ..definitions import App
 from ..errors import EventError
@@ -33,10 +38,11 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
+from .. import metrics
 from ..lifecycle import Lifecycle
 from ..settings import Settings
 from ..topics import destination
-from .config import KafkaConfig, partition_for
+from .config import KafkaConfig, partition_for, transient
 from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
@@ -105,10 +111,16 @@ class KafkaWorker(Lifecycle):
         self._capacity = asyncio.Event()
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
-        self._finished: asyncio.Queue[_Finished] = asyncio.Queue()
+        #: Assignments received, one per consumer-group generation joined.
+        self.assignments = 0
+        # Finished requests not yet published; taken only under `_commit_lock`, so that a
+        # revocation's flush sees every result of its partitions.
+        self._finished: list[_Finished] = []
+        self._has_finished = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: AIOKafkaProducer | None = None
-        self._results: AIOKafkaProducer | None = None
+        # The transactional producer of each assigned partition (see `_load`).
+        self._results: dict[TopicPartition, AIOKafkaProducer] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
@@ -119,17 +131,7 @@ class KafkaWorker(Lifecycle):
             return
         client = self.config.client()
         self._progress = AIOKafkaProducer(enable_idempotence=True, acks="all", linger_ms=0, **client)
-        # The transactional id is this process's own, so nobody fences a worker killed while a
-        # transaction is open: the broker aborts it after the transaction timeout, and until
-        # then read_committed readers of the partitions it wrote to wait. Results commit in
-        # milliseconds, so that timeout can be short.
-        self._results = AIOKafkaProducer(
-            transactional_id=self.config.name(f"eventflow.worker.{self.instance}"),
-            enable_idempotence=True, acks="all",
-            transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms), **client,
-        )  # fmt: skip
         await self._progress.start()
-        await self._results.start()
         self._consumer = AIOKafkaConsumer(
             group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -159,16 +161,18 @@ class KafkaWorker(Lifecycle):
         if self._consumer is None:
             return
         consumer, self._consumer = self._consumer, None
-        for loop in [*self._loops, *self._loading.values()]:
+        loading = list(self._loading.values())
+        for loop in [*self._loops, *loading]:
             loop.cancel()
         bodies = list(self.running.values())
         for body in bodies:
             body.cancel()
-        await asyncio.gather(*self._loops, *bodies, return_exceptions=True)
+        await asyncio.gather(*self._loops, *loading, *bodies, return_exceptions=True)
         await consumer.stop()
-        for producer in (self._results, self._progress):
+        for producer in [*self._results.values(), self._progress]:
             if producer is not None:
                 await producer.stop()
+        self._results.clear()
 
 
     def healthy(self) -> bool:
@@ -191,34 +195,35 @@ class KafkaWorker(Lifecycle):
         positions: list[int] = [await consumer.position(tp) for tp in tps]
         unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
         unfinished = sum(len(self.partitions[tp].running) for tp in tps)
-        return unread + unfinished + self._finished.qsize()
+        return unread + unfinished + len(self._finished)
 
     # -- rebalancing -----------------------------------------------------------------------------
     async def _assign(self, assigned: list[TopicPartition]) -> None:
-        """Pause new partitions until their done-markers are loaded, in the background: the
-        group's heartbeats only resume once this listener returns."""
+        """Pause new partitions until they are taken over, in the background: the group's
+        heartbeats only resume once this listener returns."""
         assert self._consumer is not None
+        self.assignments += 1
+        metrics.ASSIGNMENTS.inc()
         new = [tp for tp in assigned if tp not in self.partitions and tp not in self._loading]
         if new:
             self._consumer.pause(*new)
-            task = asyncio.create_task(self._load(new), name="load done-markers")
+            task = asyncio.create_task(self._load(new), name="take over partitions")
+            task.add_done_callback(self._died)
             for tp in new:
                 self._loading[tp] = task
 
     async def _load(self, new: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
         try:
-            starts = {}
-            for tp in new:
-                committed = await consumer.committed(tp)
-                starts[tp] = committed if committed is not None else 0
-            done = await self._done_markers({tp.partition: starts[tp] for tp in new})
-            for tp in new:
-                state = _Partition(next_offset=starts[tp], done=done.get(tp.partition, {}))
-                self.partitions[tp] = state
-                consumer.seek(tp, starts[tp])
-            consumer.resume(*[tp for tp in new if tp in consumer.assignment()])
+            while True:
+                try:
+                    await self._take_over(new)
+                    break
+                except (KafkaError, OSError) as e:
+                    if not transient(e):
+                        raise
+                    log.warning("%s: taking over partitions failed (%s); retrying",
+                                self.instance, e)  # fmt: skip
+                    await asyncio.sleep(1)
         finally:
             for tp in new:
                 if self._loading.get(tp) is asyncio.current_task():
@@ -226,11 +231,51 @@ class KafkaWorker(Lifecycle):
         if not self._loading:
             self.ready.set()
 
+    async def _take_over(self, new: list[TopicPartition]) -> None:
+        """Fence each partition's previous owner, load its committed offset and done-markers,
+        then resume it."""
+        consumer = self._consumer
+        assert consumer is not None
+        producers = {tp: self._producer(tp.partition) for tp in new}
+        try:
+            # Starting a producer fences the previous owner of its partition and aborts that
+            # owner's open transaction, so the offsets and done-markers read next are final.
+            started = await asyncio.gather(*(p.start() for p in producers.values()),
+                                           return_exceptions=True)  # fmt: skip
+            for result in started:
+                if isinstance(result, BaseException):
+                    raise result
+            starts = {}
+            for tp in new:
+                committed = await consumer.committed(tp)
+                starts[tp] = committed if committed is not None else 0
+            done = await self._done_markers({tp.partition: starts[tp] for tp in new})
+        except BaseException:
+            for producer in producers.values():
+                await producer.stop()
+            raise
+        for tp in new:
+            done_here = done.get(tp.partition, {})
+            self.partitions[tp] = _Partition(next_offset=starts[tp], done=done_here)
+            self._results[tp] = producers[tp]
+            consumer.seek(tp, starts[tp])
+        consumer.resume(*[tp for tp in new if tp in consumer.assignment()])
+
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        # The transaction timeout only matters if no worker takes the partition over (a
+        # successor fences at once); results commit in milliseconds, so it can be short.
+        return AIOKafkaProducer(
+            transactional_id=self.config.name(f"eventflow.worker.{partition}"),
+            enable_idempotence=True, acks="all",
+            transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms),
+            client_id=f"eventflow-worker-{self.instance}-{partition}", **self.config.client(),
+        )  # fmt: skip
+
     async def _revoke(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            loading = self._loading.pop(tp, None)
-            if loading is not None:
-                loading.cancel()
+        loading = {task for tp in revoked if (task := self._loading.pop(tp, None)) is not None}
+        for task in loading:
+            task.cancel()
+        await asyncio.gather(*loading, return_exceptions=True)
         mine = [key for key in self.running if key[0] in revoked]
         if mine:
             waiting = [self.running[key] for key in mine]
@@ -238,9 +283,16 @@ class KafkaWorker(Lifecycle):
             for body in pending:
                 body.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._flush()
-        for tp in revoked:
-            self.partitions.pop(tp, None)
+        async with self._commit_lock:
+            await self._publish(self._take_finished())
+            for tp in revoked:
+                await self._give_up(tp)
+
+    async def _give_up(self, tp: TopicPartition) -> None:
+        self.partitions.pop(tp, None)
+        producer = self._results.pop(tp, None)
+        if producer is not None:
+            await producer.stop()
 
     async def _done_markers(self, committed: dict[int, int]) -> dict[int, dict[str, int]]:
         """Per partition, run ids finished at or after its committed offset: never run again."""
@@ -309,13 +361,13 @@ class KafkaWorker(Lifecycle):
         except EventError as e:
             letter = dead_letter(record.value or b"", e.reason, origin="eventflow.task-requests",
                                  source=self.settings.source)  # fmt: skip
-            self._finished.put_nowait(_Finished(tp, record.offset, None, [letter]))
+            self._finish(_Finished(tp, record.offset, None, [letter]))
             state.running.add(record.offset)
             return
         state.running.add(record.offset)
         if request.run_id in state.done:
             log.info("%s: %s already ran; acknowledging", self.instance, request.run_id)
-            self._finished.put_nowait(_Finished(tp, record.offset, None, []))
+            self._finish(_Finished(tp, record.offset, None, []))
             return
         key = (tp, record.offset)
         self.running[key] = asyncio.create_task(self._run(tp, record.offset, request),
@@ -327,7 +379,7 @@ class KafkaWorker(Lifecycle):
                 result = await self.executor.run_check(request)
             else:
                 result = await self.executor.run_task(request, self._report)
-            self._finished.put_nowait(_Finished(tp, offset, request.run_id, [result]))
+            self._finish(_Finished(tp, offset, request.run_id, [result]))
         finally:
             self.running.pop((tp, offset), None)
             self._capacity.set()
@@ -345,52 +397,73 @@ class KafkaWorker(Lifecycle):
             log.warning("%s: could not report %s: %s", self.instance, event.type, e)
 
     # -- publishing results ----------------------------------------------------------------------
+    def _finish(self, item: _Finished) -> None:
+        self._finished.append(item)
+        self._has_finished.set()
+
+    def _take_finished(self) -> list[_Finished]:
+        batch, self._finished = self._finished, []
+        self._has_finished.clear()
+        return batch
+
     async def _commit(self) -> None:
         while True:
-            first = await self._finished.get()
-            batch = [first]
-            while not self._finished.empty():
-                batch.append(self._finished.get_nowait())
-            await self._publish(batch)
-
-    async def _flush(self) -> None:
-        batch = []
-        while not self._finished.empty():
-            batch.append(self._finished.get_nowait())
-        if batch:
-            await self._publish(batch)
+            await self._has_finished.wait()
+            async with self._commit_lock:
+                await self._publish(self._take_finished())
 
     async def _publish(self, batch: list[_Finished]) -> None:
-        """Results, done-markers and offsets of finished requests, in one transaction."""
-        assert self._results is not None
-        producer = self._results
+        """Under `_commit_lock`: the finished requests of each partition in one transaction of
+        that partition's producer (the request offsets go with it)."""
+        by_partition: dict[TopicPartition, list[_Finished]] = {}
+        for item in batch:
+            by_partition.setdefault(item.tp, []).append(item)
+        await asyncio.gather(*(self._publish_partition(tp, items)
+                               for tp, items in by_partition.items()))  # fmt: skip
+
+    async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
+        """Results, done-markers and the offset of one partition's finished requests."""
         topic = self.config.topic
         while True:
-            async with self._commit_lock:
-                try:
-                    async with producer.transaction():
-                        futures = []
-                        for item in batch:
-                            for event in item.events:
-                                target, key = destination(event)
-                                value = encode(event)
-                                futures.append(await producer.send(
-                                    topic(target), value, key=key.encode() if key else None,
-                                    headers=self.signer.headers(target, value),
-                                ))  # fmt: skip
-                            if item.run_id is not None:
-                                futures.append(await producer.send(
-                                    topic("eventflow.task-done"), str(item.offset).encode(),
-                                    key=item.run_id.encode(), partition=item.tp.partition,
-                                ))  # fmt: skip
-                        await asyncio.gather(*futures)
-                        offsets = self._offsets_after(batch)
-                        if offsets:
-                            await producer.send_offsets_to_transaction(offsets, self.group)
-                    return
-                except KafkaError as e:
-                    log.warning("%s: publishing results failed (%s); retrying", self.instance, e)
-                    self._undo(batch)
+            producer = self._results.get(tp)
+            if producer is None:
+                log.warning("%s: partition %d was given up; %d results dropped, its new owner "
+                            "runs their requests", self.instance, tp.partition,
+                            len(items))  # fmt: skip
+                return
+            try:
+                async with producer.transaction():
+                    futures = []
+                    for item in items:
+                        for event in item.events:
+                            target, key = destination(event)
+                            value = encode(event)
+                            futures.append(await producer.send(
+                                topic(target), value, key=key.encode() if key else None,
+                                headers=self.signer.headers(target, value),
+                            ))  # fmt: skip
+                        if item.run_id is not None:
+                            futures.append(await producer.send(
+                                topic("eventflow.task-done"), str(item.offset).encode(),
+                                key=item.run_id.encode(), partition=tp.partition,
+                            ))  # fmt: skip
+                    await asyncio.gather(*futures)
+                    offsets = self._offsets_after(items)
+                    if offsets:
+                        await producer.send_offsets_to_transaction(offsets, self.group)
+                return
+            except ProducerFenced:
+                # Another worker took the partition over (this one missed a rebalance): it
+                # redelivers these requests. Never fence it back: its done-markers would not
+                # know of results published here. The coming rebalance revokes the partition.
+                self._undo(items)
+                log.warning("%s: fenced on partition %d; leaving it to its new owner",
+                            self.instance, tp.partition)  # fmt: skip
+                await self._give_up(tp)
+                return
+            except KafkaError as e:
+                log.warning("%s: publishing results failed (%s); retrying", self.instance, e)
+                self._undo(items)
             await asyncio.sleep(0.5)
 
     def _offsets_after(self, batch: list[_Finished]) -> dict[TopicPartition, int]:

@@ -46,12 +46,15 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
 @pytest.mark.kafka
 @pytest.mark.timeout(300)
 def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
-    report = bench(tmp_path / "r.json", "latency", "fanout", "state", "--runtime", "kafka",
-                   "--bootstrap", kafka.bootstrap)  # fmt: skip
+    report = bench(tmp_path / "r.json", "latency", "fanout", "state", "failover", "--runtime",
+                   "kafka", "--bootstrap", kafka.bootstrap, "--kills", "1",
+                   "--session-timeouts-ms", "2000")  # fmt: skip
     results: Any = report["results"]
     assert results["latency/kafka"]["floor_ms"]["n"] == 5
     assert 0 < results["fanout/kafka"]["coordinator_share"]
     assert results["state/kafka"]["states"] == 2000
+    assert results["state/kafka"]["takeover_assignments"] >= 1
+    assert results["failover/kafka/2s"]["stall_ms"]["n"] == 1
 
 
 def soak(out: Path, *args: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Sim:
     app: App
     now: float = 1000.0
     heartbeat_timeout_s: float = 0.0
+    heard_since: float | None = None  # since when the runtime can hear workers (None: always)
     engine: Engine = field(init=False)
     requests: list[TaskRequestedData] = field(default_factory=list)
     checks: list[Any] = field(default_factory=list)
@@ -73,7 +74,7 @@ class Sim:
         self.now += seconds
         for pipeline in sorted({p for at, p in self.wakes if at <= self.now}):
             self.wakes = [(at, p) for at, p in self.wakes if p != pipeline or at > self.now]
-            fx = self.engine.tick(pipeline, self.now)
+            fx = self.engine.tick(pipeline, self.now, self.heard_since)
             self.requests += fx.dispatch
             self.queue.extend(fx.dispatch)
             self.wakes += fx.wakes

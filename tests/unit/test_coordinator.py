@@ -187,6 +187,29 @@ def test_lost_worker_is_detected_by_missing_heartbeats() -> None:
     assert retry.attempt == 2
 
 
+def test_silence_the_runtime_could_not_hear_is_not_held_against_a_task() -> None:
+    """A broker outage: no heartbeat arrives for 40 s, yet the worker was fine all along. Only
+    once the coordinator has heard for a whole heartbeat window may silence count again."""
+    for outage_known in (True, False):
+        sim = Sim(chain_app(retries=0), heartbeat_timeout_s=10)
+        sim.send(produced("raw", D, 1))
+        req = sim.next_request()
+        sim.start(req)
+        sim.heartbeat(req)
+        if outage_known:
+            sim.heard_since = sim.now + 40  # the broker comes back in 40 s
+        sim.advance(40)
+        lost = req.run_id in sim.cancelled
+        assert lost != outage_known, "lost only when the runtime says it could hear all along"
+        if outage_known:
+            sim.heartbeat(req)  # the backlog arrives
+            sim.advance(9)
+            assert req.run_id not in sim.cancelled
+            sim.succeed(req)
+            sim.run_all()
+            assert [r.status for r in sim.runs] == ["succeeded"]
+
+
 def test_first_success_wins_and_later_results_are_ignored() -> None:
     sim = Sim(chain_app(retries=1), heartbeat_timeout_s=10)
     sim.send(produced("raw", D, 1))

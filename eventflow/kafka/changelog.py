@@ -1,0 +1,183 @@
+"""A stream task's state changelog: how its records are keyed, reading it back, and moving a
+task's state into and out of the engine.
+
+Stream task N keeps its state in partition N of the compacted `eventflow.state` topic, one record
+per (pipeline, partition), per pipeline header (runs holding or waiting for a slot), per
+(dataset, partition) and per pool. A restore reads the partition from its beginning to its end
+into a `Snapshot`, apart from the engine, a bounded batch at a time with a yield to the event
+loop after each: a million states take tens of seconds to decode, and meanwhile the coordinator
+must keep heartbeating, polling and processing its other stream tasks. Only a complete snapshot
+is installed, so a restore cancelled by a rebalance leaves nothing behind. `TaskStates` knows
+which of the engine's state belongs to which task, installs a snapshot in one synchronous step and
+drops a task's state a batch at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ..core import Engine
+from ..core.state import DatasetState, PartitionState, bulk_load, load_dataset, load_partition
+from .config import KafkaConfig, partition_for
+
+SEP = "\x00"
+
+#: Records fetched and decoded between two yields to the event loop (about 15 ms of decoding
+#: at 500 bytes a record): aiokafka's heartbeats and the processing loop run in between.
+BATCH = 1000
+
+
+def partition_key(pipeline: str, key: str) -> bytes:
+    return f"p{SEP}{pipeline}{SEP}{key}".encode()
+
+
+def header_key(pipeline: str) -> bytes:
+    return f"h{SEP}{pipeline}".encode()
+
+
+def dataset_key(dataset: str, key: str) -> bytes:
+    return f"d{SEP}{dataset}{SEP}{key}".encode()
+
+
+def pool_key(pool: str) -> bytes:
+    return f"g{SEP}{pool}".encode()
+
+
+@dataclass
+class Snapshot:
+    """The state of one stream task as read from its changelog, not yet installed."""
+
+    #: pipeline -> partition key -> state
+    partitions: dict[str, dict[str, PartitionState]] = field(default_factory=dict)
+    #: pipeline -> (active, waiting) partition keys
+    headers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
+    #: pool -> its serialized gate state (small; the gate decodes it)
+    pools: dict[str, bytes] = field(default_factory=dict)
+    records: int = 0
+    #: The changelog's end offset (read_committed) the snapshot was read to.
+    end: int = 0
+
+    def add(self, key: str, value: bytes) -> None:
+        """One changelog record; a later record of the same key replaces the earlier one."""
+        kind, _, rest = key.partition(SEP)
+        if kind == "p":
+            pipeline, _, partition = rest.partition(SEP)
+            found = self.partitions.get(pipeline)
+            if found is None:
+                found = self.partitions[pipeline] = {}
+            found[partition] = load_partition(value)
+        elif kind == "h":
+            header = orjson.loads(value)
+            self.headers[rest] = (header["active"], header["waiting"])
+        elif kind == "d":
+            dataset, _, partition = rest.partition(SEP)
+            self.datasets[(dataset, partition)] = load_dataset(value)
+        elif kind == "g":
+            self.pools[rest] = value
+        self.records += 1
+
+
+def state_partition(config: KafkaConfig, n: int) -> TopicPartition:
+    return TopicPartition(config.topic("eventflow.state"), n)
+
+
+async def end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """Where `tp` ends for `consumer`: its last stable offset if it reads committed records."""
+    offset: int = (await consumer.end_offsets([tp]))[tp]
+    return offset
+
+
+async def read(config: KafkaConfig, n: int, *, batch: int = BATCH) -> Snapshot:
+    """Task n's state, from the beginning of its changelog partition to its current end.
+
+    Call it only after fencing the previous owner (starting the task's transactional producer):
+    then nobody else writes to the partition and its end is the whole committed state."""
+    tp = state_partition(config, n)
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, isolation_level="read_committed", **config.client()
+    )
+    await consumer.start()
+    snapshot = Snapshot()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        snapshot.end = await end_offset(consumer, tp)
+        with bulk_load():
+            while await consumer.position(tp) < snapshot.end:
+                fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=batch)
+                for record in fetched.get(tp, ()):
+                    if record.key is not None and record.value is not None:
+                        snapshot.add(record.key.decode(), record.value)
+                # getmany returns at once while fetched records are buffered: yield explicitly.
+                await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return snapshot
+
+
+class TaskStates:
+    """Which of the engine's state belongs to which stream task, and which tasks' state it holds
+    (owned, or revoked and kept in case the task comes back)."""
+
+    def __init__(self, engine: Engine, tasks: int) -> None:
+        self.engine = engine
+        self.tasks = tasks
+        #: Tasks with state in the engine.
+        self.held: set[int] = set()
+        #: Per held task, the changelog end offset its state corresponds to, while that state
+        #: is known to be the committed one.
+        self.ends: dict[int, int] = {}
+        self._tasks_of: dict[str, int] = {}
+
+    def task_of(self, key: str) -> int:
+        """The stream task of a pipeline, dataset or pool name."""
+        n = self._tasks_of.get(key)
+        if n is None:  # names come from the App, so this cache stays small
+            n = self._tasks_of[key] = partition_for(key, self.tasks)
+        return n
+
+    def install(self, n: int, snapshot: Snapshot) -> None:
+        """Task n's state into the engine, in one synchronous step; the engine holds none of
+        n's state before (a held task is dropped first)."""
+        assert n not in self.held
+        pipelines = self.engine.pipelines
+        for name, parts in snapshot.partitions.items():
+            if name in pipelines:  # else a pipeline no longer in the App
+                pipelines[name].partitions = parts
+        for name, (active, waiting) in snapshot.headers.items():
+            if name in pipelines:
+                pipelines[name].active, pipelines[name].waiting = active, waiting
+        self.engine.datasets.update(snapshot.datasets)
+        for pool, raw in snapshot.pools.items():
+            self.engine.gate.load(pool, raw)
+        self.held.add(n)
+        self.ends[n] = snapshot.end
+
+    async def drop(self, n: int, *, batch: int = BATCH) -> None:
+        """Remove task n's state from the engine, `batch` states between yields to the loop.
+        Nothing may change n's state meanwhile (n is not owned)."""
+        self.ends.pop(n, None)
+        for name, pst in self.engine.pipelines.items():
+            if self.task_of(name) == n:
+                parts, pst.partitions = pst.partitions, {}
+                pst.active, pst.waiting = [], []
+                while parts:
+                    for _ in range(min(batch, len(parts))):
+                        parts.popitem()
+                    await asyncio.sleep(0)
+        datasets = self.engine.datasets
+        keys = list(datasets)  # others' datasets may be added while this yields
+        for start in range(0, len(keys), 10 * batch):
+            for key in keys[start : start + 10 * batch]:
+                if self.task_of(key[0]) == n:
+                    del datasets[key]
+            await asyncio.sleep(0)
+        for pool in self.engine.app.pools:
+            if self.task_of(pool) == n:
+                self.engine.gate.forget(pool)
+        self.held.discard(n)
