@@ -417,6 +417,8 @@ class KafkaCoordinator(Lifecycle):
         that long (a step waiting on the broker hears nothing either)."""
         held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
         self._listened_at = now
+        for n in [n for n in self._heard_since if n not in self.owned]:
+            del self._heard_since[n]  # taken over again later, it starts hearing afresh
         for n in self.owned:
             tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
             polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None

@@ -26,6 +26,7 @@ from eventflow.events import (
     DeadLetterData,
     Event,
     PipelineRunData,
+    TaskFailedData,
     TaskRequestedData,
     TaskSucceededData,
 )
@@ -189,6 +190,29 @@ def test_broker_restart_during_cascades(cluster: Cluster, kafka: Broker, tmp_pat
         kafka.restart()
     wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
     verify(cluster, partitions)
+    assert coordinator.proc.poll() is None and worker.proc.poll() is None, "services kept running"
+
+
+@pytest.mark.timeout(600)  # a 30 s outage, and a broker restart that may take a minute under load
+def test_a_broker_outage_costs_time_not_runs(cluster: Cluster, kafka: Broker, tmp_path: Path) -> None:
+    """The broker is down 30 s while tasks run: heartbeats and results sent meanwhile never
+    arrive, yet no run may be failed as lost for a silence the coordinator could not hear."""
+    cluster.env.update(EVENTFLOW_HEARTBEAT_INTERVAL_MS="500",
+                       EVENTFLOW_HEARTBEAT_TIMEOUT_MS="6000")  # fmt: skip
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator = cluster.start("coordinator")
+    worker = cluster.start("worker")
+    cluster.ready(coordinator, worker)
+    partitions = [day(i) for i in range(3)]
+    for partition in partitions:
+        cluster.publish("raw", partition, 1, journal=str(journal), pause=1.5)
+    wait_for(lambda: all(ended(journal, p) >= 1 for p in partitions), 60, "cascades under way")
+    kafka.restart(pause=30)
+    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
+    events = verify(cluster, partitions)
+    lost = [e.data for e in events if isinstance(e.data, TaskFailedData)]
+    assert lost == [], "no task failed during the outage"
     assert coordinator.proc.poll() is None and worker.proc.poll() is None, "services kept running"
 
 
