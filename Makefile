@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(PY) examples/ml_pipeline.py
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 

@@ -23,64 +23,88 @@ ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
 def start_broker(folder: Path) -> str:
-    up = subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "up",
-                         "--dir", str(folder)], capture_output=True, text=True)  # fmt: skip
+    up = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "up", "--dir", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if up.returncode != 0:
         sys.exit(f"bench: could not start Kafka: {up.stderr.strip()}")
     return up.stdout.strip()
 
 
-async def run(names: list[str], runtimes: list[str], args: argparse.Namespace,
-              bootstrap: str | None) -> dict[str, Any]:  # fmt: skip
+async def run(
+    names: list[str], runtimes: list[str], args: argparse.Namespace, bootstrap: str | None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         for runtime in runtimes:
             print(f"bench: {name} on {runtime} ...", file=sys.stderr, flush=True)
             if name == "latency":
                 figures = await scenarios.trigger_latency(
-                    runtime, events=args.events, warmup=args.warmup, bootstrap=bootstrap)
+                    runtime, events=args.events, warmup=args.warmup, bootstrap=bootstrap
+                )
             elif name == "chain10":
                 figures = await scenarios.chain10(
-                    runtime, runs=max(10, args.events // 20), warmup=args.warmup // 20 + 1,
-                    bootstrap=bootstrap)  # fmt: skip
+                    runtime,
+                    runs=max(10, args.events // 20),
+                    warmup=args.warmup // 20 + 1,
+                    bootstrap=bootstrap,
+                )
             elif name == "fanout":
                 figures = await scenarios.fanout(
-                    runtime, runs=max(3, args.events // 200), warmup=1, bootstrap=bootstrap)
+                    runtime, runs=max(3, args.events // 200), warmup=1, bootstrap=bootstrap
+                )
             elif name == "soak":
                 figures = await soak.soak(
-                    runtime, minutes=args.minutes, rate=args.rate, sample_s=args.sample_s,
+                    runtime,
+                    minutes=args.minutes,
+                    rate=args.rate,
+                    sample_s=args.sample_s,
                     partitions=None if args.new_partitions else args.partitions,
-                    bootstrap=bootstrap)  # fmt: skip
+                    bootstrap=bootstrap,
+                )
             elif name == "failover":
                 if runtime != "kafka":
                     continue  # a Kafka worker's transactions
                 assert bootstrap is not None
                 for session_ms in args.session_timeouts_ms:
-                    results[f"failover/kafka/{session_ms // 1000}s"] = await (
-                        scenarios.worker_failover(kills=args.kills, session_timeout_ms=session_ms,
-                                                  bootstrap=bootstrap))  # fmt: skip
+                    results[
+                        f"failover/kafka/{session_ms // 1000}s"
+                    ] = await scenarios.worker_failover(
+                        kills=args.kills, session_timeout_ms=session_ms, bootstrap=bootstrap
+                    )
                 continue
             elif name == "throughput":
                 figures = await scenarios.throughput(
-                    runtime, events=args.events * 2, bootstrap=bootstrap,
-                    profile=args.profile and args.profile.with_suffix(f".{runtime}.txt"))
+                    runtime,
+                    events=args.events * 2,
+                    bootstrap=bootstrap,
+                    profile=args.profile and args.profile.with_suffix(f".{runtime}.txt"),
+                )
             else:
                 figures = await scenarios.state_scale(
-                    runtime, states=args.states, bootstrap=bootstrap)
+                    runtime, states=args.states, bootstrap=bootstrap
+                )
             results[f"{name}/{runtime}"] = figures
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'scenario':<22} {'measure':<22} {'n':>5} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}"]
+    lines = [
+        f"{'scenario':<22} {'measure':<22} {'n':>5} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}"
+    ]
     for key, figures in results.items():
         for measure, value in figures.items():
             if isinstance(value, dict) and "p50" in value:
-                lines.append(f"{key:<22} {measure:<22} {value['n']:>5} {value['p50']:>9.2f} "
-                             f"{value['p95']:>9.2f} {value['p99']:>9.2f} {value['max']:>9.2f}")
+                lines.append(
+                    f"{key:<22} {measure:<22} {value['n']:>5} {value['p50']:>9.2f} "
+                    f"{value['p95']:>9.2f} {value['p99']:>9.2f} {value['max']:>9.2f}"
+                )
             elif isinstance(value, dict):
-                lines.append(f"{key:<22} {measure:<22} "
-                             + " ".join(f"{k}={v}" for k, v in value.items()))  # fmt: skip
+                lines.append(
+                    f"{key:<22} {measure:<22} " + " ".join(f"{k}={v}" for k, v in value.items())
+                )
             elif isinstance(value, list):
                 lines.append(f"{key:<22} {measure:<22} {len(value)} (in the JSON)")
             else:
@@ -90,31 +114,44 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, *ONLY_BY_NAME, []],
-                        default=[])  # fmt: skip
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, *ONLY_BY_NAME, []], default=[])
     parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
     parser.add_argument("--events", type=int, default=1000, help="measured events (latency)")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
-    parser.add_argument("--profile", type=Path, metavar="FILE",
-                        help="profile the coordinator during `throughput` with pyinstrument, "
-                        "into FILE.RUNTIME.txt")  # fmt: skip
-    parser.add_argument("--states", type=int, default=1_000_000,
-                        help="(pipeline, partition) states (state)")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="profile the coordinator during `throughput` with pyinstrument, into FILE.RUNTIME.txt",
+    )
+    parser.add_argument(
+        "--states", type=int, default=1_000_000, help="(pipeline, partition) states (state)"
+    )
     soaking = parser.add_argument_group("soak")
     soaking.add_argument("--minutes", type=float, default=10.0, help="how long to publish")
-    soaking.add_argument("--rate", type=float, default=50.0,
-                         help="external events per second, on a fixed schedule")  # fmt: skip
-    soaking.add_argument("--partitions", type=int, default=100,
-                         help="partitions the events cycle through")  # fmt: skip
-    soaking.add_argument("--new-partitions", action="store_true",
-                         help="a new partition per event instead")  # fmt: skip
-    soaking.add_argument("--sample-s", type=float, default=5.0,
-                         help="seconds between samples of memory and lag")  # fmt: skip
-    parser.add_argument("--kills", type=int, default=10,
-                        help="workers SIGKILLed inside a transaction (failover)")  # fmt: skip
-    parser.add_argument("--session-timeouts-ms", type=int, nargs="+", default=[2000, 10000],
-                        help="consumer-group session timeouts to run failover with")  # fmt: skip
+    soaking.add_argument(
+        "--rate", type=float, default=50.0, help="external events per second, on a fixed schedule"
+    )
+    soaking.add_argument(
+        "--partitions", type=int, default=100, help="partitions the events cycle through"
+    )
+    soaking.add_argument(
+        "--new-partitions", action="store_true", help="a new partition per event instead"
+    )
+    soaking.add_argument(
+        "--sample-s", type=float, default=5.0, help="seconds between samples of memory and lag"
+    )
+    parser.add_argument(
+        "--kills", type=int, default=10, help="workers SIGKILLed inside a transaction (failover)"
+    )
+    parser.add_argument(
+        "--session-timeouts-ms",
+        type=int,
+        nargs="+",
+        default=[2000, 10000],
+        help="consumer-group session timeouts to run failover with",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)
@@ -123,8 +160,11 @@ def main() -> None:
     from kafka_broker import KAFKA_VERSION
 
     machine = describe(KAFKA_VERSION if "kafka" in runtimes else None)
-    print(f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, Python "
-          f"{machine['python']}, Kafka {machine['kafka']}, commit {machine['commit']}", flush=True)
+    print(
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, Python "
+        f"{machine['python']}, Kafka {machine['kafka']}, commit {machine['commit']}",
+        flush=True,
+    )
     broker_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-")) / "kafka"
     bootstrap = args.bootstrap
     if "kafka" in runtimes and not bootstrap:
@@ -133,10 +173,21 @@ def main() -> None:
         results = asyncio.run(run(names, runtimes, args, bootstrap))
     finally:
         if "kafka" in runtimes and not args.bootstrap:
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "down",
-                            "--dir", str(broker_dir)], capture_output=True)  # fmt: skip
-    report = {"machine": machine, "settings": {"events": args.events, "warmup": args.warmup},
-              "results": results}  # fmt: skip
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "kafka_broker.py"),
+                    "down",
+                    "--dir",
+                    str(broker_dir),
+                ],
+                capture_output=True,
+            )
+    report = {
+        "machine": machine,
+        "settings": {"events": args.events, "warmup": args.warmup},
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(table(results))

@@ -38,12 +38,19 @@ class Deployment:
     """`async with Deployment("latency", "embedded") as d:` publish with `d.publish`, read
     produced datasets with `d.produced()`."""
 
-    def __init__(self, app: str, runtime: str, *, bootstrap: str | None = None,
-                 concurrency: int = 8, lanes: int = 1, watch: bool = True,
-                 profile: Path | None = None,
-                 prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
-                 session_timeout_ms: int | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: str,
+        runtime: str,
+        *,
+        bootstrap: str | None = None,
+        concurrency: int = 8,
+        lanes: int = 1,
+        watch: bool = True,
+        profile: Path | None = None,
+        prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
+        session_timeout_ms: int | None = None,
+    ) -> None:
         """`lanes`: how many `publish` calls may be under way at once; `watch=False` leaves
         out `produced()` and the load of reading every event; `profile`: where pyinstrument
         writes a profile of the coordinator process; `prepare` runs before the services start
@@ -62,17 +69,23 @@ class Deployment:
         self.services: dict[str, subprocess.Popen[bytes]] = {}
         self.folder = Path(tempfile.mkdtemp(prefix="eventflow-bench-"))
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
-        self.env = {**clean, "EVENTFLOW_HOME": str(self.folder / "home"),
-                    "EVENTFLOW_CONCURRENCY": str(concurrency)}  # fmt: skip
+        self.env = {
+            **clean,
+            "EVENTFLOW_HOME": str(self.folder / "home"),
+            "EVENTFLOW_CONCURRENCY": str(concurrency),
+        }
         if session_timeout_ms is not None:
             self.env["EVENTFLOW_KAFKA_SESSION_TIMEOUT_MS"] = str(session_timeout_ms)
         if runtime == "kafka":
             assert bootstrap, "the Kafka runtime needs a bootstrap address"
-            self.env.update(EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
-                            EVENTFLOW_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:8]}.",
-                            EVENTFLOW_SIGNING_KEY=uuid.uuid4().hex)  # fmt: skip
+            self.env.update(
+                EVENTFLOW_KAFKA_BOOTSTRAP=bootstrap,
+                EVENTFLOW_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:8]}.",
+                EVENTFLOW_SIGNING_KEY=uuid.uuid4().hex,
+            )
         self.settings = ef.Settings.model_validate(
-            {k[10:].lower(): v for k, v in self.env.items() if k.startswith("EVENTFLOW_")})
+            {k[10:].lower(): v for k, v in self.env.items() if k.startswith("EVENTFLOW_")}
+        )
         self.processes: list[subprocess.Popen[bytes]] = []
         self._clients: asyncio.Queue[ControlClient] = asyncio.Queue()
         self._publisher: ef.Publisher | None = None
@@ -80,13 +93,21 @@ class Deployment:
         self._reader: Any = None
 
     def _spawn(self, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.folder / f"{args[0]}-{len(self.processes)}.log", "ab")
+        log = open(self.folder / f"{args[0]}-{len(self.processes)}.log", "ab")  # noqa: SIM115 - the child keeps it
         name = name or args[0]
         self.ports[name] = port = free_port()
         command = [sys.executable, "-m", "eventflow", *args, "--metrics-port", str(port)]
         if self.profile is not None and args[0] in ("dev", "coordinator"):
-            command[1:1] = ["-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o",
-                            str(self.profile)]  # fmt: skip
+            command[1:1] = [
+                "-m",
+                "pyinstrument",
+                "-r",
+                "text",
+                "-p",
+                "flat=true",
+                "-o",
+                str(self.profile),
+            ]
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
         self.services[name] = proc
         self.processes.append(proc)
@@ -127,8 +148,15 @@ class Deployment:
             began = time.perf_counter()
             health = [self.folder / "coordinator.health", self.folder / "worker.health"]
             self._spawn("coordinator", "--app", self.app, "--health-file", str(health[0]))
-            self._spawn("worker", "--app", self.app, "--concurrency", str(self.concurrency),
-                        "--health-file", str(health[1]))  # fmt: skip
+            self._spawn(
+                "worker",
+                "--app",
+                self.app,
+                "--concurrency",
+                str(self.concurrency),
+                "--health-file",
+                str(health[1]),
+            )
             while not all(h.exists() for h in health):
                 if any(p.poll() is not None for p in self.processes):
                     raise RuntimeError(f"a service exited; logs in {self.folder}")
@@ -179,8 +207,15 @@ class Deployment:
         `health` and `kill`."""
         assert self.runtime == "kafka"
         extra = ["--concurrency", str(self.concurrency)] if kind == "worker" else []
-        self._spawn(kind, "--app", self.app, *extra, "--health-file",
-                    str(self.folder / f"{name}.health"), name=name)  # fmt: skip
+        self._spawn(
+            kind,
+            "--app",
+            self.app,
+            *extra,
+            "--health-file",
+            str(self.folder / f"{name}.health"),
+            name=name,
+        )
 
     def health(self, service: str) -> dict[str, Any] | None:
         """What a Kafka service last wrote to its health file, or None (not healthy yet)."""
@@ -203,14 +238,16 @@ class Deployment:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc")
 
-    async def publish(self, dataset: str, partition: str = "", version: int | None = None,
-                      **metadata: Any) -> float:  # fmt: skip
+    async def publish(
+        self, dataset: str, partition: str = "", version: int | None = None, **metadata: Any
+    ) -> float:
         """Publish like an outside system; returns the wall-clock time just before sending."""
         data = DatasetProducedData(
-            dataset=dataset, partition=partition,
+            dataset=dataset,
+            partition=partition,
             version=version if version is not None else time.time_ns() // 1000,
             metadata=metadata,
-        )  # fmt: skip
+        )
         raw = encode(DatasetProduced.of(data, source="bench"))
         if self._publisher is None:
             client = await self._clients.get()

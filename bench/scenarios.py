@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import statistics
 import time
@@ -22,12 +23,18 @@ EPOCH = datetime(2020, 1, 1)
 def percentiles(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
     cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
-    return {"n": len(ms), "p50": round(cuts[49], 3), "p95": round(cuts[94], 3),
-            "p99": round(cuts[98], 3), "max": round(ms[-1], 3)}  # fmt: skip
+    return {
+        "n": len(ms),
+        "p50": round(cuts[49], 3),
+        "p95": round(cuts[94], 3),
+        "p99": round(cuts[98], 3),
+        "max": round(ms[-1], 3),
+    }
 
 
-async def trigger_latency(runtime: str, *, events: int, warmup: int,
-                          bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def trigger_latency(
+    runtime: str, *, events: int, warmup: int, bootstrap: str | None = None
+) -> dict[str, Any]:
     """External publish -> task body start, and -> its output at an outside subscriber."""
     to_body, to_subscriber = [], []
     async with Deployment("latency", runtime, bootstrap=bootstrap) as d:
@@ -38,14 +45,14 @@ async def trigger_latency(runtime: str, *, events: int, warmup: int,
             if i >= warmup:
                 to_body.append(data.metadata["started"] - sent)
                 to_subscriber.append(arrived - sent)
-    result: dict[str, Any] = {"to_body_ms": percentiles(to_body),
-                              "to_subscriber_ms": percentiles(to_subscriber)}  # fmt: skip
+    result: dict[str, Any] = {
+        "to_body_ms": percentiles(to_body),
+        "to_subscriber_ms": percentiles(to_subscriber),
+    }
     if runtime == "kafka" and bootstrap:
         floor = await kafka_round_trip(bootstrap, events=events, warmup=warmup)
         result["floor_ms"] = floor
-        result["to_body_over_floor_p50"] = round(
-            result["to_body_ms"]["p50"] / floor["p50"], 1
-        )
+        result["to_body_over_floor_p50"] = round(result["to_body_ms"]["p50"] / floor["p50"], 1)
     return result
 
 
@@ -85,8 +92,9 @@ async def kafka_round_trip(bootstrap: str, *, events: int, warmup: int) -> dict[
     return percentiles(samples)
 
 
-async def chain10(runtime: str, *, runs: int, warmup: int,
-                  bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def chain10(
+    runtime: str, *, runs: int, warmup: int, bootstrap: str | None = None
+) -> dict[str, Any]:
     """External event -> tenth task's output at a subscriber, through ten tasks."""
     totals, hops = [], []
     async with Deployment("chain", runtime, bootstrap=bootstrap) as d:
@@ -102,7 +110,7 @@ async def chain10(runtime: str, *, runs: int, warmup: int,
             if i >= warmup:
                 totals.append(arrived - sent)
                 stamps = [sent] + [started[f"bench.chain{n}"] for n in range(1, 11)]
-                hops += [b - a for a, b in zip(stamps, stamps[1:])]
+                hops += [b - a for a, b in itertools.pairwise(stamps)]
     return {"total_ms": percentiles(totals), "per_hop_ms": percentiles(hops)}
 
 
@@ -116,8 +124,9 @@ def coordinator_of(runtime: str) -> str:
     return "dev" if runtime == "embedded" else "coordinator"
 
 
-async def fanout(runtime: str, *, runs: int, warmup: int,
-                 bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def fanout(
+    runtime: str, *, runs: int, warmup: int, bootstrap: str | None = None
+) -> dict[str, Any]:
     """One event starts 1,000 tasks: time until the last output reaches a subscriber."""
     from .apps import FAN
 
@@ -137,12 +146,16 @@ async def fanout(runtime: str, *, runs: int, warmup: int,
                 totals.append(arrived - sent)
                 last_start.append(max(starts) - sent)
                 shares.append(busy_s(before, after) / (arrived - sent))
-    return {"total_ms": percentiles(totals), "last_body_start_ms": percentiles(last_start),
-            "coordinator_share": round(statistics.median(shares), 3)}  # fmt: skip
+    return {
+        "total_ms": percentiles(totals),
+        "last_body_start_ms": percentiles(last_start),
+        "coordinator_share": round(statistics.median(shares), 3),
+    }
 
 
-async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
-                     profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
+async def throughput(
+    runtime: str, *, events: int, bootstrap: str | None = None, profile: Path | None = None
+) -> dict[str, Any]:
     """External events into 100 pipelines x 10-task chains as fast as they are taken; each
     starts ten runs, so one external event means 11 dataset events for the coordinator (its
     own and ten outputs). The clock runs from the first publish until the workers' metrics
@@ -150,8 +163,15 @@ async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
     that it takes no CPU from the services)."""
     from .apps import CHAIN, PIPELINES
 
-    async with Deployment("throughput", runtime, bootstrap=bootstrap, concurrency=64,
-                          lanes=32, watch=False, profile=profile) as d:  # fmt: skip
+    async with Deployment(
+        "throughput",
+        runtime,
+        bootstrap=bootstrap,
+        concurrency=64,
+        lanes=32,
+        watch=False,
+        profile=profile,
+    ) as d:
         coordinator = coordinator_of(runtime)
         worker = "dev" if runtime == "embedded" else "worker"
         succeeded = "eventflow_task_runs_total{outcome=succeeded}"
@@ -181,8 +201,11 @@ async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
         began, ended = await drive(events)
         after = await d.scrape(coordinator)
     elapsed = ended - began
-    decided = sum(v - before.get(k, 0.0) for k, v in after.items()
-                  if k.startswith("eventflow_events_decided_total"))  # fmt: skip
+    decided = sum(
+        v - before.get(k, 0.0)
+        for k, v in after.items()
+        if k.startswith("eventflow_events_decided_total")
+    )
     return {
         "external_events": events,
         "seconds": round(elapsed, 3),
@@ -193,8 +216,7 @@ async def throughput(runtime: str, *, events: int, bootstrap: str | None = None,
     }
 
 
-async def state_scale(runtime: str, *, states: int,
-                      bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def state_scale(runtime: str, *, states: int, bootstrap: str | None = None) -> dict[str, Any]:
     """Coordinator restart onto `states` (pipeline, partition) states: time until ready and
     resident memory, each against the same app started on empty state. On Kafka, then a second
     coordinator joining, and one of the two SIGKILLed (see `takeover`)."""
@@ -216,8 +238,7 @@ async def state_scale(runtime: str, *, states: int,
     async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False) as empty:
         empty_ready, empty_rss = empty.ready_s, empty.rss_bytes(service)
     moves: dict[str, Any] = {}
-    async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False,
-                          prepare=fill) as full:  # fmt: skip
+    async with Deployment("scale", runtime, bootstrap=bootstrap, watch=False, prepare=fill) as full:
         ready, rss = full.ready_s, full.rss_bytes(service)
         if runtime == "kafka":
             moves = await takeover(full)
@@ -274,8 +295,10 @@ async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]
     names.append("peer")
 
     def split(samples: list[dict[str, float]]) -> bool:
-        return (all(s.get(OWNED, 0) > 0 and s.get(RESTORING, 1) == 0 for s in samples)
-                and sum(s[OWNED] for s in samples) == tasks)  # fmt: skip
+        return (
+            all(s.get(OWNED, 0) > 0 and s.get(RESTORING, 1) == 0 for s in samples)
+            and sum(s[OWNED] for s in samples) == tasks
+        )
 
     joined, (first, peer) = await until("split between two coordinators", split)
     killed = time.perf_counter()
@@ -306,8 +329,9 @@ async def takeover(d: Deployment, *, timeout_s: float = 900.0) -> dict[str, Any]
 REQUEST_PARTITIONS = 12
 
 
-async def worker_failover(*, kills: int, session_timeout_ms: int, bootstrap: str,
-                          timeout_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+async def worker_failover(
+    *, kills: int, session_timeout_ms: int, bootstrap: str, timeout_s: float = 120.0
+) -> dict[str, Any]:
     """A worker SIGKILLed with a result transaction open, `kills` times: how long the
     transaction then holds back read_committed readers (the coordinator among them) of the
     partitions it wrote to. Two workers run fan-outs of short tasks without pause; one is
@@ -319,8 +343,14 @@ async def worker_failover(*, kills: int, session_timeout_ms: int, bootstrap: str
 
     stalls: list[float] = []
     tries = 0
-    async with Deployment("fanout", "kafka", bootstrap=bootstrap, concurrency=32, watch=False,
-                          session_timeout_ms=session_timeout_ms) as d:  # fmt: skip
+    async with Deployment(
+        "fanout",
+        "kafka",
+        bootstrap=bootstrap,
+        concurrency=32,
+        watch=False,
+        session_timeout_ms=session_timeout_ms,
+    ) as d:
         done_topic = d.settings.topic_prefix + "eventflow.task-done"
         committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
         written = AIOKafkaConsumer(bootstrap_servers=bootstrap)  # read_uncommitted: all of it
@@ -381,5 +411,9 @@ async def worker_failover(*, kills: int, session_timeout_ms: int, bootstrap: str
             await asyncio.gather(feeding, return_exceptions=True)
             await committed.stop()
             await written.stop()
-    return {"session_timeout_ms": session_timeout_ms, "kills": kills,
-            "stops_to_find_an_open_transaction": tries, "stall_ms": percentiles(stalls)}
+    return {
+        "session_timeout_ms": session_timeout_ms,
+        "kills": kills,
+        "stops_to_find_an_open_transaction": tries,
+        "stall_ms": percentiles(stalls),
+    }

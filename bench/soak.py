@@ -125,15 +125,21 @@ def rss_figures(samples: list[dict[str, Any]], service: str) -> dict[str, float 
             return None
         return round(statistics.linear_regression(runs[n:], rss[n:]).slope * 10_000, 2)
 
-    return {"start": rss[0], "end": rss[-1], "max": max(rss), "per_10k_runs": slope(0),
-            "per_10k_runs_2nd_half": slope(len(samples) // 2)}  # fmt: skip
+    return {
+        "start": rss[0],
+        "end": rss[-1],
+        "max": max(rss),
+        "per_10k_runs": slope(0),
+        "per_10k_runs_2nd_half": slope(len(samples) // 2),
+    }
 
 
 class Soak:
     """One soak on one deployment: the paced publisher, the sampler and the outcome reader."""
 
-    def __init__(self, d: Deployment, ledger: Ledger, *, rate: float, partitions: int | None,
-                 sample_s: float) -> None:  # fmt: skip
+    def __init__(
+        self, d: Deployment, ledger: Ledger, *, rate: float, partitions: int | None, sample_s: float
+    ) -> None:
         self.d = d
         self.ledger = ledger
         self.rate = rate
@@ -147,15 +153,24 @@ class Soak:
 
     def header(self, minutes: float) -> None:
         lags = "".join(f" {'lag ' + n[:5]:>9}" for n in self.services if self.d.runtime == "kafka")
-        print(f"soak/{self.d.runtime}: {self.rate:g} events/s for {minutes:g} min over "
-              f"{self.partitions or 'new'} partitions, a sample every {self.sample_s:g} s")
-        print(f"{'t s':>7}" + "".join(f" {n + ' MiB':>15}" for n in self.services)
-              + f"{lags} {'runs':>8} {'open':>6} {'load':>6}", flush=True)  # fmt: skip
+        print(
+            f"soak/{self.d.runtime}: {self.rate:g} events/s for {minutes:g} min over "
+            f"{self.partitions or 'new'} partitions, a sample every {self.sample_s:g} s"
+        )
+        print(
+            f"{'t s':>7}"
+            + "".join(f" {n + ' MiB':>15}" for n in self.services)
+            + f"{lags} {'runs':>8} {'open':>6} {'load':>6}",
+            flush=True,
+        )
 
     async def sample(self) -> None:
         """Resident memory of each service, its lag on Kafka, and the runs so far: one row."""
-        row: dict[str, Any] = {"t_s": round(time.monotonic() - self.began, 1), "rss_mib": {},
-                               "lag": {}}  # fmt: skip
+        row: dict[str, Any] = {
+            "t_s": round(time.monotonic() - self.began, 1),
+            "rss_mib": {},
+            "lag": {},
+        }
         for name in self.services:
             if self.d.services[name].poll() is not None:
                 raise RuntimeError(f"{name} exited during the soak; logs in {self.d.folder}")
@@ -166,9 +181,13 @@ class Soak:
         load = float(Path("/proc/loadavg").read_text().split()[0])
         row.update(runs=self.ledger.done, open=len(self.ledger.open), load=load)
         self.samples.append(row)
-        print(f"{row['t_s']:>7.1f}" + "".join(f" {v:>15.1f}" for v in row["rss_mib"].values())
-              + "".join(f" {'-' if v is None else v:>9}" for v in row["lag"].values())
-              + f" {row['runs']:>8} {row['open']:>6} {load:>6.2f}", flush=True)  # fmt: skip
+        print(
+            f"{row['t_s']:>7.1f}"
+            + "".join(f" {v:>15.1f}" for v in row["rss_mib"].values())
+            + "".join(f" {'-' if v is None else v:>9}" for v in row["lag"].values())
+            + f" {row['runs']:>8} {row['open']:>6} {load:>6.2f}",
+            flush=True,
+        )
 
     async def sampling(self) -> None:
         """A sample every `sample_s` on a monotonic schedule, until cancelled."""
@@ -204,8 +223,15 @@ class Soak:
         return int(sum(v for k, v in metrics.items() if k.startswith("eventflow_task_runs_total")))
 
 
-async def soak(runtime: str, *, minutes: float, rate: float, partitions: int | None,
-               sample_s: float = 5.0, bootstrap: str | None = None) -> dict[str, Any]:  # fmt: skip
+async def soak(
+    runtime: str,
+    *,
+    minutes: float,
+    rate: float,
+    partitions: int | None,
+    sample_s: float = 5.0,
+    bootstrap: str | None = None,
+) -> dict[str, Any]:
     """`rate` events a second for `minutes`, over `partitions` cycled through (None: a new
     partition per event); then up to TIMEOUT_S for the last outcomes."""
     total = max(1, round(minutes * 60 * rate))
@@ -223,8 +249,11 @@ async def soak(runtime: str, *, minutes: float, rate: float, partitions: int | N
                 try:
                     await asyncio.wait_for(ledger.drained.wait(), TIMEOUT_S)
                 except TimeoutError:
-                    print(f"soak/{runtime}: {len(ledger.open)} events without an outcome after "
-                          f"{TIMEOUT_S:g} s", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"soak/{runtime}: {len(ledger.open)} events without an outcome after "
+                        f"{TIMEOUT_S:g} s",
+                        file=sys.stderr,
+                    )
                 sampler.cancel()
                 reader.cancel()
             busy = busy_s(before, await d.scrape(coordinator_of(runtime)))
@@ -233,22 +262,32 @@ async def soak(runtime: str, *, minutes: float, rate: float, partitions: int | N
         task_runs = await run.task_runs()
     expected = total * len(SOAK_TASKS)
     figures: dict[str, Any] = {
-        "minutes": minutes, "rate": rate, "partitions": partitions or "new per event",
-        "published": total, "sending_s": round(run.sending_s, 1),
+        "minutes": minutes,
+        "rate": rate,
+        "partitions": partitions or "new per event",
+        "published": total,
+        "sending_s": round(run.sending_s, 1),
         "max_behind_schedule_ms": round(run.behind_s * 1000, 1),
-        "outcomes": ledger.done, "merged": ledger.merged, "lost": len(ledger.open),
-        "duplicated": ledger.duplicated, "unexpected": ledger.unexpected,
-        "failed": ledger.failed, "retried": ledger.retried,
-        "task_runs": task_runs, "task_runs_expected": expected,
+        "outcomes": ledger.done,
+        "merged": ledger.merged,
+        "lost": len(ledger.open),
+        "duplicated": ledger.duplicated,
+        "unexpected": ledger.unexpected,
+        "failed": ledger.failed,
+        "retried": ledger.retried,
+        "task_runs": task_runs,
+        "task_runs_expected": expected,
         "task_runs_duplicated": max(0, task_runs - expected),
         "coordinator_busy": round(busy, 3),
         "trigger_to_outcome_ms": percentiles(ledger.latencies() or [0.0]),
-    }  # fmt: skip
+    }
     for name in run.services:
         figures[f"rss_mib.{name}"] = rss_figures(run.samples, name)
         if runtime == "kafka":
             lags = [s["lag"][name] for s in run.samples if s["lag"][name] is not None]
-            figures[f"lag.{name}"] = {"max": max(lags, default=None),
-                                      "end": lags[-1] if lags else None}  # fmt: skip
+            figures[f"lag.{name}"] = {
+                "max": max(lags, default=None),
+                "end": lags[-1] if lags else None,
+            }
     figures["samples"] = run.samples
     return figures

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from itertools import chain, repeat
 from datetime import datetime, timedelta
+from itertools import chain, repeat
 from pathlib import Path
 
 import eventflow as ef
@@ -97,8 +97,13 @@ class States:
         config = KafkaConfig(settings)
         topic = config.topic("eventflow.state")
         tasks = config.partitions("eventflow.pipeline-inputs")
-        producer = AIOKafkaProducer(acks="all", linger_ms=20, max_batch_size=1 << 20,
-                                    compression_type=None, **config.client())  # fmt: skip
+        producer = AIOKafkaProducer(
+            acks="all",
+            linger_ms=20,
+            max_batch_size=1 << 20,
+            compression_type=None,
+            **config.client(),
+        )
         await producer.start()
         written = 0
         rows = chain(zip(repeat("p"), self.partition_rows()), zip(repeat("d"), self.dataset_rows()))
@@ -106,8 +111,11 @@ class States:
             pending = []
             for kind, (name, key, body) in rows:
                 record = f"{kind}{SEP}{name}{SEP}{key}".encode()
-                pending.append(await producer.send(
-                    topic, body, key=record, partition=partition_for(name, tasks)))  # fmt: skip
+                pending.append(
+                    await producer.send(
+                        topic, body, key=record, partition=partition_for(name, tasks)
+                    )
+                )
                 written += len(body) + len(record)
                 if len(pending) >= 50_000:
                     for future in pending:

@@ -20,9 +20,9 @@ from .clients import Publisher
 from .embedded import ControlClient, ControlServer, EmbeddedRuntime, Store
 from .errors import BrokerError, ConfigurationError, EventflowError
 from .events import (
+    MAX_VERSION,
     PIPELINE_RUN_EVENTS,
     CheckCompleted,
-    MAX_VERSION,
     DatasetProduced,
     DatasetProducedData,
     DatasetReset,
@@ -98,15 +98,20 @@ app_option = click.option(
     "--app", "target", required=True, metavar="FILE.py|module:obj", help="The App to run."
 )
 metrics_option = click.option(
-    "--metrics-port", type=int, default=None, metavar="PORT",
+    "--metrics-port",
+    type=int,
+    default=None,
+    metavar="PORT",
     help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics "
     "(default: $EVENTFLOW_METRICS_PORT; unset: none).",
-)  # fmt: skip
+)
 health_option = click.option(
-    "--health-file", type=click.Path(path_type=Path), default=None,
+    "--health-file",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Rewrite this file every second while the service is healthy (for health checks); it "
     "holds the instance, the partitions it owns and its consumer lag.",
-)  # fmt: skip
+)
 
 
 @click.group(cls=_Group)
@@ -117,11 +122,19 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("file")
-@click.option("--emit", "emits", multiple=True, metavar="DATASET[@PARTITION]",
-              help="Publish a version of DATASET once started (repeatable).")  # fmt: skip
+@click.option(
+    "--emit",
+    "emits",
+    multiple=True,
+    metavar="DATASET[@PARTITION]",
+    help="Publish a version of DATASET once started (repeatable).",
+)
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata of --emit events.")
-@click.option("--until-idle", is_flag=True,
-              help="Exit when nothing is left to do; status 0 if every run succeeded.")  # fmt: skip
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit when nothing is left to do; status 0 if every run succeeded.",
+)
 @home_option
 @metrics_option
 def dev(
@@ -177,7 +190,8 @@ async def _dev(
                 if accepted.dead_letter:
                     refused.append(f"--emit {dataset}: {accepted.dead_letter}")
             waits: list[asyncio.Task[Any]] = [
-                asyncio.create_task(stop.wait()), asyncio.create_task(runtime.failed.wait())
+                asyncio.create_task(stop.wait()),
+                asyncio.create_task(runtime.failed.wait()),
             ]
             if until_idle:
                 waits.append(asyncio.create_task(runtime.wait_idle()))
@@ -230,11 +244,21 @@ async def _report(
 @cli.command()
 @click.argument("dataset", required=False)
 @click.option("--partition", "-p", default="", help="Partition key, e.g. 2026-11-22.")
-@click.option("--version", "-v", "version", type=int, default=None,
-              help="Version number (default: now, in microseconds).")  # fmt: skip
+@click.option(
+    "--version",
+    "-v",
+    "version",
+    type=int,
+    default=None,
+    help="Version number (default: now, in microseconds).",
+)
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
-@click.option("--raw", type=click.File("rb"), default=None,
-              help="Send this file's bytes (a CloudEvent as JSON; '-' for stdin) as they are.")  # fmt: skip
+@click.option(
+    "--raw",
+    type=click.File("rb"),
+    default=None,
+    help="Send this file's bytes (a CloudEvent as JSON; '-' for stdin) as they are.",
+)
 @home_option
 @bootstrap_option
 def emit(
@@ -253,10 +277,12 @@ def emit(
     elif dataset:
         # Not validated here: the instance decides, and dead-letters what it refuses.
         data = DatasetProducedData.model_construct(
-            dataset=dataset, partition=partition, producer=None,
+            dataset=dataset,
+            partition=partition,
+            producer=None,
             version=version if version is not None else time.time_ns() // 1000,
             metadata=_parse_meta(meta),
-        )  # fmt: skip
+        )
         payload = encode(DatasetProduced.of(data, source=settings.source))
     else:
         raise click.UsageError("give a DATASET or --raw FILE")
@@ -300,9 +326,16 @@ def watch(
             if settings.kafka_bootstrap:
                 from .kafka.clients import KafkaSubscriber
 
-                topics = (["eventflow.datasets", "eventflow.task-events", "eventflow.deadletter",
-                           "eventflow.pipeline-runs"] if everything
-                          else ["eventflow.pipeline-runs"])  # fmt: skip
+                topics = (
+                    [
+                        "eventflow.datasets",
+                        "eventflow.task-events",
+                        "eventflow.deadletter",
+                        "eventflow.pipeline-runs",
+                    ]
+                    if everything
+                    else ["eventflow.pipeline-runs"]
+                )
                 reader = KafkaSubscriber(settings, topic=topics, from_beginning=from_beginning)
                 await reader.start()
                 stack.push_async_callback(reader.stop)
@@ -363,15 +396,25 @@ def datasets() -> None:
 @datasets.command("reset")
 @click.argument("dataset")
 @click.option("--partition", "-p", default="", help="Partition key, e.g. 2026-11-22.")
-@click.option("--to", "version", type=click.IntRange(0, MAX_VERSION), default=0, show_default=True,
-              help="The newest version still counted as seen; versions above it count again.")  # fmt: skip
+@click.option(
+    "--to",
+    "version",
+    type=click.IntRange(0, MAX_VERSION),
+    default=0,
+    show_default=True,
+    help="The newest version still counted as seen; versions above it count again.",
+)
 @click.option("--reason", required=True, help="Why (kept in the event log).")
 @home_option
 @bootstrap_option
 def datasets_reset(
-    dataset: str, partition: str, version: int, reason: str, home: Path | None,
+    dataset: str,
+    partition: str,
+    version: int,
+    reason: str,
+    home: Path | None,
     bootstrap: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Set DATASET's newest-version mark back after a bogus huge version froze it."""
     settings = _settings(home, bootstrap)
     if settings.kafka_bootstrap and settings.signing_key is None:
@@ -410,8 +453,13 @@ def coordinator(
 
 @cli.command()
 @app_option
-@click.option("--concurrency", "-c", type=int, default=None,
-              help="Task runs at once (default: $EVENTFLOW_CONCURRENCY).")  # fmt: skip
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Task runs at once (default: $EVENTFLOW_CONCURRENCY).",
+)
 @bootstrap_option
 @health_option
 @metrics_option
@@ -457,8 +505,12 @@ async def _serve(service: Any, name: str, health_file: Path | None) -> None:
                     lag = -1
                 metrics.LAG.set(lag)
                 if path is not None:
-                    state = {"service": name, "instance": service.instance,
-                             "owns": service.owns(), "lag": lag}  # fmt: skip
+                    state = {
+                        "service": name,
+                        "instance": service.instance,
+                        "owns": service.owns(),
+                        "lag": lag,
+                    }
                     path.write_bytes(orjson.dumps(state))
             await asyncio.sleep(1)
 
@@ -522,4 +574,3 @@ def main() -> None:
     # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     cli(prog_name="eventflow")
-

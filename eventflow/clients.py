@@ -59,7 +59,6 @@ class Publisher(Lifecycle):
         if self._dev is not None:
             await self._dev.stop()
 
-
     async def publish(
         self,
         dataset: str,
@@ -69,10 +68,11 @@ class Publisher(Lifecycle):
         metadata: dict[str, Any] | None = None,
     ) -> Event:
         data = DatasetProducedData(
-            dataset=dataset, partition=partition,
+            dataset=dataset,
+            partition=partition,
             version=version if version is not None else time.time_ns() // 1000,
             metadata=check_metadata(metadata or {}, self.settings.max_metadata_bytes),
-        )  # fmt: skip
+        )
         event = DatasetProduced.of(data, source=self.settings.source)
         await self.publish_event(event)
         return event
@@ -107,9 +107,7 @@ def publish(
 
     async def once() -> Event:
         async with Publisher(settings) as publisher:
-            return await publisher.publish(
-                dataset, partition, version=version, metadata=metadata
-            )
+            return await publisher.publish(dataset, partition, version=version, metadata=metadata)
 
     return asyncio.run(once())
 
@@ -140,9 +138,12 @@ class Subscriber(Lifecycle):
             from .kafka.clients import KafkaSubscriber
 
             self._kafka: KafkaSubscriber | None = KafkaSubscriber(
-                self.settings, group_id=group_id, from_beginning=from_beginning, since=since,
+                self.settings,
+                group_id=group_id,
+                from_beginning=from_beginning,
+                since=since,
                 offsets=offsets,
-            )  # fmt: skip
+            )
             self._dev: ControlClient | None = None
         else:
             self._kafka = None
@@ -169,7 +170,6 @@ class Subscriber(Lifecycle):
             await self._kafka.stop()
         if self._dev is not None:
             await self._dev.stop()
-
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
         iterator = self._runs()

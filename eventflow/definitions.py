@@ -1,4 +1,4 @@
-"""The pipeline DSL: datasets, tasks, checks, pools, schedules, pipelines and the App that holds them.
+"""The pipeline DSL: datasets, tasks, checks, pools, schedules, pipelines, and the App holding them.
 
 Everything is validated when the `App` is built, so a bad definition fails at load time with a
 message naming the task and the problem, never halfway through a cascade.
@@ -228,9 +228,12 @@ class App:
     def _limit_names(self) -> None:
         """Names travel in every event, whose fields are bounded (`events.MAX_NAME`)."""
         kinds: dict[str, Iterable[str]] = {
-            "pipeline": self.pipelines, "task": self.tasks, "dataset": self.datasets,
-            "check": self.checks, "pool": self.pools,
-        }  # fmt: skip
+            "pipeline": self.pipelines,
+            "task": self.tasks,
+            "dataset": self.datasets,
+            "check": self.checks,
+            "pool": self.pools,
+        }
         for kind, names in kinds.items():
             for name in names:
                 if not name or len(name) > MAX_NAME:
@@ -293,8 +296,7 @@ class App:
                 raise DefinitionError(f"{where}: output {ds!r} is produced by a schedule")
             if ds in self.producer:
                 raise DefinitionError(
-                    f"{where}: output {ds!r} is already produced by task "
-                    f"{self.producer[ds].name!r}"
+                    f"{where}: output {ds!r} is already produced by task {self.producer[ds].name!r}"
                 )
             if self.datasets[ds].partitions != task.partitioning:
                 raise DefinitionError(
@@ -339,7 +341,7 @@ class App:
             for ds in task.outputs:
                 for nxt in self.consumers.get(ds, []):
                     if state.get(nxt.name) == 1:
-                        loop = path[path.index(nxt.name) :] + [nxt.name]
+                        loop = [*path[path.index(nxt.name) :], nxt.name]
                         raise DefinitionError(
                             f"task {nxt.name!r}: cycle in the graph: " + " -> ".join(loop)
                         )

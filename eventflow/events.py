@@ -12,11 +12,18 @@ import base64
 import hashlib
 import random
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, Union
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo
-from pydantic import field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import EventError, MetadataTooLarge
 
@@ -37,11 +44,13 @@ Metadata: TypeAlias = dict[str, Any]
 Version: TypeAlias = Annotated[
     int,
     Field(
-        strict=True, ge=1, le=MAX_VERSION,
+        strict=True,
+        ge=1,
+        le=MAX_VERSION,
         description="Monotonic version of this partition (table version, or publish time in "
         "microseconds), 1..2^63-1; a repeated or older version is ignored.",
     ),
-]  # fmt: skip
+]
 Name: TypeAlias = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 PartitionKey: TypeAlias = Annotated[str, Field(max_length=MAX_NAME)]
 RunId: TypeAlias = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
@@ -108,7 +117,10 @@ class TaskRef(Payload):
     pipeline: Name = Field(description="Pipeline the task belongs to.")
     partition: PartitionKey = Field(default="", description="Partition the run works on.")
     attempt: int = Field(
-        default=1, strict=True, ge=1, le=1_000_000,
+        default=1,
+        strict=True,
+        ge=1,
+        le=1_000_000,
         description="1 for the first try, then one per retry.",
     )
 
@@ -174,10 +186,12 @@ class DatasetResetData(Payload):
     dataset: Name = Field(description="Dataset whose newest-version mark is set back.")
     partition: PartitionKey = Field(default="", description="Partition key; empty if none.")
     version: int = Field(
-        strict=True, ge=0, le=MAX_VERSION,
+        strict=True,
+        ge=0,
+        le=MAX_VERSION,
         description="The newest version counted as seen from now on; later versions above it are "
         "accepted again. 0 forgets every version.",
-    )  # fmt: skip
+    )
     reason: Text = Field(default="", description="Why the operator reset it.")
     pipeline: Name | None = Field(
         default=None,
@@ -374,7 +388,7 @@ PIPELINE_RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFail
 OPERATOR_EVENTS: tuple[type[Event], ...] = (DatasetReset,)
 
 _any_event: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[arg-type]
+    Annotated[tuple(EVENT_TYPES), Field(discriminator="type")]  # type: ignore[arg-type]
 )
 
 
@@ -413,9 +427,13 @@ def dead_letter(raw: bytes, reason: str, *, origin: str = "", source: str = "eve
     so a flood of huge inputs cannot fill the log."""
     kept = raw[:DEAD_LETTER_PREFIX]
     data = DeadLetterData(
-        reason=reason[:MAX_TEXT], original=base64.b64encode(kept).decode(), size=len(raw),
-        sha256=hashlib.sha256(raw).hexdigest(), truncated=len(kept) < len(raw), origin=origin,
-    )  # fmt: skip
+        reason=reason[:MAX_TEXT],
+        original=base64.b64encode(kept).decode(),
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        truncated=len(kept) < len(raw),
+        origin=origin,
+    )
     return DeadLetter.of(data, source=source)
 
 

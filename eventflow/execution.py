@@ -76,9 +76,13 @@ class Executor:
 
     def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
         return {
-            "run_id": req.run_id, "task": req.task, "pipeline": req.pipeline,
-            "partition": req.partition, "attempt": req.attempt, "worker": self.worker,
-        }  # fmt: skip
+            "run_id": req.run_id,
+            "task": req.task,
+            "pipeline": req.pipeline,
+            "partition": req.partition,
+            "attempt": req.attempt,
+            "worker": self.worker,
+        }
 
     def _event(self, kind: type[Event], data: object, correlation: str | None) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)
@@ -98,17 +102,22 @@ class Executor:
         task = self.app.tasks.get(req.task)
         if task is None:
             failed = TaskFailedData(
-                **base, error=f"this worker does not know task {req.task!r}", kind="definition",
+                **base,
+                error=f"this worker does not know task {req.task!r}",
+                kind="definition",
                 retriable=False,
-            )  # fmt: skip
+            )
             return self._event(TaskFailed, failed, corr)
         await report(self._event(TaskStarted, TaskProgressData(**base), corr))
         ctx = TaskContext(
-            task=task, partition=req.partition, run_id=req.run_id, attempt=req.attempt,
+            task=task,
+            partition=req.partition,
+            run_id=req.run_id,
+            attempt=req.attempt,
             inputs={ref.dataset: Input.of(ref) for ref in req.inputs},
             log=logging.getLogger(f"eventflow.task.{task.name}"),
             max_metadata_bytes=self.max_metadata_bytes,
-        )  # fmt: skip
+        )
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()
         try:
@@ -119,15 +128,19 @@ class Executor:
                     await asyncio.to_thread(task.fn, ctx)
         except Skip as skip:
             done = TaskSucceededData(
-                **base, outputs=[], skipped=(skip.reason or "skipped")[:MAX_TEXT],
+                **base,
+                outputs=[],
+                skipped=(skip.reason or "skipped")[:MAX_TEXT],
                 duration_ms=_ms(started),
-            )  # fmt: skip
+            )
             return self._event(TaskSucceeded, done, corr)
         except TimeoutError:
             failed = TaskFailedData(
-                **base, error=f"ran longer than {req.timeout_s:g}s", kind="timeout",
+                **base,
+                error=f"ran longer than {req.timeout_s:g}s",
+                kind="timeout",
                 duration_ms=_ms(started),
-            )  # fmt: skip
+            )
             return self._event(TaskFailed, failed, corr)
         except Exception as exc:
             log.warning("task run %s failed", req.run_id, exc_info=True)
@@ -140,9 +153,11 @@ class Executor:
                 beat.cancel()
         outputs = [
             DatasetVersion(
-                dataset=name, partition=req.partition, version=self.versions.next(),
+                dataset=name,
+                partition=req.partition,
+                version=self.versions.next(),
                 metadata=meta,
-            )  # fmt: skip
+            )
             for name, meta in ctx.outputs().items()
         ]
         done = TaskSucceededData(**base, outputs=outputs, duration_ms=_ms(started))
@@ -162,14 +177,21 @@ class Executor:
         chk = self.app.checks.get(req.check)
         target = req.target
         if chk is None:
-            passed, blocking, message = False, True, f"this worker does not know check {req.check!r}"
+            passed, blocking, message = (
+                False,
+                True,
+                f"this worker does not know check {req.check!r}",
+            )
         else:
             blocking = chk.blocking
             ctx = CheckContext(
-                check=chk.name, dataset=target.dataset, partition=target.partition,
-                version=target.version, metadata=dict(target.metadata),
+                check=chk.name,
+                dataset=target.dataset,
+                partition=target.partition,
+                version=target.version,
+                metadata=dict(target.metadata),
                 log=logging.getLogger(f"eventflow.check.{chk.name}"),
-            )  # fmt: skip
+            )
             try:
                 async with asyncio.timeout(req.timeout_s):
                     if inspect.iscoroutinefunction(chk.fn):
@@ -183,9 +205,14 @@ class Executor:
             except Exception as exc:
                 passed, message = False, one_line(exc)
         data = CheckCompletedData(
-            run_id=req.run_id, check=req.check, target=target, passed=passed, blocking=blocking,
-            message=message, worker=self.worker,
-        )  # fmt: skip
+            run_id=req.run_id,
+            check=req.check,
+            target=target,
+            passed=passed,
+            blocking=blocking,
+            message=message,
+            worker=self.worker,
+        )
         return self._event(CheckCompleted, data, None)
 
 

@@ -26,7 +26,9 @@ STEP = Histogram(
     ["phase"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
-TASK_RUNS = Counter("eventflow_task_runs", "Task attempts a worker finished, by outcome.", ["outcome"])
+TASK_RUNS = Counter(
+    "eventflow_task_runs", "Task attempts a worker finished, by outcome.", ["outcome"]
+)
 LAG = Gauge(
     "eventflow_consumer_lag",
     "Kafka services: records not yet processed, read about once a second (a coordinator's unread "

@@ -52,14 +52,18 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
     kafka_session_timeout_ms: int = Field(
-        default=10000, gt=0, description="Consumer-group session timeout: how soon a dead "
+        default=10000,
+        gt=0,
+        description="Consumer-group session timeout: how soon a dead "
         "coordinator or worker's partitions move to the others.",
     )
     kafka_replication_factor: int = Field(
         default=1, gt=0, description="Replication factor `eventflow topics apply` creates with."
     )
     metrics_port: int | None = Field(
-        default=None, ge=0, le=65535,
+        default=None,
+        ge=0,
+        le=65535,
         description="Serve Prometheus metrics on this port at /metrics; unset: no metrics.",
     )
     metrics_address: str = Field(
@@ -67,21 +71,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="WARNING", description="Python logging level of services.")
     signing_key: SecretStr | None = Field(
-        default=None, min_length=32,
+        default=None,
+        min_length=32,
         description="Shared secret (32+ characters) with which eventflow's Kafka services sign "
         "their events and verify each other's; required by `eventflow coordinator` and "
         "`eventflow worker`. Outside publishers, who only announce datasets, do not need it.",
-    )  # fmt: skip
+    )
     state_cache: int = Field(
-        default=10_000, ge=0,
+        default=10_000,
+        ge=0,
         description="Embedded mode: idle partition states kept in memory; the others stay in "
         "the SQLite file and are read back when an event names them.",
-    )  # fmt: skip
+    )
     event_log_retention_s: float = Field(
-        default=7 * 24 * 3600.0, gt=0,
+        default=7 * 24 * 3600.0,
+        gt=0,
         description="Embedded mode: events older than this leave the SQLite event log (state, "
         "run outcomes and dataset freshness stay).",
-    )  # fmt: skip
+    )
 
     @property
     def database(self) -> Path:

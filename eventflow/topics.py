@@ -37,9 +37,12 @@ from .events import (
 DAY_MS = 24 * 3600 * 1000
 #: Topics whose partition N is processed together (one stream task per partition number).
 CO_PARTITIONED = (
-    "eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-events", "eventflow.pools",
+    "eventflow.datasets",
+    "eventflow.pipeline-inputs",
+    "eventflow.task-events",
+    "eventflow.pools",
     "eventflow.state",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Three steps in a chain: each runs the moment the previous one's output is produced.
 
-    eventflow dev examples/hello.py --emit greetings.requested --until-idle
+eventflow dev examples/hello.py --emit greetings.requested --until-idle
 """
 
 import eventflow as ef

@@ -57,7 +57,10 @@ def _write(path: Path, rows: list[dict[str, object]]) -> None:
 def compute_speed(ctx: ef.TaskContext) -> None:
     raw = ctx.inputs["raw.trips"].metadata["path"]
     rows = [
-        {"trip_id": r["trip_id"], "speed_kmh": round(float(r["km"]) / (float(r["minutes"]) / 60), 3)}
+        {
+            "trip_id": r["trip_id"],
+            "speed_kmh": round(float(r["km"]) / (float(r["minutes"]) / 60), 3),
+        }
         for r in _read(raw)
     ]
     out = Path(raw).with_name("speed.csv")
@@ -85,10 +88,15 @@ def merge_features(ctx: ef.TaskContext) -> None:
     times = {r["trip_id"]: r for r in _read(ctx.inputs["features.time_of_day"].metadata["path"])}
     rows: list[dict[str, object]] = []
     for trip_id, r in raw.items():
-        rows.append({
-            "trip_id": trip_id, "km": r["km"], "minutes": r["minutes"],
-            "speed_kmh": speeds[trip_id]["speed_kmh"], "rush_hour": times[trip_id]["rush_hour"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "trip_id": trip_id,
+                "km": r["km"],
+                "minutes": r["minutes"],
+                "speed_kmh": speeds[trip_id]["speed_kmh"],
+                "rush_hour": times[trip_id]["rush_hour"],
+            }
+        )
     out = Path(ctx.inputs["raw.trips"].metadata["path"]).with_name("trips.csv")
     _write(out, rows)
     ctx.emit(trips, path=str(out), rows=len(rows))
@@ -172,10 +180,14 @@ def generate_trips(folder: Path, day: str, n: int = 5000) -> Path:
         km = round(rng.uniform(0.5, 30), 3)
         rush = began.hour in (7, 8, 9, 16, 17, 18)
         minutes = km / (24 if rush else 38) * 60 + rng.gauss(4, 1.5)
-        rows.append({
-            "trip_id": f"{day}-{i}", "started_at": began.isoformat(), "km": km,
-            "minutes": round(max(minutes, km / 150 * 60), 2),
-        })  # fmt: skip
+        rows.append(
+            {
+                "trip_id": f"{day}-{i}",
+                "started_at": began.isoformat(),
+                "km": km,
+                "minutes": round(max(minutes, km / 150 * 60), 2),
+            }
+        )
     path = folder / "trips.raw.csv"
     _write(path, rows)
     return path

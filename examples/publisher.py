@@ -15,8 +15,9 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-import eventflow as ef
 from ml_pipeline import generate_trips
+
+import eventflow as ef
 
 day = sys.argv[1] if len(sys.argv) > 1 else (date.today() - timedelta(days=1)).isoformat()
 folder = Path(tempfile.mkdtemp(prefix="eventflow-ingest-")) / day

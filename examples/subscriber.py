@@ -1,7 +1,7 @@
 """A service that reacts when a pipeline run finishes, e.g. to refresh a dashboard or page someone.
 
-    eventflow dev examples/ml_pipeline.py
-    python examples/subscriber.py nightly_features
+eventflow dev examples/ml_pipeline.py
+python examples/subscriber.py nightly_features
 """
 
 from __future__ import annotations

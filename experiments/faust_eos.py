@@ -35,8 +35,11 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, str(HERE / "faust_eos_app.py"), "worker", "-l", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
 
 
 async def produce(bootstrap: str, topic: str, messages: int, keys: int, seconds: float) -> None:
@@ -52,8 +55,9 @@ async def produce(bootstrap: str, topic: str, messages: int, keys: int, seconds:
 
 
 async def read_all(bootstrap: str, topic: str, quiet: float) -> list[tuple[str, str]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(6)]
@@ -93,8 +97,18 @@ def main() -> None:
     broker_dir = folder / "kafka"
     bootstrap = args.bootstrap
     if not bootstrap:
-        up = subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "up",
-                             "--dir", str(broker_dir)], capture_output=True, text=True, check=True)
+        up = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "kafka_broker.py"),
+                "up",
+                "--dir",
+                str(broker_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         bootstrap = up.stdout.strip()
     run = uuid.uuid4().hex[:8]
     names = {"EXP_IN": f"exp-{run}.in", "EXP_OUT": f"exp-{run}.out", "EXP_APP": f"exp-{run}"}
@@ -103,10 +117,16 @@ def main() -> None:
     log = folder / "worker.log"
     worker = start_worker(env, log)
     time.sleep(8)  # join, recover
-    producer = subprocess.Popen([sys.executable, "-c", (
-        "import asyncio, sys; sys.path.insert(0, %r); from faust_eos import produce; "
-        "asyncio.run(produce(%r, %r, %d, 50, %f))"
-    ) % (str(HERE), bootstrap, names["EXP_IN"], args.messages, args.seconds)])  # fmt: skip
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import asyncio, sys; sys.path.insert(0, {str(HERE)!r}); "
+            "from faust_eos import produce; "
+            f"asyncio.run(produce({bootstrap!r}, {names['EXP_IN']!r}, {args.messages:d}, 50, "
+            f"{args.seconds:f}))",
+        ]
+    )
     crashes = 0
     for n in range(args.kills):
         time.sleep(rng.uniform(0.5, args.seconds / args.kills))
@@ -124,8 +144,16 @@ def main() -> None:
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
     if not args.bootstrap:
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka_broker.py"), "down",
-                        "--dir", str(broker_dir)], capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "kafka_broker.py"),
+                "down",
+                "--dir",
+                str(broker_dir),
+            ],
+            capture_output=True,
+        )
 
     seen = Counter(value.split(":")[0] for _, value in outputs)
     duplicates = sum(c - 1 for c in seen.values() if c > 1)
@@ -138,9 +166,11 @@ def main() -> None:
     )
     tracebacks = log.read_text(errors="replace").count("Traceback")
     print(f"faust-streaming exactly_once, {args.kills} SIGKILLs, {args.messages} messages:")
-    print(f"  outputs {len(outputs)}, duplicates {duplicates}, lost {lost}, "
-          f"keys whose counts repeat or skip {table_errors}/{len(per_key)}, "
-          f"worker crashes on its own {crashes}, tracebacks in log {tracebacks}")  # fmt: skip
+    print(
+        f"  outputs {len(outputs)}, duplicates {duplicates}, lost {lost}, "
+        f"keys whose counts repeat or skip {table_errors}/{len(per_key)}, "
+        f"worker crashes on its own {crashes}, tracebacks in log {tracebacks}"
+    )
     print(f"  log: {log}")
 
 

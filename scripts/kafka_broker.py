@@ -87,10 +87,16 @@ auto.create.topics.enable=false
 """
 
 JVM = [
-    "-Xms512m", "-Xmx512m", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-    "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-    "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
-]  # fmt: skip
+    "-Xms512m",
+    "-Xmx512m",
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15",
+    "-Djava.awt.headless=true",
+]
 
 
 def say(text: str) -> None:
@@ -116,11 +122,19 @@ def ensure_jars() -> Path:
     (cache / "pom.xml").write_text(POM.format(kafka=KAFKA_VERSION, log4j=LOG4J, slf4j=SLF4J))
     shutil.rmtree(libs, ignore_errors=True)
     done = subprocess.run(
-        ["mvn", "-B", "-q", "-f", str(cache / "pom.xml"),
-         "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(cache / "pom.xml"),
+            "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit(f"kafka_broker: maven failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     (cache / "broker-log4j2.properties").write_text(BROKER_LOG4J)
@@ -157,15 +171,28 @@ def configure(folder: Path, libs: Path) -> None:
         SERVER.format(port=port, controller=controller, data=(folder / "data").resolve())
     )
     (folder / "bootstrap").write_text(f"127.0.0.1:{port}\n")
-    tool = ["java", "-Xmx256M",
-            f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
-            "-cp", f"{libs}/*", "kafka.tools.StorageTool"]  # fmt: skip
+    tool = [
+        "java",
+        "-Xmx256M",
+        f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
+        "-cp",
+        f"{libs}/*",
+        "kafka.tools.StorageTool",
+    ]
     cluster = subprocess.run([*tool, "random-uuid"], capture_output=True, text=True, check=True)
     formatted = subprocess.run(
-        [*tool, "format", "--standalone", "-t", cluster.stdout.strip(), "-c",
-         str(folder / "server.properties")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *tool,
+            "format",
+            "--standalone",
+            "-t",
+            cluster.stdout.strip(),
+            "-c",
+            str(folder / "server.properties"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if formatted.returncode != 0:
         sys.exit(f"kafka_broker: formatting storage failed: {formatted.stderr}")
 
@@ -177,13 +204,23 @@ def up(folder: Path, timeout: float) -> str:
     libs = ensure_jars()
     configure(folder, libs)
     bootstrap = (folder / "bootstrap").read_text().strip()
-    log = open(folder / "broker.log", "ab")
+    log = open(folder / "broker.log", "ab")  # noqa: SIM115 - the broker keeps it
     proc = subprocess.Popen(
-        ["java", *JVM, f"-Dkafka.logs.dir={folder / 'logs'}",
-         f"-Dlog4j2.configurationFile={libs.parent / 'broker-log4j2.properties'}",
-         "-cp", f"{libs}/*", "kafka.Kafka", str(folder / "server.properties")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            "java",
+            *JVM,
+            f"-Dkafka.logs.dir={folder / 'logs'}",
+            f"-Dlog4j2.configurationFile={libs.parent / 'broker-log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(folder / "server.properties"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     (folder / "broker.pid").write_text(str(proc.pid))
     host, port = bootstrap.split(":")
     deadline = time.monotonic() + timeout
@@ -227,8 +264,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(".kafka"), help="broker folder")
     parser.add_argument("--keep", action="store_true", help="down: keep the data")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
-    parser.add_argument("--pause", type=float, default=0.0,
-                        help="restart: seconds the broker stays down (an outage)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="restart: seconds the broker stays down (an outage)",
+    )
     args = parser.parse_args()
     if args.command == "jars":
         print(ensure_jars())

@@ -34,9 +34,20 @@ class Broker:
         the same data and ports."""
         if self.folder is None:
             pytest.skip("cannot restart a broker this session did not start")
-        subprocess.run([sys.executable, str(SCRIPT), "restart", "--dir", str(self.folder),
-                        "--pause", str(pause)], check=True, capture_output=True,
-                       timeout=180 + pause)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "restart",
+                "--dir",
+                str(self.folder),
+                "--pause",
+                str(pause),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180 + pause,
+        )
 
 
 def start_broker(folder: Path) -> Iterator[Broker]:
@@ -45,8 +56,12 @@ def start_broker(folder: Path) -> Iterator[Broker]:
         yield Broker(given, None)
         return
     try:
-        done = subprocess.run([sys.executable, str(SCRIPT), "up", "--dir", str(folder)],
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "up", "--dir", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         unavailable(str(e))
         return
@@ -56,5 +71,8 @@ def start_broker(folder: Path) -> Iterator[Broker]:
     try:
         yield Broker(done.stdout.strip(), folder)
     finally:
-        subprocess.run([sys.executable, str(SCRIPT), "down", "--dir", str(folder)],
-                       capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "down", "--dir", str(folder)],
+            capture_output=True,
+            timeout=120,
+        )

@@ -6,5 +6,12 @@ from .pools import PoolGate
 from .router import Router
 
 __all__ = [
-    "Coordinator", "Effects", "Engine", "PoolGate", "Router", "is_followed", "run_id", "run_key",
+    "Coordinator",
+    "Effects",
+    "Engine",
+    "PoolGate",
+    "Router",
+    "is_followed",
+    "run_id",
+    "run_key",
 ]

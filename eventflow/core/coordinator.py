@@ -105,7 +105,9 @@ class Coordinator:
             raise EventError(f"task {ref.task!r} does not run in partition {ref.partition!r}")
         key = key_of(ref)
         if key is None:
-            raise EventError(f"run id {ref.run_id!r} is not a run of {ref.task!r} in this partition")
+            raise EventError(
+                f"run id {ref.run_id!r} is not a run of {ref.task!r} in this partition"
+            )
         if not isinstance(ref, TaskSucceededData | TaskFailedData):
             return
         part = st.partitions.get(ref.partition)
@@ -160,7 +162,9 @@ class Coordinator:
         if known is None or data.version > known.version:
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
             d.dirty.add(data.partition)
-            consumers = [t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name]
+            consumers = [
+                t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name
+            ]
             if data.partition == UNPARTITIONED:
                 for key in list(st.partitions):
                     self._evaluate(st, key, consumers, now, d)
@@ -251,15 +255,24 @@ class Coordinator:
                     timeout = self.app.timeout_of(task, self.default_timeout_s)
                     kind: Literal["timeout", "lost"]
                     if now >= tr.started_at + timeout + TIMEOUT_GRACE_S:
-                        why, kind = f"timed out after {timeout:g}s (no report from worker)", "timeout"
+                        why, kind = (
+                            f"timed out after {timeout:g}s (no report from worker)",
+                            "timeout",
+                        )
                     elif self._silent(tr, now):
                         why, kind = f"worker {tr.worker} stopped sending heartbeats", "lost"
                     else:
                         continue
                     failure = TaskFailedData(
-                        run_id=tr.run_id, task=name, pipeline=st.name, partition=key,
-                        attempt=tr.attempt, worker=tr.worker or "", error=why, kind=kind,
-                    )  # fmt: skip
+                        run_id=tr.run_id,
+                        task=name,
+                        pipeline=st.name,
+                        partition=key,
+                        attempt=tr.attempt,
+                        worker=tr.worker or "",
+                        error=why,
+                        kind=kind,
+                    )
                     self._fail(st, key, task, tr, failure, now, d)
             self._finish_if_done(st, key, now, d)
         wake = self.next_wake(st, judge_from)
@@ -353,9 +366,12 @@ class Coordinator:
         if key in st.waiting:
             st.waiting.remove(key)
         data = PipelineRunData(
-            pipeline=st.name, partition=key, run_id=run.run_id, status="running",
+            pipeline=st.name,
+            partition=key,
+            run_id=run.run_id,
+            status="running",
             started_at=_at(now),
-        )  # fmt: skip
+        )
         d.commands.append(Publish(self._event(PipelineRunStarted, data, run.run_id)))
         return run
 
@@ -374,9 +390,14 @@ class Coordinator:
         rkey = run_key(task.name, key, versions)
         part.consumed[task.name] = dict(versions)
         tr = part.runs[task.name] = TaskRun(
-            run_id=run_id(task.name, key, rkey, attempt), key=rkey, attempt=attempt,
-            status="queued", inputs=dict(versions), pipeline_run=pipeline_run, requested_at=now,
-        )  # fmt: skip
+            run_id=run_id(task.name, key, rkey, attempt),
+            key=rkey,
+            attempt=attempt,
+            status="queued",
+            inputs=dict(versions),
+            pipeline_run=pipeline_run,
+            requested_at=now,
+        )
         run = part.run
         if run is not None and task.name not in run.tasks:
             run.tasks.append(task.name)
@@ -400,10 +421,16 @@ class Coordinator:
                 )
             )
         return TaskRequestedData(
-            run_id=tr.run_id, task=task.name, pipeline=st.name,
-            partition=key, attempt=tr.attempt, pipeline_run_id=tr.pipeline_run, inputs=inputs,
-            timeout_s=self.app.timeout_of(task, self.default_timeout_s), pool=task.pool,
-        )  # fmt: skip
+            run_id=tr.run_id,
+            task=task.name,
+            pipeline=st.name,
+            partition=key,
+            attempt=tr.attempt,
+            pipeline_run_id=tr.pipeline_run,
+            inputs=inputs,
+            timeout_s=self.app.timeout_of(task, self.default_timeout_s),
+            pool=task.pool,
+        )
 
     # -- failure and completion ------------------------------------------------------------------
     def _fail(
@@ -439,11 +466,15 @@ class Coordinator:
         if any(part.runs[t].status in IN_FLIGHT for t in run.tasks):
             return
         data = PipelineRunData(
-            pipeline=st.name, partition=key, run_id=run.run_id,
-            status="failed" if run.failures else "succeeded", started_at=_at(run.started_at),
-            finished_at=_at(now), tasks=self._outcomes(st.name, part, run),
+            pipeline=st.name,
+            partition=key,
+            run_id=run.run_id,
+            status="failed" if run.failures else "succeeded",
+            started_at=_at(run.started_at),
+            finished_at=_at(now),
+            tasks=self._outcomes(st.name, part, run),
             reason="; ".join(run.failures),
-        )  # fmt: skip
+        )
         kind = PipelineRunFailed if run.failures else PipelineRunSucceeded
         d.commands.append(Publish(self._event(kind, data, run.run_id)))
         part.run = None
@@ -466,9 +497,13 @@ class Coordinator:
             tr = part.runs[name]
             outcomes.append(
                 TaskOutcome(
-                    task=name, status="failed" if tr.status == "failed" else "succeeded",
-                    run_id=tr.run_id, attempts=tr.attempt, error=tr.error, outputs=tr.outputs,
-                )  # fmt: skip
+                    task=name,
+                    status="failed" if tr.status == "failed" else "succeeded",
+                    run_id=tr.run_id,
+                    attempts=tr.attempt,
+                    error=tr.error,
+                    outputs=tr.outputs,
+                )
             )
             below = set(self.app.downstream(name))
             reached |= below

@@ -52,10 +52,12 @@ class PoolGate:
         return admitted
 
     def dump(self, pool: str) -> bytes:
-        return orjson.dumps({
-            "running": sorted(self.running[pool]),
-            "queued": [r.model_dump(mode="json") for r in self.queued[pool]],
-        })  # fmt: skip
+        return orjson.dumps(
+            {
+                "running": sorted(self.running[pool]),
+                "queued": [r.model_dump(mode="json") for r in self.queued[pool]],
+            }
+        )
 
     def load(self, pool: str, raw: bytes) -> None:
         if pool not in self.slots:

@@ -105,14 +105,18 @@ class Router:
             metadata=data.metadata, producer=data.producer, results={c.name: None for c in checks}
         )
         target = DatasetVersion(
-            dataset=data.dataset, partition=data.partition, version=data.version,
+            dataset=data.dataset,
+            partition=data.partition,
+            version=data.version,
             metadata=data.metadata,
-        )  # fmt: skip
+        )
         for chk in checks:
             request = CheckRequestedData(
-                run_id=check_run_id(chk.name, target), check=chk.name, target=target,
+                run_id=check_run_id(chk.name, target),
+                check=chk.name,
+                target=target,
                 timeout_s=self.app.timeout_of(chk, self.default_timeout_s),
-            )  # fmt: skip
+            )
             d.commands.append(Publish(self._event(CheckRequested, request, correlation)))
         return d
 
@@ -136,9 +140,12 @@ class Router:
             if blocking and not passed:
                 refusals.append(f"check {name!r} failed" + (f": {message}" if message else ""))
         produced = DatasetProducedData(
-            dataset=data.target.dataset, partition=data.target.partition,
-            version=data.target.version, metadata=pending.metadata, producer=pending.producer,
-        )  # fmt: skip
+            dataset=data.target.dataset,
+            partition=data.target.partition,
+            version=data.target.version,
+            metadata=pending.metadata,
+            producer=pending.producer,
+        )
         self._route(produced, not refusals, "; ".join(refusals), correlation, d)
         return d
 
@@ -153,9 +160,11 @@ class Router:
                 if result is None:
                     chk = self.app.checks[name]
                     request = CheckRequestedData(
-                        run_id=check_run_id(name, target), check=name, target=target,
+                        run_id=check_run_id(name, target),
+                        check=name,
+                        target=target,
                         timeout_s=self.app.timeout_of(chk, self.default_timeout_s),
-                    )  # fmt: skip
+                    )
                     events.append(self._event(CheckRequested, request, None))
         return events
 

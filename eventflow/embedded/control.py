@@ -109,9 +109,8 @@ class ControlServer:
                     await self._refuse(prefix, reason)
                     await self._reply(writer, {"ok": False, "error": reason})
                     return
-                if line.strip():
-                    if await self._handle(line, writer):
-                        return
+                if line.strip() and await self._handle(line, writer):
+                    return
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -129,8 +128,10 @@ class ControlServer:
             op = request.get("op")
             if op == "ping":
                 reply: dict[str, Any] = {
-                    "ok": True, "pid": os.getpid(), "ready": self.runtime.ready.is_set(),
-                }  # fmt: skip
+                    "ok": True,
+                    "pid": os.getpid(),
+                    "ready": self.runtime.ready.is_set(),
+                }
             elif op == "publish":
                 if not isinstance(request.get("raw"), str):
                     raise ValueError("publish needs `raw`: the event's bytes in base64")
@@ -139,9 +140,10 @@ class ControlServer:
                     raw, origin="control", allowed=control_allows
                 )
                 reply = {
-                    "ok": accepted.dead_letter is None, "id": accepted.event.id,
+                    "ok": accepted.dead_letter is None,
+                    "id": accepted.event.id,
                     "dead_letter": accepted.dead_letter,
-                }  # fmt: skip
+                }
             elif op == "watch":
                 await self._stream(writer)
                 return True
@@ -208,7 +210,6 @@ class ControlClient(Lifecycle):
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
 
     async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._reader is None or self._writer is None:

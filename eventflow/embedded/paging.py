@@ -49,7 +49,9 @@ class Pager:
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
 
-    def touched(self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]) -> None:
+    def touched(
+        self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]
+    ) -> None:
         for pipeline, key in partitions:
             self._use(("p", pipeline, key))
         for dataset, key in datasets:

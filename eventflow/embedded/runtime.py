@@ -165,7 +165,6 @@ class EmbeddedRuntime(Lifecycle):
         self._running.clear()
         await self.store.stop()
 
-
     # -- the public surface ----------------------------------------------------------------------
     async def publish(self, event: Event) -> Accepted:
         """Hand an event in; returns once it is durably logged and decided on. Raises
@@ -208,10 +207,11 @@ class EmbeddedRuntime(Lifecycle):
         metadata: dict[str, object] | None = None,
     ) -> Accepted:
         data = DatasetProducedData(
-            dataset=dataset, partition=partition,
+            dataset=dataset,
+            partition=partition,
             version=version if version is not None else time.time_ns() // 1000,
             metadata=metadata or {},
-        )  # fmt: skip
+        )
         return await self.publish(DatasetProduced.of(data, source=self.settings.source))
 
     def subscribe(self) -> asyncio.Queue[Event]:
@@ -284,13 +284,14 @@ class EmbeddedRuntime(Lifecycle):
                     break
                 except _Undecidable as e:
                     # Deciding left the state half-changed: read it back, refuse that input.
-                    log.error("input %d of a batch could not be decided", e.index,
-                              exc_info=e.error)  # fmt: skip
+                    log.error("input %d of a batch could not be decided", e.index, exc_info=e.error)
                     poison[e.index] = f"could not be decided: {one_line(e.error)}"
                     await self._reload()
             committing = time.perf_counter()
             fx = plan.effects
-            await self.store.commit(plan.logged, self.engine, fx.dirty_partitions, fx.dirty_datasets)
+            await self.store.commit(
+                plan.logged, self.engine, fx.dirty_partitions, fx.dirty_datasets
+            )
         except StorageError as e:
             await self._not_committed(batch, e)
             return
@@ -371,8 +372,12 @@ class EmbeddedRuntime(Lifecycle):
         return plan
 
     def _refuse(self, item: Event, raw: bytes | None, reason: str, origin: str) -> Event:
-        return dead_letter(raw if raw is not None else encode(item), reason, origin=origin,
-                           source=self.settings.source)  # fmt: skip
+        return dead_letter(
+            raw if raw is not None else encode(item),
+            reason,
+            origin=origin,
+            source=self.settings.source,
+        )
 
     async def _reload(self) -> None:
         """Put the engine's state back as the file has it, keeping what is already running."""
@@ -383,9 +388,10 @@ class EmbeddedRuntime(Lifecycle):
         known = set(self._running) | {w.run_id for w in self._work}
         recovered.dispatch = [r for r in recovered.dispatch if r.run_id not in known]
         recovered.events = [
-            e for e in recovered.events
+            e
+            for e in recovered.events
             if isinstance(e, CheckRequested) and e.data.run_id not in known
-        ]  # fmt: skip
+        ]
         self._carry_out(recovered)
 
     async def _not_committed(self, batch: list[_Item], error: StorageError) -> None:
@@ -421,7 +427,7 @@ class EmbeddedRuntime(Lifecycle):
         self._work += fx.dispatch
         self._work += [e.data for e in fx.events if isinstance(e, CheckRequested)]
         self._start_work()
-        if any([self._timers.add(at, pipeline) for at, pipeline in fx.wakes]):
+        if any(self._timers.add(at, pipeline) for at, pipeline in fx.wakes):
             self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -111,7 +111,6 @@ class Store(Lifecycle):
             db, self._db = self._db, None
             await db.close()
 
-
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -138,7 +137,10 @@ class Store(Lifecycle):
                 continue
             live = {"", *orjson.loads(active), *orjson.loads(waiting)}
             marks = ", ".join("?" * len(live))
-            sql = f"SELECT partition, body FROM partitions WHERE pipeline = ? AND partition IN ({marks})"
+            sql = (
+                "SELECT partition, body FROM partitions"
+                f" WHERE pipeline = ? AND partition IN ({marks})"
+            )
             async with self.db.execute(sql, (pipeline, *live)) as cur:
                 async for partition, body in cur:
                     pst.partitions[partition] = load_partition(body)
@@ -150,7 +152,9 @@ class Store(Lifecycle):
             async for dataset, partition, body in cur:
                 engine.datasets[(dataset, partition)] = load_dataset(body)
 
-    async def page_in_partitions(self, engine: Engine, pipeline: str, keys: list[str] | None) -> None:
+    async def page_in_partitions(
+        self, engine: Engine, pipeline: str, keys: list[str] | None
+    ) -> None:
         """Read these partitions of a pipeline (all when `keys` is None) into the engine, where
         they are not in memory already."""
         pst = engine.pipelines[pipeline]
@@ -185,8 +189,14 @@ class Store(Lifecycle):
     ) -> None:
         """Write a batch's events and the state they changed, atomically."""
         rows = [
-            (e.id, e.type, e.subject, e.correlationid, e.time.astimezone(UTC).isoformat(),
-             encode(e))
+            (
+                e.id,
+                e.type,
+                e.subject,
+                e.correlationid,
+                e.time.astimezone(UTC).isoformat(),
+                encode(e),
+            )
             for e in events
         ]
         part_rows = [
@@ -201,18 +211,30 @@ class Store(Lifecycle):
         ]
         data_rows = [(d, k, dump(engine.datasets[(d, k)])) for d, k in datasets]
         fresh = [
-            (e.data.dataset, e.data.partition, e.data.version, orjson.dumps(e.data.metadata),
-             e.time.isoformat(), e.data.producer)
+            (
+                e.data.dataset,
+                e.data.partition,
+                e.data.version,
+                orjson.dumps(e.data.metadata),
+                e.time.isoformat(),
+                e.data.producer,
+            )
             for e in events
             if isinstance(e, DatasetProduced)
-        ]  # fmt: skip
+        ]
         runs = [
-            (e.data.run_id, e.data.pipeline, e.data.partition, e.data.status,
-             e.data.started_at.isoformat(),
-             e.data.finished_at.isoformat() if e.data.finished_at else None, encode(e))
+            (
+                e.data.run_id,
+                e.data.pipeline,
+                e.data.partition,
+                e.data.status,
+                e.data.started_at.isoformat(),
+                e.data.finished_at.isoformat() if e.data.finished_at else None,
+                encode(e),
+            )
             for e in events
             if isinstance(e, RUN_EVENTS)
-        ]  # fmt: skip
+        ]
         db = self.db
         try:
             await db.execute("BEGIN IMMEDIATE")
@@ -222,7 +244,9 @@ class Store(Lifecycle):
                 rows,
             )
             if part_rows:
-                await db.executemany("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?)", part_rows)
+                await db.executemany(
+                    "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?)", part_rows
+                )
             if head_rows:
                 await db.executemany("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?)", head_rows)
             if data_rows:
@@ -236,7 +260,9 @@ class Store(Lifecycle):
                     fresh,
                 )
             if runs:
-                await db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+                await db.executemany(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs
+                )
             await db.execute("COMMIT")
         except (sqlite3.Error, OverflowError, ValueError) as e:
             # SQLite may have rolled back already (a full disk does): roll back only if not.
@@ -267,7 +293,9 @@ class Store(Lifecycle):
         except (sqlite3.Error, ValueError) as e:
             raise StorageError(f"cannot read {self.path}: {e}") from e
 
-    async def events(self, *types: str, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
+    async def events(
+        self, *types: str, after: int = 0, limit: int = 10_000
+    ) -> list[tuple[int, Event]]:
         where = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
         sql = f"SELECT seq, body FROM events WHERE seq > ? {where} ORDER BY seq LIMIT ?"
         async with self.db.execute(sql, (after, *types, limit)) as cur:
@@ -280,10 +308,16 @@ class Store(Lifecycle):
         )
         async with self.db.execute(sql) as cur:
             return [
-                {"dataset": d, "partition": p, "version": v, "metadata": orjson.loads(m),
-                 "produced_at": at, "producer": prod}
+                {
+                    "dataset": d,
+                    "partition": p,
+                    "version": v,
+                    "metadata": orjson.loads(m),
+                    "produced_at": at,
+                    "producer": prod,
+                }
                 async for d, p, v, m, at, prod in cur
-            ]  # fmt: skip
+            ]
 
     async def runs(self, limit: int = 20) -> list[Event]:
         sql = "SELECT body FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?"

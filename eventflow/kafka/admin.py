@@ -88,8 +88,11 @@ async def apply(config: KafkaConfig) -> list[str]:
             name, partitions, wanted = _wanted(config, spec)
             if name in present:
                 continue
-            new.append(NewTopic(name, partitions, config.settings.kafka_replication_factor,
-                                topic_configs=wanted))  # fmt: skip
+            new.append(
+                NewTopic(
+                    name, partitions, config.settings.kafka_replication_factor, topic_configs=wanted
+                )
+            )
             done.append(f"created {name} ({partitions} partitions)")
         if new:
             await admin.create_topics(new)

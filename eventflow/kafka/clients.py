@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-
-import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
@@ -56,12 +55,17 @@ class KafkaPublisher:
             raise BrokerError("the publisher is not started", retriable=False)
         try:
             await self._producer.send_and_wait(
-                self.config.topic("eventflow.datasets"), raw, key=key.encode() if key else None,
+                self.config.topic("eventflow.datasets"),
+                raw,
+                key=key.encode() if key else None,
                 headers=self.signer.headers("eventflow.datasets", raw),
             )
         except UnknownTopicOrPartitionError as e:
-            raise BrokerError(f"topic {self.config.topic('eventflow.datasets')} does not exist "
-                              "(run `eventflow topics apply`)", retriable=False) from e  # fmt: skip
+            raise BrokerError(
+                f"topic {self.config.topic('eventflow.datasets')} does not exist "
+                "(run `eventflow topics apply`)",
+                retriable=False,
+            ) from e
         except KafkaError as e:
             raise BrokerError(f"publishing failed: {e}", retriable=e.retriable) from e
 
@@ -97,10 +101,12 @@ class KafkaSubscriber:
         if self._consumer is not None:
             return
         consumer = AIOKafkaConsumer(
-            group_id=self.group_id, isolation_level="read_committed",
+            group_id=self.group_id,
+            isolation_level="read_committed",
             auto_offset_reset="earliest" if self.from_beginning else "latest",
-            enable_auto_commit=self.group_id is not None, **self.config.client(),
-        )  # fmt: skip
+            enable_auto_commit=self.group_id is not None,
+            **self.config.client(),
+        )
         self._consumer = consumer = await _connected(consumer, self.config)
         if self.group_id is not None:
             consumer.subscribe(self.topics)
@@ -109,8 +115,10 @@ class KafkaSubscriber:
         if missing:
             await consumer.stop()
             self._consumer = None
-            raise BrokerError(f"topic {sorted(missing)[0]} does not exist (run `eventflow topics "
-                              "apply`)", retriable=False)  # fmt: skip
+            raise BrokerError(
+                f"topic {sorted(missing)[0]} does not exist (run `eventflow topics apply`)",
+                retriable=False,
+            )
         tps = [
             TopicPartition(topic, p)
             for topic in self.topics
@@ -146,10 +154,10 @@ class KafkaSubscriber:
             value = record.value or b""
             try:
                 event = decode(value, max_metadata_bytes=1 << 30)
-                self.signer.check(self.config.unprefixed(record.topic), event, value,
-                                  record.headers or ())  # fmt: skip
+                self.signer.check(
+                    self.config.unprefixed(record.topic), event, value, record.headers or ()
+                )
             except EventError as e:
                 log.warning("skipping a record of %s: %s", record.topic, e.reason)
                 continue
             yield event
-

@@ -56,12 +56,17 @@ from ..schedule import run_schedule
 from ..settings import Settings
 from ..topics import SPECS, destination
 from . import changelog
-from .config import KafkaConfig, partition_for, transient
+from .config import KafkaConfig, transient
 from .signing import Signer
 
 log = logging.getLogger("eventflow.coordinator")
 
-INPUTS = ("eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-events", "eventflow.pools")
+INPUTS = (
+    "eventflow.datasets",
+    "eventflow.pipeline-inputs",
+    "eventflow.task-events",
+    "eventflow.pools",
+)
 ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
@@ -156,8 +161,9 @@ class KafkaCoordinator(Lifecycle):
         self._loop = asyncio.create_task(self._run(), name="eventflow coordinator")
         self._loop.add_done_callback(self._died)
         if self.app.schedules:
-            self._clock = AIOKafkaProducer(enable_idempotence=True, acks="all",
-                                           **self.config.client())  # fmt: skip
+            self._clock = AIOKafkaProducer(
+                enable_idempotence=True, acks="all", **self.config.client()
+            )
             await self._clock.start()
             for schedule in self.app.schedules.values():
                 task = asyncio.create_task(run_schedule(schedule, self._tick_clock), name="clock")
@@ -168,15 +174,18 @@ class KafkaCoordinator(Lifecycle):
     ) -> None:
         """Every instance ticks; the router keeps one of the identical versions."""
         assert self._clock is not None
-        data = DatasetProducedData(dataset=dataset, partition=partition, version=version,
-                                   metadata=metadata)  # fmt: skip
+        data = DatasetProducedData(
+            dataset=dataset, partition=partition, version=version, metadata=metadata
+        )
         event = DatasetProduced.of(data, source=self.settings.source)
         value = encode(event)
         try:
             await self._clock.send_and_wait(
-                self.config.topic("eventflow.datasets"), value, key=dataset.encode(),
+                self.config.topic("eventflow.datasets"),
+                value,
+                key=dataset.encode(),
                 headers=self.signer.headers("eventflow.datasets", value),
-            )  # fmt: skip
+            )
         except KafkaError as e:
             log.warning("%s: clock tick of %s lost: %s", self.instance, dataset, e)
 
@@ -201,15 +210,15 @@ class KafkaCoordinator(Lifecycle):
         async with self._lock:
             await self._close_producers(set(self.producers))
 
-
     async def wait_ready(self) -> None:
         """Until this instance has been assigned its stream tasks and restored their state."""
         await self.ready.wait()
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("%s: %s stopped", self.instance, task.get_name(),
-                         exc_info=task.exception())  # fmt: skip
+            log.critical(
+                "%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception()
+            )
             self.failed.set()
 
     def healthy(self) -> bool:
@@ -231,7 +240,7 @@ class KafkaCoordinator(Lifecycle):
             return 0
         ends = await consumer.end_offsets(tps)
         positions: list[int] = [await consumer.position(tp) for tp in tps]
-        return sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
+        return sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
 
     # -- rebalancing -----------------------------------------------------------------------------
     # A restore must never cost the group membership: the listeners return at once (aiokafka
@@ -284,8 +293,9 @@ class KafkaCoordinator(Lifecycle):
                 except (KafkaError, OSError) as e:
                     if not transient(e):
                         raise
-                    log.warning("%s: taking over stream task %d failed (%s); retrying",
-                                self.instance, n, e)  # fmt: skip
+                    log.warning(
+                        "%s: taking over stream task %d failed (%s); retrying", self.instance, n, e
+                    )
                     await asyncio.sleep(1)
         finally:
             if self._restoring.get(n) is asyncio.current_task():
@@ -342,8 +352,13 @@ class KafkaCoordinator(Lifecycle):
         began = time.perf_counter()
         snapshot = await changelog.read(self.config, n)
         metrics.RESTORED.inc(snapshot.records)
-        log.info("%s: restored stream task %d from %d changelog records in %.1f s", self.instance,
-                 n, snapshot.records, time.perf_counter() - began)  # fmt: skip
+        log.info(
+            "%s: restored stream task %d from %d changelog records in %.1f s",
+            self.instance,
+            n,
+            snapshot.records,
+            time.perf_counter() - began,
+        )
         return snapshot
 
     def _rewake(self, n: int) -> None:
@@ -474,8 +489,13 @@ class KafkaCoordinator(Lifecycle):
                 tries = self._failures.get(pos, (0, ""))[0] + 1
                 self._failures[pos] = (tries, one_line(e.error))
                 where = f"record {pos[0]}:{pos[1]}@{pos[2]} (failure {tries} of {POISON_AFTER})"
-            log.error("%s: deciding %s failed; restoring task %d", self.instance, where, n,
-                      exc_info=e.error)  # fmt: skip
+            log.error(
+                "%s: deciding %s failed; restoring task %d",
+                self.instance,
+                where,
+                n,
+                exc_info=e.error,
+            )
             await self._recover(n)
             return
         if last is not None:  # the commit marker follows the step's last record
@@ -581,13 +601,20 @@ class KafkaCoordinator(Lifecycle):
             sends.append(("eventflow.deadletter", "", encode(letter)))
         futures = []
         for target, key, value in sends:
-            futures.append(await producer.send(
-                topic(target), value, key=key.encode() if key else None,
-                headers=self.signer.headers(target, value),
-            ))  # fmt: skip
+            futures.append(
+                await producer.send(
+                    topic(target),
+                    value,
+                    key=key.encode() if key else None,
+                    headers=self.signer.headers(target, value),
+                )
+            )
         for target, key, value, headers in forward:
-            futures.append(await producer.send(topic(target), value, key=key.encode(),
-                                               headers=list(headers or ())))  # fmt: skip
+            futures.append(
+                await producer.send(
+                    topic(target), value, key=key.encode(), headers=list(headers or ())
+                )
+            )
         records: list[tuple[bytes, bytes]] = []
         for pipeline, key in out.dirty_partitions:
             part = self.engine.pipelines[pipeline].partitions.get(key)
@@ -598,8 +625,9 @@ class KafkaCoordinator(Lifecycle):
             header = orjson.dumps({"active": pst.active, "waiting": pst.waiting})
             records.append((changelog.header_key(pipeline), header))
         for dataset, key in out.dirty_datasets:
-            records.append((changelog.dataset_key(dataset, key),
-                            dump(self.engine.datasets[(dataset, key)])))  # fmt: skip
+            records.append(
+                (changelog.dataset_key(dataset, key), dump(self.engine.datasets[(dataset, key)]))
+            )
         for pool in pools:
             records.append((changelog.pool_key(pool), self.engine.gate.dump(pool)))
         state = topic("eventflow.state")

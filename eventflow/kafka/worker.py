@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from .. import metrics
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
@@ -38,7 +39,6 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
-from .. import metrics
 from ..lifecycle import Lifecycle
 from ..settings import Settings
 from ..topics import destination
@@ -130,16 +130,21 @@ class KafkaWorker(Lifecycle):
         if self._consumer is not None:
             return
         client = self.config.client()
-        self._progress = AIOKafkaProducer(enable_idempotence=True, acks="all", linger_ms=0, **client)
+        self._progress = AIOKafkaProducer(
+            enable_idempotence=True, acks="all", linger_ms=0, **client
+        )
         await self._progress.start()
         self._consumer = AIOKafkaConsumer(
-            group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
-            max_poll_interval_ms=300_000, client_id=f"eventflow-worker-{self.instance}",
+            max_poll_interval_ms=300_000,
+            client_id=f"eventflow-worker-{self.instance}",
             **client,
-        )  # fmt: skip
+        )
         await self._consumer.start()
         self._consumer.subscribe(
             [self.config.topic("eventflow.task-requests")], listener=_Rebalance(self)
@@ -153,7 +158,9 @@ class KafkaWorker(Lifecycle):
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception())
+            log.critical(
+                "%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception()
+            )
             self.failed.set()
 
     async def stop(self) -> None:
@@ -174,7 +181,6 @@ class KafkaWorker(Lifecycle):
                 await producer.stop()
         self._results.clear()
 
-
     def healthy(self) -> bool:
         """Ready, and the fetch and commit loops still running."""
         return self.ready.is_set() and bool(self._loops) and not any(t.done() for t in self._loops)
@@ -193,7 +199,7 @@ class KafkaWorker(Lifecycle):
             return 0
         ends = await consumer.end_offsets(tps)
         positions: list[int] = [await consumer.position(tp) for tp in tps]
-        unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions))
+        unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
         unfinished = sum(len(self.partitions[tp].running) for tp in tps)
         return unread + unfinished + len(self._finished)
 
@@ -221,8 +227,9 @@ class KafkaWorker(Lifecycle):
                 except (KafkaError, OSError) as e:
                     if not transient(e):
                         raise
-                    log.warning("%s: taking over partitions failed (%s); retrying",
-                                self.instance, e)  # fmt: skip
+                    log.warning(
+                        "%s: taking over partitions failed (%s); retrying", self.instance, e
+                    )
                     await asyncio.sleep(1)
         finally:
             for tp in new:
@@ -240,8 +247,9 @@ class KafkaWorker(Lifecycle):
         try:
             # Starting a producer fences the previous owner of its partition and aborts that
             # owner's open transaction, so the offsets and done-markers read next are final.
-            started = await asyncio.gather(*(p.start() for p in producers.values()),
-                                           return_exceptions=True)  # fmt: skip
+            started = await asyncio.gather(
+                *(p.start() for p in producers.values()), return_exceptions=True
+            )
             for result in started:
                 if isinstance(result, BaseException):
                     raise result
@@ -266,10 +274,12 @@ class KafkaWorker(Lifecycle):
         # successor fences at once); results commit in milliseconds, so it can be short.
         return AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.worker.{partition}"),
-            enable_idempotence=True, acks="all",
+            enable_idempotence=True,
+            acks="all",
             transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms),
-            client_id=f"eventflow-worker-{self.instance}-{partition}", **self.config.client(),
-        )  # fmt: skip
+            client_id=f"eventflow-worker-{self.instance}-{partition}",
+            **self.config.client(),
+        )
 
     async def _revoke(self, revoked: list[TopicPartition]) -> None:
         loading = {task for tp in revoked if (task := self._loading.pop(tp, None)) is not None}
@@ -353,14 +363,19 @@ class KafkaWorker(Lifecycle):
             request = event.data
             if not isinstance(request, TaskRequestedData | CheckRequestedData):
                 raise EventError(f"{event.type} does not belong on eventflow.task-requests")
-            self.signer.check("eventflow.task-requests", event, record.value or b"",
-                              record.headers or ())  # fmt: skip
+            self.signer.check(
+                "eventflow.task-requests", event, record.value or b"", record.headers or ()
+            )
             if partition_for(request.run_id, self.request_partitions) != tp.partition:
                 # Done-markers live with the run id's partition: elsewhere it could run twice.
                 raise EventError(f"request {request.run_id} is not keyed by its run id")
         except EventError as e:
-            letter = dead_letter(record.value or b"", e.reason, origin="eventflow.task-requests",
-                                 source=self.settings.source)  # fmt: skip
+            letter = dead_letter(
+                record.value or b"",
+                e.reason,
+                origin="eventflow.task-requests",
+                source=self.settings.source,
+            )
             self._finish(_Finished(tp, record.offset, None, [letter]))
             state.running.add(record.offset)
             return
@@ -370,8 +385,9 @@ class KafkaWorker(Lifecycle):
             self._finish(_Finished(tp, record.offset, None, []))
             return
         key = (tp, record.offset)
-        self.running[key] = asyncio.create_task(self._run(tp, record.offset, request),
-                                                name=f"run {request.run_id}")  # fmt: skip
+        self.running[key] = asyncio.create_task(
+            self._run(tp, record.offset, request), name=f"run {request.run_id}"
+        )
 
     async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
         try:
@@ -391,8 +407,12 @@ class KafkaWorker(Lifecycle):
         target, key = destination(event)
         value = encode(event)
         try:
-            await self._progress.send(self.config.topic(target), value, key=key.encode(),
-                                      headers=self.signer.headers(target, value))  # fmt: skip
+            await self._progress.send(
+                self.config.topic(target),
+                value,
+                key=key.encode(),
+                headers=self.signer.headers(target, value),
+            )
         except KafkaError as e:
             log.warning("%s: could not report %s: %s", self.instance, event.type, e)
 
@@ -418,8 +438,9 @@ class KafkaWorker(Lifecycle):
         by_partition: dict[TopicPartition, list[_Finished]] = {}
         for item in batch:
             by_partition.setdefault(item.tp, []).append(item)
-        await asyncio.gather(*(self._publish_partition(tp, items)
-                               for tp, items in by_partition.items()))  # fmt: skip
+        await asyncio.gather(
+            *(self._publish_partition(tp, items) for tp, items in by_partition.items())
+        )
 
     async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
         """Results, done-markers and the offset of one partition's finished requests."""
@@ -427,9 +448,13 @@ class KafkaWorker(Lifecycle):
         while True:
             producer = self._results.get(tp)
             if producer is None:
-                log.warning("%s: partition %d was given up; %d results dropped, its new owner "
-                            "runs their requests", self.instance, tp.partition,
-                            len(items))  # fmt: skip
+                log.warning(
+                    "%s: partition %d was given up; %d results dropped, its new owner "
+                    "runs their requests",
+                    self.instance,
+                    tp.partition,
+                    len(items),
+                )
                 return
             try:
                 async with producer.transaction():
@@ -438,15 +463,23 @@ class KafkaWorker(Lifecycle):
                         for event in item.events:
                             target, key = destination(event)
                             value = encode(event)
-                            futures.append(await producer.send(
-                                topic(target), value, key=key.encode() if key else None,
-                                headers=self.signer.headers(target, value),
-                            ))  # fmt: skip
+                            futures.append(
+                                await producer.send(
+                                    topic(target),
+                                    value,
+                                    key=key.encode() if key else None,
+                                    headers=self.signer.headers(target, value),
+                                )
+                            )
                         if item.run_id is not None:
-                            futures.append(await producer.send(
-                                topic("eventflow.task-done"), str(item.offset).encode(),
-                                key=item.run_id.encode(), partition=tp.partition,
-                            ))  # fmt: skip
+                            futures.append(
+                                await producer.send(
+                                    topic("eventflow.task-done"),
+                                    str(item.offset).encode(),
+                                    key=item.run_id.encode(),
+                                    partition=tp.partition,
+                                )
+                            )
                     await asyncio.gather(*futures)
                     offsets = self._offsets_after(items)
                     if offsets:
@@ -457,8 +490,11 @@ class KafkaWorker(Lifecycle):
                 # redelivers these requests. Never fence it back: its done-markers would not
                 # know of results published here. The coming rebalance revokes the partition.
                 self._undo(items)
-                log.warning("%s: fenced on partition %d; leaving it to its new owner",
-                            self.instance, tp.partition)  # fmt: skip
+                log.warning(
+                    "%s: fenced on partition %d; leaving it to its new owner",
+                    self.instance,
+                    tp.partition,
+                )
                 await self._give_up(tp)
                 return
             except KafkaError as e:

@@ -175,9 +175,13 @@ class KafkaHarness:
         await admin.apply(KafkaConfig(self.settings))
         readers = [
             KafkaSubscriber(self.settings, topic=topic, from_beginning=True)
-            for topic in ("eventflow.datasets", "eventflow.pipeline-runs",
-                          "eventflow.deadletter", "eventflow.task-events")
-        ]  # fmt: skip
+            for topic in (
+                "eventflow.datasets",
+                "eventflow.pipeline-runs",
+                "eventflow.deadletter",
+                "eventflow.task-events",
+            )
+        ]
         for reader in readers:
             await reader.start()
 
@@ -189,9 +193,7 @@ class KafkaHarness:
             finally:
                 await reader.stop()
 
-        self._collector = asyncio.ensure_future(
-            asyncio.gather(*(collect(r) for r in readers))
-        )
+        self._collector = asyncio.ensure_future(asyncio.gather(*(collect(r) for r in readers)))
         await self.coordinator.start()
         for worker in self.workers:
             await worker.start()
@@ -237,8 +239,9 @@ class KafkaHarness:
         producer = AIOKafkaProducer(**KafkaConfig(self.settings).client())
         await producer.start()
         try:
-            await producer.send_and_wait(self.settings.topic_prefix + topic, raw,
-                                         key=key.encode() or None, headers=headers)  # fmt: skip
+            await producer.send_and_wait(
+                self.settings.topic_prefix + topic, raw, key=key.encode() or None, headers=headers
+            )
         finally:
             await producer.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 
@@ -43,7 +44,9 @@ async def test_chain_passes_metadata_along(start: Start) -> None:
     assert rec.tasks() == ["one", "two"]
     produced = [e.data for e in h.events if e.type == "eventflow.dataset.produced"]
     assert [(d.dataset, d.metadata.get("n")) for d in produced] == [  # type: ignore[attr-defined]
-        ("src", 4), ("mid", 5), ("end", 50)
+        ("src", 4),
+        ("mid", 5),
+        ("end", 50),
     ]
 
 
@@ -169,8 +172,12 @@ async def test_quality_gates(start: Start) -> None:
     assert outcome(blocked) == {"build": "succeeded", "train": "upstream_failed"}
     assert warned.status == "succeeded"
     found = {(c.check, c.target.partition): c.passed for c in checks(h)}
-    assert found == {("has_rows", D1): False, ("many_rows", D1): False,
-                     ("has_rows", D2): True, ("many_rows", D2): False}  # fmt: skip
+    assert found == {
+        ("has_rows", D1): False,
+        ("many_rows", D1): False,
+        ("has_rows", D2): True,
+        ("many_rows", D2): False,
+    }
 
 
 async def test_retries_with_backoff(start: Start) -> None:
@@ -188,7 +195,7 @@ async def test_retries_with_backoff(start: Start) -> None:
         await h.emit("raw")
         await h.wait_idle()
     assert [a for a, _ in attempts] == [1, 2, 3]
-    gaps = [b - a for (_, a), (_, b) in zip(attempts, attempts[1:])]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2, f"backoff not respected: {gaps}"
     [run] = runs(h)
     assert run.status == "succeeded"
@@ -318,14 +325,23 @@ async def test_malformed_input_is_dead_lettered_and_service_keeps_running(start:
     p.task(inputs=[raw], name="consume")(rec.enter)
 
     def event(**data: object) -> bytes:
-        return orjson.dumps({"specversion": "1.0", "id": "x", "source": "test",
-                             "type": "eventflow.dataset.produced", "data": data})  # fmt: skip
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "x",
+                "source": "test",
+                "type": "eventflow.dataset.produced",
+                "data": data,
+            }
+        )
 
     async with start(ef.App([p]), max_metadata_bytes=1024) as h:
         await h.publish_raw(b"\x00\xffnot json at all")
         await h.publish_raw(event(dataset="raw", partition=D1))
         await h.publish_raw(event(dataset="raw.unknown", partition=D1, version=1))
-        await h.publish_raw(event(dataset="raw", partition=D1, version=1, metadata={"x": "y" * 2000}))
+        await h.publish_raw(
+            event(dataset="raw", partition=D1, version=1, metadata={"x": "y" * 2000})
+        )
         await h.publish_raw(event(dataset="raw", partition="yesterday", version=1))
         await h.emit("raw", D1, version=2)
         await h.wait_idle()

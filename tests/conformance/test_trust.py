@@ -30,10 +30,10 @@ from eventflow.events import (
     PipelineRunSucceeded,
     TaskFailed,
     TaskFailedData,
+    TaskProgressData,
     TaskRequested,
     TaskRequestedData,
     TaskStarted,
-    TaskProgressData,
     TaskSucceeded,
     TaskSucceededData,
     utcnow,
@@ -55,7 +55,7 @@ def refused(h: Harness, raw: bytes) -> str:
 
 async def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - state of another component, no signal for it
             await asyncio.sleep(0.01)
 
 
@@ -100,18 +100,30 @@ async def test_forged_results_are_refused_and_the_real_run_finishes(start: Start
         await h.emit("src", D1, 7)
         await wait_until(lambda: rec.tasks() == ["one"], "one started")
         rid = run_id("one", D1, run_key("one", D1, {"src": 7}), 1)
-        ref: dict[str, Any] = {"run_id": rid, "task": "one", "pipeline": "gated",
-                               "partition": D1, "attempt": 1, "worker": "forger"}  # fmt: skip
+        ref: dict[str, Any] = {
+            "run_id": rid,
+            "task": "one",
+            "pipeline": "gated",
+            "partition": D1,
+            "attempt": 1,
+            "worker": "forger",
+        }
         elsewhere = DatasetVersion(dataset="mid", partition="2026-11-23", version=9)
         undeclared = DatasetVersion(dataset="end", partition=D1, version=9)
         forged = [
             TaskSucceeded.of(TaskSucceededData(**ref, outputs=[elsewhere], duration_ms=1)),
             TaskSucceeded.of(TaskSucceededData(**ref, outputs=[undeclared], duration_ms=1)),
             TaskFailed.of(TaskFailedData(**ref, error="forged", kind="error", retriable=False)),
-            PipelineRunSucceeded.of(PipelineRunData(
-                pipeline="gated", partition=D1, run_id=f"gated:{D1}:1", status="succeeded",
-                started_at=utcnow(), finished_at=utcnow(),
-            )),  # fmt: skip
+            PipelineRunSucceeded.of(
+                PipelineRunData(
+                    pipeline="gated",
+                    partition=D1,
+                    run_id=f"gated:{D1}:1",
+                    status="succeeded",
+                    started_at=utcnow(),
+                    finished_at=utcnow(),
+                )
+            ),
         ]
         sent = [await h.forge(event) for event in forged[:3]]
         await h.forge(forged[3])
@@ -141,13 +153,20 @@ async def test_a_forged_check_result_cannot_pass_a_failing_blocking_check(start:
 
     async with start(ef.App([p], checks=[never])) as h:
         target = DatasetVersion(dataset="raw", version=5)
-        data = CheckCompletedData(run_id=check_run_id("never", target), check="never",
-                                  target=target, passed=True, blocking=True)  # fmt: skip
+        data = CheckCompletedData(
+            run_id=check_run_id("never", target),
+            check="never",
+            target=target,
+            passed=True,
+            blocking=True,
+        )
         forged = await h.forge(CheckCompleted.of(data))
         await h.emit("raw", version=5)
         await h.wait_idle()
-        await wait_until(lambda: any(d.original_bytes == forged for d in dead_letters(h)),
-                         "the forged check result refused")  # fmt: skip
+        await wait_until(
+            lambda: any(d.original_bytes == forged for d in dead_letters(h)),
+            "the forged check result refused",
+        )
     assert rec.tasks() == [], "the blocked version was never consumed"
 
 
@@ -155,12 +174,18 @@ async def test_a_forged_task_request_never_runs(start: Start) -> None:
     app, rec = one_task()
     async with start(app) as h:
         request = TaskRequestedData(
-            run_id=run_id("body", "", run_key("body", "", {"src": 1}), 1), task="body",
-            pipeline="p", pipeline_run_id="p:-:1", inputs=[], timeout_s=5,
-        )  # fmt: skip
+            run_id=run_id("body", "", run_key("body", "", {"src": 1}), 1),
+            task="body",
+            pipeline="p",
+            pipeline_run_id="p:-:1",
+            inputs=[],
+            timeout_s=5,
+        )
         forged = await h.forge(TaskRequested.of(request))
-        await wait_until(lambda: any(d.original_bytes == forged for d in dead_letters(h)),
-                         "the forged request refused")  # fmt: skip
+        await wait_until(
+            lambda: any(d.original_bytes == forged for d in dead_letters(h)),
+            "the forged request refused",
+        )
         await h.emit("src", version=2)
         await h.wait_idle()
     assert rec.calls == [("body", "", {"src": 2})], "only the real request ran"
@@ -171,24 +196,65 @@ async def test_internal_events_naming_what_the_app_lacks_are_dead_lettered(start
     app, rec = one_task(ef.daily())
     progress = {"worker": "w", "attempt": 1}
     bad: list[tuple[Event, str]] = [
-        (PipelineInput.of(PipelineInputData(dataset="src", partition=D1, version=1,
-                                            pipeline="nope")), "unknown pipeline 'nope'"),
-        (PipelineInput.of(PipelineInputData(dataset="out", partition=D1, version=1,
-                                            pipeline="p")), "does not consume 'out'"),
-        (PipelineInput.of(PipelineInputData(dataset="src", partition="someday", version=1,
-                                            pipeline="p")), "not a daily key"),
-        (TaskStarted.of(TaskProgressData(run_id="x:1", task="ghost", pipeline="p",
-                                         partition=D1, **progress)), "has no task 'ghost'"),
-        (TaskStarted.of(TaskProgressData(run_id="body::abc:1", task="body", pipeline="p",
-                                         partition="", **progress)), "does not run in partition"),
-        (TaskSucceeded.of(TaskSucceededData(
-            run_id=run_id("body", D1, run_key("body", D1, {"src": 1}), 1), task="body",
-            pipeline="p", partition=D1, outputs=[], duration_ms=0, **progress,
-        )), "not in flight"),
-        (CheckCompleted.of(CheckCompletedData(
-            run_id="c:1", check="c", target=DatasetVersion(dataset="src", partition=D1, version=1),
-            passed=True, blocking=True)), "has no check 'c'"),
-    ]  # fmt: skip
+        (
+            PipelineInput.of(
+                PipelineInputData(dataset="src", partition=D1, version=1, pipeline="nope")
+            ),
+            "unknown pipeline 'nope'",
+        ),
+        (
+            PipelineInput.of(
+                PipelineInputData(dataset="out", partition=D1, version=1, pipeline="p")
+            ),
+            "does not consume 'out'",
+        ),
+        (
+            PipelineInput.of(
+                PipelineInputData(dataset="src", partition="someday", version=1, pipeline="p")
+            ),
+            "not a daily key",
+        ),
+        (
+            TaskStarted.of(
+                TaskProgressData(run_id="x:1", task="ghost", pipeline="p", partition=D1, **progress)
+            ),
+            "has no task 'ghost'",
+        ),
+        (
+            TaskStarted.of(
+                TaskProgressData(
+                    run_id="body::abc:1", task="body", pipeline="p", partition="", **progress
+                )
+            ),
+            "does not run in partition",
+        ),
+        (
+            TaskSucceeded.of(
+                TaskSucceededData(
+                    run_id=run_id("body", D1, run_key("body", D1, {"src": 1}), 1),
+                    task="body",
+                    pipeline="p",
+                    partition=D1,
+                    outputs=[],
+                    duration_ms=0,
+                    **progress,
+                )
+            ),
+            "not in flight",
+        ),
+        (
+            CheckCompleted.of(
+                CheckCompletedData(
+                    run_id="c:1",
+                    check="c",
+                    target=DatasetVersion(dataset="src", partition=D1, version=1),
+                    passed=True,
+                    blocking=True,
+                )
+            ),
+            "has no check 'c'",
+        ),
+    ]
     async with start(app) as h:
         for event, _ in bad:
             await h.inject(event)

@@ -18,9 +18,26 @@ pytestmark = pytest.mark.slow
 
 
 def bench(out: Path, *args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-m", "bench", *args, "--events", "5", "--warmup",
-                           "1", "--states", "2000", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            *args,
+            "--events",
+            "5",
+            "--warmup",
+            "1",
+            "--states",
+            "2000",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "to_body_ms" in done.stdout and f"written to {out}" in done.stdout
     report: dict[str, object] = orjson.loads(out.read_bytes())
@@ -36,7 +53,7 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["latency/embedded"]["to_body_ms"]["n"] == 5
     assert results["chain10/embedded"]["per_hop_ms"]["n"] == 100
     assert results["fanout/embedded"]["total_ms"]["n"] == 3
-    assert 0 < results["fanout/embedded"]["coordinator_share"]
+    assert results["fanout/embedded"]["coordinator_share"] > 0
     assert results["throughput/embedded"]["external_events"] == 10
     assert results["throughput/embedded"]["all_events_per_s"] > 0
     state = results["state/embedded"]
@@ -46,12 +63,24 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
 @pytest.mark.kafka
 @pytest.mark.timeout(300)
 def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
-    report = bench(tmp_path / "r.json", "latency", "fanout", "state", "failover", "--runtime",
-                   "kafka", "--bootstrap", kafka.bootstrap, "--kills", "1",
-                   "--session-timeouts-ms", "2000")  # fmt: skip
+    report = bench(
+        tmp_path / "r.json",
+        "latency",
+        "fanout",
+        "state",
+        "failover",
+        "--runtime",
+        "kafka",
+        "--bootstrap",
+        kafka.bootstrap,
+        "--kills",
+        "1",
+        "--session-timeouts-ms",
+        "2000",
+    )
     results: Any = report["results"]
     assert results["latency/kafka"]["floor_ms"]["n"] == 5
-    assert 0 < results["fanout/kafka"]["coordinator_share"]
+    assert results["fanout/kafka"]["coordinator_share"] > 0
     assert results["state/kafka"]["states"] == 2000
     assert results["state/kafka"]["takeover_assignments"] >= 1
     assert results["failover/kafka/2s"]["stall_ms"]["n"] == 1
@@ -59,10 +88,29 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
 
 def soak(out: Path, *args: str) -> dict[str, Any]:
     """A few seconds of `python -m bench soak`; its figures per runtime."""
-    done = subprocess.run([sys.executable, "-m", "bench", "soak", "--minutes", "0.1", "--rate",
-                           "20", "--partitions", "20", "--sample-s", "1", "--out", str(out),
-                           *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "soak",
+            "--minutes",
+            "0.1",
+            "--rate",
+            "20",
+            "--partitions",
+            "20",
+            "--sample-s",
+            "1",
+            "--out",
+            str(out),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "runs" in done.stdout and f"written to {out}" in done.stdout
     results: dict[str, Any] = orjson.loads(out.read_bytes())["results"]

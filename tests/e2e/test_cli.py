@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-
 import os
 import signal
 import socket
@@ -38,9 +37,13 @@ def env(home: Path) -> dict[str, str]:
 
 def cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "eventflow", *args], env=env(home), capture_output=True,
-        input=stdin.decode() if stdin is not None else None, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "eventflow", *args],
+        env=env(home),
+        capture_output=True,
+        input=stdin.decode() if stdin is not None else None,
+        text=True,
+        timeout=60,
+    )
 
 
 def wait_for(condition: object, timeout: float = 20.0) -> None:
@@ -55,9 +58,12 @@ def wait_for(condition: object, timeout: float = 20.0) -> None:
 @contextmanager
 def dev(home: Path, file: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eventflow", "dev", str(file), *args], env=env(home),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "eventflow", "dev", str(file), *args],
+        env=env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: (home / "dev.sock").exists() or proc.poll() is not None)
         assert proc.poll() is None, proc.communicate()
@@ -89,8 +95,16 @@ def logged(home: Path, kind: str) -> list[object]:
 
 
 def test_until_idle_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
-    done = cli(tmp_path, "dev", str(HELLO), "--emit", "greetings.requested", "--meta",
-               "name=ada", "--until-idle")  # fmt: skip
+    done = cli(
+        tmp_path,
+        "dev",
+        str(HELLO),
+        "--emit",
+        "greetings.requested",
+        "--meta",
+        "name=ada",
+        "--until-idle",
+    )
     assert done.returncode == 0, done.stderr
     assert "Pipeline runs: 1 (1 succeeded, 0 failed)" in done.stdout
     assert "polish  ok" in done.stdout
@@ -107,12 +121,15 @@ def test_until_idle_exits_1_when_a_run_fails(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["dev", "missing.py"], "error: no such pipeline file: missing.py"),
-        (["dev", str(PIPELINES / "cyclic.py")], "task 'forth': cycle in the graph: forth -> back -> forth"),
+        (
+            ["dev", str(PIPELINES / "cyclic.py")],
+            "task 'forth': cycle in the graph: forth -> back -> forth",
+        ),
         (["graph", str(PIPELINES / "cyclic.py")], "cycle in the graph"),
         (["emit", "raw"], "error: no eventflow dev instance at"),
         (["watch"], "error: no eventflow dev instance at"),
     ],
-)  # fmt: skip
+)
 def test_user_mistakes_get_one_line_and_no_traceback(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
@@ -142,9 +159,12 @@ def test_emit_watch_and_status_against_a_running_dev(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with dev(home, HELLO) as service:
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "eventflow", "watch", "hello"], env=env(home),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "eventflow", "watch", "hello"],
+            env=env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert watcher.stderr is not None
             assert watcher.stderr.readline().startswith("watching ")
@@ -169,14 +189,29 @@ def test_emit_watch_and_status_against_a_running_dev(tmp_path: Path) -> None:
 
 def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    good = {"specversion": "1.0", "id": "1", "source": "spark", "type": "eventflow.dataset.produced"}
+    good = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "spark",
+        "type": "eventflow.dataset.produced",
+    }
     cases = {
         b"{this is not json": "not JSON",
-        orjson.dumps({**good, "data": {"dataset": "greetings.requested"}}): "data.version: Field required",
+        orjson.dumps(
+            {**good, "data": {"dataset": "greetings.requested"}}
+        ): "data.version: Field required",
         orjson.dumps({**good, "data": {"dataset": "nope", "version": 1}}): "unknown dataset 'nope'",
-        orjson.dumps({**good, "data": {"dataset": "greetings.requested", "version": 1,
-                                       "metadata": {"rows": "x" * 70_000}}}): "over the 65536-byte limit",
-    }  # fmt: skip
+        orjson.dumps(
+            {
+                **good,
+                "data": {
+                    "dataset": "greetings.requested",
+                    "version": 1,
+                    "metadata": {"rows": "x" * 70_000},
+                },
+            }
+        ): "over the 65536-byte limit",
+    }
     port = free_port()
     with dev(home, HELLO, "--metrics-port", str(port)) as service:
         for raw, reason in cases.items():
@@ -198,7 +233,7 @@ def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
     letters = logged(home, "eventflow.deadletter")
     assert len(letters) == 5
     assert "over the 65536-byte limit" in letters[4].reason  # type: ignore[attr-defined]
-    for letter, (raw, reason) in zip(letters, cases.items()):
+    for letter, (raw, reason) in zip(letters, cases.items(), strict=False):
         assert isinstance(letter, DeadLetterData)
         assert reason in letter.reason
         assert raw.startswith(letter.original_bytes) and len(letter.original_bytes) <= 4096
@@ -241,16 +276,22 @@ def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -
     examples = ROOT / "examples"
     with dev(home, examples / "ml_pipeline.py"):
         subscriber = subprocess.Popen(
-            [sys.executable, str(examples / "subscriber.py"), "nightly_features"], env=env(home),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, str(examples / "subscriber.py"), "nightly_features"],
+            env=env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert subscriber.stdout is not None
             assert subscriber.stdout.readline() == "waiting for pipeline runs\n"
             published = subprocess.run(
-                [sys.executable, str(examples / "publisher.py"), "2026-11-20"], env=env(home),
-                capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+                [sys.executable, str(examples / "publisher.py"), "2026-11-20"],
+                env=env(home),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert published.returncode == 0, published.stderr
             assert published.stdout.startswith("announced raw.trips@2026-11-20 version ")
             line = subscriber.stdout.readline()
@@ -263,14 +304,21 @@ def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -
 
 def test_demo_runs_the_ml_cascade_end_to_end() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "ml_pipeline.py")], capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "examples" / "ml_pipeline.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    for line in ("compute_speed        ok", "merge_features       ok", "train_model          ok",
-                 "evaluate_model       ok               -> model.approved",
-                 "deploy_model         ok", "flag_regression      skipped",
-                 "quality_gate passed"):  # fmt: skip
+    for line in (
+        "compute_speed        ok",
+        "merge_features       ok",
+        "train_model          ok",
+        "evaluate_model       ok               -> model.approved",
+        "deploy_model         ok",
+        "flag_regression      skipped",
+        "quality_gate passed",
+    ):
         assert line in done.stdout
 
 
@@ -278,7 +326,7 @@ def test_sigterm_stops_dev_gracefully(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with dev(home, HELLO) as service:
         service.send_signal(signal.SIGTERM)
-        out, err = service.communicate(timeout=20)
+        _out, err = service.communicate(timeout=20)
     assert service.returncode == 0, err
     assert "Traceback" not in err
     assert not (home / "dev.sock").exists()

@@ -10,10 +10,9 @@ import orjson
 import pytest
 
 import eventflow as ef
-from eventflow.embedded import ControlClient
 from eventflow.embedded.control import request_limit
-from eventflow.events import DeadLetterData
 from eventflow.errors import StorageError
+from eventflow.events import DeadLetterData
 
 from .test_cli import HELLO, cli, dev, logged
 
@@ -55,8 +54,13 @@ def test_malformed_control_requests_get_an_error_reply(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with dev(home, HELLO) as proc:
         sock = home / "dev.sock"
-        bad = [b"not json", b"[1, 2]", b'{"op": "launch"}', b'{"op": "publish"}',
-               b'{"op": "publish", "raw": "%%%"}']  # fmt: skip
+        bad = [
+            b"not json",
+            b"[1, 2]",
+            b'{"op": "launch"}',
+            b'{"op": "publish"}',
+            b'{"op": "publish", "raw": "%%%"}',
+        ]
         replies = asyncio.run(_control(sock, [*bad, b'{"op": "ping"}']))
         assert [r["ok"] for r in replies] == [False] * len(bad) + [True], replies
         assert all("bad control request" in str(r["error"]) for r in replies[:-1])
@@ -101,8 +105,12 @@ async def test_a_full_disk_fails_publishes_loses_nothing_and_recovers(tmp_path: 
             seen.append(events.get_nowait())
     finished = [e.data for e in seen if e.type == "eventflow.pipeline.run.succeeded"]
     assert [r.partition for r in finished] == ["", ""], "the run in flight and the next one"  # type: ignore[attr-defined]
-    versions = [e.data.version for e in seen if e.type == "eventflow.dataset.produced"  # type: ignore[attr-defined]
-                and e.data.dataset == "src"]  # type: ignore[attr-defined]
+    versions = [
+        e.data.version
+        for e in seen
+        if e.type == "eventflow.dataset.produced"  # type: ignore[attr-defined]
+        and e.data.dataset == "src"
+    ]  # type: ignore[attr-defined]
     assert versions == [1, 3], "version 2 was refused, not half-logged"
     assert not runtime.failed.is_set()
 

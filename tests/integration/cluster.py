@@ -26,9 +26,14 @@ from eventflow.kafka.signing import Signer
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
 
 ALL_TOPICS = [
-    "eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-requests",
-    "eventflow.task-events", "eventflow.pools", "eventflow.pipeline-runs", "eventflow.deadletter",
-]  # fmt: skip
+    "eventflow.datasets",
+    "eventflow.pipeline-inputs",
+    "eventflow.task-requests",
+    "eventflow.task-events",
+    "eventflow.pools",
+    "eventflow.pipeline-runs",
+    "eventflow.deadletter",
+]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
@@ -45,14 +50,23 @@ class Service:
         self.kind = kind
         self.health = folder / f"{kind}-{n}.health"
         self.log = folder / f"{kind}-{n}.log"
-        args = [sys.executable, "-m", "eventflow", kind, "--app", str(app),
-                "--health-file", str(self.health)]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "eventflow",
+            kind,
+            "--app",
+            str(app),
+            "--health-file",
+            str(self.health),
+        ]
         if kind == "worker":
             args += ["--concurrency", "4"]
         self.health.unlink(missing_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=log,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=log, stderr=log, start_new_session=True
+            )
 
     @property
     def pid(self) -> int:
@@ -85,9 +99,11 @@ class Cluster:
         self.app = app
         self.folder = folder
         self.settings = ef.Settings(
-            kafka_bootstrap=bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:10]}.",
-            kafka_session_timeout_ms=2000, signing_key=SIGNING_KEY,
-        )  # fmt: skip
+            kafka_bootstrap=bootstrap,
+            topic_prefix=f"f{uuid.uuid4().hex[:10]}.",
+            kafka_session_timeout_ms=2000,
+            signing_key=SIGNING_KEY,
+        )
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {
             **clean,
@@ -107,8 +123,11 @@ class Cluster:
 
     def ready(self, *services: Service, timeout: float = 60) -> None:
         for service in services:
-            wait_for(lambda s=service: s.health.exists() or s.proc.poll() is not None,  # type: ignore[misc]
-                     timeout, f"{service.kind} ready")  # fmt: skip
+            wait_for(
+                lambda s=service: s.health.exists() or s.proc.poll() is not None,  # type: ignore[misc]
+                timeout,
+                f"{service.kind} ready",
+            )
             assert service.proc.poll() is None, service.log.read_text()[-3000:]
 
     def stop(self) -> None:
@@ -131,8 +150,9 @@ class Cluster:
             producer = AIOKafkaProducer(**KafkaConfig(self.settings).client())
             await producer.start()
             try:
-                await producer.send_and_wait(self.settings.topic_prefix + topic, raw, key=key,
-                                             headers=headers or [])  # fmt: skip
+                await producer.send_and_wait(
+                    self.settings.topic_prefix + topic, raw, key=key, headers=headers or []
+                )
             finally:
                 await producer.stop()
 
@@ -149,16 +169,21 @@ class Cluster:
             reader = AIOKafkaConsumer(isolation_level="read_committed", **config.client())
             await reader.start()
             try:
-                tps = [TopicPartition(config.topic(t), p)
-                       for t in topics for p in range(config.partitions(t))]  # fmt: skip
+                tps = [
+                    TopicPartition(config.topic(t), p)
+                    for t in topics
+                    for p in range(config.partitions(t))
+                ]
                 reader.assign(tps)
                 await reader.seek_to_beginning(*tps)
                 ends = await reader.end_offsets(tps)
                 found = []
                 while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
                     for batch in (await reader.getmany(timeout_ms=1000)).values():
-                        found += [(config.unprefixed(r.topic), r.key, r.value, list(r.headers))
-                                  for r in batch]  # fmt: skip
+                        found += [
+                            (config.unprefixed(r.topic), r.key, r.value, list(r.headers))
+                            for r in batch
+                        ]
                 return found
             finally:
                 await reader.stop()

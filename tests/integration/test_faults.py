@@ -67,15 +67,19 @@ def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Eve
         (d.task, d.partition) for d in data if isinstance(d, TaskRequestedData) and d.attempt == 1
     )
     outputs = Counter(
-        (e.data.dataset, e.data.partition) for e in events
-        if e.type == "eventflow.dataset.produced" and isinstance(e.data, DatasetProducedData)
+        (e.data.dataset, e.data.partition)
+        for e in events
+        if e.type == "eventflow.dataset.produced"
+        and isinstance(e.data, DatasetProducedData)
         and e.data.producer is not None
-    )  # fmt: skip
+    )
     runs = Counter((d.partition, d.status) for d in data if isinstance(d, PipelineRunData))
     for partition in partitions:
         for task in TASKS:
             assert successes[(task, partition)] == 1, f"{task}@{partition}: {successes}"
-            assert first_requests[(task, partition)] == copies, f"{task}@{partition} requested twice"
+            assert first_requests[(task, partition)] == copies, (
+                f"{task}@{partition} requested twice"
+            )
             assert outputs[(f"ds.{task}", partition)] == 1, f"ds.{task}@{partition} published twice"
         assert runs[(partition, "succeeded")] == 1, runs
         assert runs[(partition, "failed")] == 0, runs
@@ -113,7 +117,10 @@ def test_sigkill_one_of_two_coordinators_at_ten_points(cluster: Cluster, tmp_pat
         partition = day(i)
         partitions.append(partition)
         cluster.publish("raw", partition, 1, journal=str(journal), pause=0.2)
-        wait_for(lambda: ended(journal, partition) >= i % 6, 60, f"{i % 6} tasks of {partition}")
+        done = i % 6
+        wait_for(
+            lambda p=partition, n=done: ended(journal, p) >= n, 60, f"{done} tasks of {partition}"
+        )
         wait_for(lambda: all(c.owns() for c in coordinators), 60, "both coordinators own tasks")
         busy = owner(coordinators, pipeline_task)
         victim = busy if i % 2 == 0 else next(c for c in coordinators if c is not busy)
@@ -124,7 +131,7 @@ def test_sigkill_one_of_two_coordinators_at_ten_points(cluster: Cluster, tmp_pat
         coordinators.append(replacement)
     wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 180, "every run to finish")
     verify(cluster, partitions)
-    for _, what, task, partition in journal_lines(journal):
+    for _, what, _, _ in journal_lines(journal):
         assert what in ("start", "end")
     ends = Counter((task, p) for _, what, task, p in journal_lines(journal) if what == "end")
     assert set(ends.values()) == {1}, "no task body ran twice: only coordinators were killed"
@@ -142,9 +149,12 @@ def test_sigkill_a_worker_mid_task_at_eight_points(cluster: Cluster, tmp_path: P
         partition = day(i)
         partitions.append(partition)
         cluster.publish("raw", partition, 1, journal=str(journal), pause=0.6)
-        wait_for(lambda: ended(journal, partition) >= i % 6, 60, f"{i % 6} tasks of {partition}")
+        done = i % 6
+        wait_for(
+            lambda p=partition, n=done: ended(journal, p) >= n, 60, f"{done} tasks of {partition}"
+        )
 
-        def running() -> tuple[str, str] | None:
+        def running(partition: str = partition) -> tuple[str, str] | None:
             started: dict[tuple[str, str], str] = {}
             for pid, what, task, p in journal_lines(journal):
                 if p == partition and what == "start":
@@ -170,7 +180,9 @@ def test_sigkill_a_worker_mid_task_at_eight_points(cluster: Cluster, tmp_path: P
     verify(cluster, partitions)
     lines = journal_lines(journal)
     for pid, task, partition in killed:
-        finishers = {p for p, what, t, part in lines if what == "end" and (t, part) == (task, partition)}
+        finishers = {
+            p for p, what, t, part in lines if what == "end" and (t, part) == (task, partition)
+        }
         assert finishers and pid not in finishers, f"{task}@{partition} was finished elsewhere"
 
 
@@ -186,7 +198,9 @@ def test_broker_restart_during_cascades(cluster: Cluster, kafka: Broker, tmp_pat
         partition = day(i)
         partitions.append(partition)
         cluster.publish("raw", partition, 1, journal=str(journal), pause=0.3)
-        wait_for(lambda: ended(journal, partition) >= progress, 60, f"{progress} tasks done")
+        wait_for(
+            lambda p=partition, n=progress: ended(journal, p) >= n, 60, f"{progress} tasks done"
+        )
         kafka.restart()
     wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
     verify(cluster, partitions)
@@ -194,11 +208,12 @@ def test_broker_restart_during_cascades(cluster: Cluster, kafka: Broker, tmp_pat
 
 
 @pytest.mark.timeout(600)  # a 30 s outage, and a broker restart that may take a minute under load
-def test_a_broker_outage_costs_time_not_runs(cluster: Cluster, kafka: Broker, tmp_path: Path) -> None:
+def test_a_broker_outage_costs_time_not_runs(
+    cluster: Cluster, kafka: Broker, tmp_path: Path
+) -> None:
     """The broker is down 30 s while tasks run: heartbeats and results sent meanwhile never
     arrive, yet no run may be failed as lost for a silence the coordinator could not hear."""
-    cluster.env.update(EVENTFLOW_HEARTBEAT_INTERVAL_MS="500",
-                       EVENTFLOW_HEARTBEAT_TIMEOUT_MS="6000")  # fmt: skip
+    cluster.env.update(EVENTFLOW_HEARTBEAT_INTERVAL_MS="500", EVENTFLOW_HEARTBEAT_TIMEOUT_MS="6000")
     journal = tmp_path / "journal.txt"
     journal.touch()
     coordinator = cluster.start("coordinator")
@@ -246,31 +261,71 @@ def test_garbage_and_invalid_events_are_dead_lettered(cluster: Cluster, tmp_path
     envelope = {"specversion": "1.0", "id": "1", "source": "test"}
     bad = [
         ("eventflow.datasets", b"\x00\x01garbage", "not JSON"),
-        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
-                                             "data": {"dataset": "raw"}}), "Field required"),
-        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
-                                             "data": {"dataset": "nope", "version": 1}}),
-         "unknown dataset 'nope'"),
-        ("eventflow.datasets", orjson.dumps({**envelope, "type": "eventflow.dataset.produced",
-                                             "data": {"dataset": "raw", "version": 1,
-                                                      "partition": "not-a-day"}}),
-         "is not a daily key"),
+        (
+            "eventflow.datasets",
+            orjson.dumps(
+                {**envelope, "type": "eventflow.dataset.produced", "data": {"dataset": "raw"}}
+            ),
+            "Field required",
+        ),
+        (
+            "eventflow.datasets",
+            orjson.dumps(
+                {
+                    **envelope,
+                    "type": "eventflow.dataset.produced",
+                    "data": {"dataset": "nope", "version": 1},
+                }
+            ),
+            "unknown dataset 'nope'",
+        ),
+        (
+            "eventflow.datasets",
+            orjson.dumps(
+                {
+                    **envelope,
+                    "type": "eventflow.dataset.produced",
+                    "data": {"dataset": "raw", "version": 1, "partition": "not-a-day"},
+                }
+            ),
+            "is not a daily key",
+        ),
         ("eventflow.task-events", b"[1, 2, 3]", "not a CloudEvent"),
-        ("eventflow.pipeline-inputs", orjson.dumps({**envelope, "type": "eventflow.task.started",
-                                                    "data": {}}), "invalid eventflow.task.started"),
+        (
+            "eventflow.pipeline-inputs",
+            orjson.dumps({**envelope, "type": "eventflow.task.started", "data": {}}),
+            "invalid eventflow.task.started",
+        ),
         ("eventflow.pools", b"{}", "unknown event type None"),
         ("eventflow.task-requests", b"\xff", "not JSON"),
-        ("eventflow.task-requests", orjson.dumps({**envelope, "type": "eventflow.task.requested",
-         "data": {"run_id": "t::k:1", "task": "extract", "pipeline": "journaled",
-                  "pipeline_run_id": "r", "inputs": [], "timeout_s": 1}}),
-         "without a valid signature"),
-    ]  # fmt: skip
+        (
+            "eventflow.task-requests",
+            orjson.dumps(
+                {
+                    **envelope,
+                    "type": "eventflow.task.requested",
+                    "data": {
+                        "run_id": "t::k:1",
+                        "task": "extract",
+                        "pipeline": "journaled",
+                        "pipeline_run_id": "r",
+                        "inputs": [],
+                        "timeout_s": 1,
+                    },
+                }
+            ),
+            "without a valid signature",
+        ),
+    ]
     for topic, raw, _ in bad:
         cluster.publish_raw(raw, topic)
     cluster.publish("raw", day(0), 1, journal=str(journal))
     wait_for(lambda: runs_succeeded(cluster) >= 1, 120, "the valid run")
-    wait_for(lambda: cluster.count("eventflow.deadletter", ["eventflow.deadletter"]) >= len(bad),
-             60, "dead letters")  # fmt: skip
+    wait_for(
+        lambda: cluster.count("eventflow.deadletter", ["eventflow.deadletter"]) >= len(bad),
+        60,
+        "dead letters",
+    )
     letters = [e.data for e in cluster.events(["eventflow.deadletter"])]
     assert all(isinstance(d, DeadLetterData) for d in letters)
     by_original = {d.original_bytes: d for d in letters}  # type: ignore[union-attr]
@@ -297,8 +352,9 @@ async def kill_inside_a_transaction(cluster: Cluster, victim: Service) -> list[C
     accepted still commits; the others are aborted. [] if none was caught open."""
     topic = cluster.settings.topic_prefix + "eventflow.task-done"
     tps = [TopicPartition(topic, p) for p in victim.owns()]
-    committed = AIOKafkaConsumer(bootstrap_servers=cluster.settings.kafka_bootstrap,
-                                 isolation_level="read_committed")  # fmt: skip
+    committed = AIOKafkaConsumer(
+        bootstrap_servers=cluster.settings.kafka_bootstrap, isolation_level="read_committed"
+    )
     written = AIOKafkaConsumer(bootstrap_servers=cluster.settings.kafka_bootstrap)
     await committed.start()
     await written.start()
@@ -337,8 +393,10 @@ class Record:
         self.tp, self.offset, self.key = tp, offset, key
 
 
-async def records_from(reader: AIOKafkaConsumer, spans: dict[TopicPartition, tuple[int, int]],
-                       ) -> list[Record]:  # fmt: skip
+async def records_from(
+    reader: AIOKafkaConsumer,
+    spans: dict[TopicPartition, tuple[int, int]],
+) -> list[Record]:
     """Per partition, the records in [start, end) (reading stops at the first past it)."""
     found: list[Record] = []
     reader.assign(list(spans))
@@ -347,8 +405,11 @@ async def records_from(reader: AIOKafkaConsumer, spans: dict[TopicPartition, tup
     remaining = dict(spans)
     while remaining:
         for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
-            found += [Record(tp, r.offset, r.key.decode()) for r in records
-                      if r.key and r.offset < spans[tp][1]]  # fmt: skip
+            found += [
+                Record(tp, r.offset, r.key.decode())
+                for r in records
+                if r.key and r.offset < spans[tp][1]
+            ]
         remaining = {tp: s for tp, s in remaining.items() if await reader.position(tp) < s[1]}
     return found
 
@@ -389,15 +450,22 @@ def test_sigkill_a_worker_inside_a_result_transaction(cluster: Cluster, tmp_path
     for kill in range(10):
         if len(aborted) >= 3:
             break
-        wait_for(lambda: all(w.owns() for w in workers) and
-                 sorted(p for w in workers for p in w.owns()) == list(range(12)),
-                 60, "both workers to own request partitions")  # fmt: skip
+        wait_for(
+            lambda: (
+                all(w.owns() for w in workers)
+                and sorted(p for w in workers for p in w.owns()) == list(range(12))
+            ),
+            60,
+            "both workers to own request partitions",
+        )
         victim = workers[kill % 2]
         caught: list[Caught] = []
         while not caught:
             assert len(partitions) < 120, "no result transaction caught open"
-            batch = [(date(2026, 1, 1) + timedelta(days=len(partitions) + i)).isoformat()
-                     for i in range(4)]  # fmt: skip
+            batch = [
+                (date(2026, 1, 1) + timedelta(days=len(partitions) + i)).isoformat()
+                for i in range(4)
+            ]
             for partition in batch:
                 cluster.publish("raw", partition, 1, journal=str(journal), pause=0.01)
             partitions += batch
@@ -405,7 +473,7 @@ def test_sigkill_a_worker_inside_a_result_transaction(cluster: Cluster, tmp_path
         for transaction in caught:
             if not transaction.committed:
                 aborted.append(transaction)
-                stalled.update({run_id: victim.pid for run_id in transaction.runs})
+                stalled.update(dict.fromkeys(transaction.runs, victim.pid))
         workers.remove(victim)
         replacement = cluster.start("worker")
         cluster.ready(replacement)
@@ -413,8 +481,9 @@ def test_sigkill_a_worker_inside_a_result_transaction(cluster: Cluster, tmp_path
     assert len(aborted) >= 3, "kills kept landing after commits"
     wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
     events = verify(cluster, partitions)
-    finisher = {e.data.run_id: e.data.worker for e in events
-                if isinstance(e.data, TaskSucceededData)}  # fmt: skip
+    finisher = {
+        e.data.run_id: e.data.worker for e in events if isinstance(e.data, TaskSucceededData)
+    }
     for run_id, pid in stalled.items():
         assert not finisher[run_id].endswith(f":{pid}"), f"{run_id}: an aborted result counted"
     # Had a successor written to the partition while the transaction was open, its first record

@@ -17,8 +17,13 @@ from ..unit.test_fuzz import app, raw_event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-TOPICS = ["eventflow.datasets", "eventflow.pipeline-inputs", "eventflow.task-events",
-          "eventflow.pools", "eventflow.task-requests"]  # fmt: skip
+TOPICS = [
+    "eventflow.datasets",
+    "eventflow.pipeline-inputs",
+    "eventflow.task-events",
+    "eventflow.pools",
+    "eventflow.task-requests",
+]
 
 
 async def _fuzz(bootstrap: str, records: list[tuple[str, bytes, bool]]) -> None:
@@ -35,15 +40,17 @@ async def _fuzz(bootstrap: str, records: list[tuple[str, bytes, bool]]) -> None:
         try:
             for topic, raw, signed in records:
                 headers = signer.headers(topic, raw) if signed else []
-                await producer.send_and_wait(harness.settings.topic_prefix + topic, raw,
-                                             key=b"k", headers=headers)  # fmt: skip
+                await producer.send_and_wait(
+                    harness.settings.topic_prefix + topic, raw, key=b"k", headers=headers
+                )
         finally:
             await producer.stop()
         await harness.emit("src", "2030-01-01", version=2**63 - 1)
         async with asyncio.timeout(120):
-            while not any(e.type == "eventflow.pipeline.run.succeeded"
-                          and e.data.partition == "2030-01-01"  # type: ignore[attr-defined]
-                          for e in harness.events):  # fmt: skip
+            while not any(
+                e.type == "eventflow.pipeline.run.succeeded" and e.data.partition == "2030-01-01"  # type: ignore[attr-defined]
+                for e in harness.events
+            ):
                 assert not harness.coordinator.failed.is_set(), "the coordinator died"
                 assert not any(w.failed.is_set() for w in harness.workers), "a worker died"
                 await asyncio.sleep(0.05)
@@ -51,9 +58,15 @@ async def _fuzz(bootstrap: str, records: list[tuple[str, bytes, bool]]) -> None:
         await harness.stop()
 
 
-@settings(max_examples=3, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(st.lists(st.tuples(st.sampled_from(TOPICS), raw_event, st.booleans()), min_size=30,
-                max_size=60))  # fmt: skip
-def test_no_record_stops_a_kafka_service(kafka: Broker, records: list[tuple[str, bytes, bool]]) -> None:
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(st.tuples(st.sampled_from(TOPICS), raw_event, st.booleans()), min_size=30, max_size=60)
+)
+def test_no_record_stops_a_kafka_service(
+    kafka: Broker, records: list[tuple[str, bytes, bool]]
+) -> None:
     asyncio.run(_fuzz(kafka.bootstrap, records))

@@ -21,8 +21,13 @@ HELLO = Path(__file__).parents[2] / "examples" / "hello.py"
 
 
 def run(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eventflow", *args], env=cluster.env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "eventflow", *args],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
@@ -41,8 +46,13 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
     try:
         coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
         cluster.ready(coordinator, worker)
-        watch = subprocess.Popen([sys.executable, "-m", "eventflow", "watch"], env=cluster.env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "watch"],
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert watch.stderr is not None and watch.stdout is not None
             assert watch.stderr.readline().startswith("watching 127.0.0.1:")
@@ -62,12 +72,25 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
 
 def test_services_refuse_to_start_without_topics(kafka: Broker, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "eventflow", "worker", "--app", str(HELLO), "--bootstrap",
-         kafka.bootstrap],
-        env={"PATH": "/usr/bin:/bin", "EVENTFLOW_TOPIC_PREFIX": "absent.",
-             "EVENTFLOW_SIGNING_KEY": "s" * 32}, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "eventflow",
+            "worker",
+            "--app",
+            str(HELLO),
+            "--bootstrap",
+            kafka.bootstrap,
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "EVENTFLOW_TOPIC_PREFIX": "absent.",
+            "EVENTFLOW_SIGNING_KEY": "s" * 32,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "error: topic absent.eventflow.datasets does not exist: run `eventflow topics apply` first"
@@ -99,7 +122,7 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
                 since = await asyncio.wait_for(anext(aiter(later)), 60)
             async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
                 resumed = await asyncio.wait_for(anext(aiter(group)), 60)
-            everywhere = {p: 0 for p in range(6)}
+            everywhere = dict.fromkeys(range(6), 0)
             async with ef.Subscriber(settings, offsets=everywhere) as exact:
                 runs = aiter(exact)
                 from_offsets = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
@@ -114,16 +137,21 @@ def test_security_settings_reach_the_kafka_clients(tmp_path: Path) -> None:
     from eventflow.kafka.config import KafkaConfig
 
     settings = ef.Settings(
-        kafka_bootstrap="broker:9093", kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="svc",
-        kafka_sasl_password="secret", signing_key="k" * 32,
-    )  # fmt: skip
+        kafka_bootstrap="broker:9093",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="secret",
+        signing_key="k" * 32,
+    )
     assert "secret" not in repr(settings) and "k" * 32 not in repr(settings)
     options = KafkaConfig(settings).client()
     assert options == {
-        "bootstrap_servers": "broker:9093", "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc",
+        "bootstrap_servers": "broker:9093",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
         "sasl_plain_password": "secret",
-    }  # fmt: skip
+    }
     with pytest.raises(ef.ConfigurationError, match="no Kafka bootstrap servers"):
         KafkaConfig(ef.Settings(kafka_bootstrap=None))

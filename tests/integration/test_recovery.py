@@ -43,15 +43,19 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0
 def states() -> Iterator[States]:
     built = States(STATES)
     asyncio.run(built.record())
-    yield built
+    return built
 
 
 @pytest.fixture
 async def settings(kafka: Broker, states: States) -> ef.Settings:
     """A topic prefix of its own, its changelog written; a short session timeout, so that a
     restore blocking the loop for seconds would cost the membership."""
-    made = ef.Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=f"r{uuid.uuid4().hex[:10]}.",
-                       kafka_session_timeout_ms=6000, signing_key=SIGNING_KEY)  # fmt: skip
+    made = ef.Settings(
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=f"r{uuid.uuid4().hex[:10]}.",
+        kafka_session_timeout_ms=6000,
+        signing_key=SIGNING_KEY,
+    )
     await admin.apply(KafkaConfig(made))
     await states.write_changelog(made)
     return made
@@ -120,9 +124,11 @@ def newest(coordinator: KafkaCoordinator, pipeline: str, key: str, dataset: str)
 
 
 async def test_processing_and_membership_continue_during_a_restore(
-    settings: ef.Settings, states: States, coordinators: list[KafkaCoordinator],
+    settings: ef.Settings,
+    states: States,
+    coordinators: list[KafkaCoordinator],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """While the last stream task's restore is under way, the others process events; the
     member joins once and stays, and ends with every state loaded."""
     hold = HeldRestores(monkeypatch, calls={TASKS})
@@ -145,9 +151,11 @@ async def test_processing_and_membership_continue_during_a_restore(
 
 
 async def test_a_restore_cancelled_by_a_rebalance_leaves_no_state_behind(
-    settings: ef.Settings, states: States, coordinators: list[KafkaCoordinator],
+    settings: ef.Settings,
+    states: States,
+    coordinators: list[KafkaCoordinator],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """A second coordinator joins while the first is restoring: the first's restore is revoked
     mid-way, and in the end each holds the state of exactly the tasks it owns."""
     hold = HeldRestores(monkeypatch, calls={1})
@@ -161,16 +169,24 @@ async def test_a_restore_cancelled_by_a_rebalance_leaves_no_state_behind(
     await until(lambda: first.assignments == 2, "the rebalance to reach the first")
     hold.release.set()
     await asyncio.wait_for(asyncio.gather(first.wait_ready(), second.wait_ready()), 120)
-    await until(lambda: len(first.owns()) + len(second.owns()) == TASKS and
-                not first._restoring and not first._dropping, "both restored")  # fmt: skip
+    await until(
+        lambda: (
+            len(first.owns()) + len(second.owns()) == TASKS
+            and not first._restoring
+            and not first._dropping
+        ),
+        "both restored",
+    )
     assert sorted(first.owns() + second.owns()) == list(range(TASKS))
     for coordinator in (first, second):
         assert held_states(coordinator) == states_of(coordinator.owns(), states)
 
 
 async def test_state_kept_over_a_rebalance_is_not_read_again(
-    settings: ef.Settings, states: States, coordinators: list[KafkaCoordinator],
-) -> None:  # fmt: skip
+    settings: ef.Settings,
+    states: States,
+    coordinators: list[KafkaCoordinator],
+) -> None:
     """The first coordinator processes events in its tasks, a second one joins and leaves:
     the first gets its tasks back with the very state objects it held (its changelog ended
     where its own commits left it), takes the second's over, and decides on that state: a newer
@@ -182,17 +198,25 @@ async def test_state_kept_over_a_rebalance_is_not_read_again(
     second = KafkaCoordinator(scale, settings, instance="second")
     coordinators.append(second)
     await second.start()
-    await until(lambda: len(first.owns()) + len(second.owns()) == TASKS and
-                first.assignments == 2 and not first._restoring and second.ready.is_set(),
-                "the tasks split between the two")  # fmt: skip
+    await until(
+        lambda: (
+            len(first.owns()) + len(second.owns()) == TASKS
+            and first.assignments == 2
+            and not first._restoring
+            and second.ready.is_set()
+        ),
+        "the tasks split between the two",
+    )
     dataset, pipeline = trigger(first.owns())
     async with ef.Publisher(settings) as publisher:
         await publisher.publish(dataset, "2030-01-01", version=7)
         await until(lambda: requested(first, pipeline, "2030-01-01", 7), "the event decided")
         kept = first.engine.pipelines[pipeline].partitions[FIRST_KEY]
         await second.stop()
-        await until(lambda: first.owns() == list(range(TASKS)) and not first._restoring,
-                    "the first to own every task")  # fmt: skip
+        await until(
+            lambda: first.owns() == list(range(TASKS)) and not first._restoring,
+            "the first to own every task",
+        )
         assert first.engine.pipelines[pipeline].partitions[FIRST_KEY] is kept
         assert held_states(first) == states.count + 1
         await publisher.publish(dataset, "2030-01-01", version=8)

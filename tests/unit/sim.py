@@ -95,23 +95,34 @@ class Sim:
         refs = []
         for name in names:
             self.versions += 1
-            refs.append(DatasetVersion(dataset=name, partition=req.partition, version=self.versions))
+            refs.append(
+                DatasetVersion(dataset=name, partition=req.partition, version=self.versions)
+            )
         data = TaskSucceededData(**self._ref(req), worker="w1", outputs=refs, duration_ms=1)
         self.send(TaskSucceeded.of(data))
 
     def fail(self, req: TaskRequestedData, error: str = "boom", retriable: bool = True) -> None:
-        data = TaskFailedData(**self._ref(req), worker="w1", error=error, kind="error",
-                              retriable=retriable)  # fmt: skip
+        data = TaskFailedData(
+            **self._ref(req), worker="w1", error=error, kind="error", retriable=retriable
+        )
         self.send(TaskFailed.of(data))
 
     def answer_check(self, passed: bool, message: str = "") -> None:
         req = self.checks.pop(0)
         blocking = self.app.checks[req.check].blocking
-        data = CheckCompletedData(run_id=req.run_id, check=req.check, target=req.target,
-                                  passed=passed, blocking=blocking, message=message)  # fmt: skip
+        data = CheckCompletedData(
+            run_id=req.run_id,
+            check=req.check,
+            target=req.target,
+            passed=passed,
+            blocking=blocking,
+            message=message,
+        )
         self.send(CheckCompleted.of(data))
 
-    def run_all(self, decide: Callable[[TaskRequestedData], list[str] | None] | None = None) -> None:
+    def run_all(
+        self, decide: Callable[[TaskRequestedData], list[str] | None] | None = None
+    ) -> None:
         """Start and succeed every queued request until none is left (FIFO)."""
         while self.queue:
             req = self.queue.popleft()

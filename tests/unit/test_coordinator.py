@@ -16,7 +16,11 @@ def noop(ctx: ef.TaskContext) -> None:
 
 
 def chain_app(**task_options: object) -> ef.App:
-    raw, a, b = ef.Dataset("raw", ef.daily()), ef.Dataset("a", ef.daily()), ef.Dataset("b", ef.daily())
+    raw, a, b = (
+        ef.Dataset("raw", ef.daily()),
+        ef.Dataset("a", ef.daily()),
+        ef.Dataset("b", ef.daily()),
+    )
     p = ef.Pipeline("p")
     p.task(inputs=[raw], outputs=[a], name="first", **task_options)(noop)  # type: ignore[arg-type]
     p.task(inputs=[a], outputs=[b], name="second")(noop)
@@ -181,7 +185,7 @@ def test_lost_worker_is_detected_by_missing_heartbeats() -> None:
     sim.advance(10)
     assert req.run_id in sim.cancelled
     state = sim.engine.pipelines["p"].partitions[D].runs["first"]
-    assert "lost: worker w1 stopped sending heartbeats" == state.error
+    assert state.error == "lost: worker w1 stopped sending heartbeats"
     sim.advance(1)  # the retry's backoff
     retry = sim.next_request()
     assert retry.attempt == 2

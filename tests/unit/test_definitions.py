@@ -51,9 +51,9 @@ def test_duplicate_names() -> None:
         ef.App([p, q])
     with pytest.raises(DefinitionError, match="duplicate pipeline name 'p'"):
         ef.App([p, p])
+    r = ef.Pipeline("r")
+    r.task(inputs=[a, ef.Dataset("a", ef.daily())], name="t")(noop)
     with pytest.raises(DefinitionError, match="dataset 'a' is declared twice"):
-        r = ef.Pipeline("r")
-        r.task(inputs=[a, ef.Dataset("a", ef.daily())], name="t")(noop)
         ef.App([r])
 
 
@@ -110,8 +110,11 @@ def test_partition_keys_are_validated() -> None:
     assert ef.daily().validate("2026-11-22") == "2026-11-22"
     assert ef.hourly().validate("2026-11-22T07") == "2026-11-22T07"
     assert ef.static("eu", "us").validate("eu") == "eu"
-    for scheme, key in ((ef.daily(), "22/11/2026"), (ef.hourly(), "2026-11-22"),
-                        (ef.static("eu"), "mars")):  # fmt: skip
+    for scheme, key in (
+        (ef.daily(), "22/11/2026"),
+        (ef.hourly(), "2026-11-22"),
+        (ef.static("eu"), "mars"),
+    ):
         with pytest.raises(ef.EventError):
             scheme.validate(key)
 

@@ -12,9 +12,10 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 
 def test_readme_starts_with_the_two_commands() -> None:
     commands = [line for line in README.splitlines() if line.startswith("make ")]
-    assert commands[:2] == [
-        line for line in README.splitlines() if line.startswith(("make demo", "make test"))
-    ][:2]
+    assert (
+        commands[:2]
+        == [line for line in README.splitlines() if line.startswith(("make demo", "make test"))][:2]
+    )
     assert commands[0].startswith("make demo") and commands[1].startswith("make test")
 
 

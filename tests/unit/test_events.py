@@ -17,22 +17,36 @@ def samples() -> list[ev.Event]:
     ref = {"run_id": "t:d:k:1", "task": "t", "pipeline": "p", "partition": "d", "attempt": 1}
     version = ev.DatasetVersion(dataset="a", partition="d", version=3, metadata={"rows": 3})
     run = ev.PipelineRunData(
-        pipeline="p", partition="d", run_id="p:d:1", status="failed",
-        started_at=ev.utcnow(), finished_at=ev.utcnow(),
-        tasks=[ev.TaskOutcome(task="t", status="failed", attempts=2, error="x")], reason="x",
-    )  # fmt: skip
+        pipeline="p",
+        partition="d",
+        run_id="p:d:1",
+        status="failed",
+        started_at=ev.utcnow(),
+        finished_at=ev.utcnow(),
+        tasks=[ev.TaskOutcome(task="t", status="failed", attempts=2, error="x")],
+        reason="x",
+    )
     return [
         produced("a", "d", 3, rows=3, path="/data/a"),
-        ev.TaskRequested.of(ev.TaskRequestedData(**ref, pipeline_run_id="p:d:1", inputs=[version],
-                                                 timeout_s=5, pool="cpu")),  # fmt: skip
+        ev.TaskRequested.of(
+            ev.TaskRequestedData(
+                **ref, pipeline_run_id="p:d:1", inputs=[version], timeout_s=5, pool="cpu"
+            )
+        ),
         ev.TaskStarted.of(ev.TaskProgressData(**ref, worker="w")),
         ev.TaskHeartbeat.of(ev.TaskProgressData(**ref, worker="w")),
-        ev.TaskSucceeded.of(ev.TaskSucceededData(**ref, worker="w", outputs=[version], duration_ms=1)),
+        ev.TaskSucceeded.of(
+            ev.TaskSucceededData(**ref, worker="w", outputs=[version], duration_ms=1)
+        ),
         ev.TaskFailed.of(ev.TaskFailedData(**ref, worker="w", error="e", kind="timeout")),
-        ev.CheckRequested.of(ev.CheckRequestedData(run_id="c:1", check="c", target=version,
-                                                   timeout_s=1)),  # fmt: skip
-        ev.CheckCompleted.of(ev.CheckCompletedData(run_id="c:1", check="c", target=version,
-                                                   passed=False, blocking=True)),  # fmt: skip
+        ev.CheckRequested.of(
+            ev.CheckRequestedData(run_id="c:1", check="c", target=version, timeout_s=1)
+        ),
+        ev.CheckCompleted.of(
+            ev.CheckCompletedData(
+                run_id="c:1", check="c", target=version, passed=False, blocking=True
+            )
+        ),
         ev.PipelineInput.of(ev.PipelineInputData(dataset="a", version=1, pipeline="p")),
         ev.DatasetReset.of(ev.DatasetResetData(dataset="a", partition="d", version=2, reason="r")),
         ev.PipelineRunStarted.of(run.model_copy(update={"status": "running"})),
@@ -67,12 +81,16 @@ def test_envelope_is_structured_cloudevents_with_our_extensions() -> None:
         (b"{not json", "not JSON"),
         (b"[1, 2]", "not a CloudEvent: a JSON list"),
         (b'{"type": "eventflow.nope"}', "unknown event type 'eventflow.nope'"),
-        (b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
-         "invalid eventflow.dataset.produced: data.version: Field required"),
-        (b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
-         "data.version: Input should be a valid integer"),
+        (
+            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
+            "invalid eventflow.dataset.produced: data.version: Field required",
+        ),
+        (
+            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
+            "data.version: Input should be a valid integer",
+        ),
     ],
-)  # fmt: skip
+)
 def test_invalid_bytes_fail_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(EventError) as caught:
         ev.decode(raw)

@@ -26,14 +26,22 @@ D1 = "2026-11-22"
 NAMES = ["src", "mid", "end", "p", "p", "one", "two", "nope", "", "x" * 300]
 PARTITIONS = [D1, "", "someday", "2026-11-23", "y" * 300]
 VERSIONS = st.one_of(
-    st.integers(1, 9), st.integers(1, 9), st.integers(-5, 2**64), st.booleans(), st.sampled_from(["5", 1.5, None, 2**63 - 1, 2**63])
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(-5, 2**64),
+    st.booleans(),
+    st.sampled_from(["5", 1.5, None, 2**63 - 1, 2**63]),
 )
 RUN_IDS = st.one_of(
     st.sampled_from(NAMES),
-    st.builds(lambda t, p, v, a: run_id(t, p, run_key(t, p, {"src": v}), a),
-              st.sampled_from(["one", "two"]), st.sampled_from(PARTITIONS),
-              st.integers(1, 3), st.integers(1, 3)),
-)  # fmt: skip
+    st.builds(
+        lambda t, p, v, a: run_id(t, p, run_key(t, p, {"src": v}), a),
+        st.sampled_from(["one", "two"]),
+        st.sampled_from(PARTITIONS),
+        st.integers(1, 3),
+        st.integers(1, 3),
+    ),
+)
 
 
 def app() -> ef.App:
@@ -57,28 +65,48 @@ def app() -> ef.App:
 
 
 version_ref = st.fixed_dictionaries(
-    {"dataset": st.sampled_from(NAMES), "partition": st.sampled_from(PARTITIONS),
-     "version": VERSIONS},
+    {
+        "dataset": st.sampled_from(NAMES),
+        "partition": st.sampled_from(PARTITIONS),
+        "version": VERSIONS,
+    },
     optional={"metadata": st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)},
-)  # fmt: skip
+)
 payload = st.fixed_dictionaries(
     {
-        "dataset": st.sampled_from(NAMES), "partition": st.sampled_from(PARTITIONS),
-        "version": VERSIONS, "pipeline": st.sampled_from(NAMES), "task": st.sampled_from(NAMES),
-        "run_id": RUN_IDS, "attempt": st.one_of(st.integers(-1, 4), st.booleans()),
-        "worker": st.just("w"), "outputs": st.lists(version_ref, max_size=2),
-        "inputs": st.lists(version_ref, max_size=2), "duration_ms": st.just(1),
-        "error": st.just("e"), "kind": st.sampled_from(["error", "lost", "bogus"]),
-        "retriable": st.booleans(), "check": st.sampled_from(["nonempty", "nope"]),
-        "target": version_ref, "passed": st.booleans(), "blocking": st.booleans(),
-        "accepted": st.booleans(), "producer": st.one_of(st.none(), RUN_IDS),
-        "pipeline_run_id": st.just("p:x:1"), "timeout_s": st.just(5), "pool": st.just("cpu"),
-        "status": st.sampled_from(["running", "succeeded"]), "started_at": st.just(
-            "2026-11-22T00:00:00Z"), "reason": st.just("r"), "original": st.just("AA=="),
+        "dataset": st.sampled_from(NAMES),
+        "partition": st.sampled_from(PARTITIONS),
+        "version": VERSIONS,
+        "pipeline": st.sampled_from(NAMES),
+        "task": st.sampled_from(NAMES),
+        "run_id": RUN_IDS,
+        "attempt": st.one_of(st.integers(-1, 4), st.booleans()),
+        "worker": st.just("w"),
+        "outputs": st.lists(version_ref, max_size=2),
+        "inputs": st.lists(version_ref, max_size=2),
+        "duration_ms": st.just(1),
+        "error": st.just("e"),
+        "kind": st.sampled_from(["error", "lost", "bogus"]),
+        "retriable": st.booleans(),
+        "check": st.sampled_from(["nonempty", "nope"]),
+        "target": version_ref,
+        "passed": st.booleans(),
+        "blocking": st.booleans(),
+        "accepted": st.booleans(),
+        "producer": st.one_of(st.none(), RUN_IDS),
+        "pipeline_run_id": st.just("p:x:1"),
+        "timeout_s": st.just(5),
+        "pool": st.just("cpu"),
+        "status": st.sampled_from(["running", "succeeded"]),
+        "started_at": st.just("2026-11-22T00:00:00Z"),
+        "reason": st.just("r"),
+        "original": st.just("AA=="),
     }
-)  # fmt: skip
-FIELDS = {kind: set(cls.model_fields["data"].annotation.model_fields)  # type: ignore[union-attr]
-          for kind, cls in BY_TYPE.items()}  # fmt: skip
+)
+FIELDS = {
+    kind: set(cls.model_fields["data"].annotation.model_fields)  # type: ignore[union-attr]
+    for kind, cls in BY_TYPE.items()
+}
 
 
 def envelope(kind: str, data: dict[str, Any], only_fields: bool, drop: set[str]) -> bytes:
@@ -87,16 +115,36 @@ def envelope(kind: str, data: dict[str, Any], only_fields: bool, drop: set[str])
     if only_fields:
         data = {k: v for k, v in data.items() if k in FIELDS.get(kind, set())}
     data = {k: v for k, v in data.items() if k not in drop}
-    return json.dumps({"specversion": "1.0", "id": "i", "source": "fuzz", "type": kind,
-                       "data": data}).encode()  # fmt: skip
+    return json.dumps(
+        {"specversion": "1.0", "id": "i", "source": "fuzz", "type": kind, "data": data}
+    ).encode()
 
 
 shaped = st.builds(
-    envelope, st.one_of(st.sampled_from(sorted(BY_TYPE)), st.text(max_size=5)), payload,
-    st.sampled_from([True, True, True, False]), st.sets(st.sampled_from(sorted(payload_keys := [
-        "dataset", "partition", "version", "pipeline", "task", "run_id", "attempt", "producer",
-        "metadata", "accepted"])), max_size=2),
-)  # fmt: skip
+    envelope,
+    st.one_of(st.sampled_from(sorted(BY_TYPE)), st.text(max_size=5)),
+    payload,
+    st.sampled_from([True, True, True, False]),
+    st.sets(
+        st.sampled_from(
+            sorted(
+                payload_keys := [
+                    "dataset",
+                    "partition",
+                    "version",
+                    "pipeline",
+                    "task",
+                    "run_id",
+                    "attempt",
+                    "producer",
+                    "metadata",
+                    "accepted",
+                ]
+            )
+        ),
+        max_size=2,
+    ),
+)
 raw_event = st.one_of(shaped, shaped, shaped, st.binary(max_size=40))
 
 
@@ -116,8 +164,14 @@ def test_the_engine_refuses_or_applies_every_input(raws: list[bytes]) -> None:
             pass
         now += 1
         engine.tick("p", now)
-    valid = decode(json.dumps({"type": "eventflow.dataset.produced", "data": {
-        "dataset": "src", "partition": "2026-01-01", "version": 2**63 - 1}}).encode())  # fmt: skip
+    valid = decode(
+        json.dumps(
+            {
+                "type": "eventflow.dataset.produced",
+                "data": {"dataset": "src", "partition": "2026-01-01", "version": 2**63 - 1},
+            }
+        ).encode()
+    )
     engine.handle(valid, now)  # the engine still decides
 
 
@@ -141,8 +195,9 @@ def test_the_embedded_runtime_applies_or_dead_letters_every_input(raws: list[byt
 
 def test_strict_versions_and_bounded_names() -> None:
     def produced(**data: Any) -> bytes:
-        return json.dumps({"type": "eventflow.dataset.produced",
-                           "data": {"dataset": "src", **data}}).encode()  # fmt: skip
+        return json.dumps(
+            {"type": "eventflow.dataset.produced", "data": {"dataset": "src", **data}}
+        ).encode()
 
     for version in (True, "5", 0, -1, 2**63, 1.0):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -50,14 +51,16 @@ def test_any_interleaving_and_duplication_yields_one_run_per_input_set(
             sim.succeed(req)
     sim.run_all()
 
-    keys = [(r.task, r.partition, tuple((i.dataset, i.version) for i in r.inputs)) for r in sim.requests]
+    keys = [
+        (r.task, r.partition, tuple((i.dataset, i.version) for i in r.inputs)) for r in sim.requests
+    ]
     assert len(keys) == len(set(keys)), "a set of input versions ran twice"
 
     by_task: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
     for r in sim.requests:
         by_task[(r.task, r.partition)].append({i.dataset: i.version for i in r.inputs})
     for (task, _), runs in by_task.items():
-        for before, after in zip(runs, runs[1:]):
+        for before, after in itertools.pairwise(runs):
             if task == "b":  # all: every input strictly newer
                 assert all(after[d] > before[d] for d in before)
             else:  # any: nothing older, something newer

@@ -30,7 +30,9 @@ def test_every_event_type_has_a_topic_and_co_partitioned_topics_agree() -> None:
     assert homes == {kind.event_type for kind in ev.EVENT_TYPES}
     by_name = {spec.name: spec for spec in TOPICS}
     assert len({by_name[name].partitions for name in CO_PARTITIONED}) == 1
-    assert by_name["eventflow.task-done"].partitions == by_name["eventflow.task-requests"].partitions
+    assert (
+        by_name["eventflow.task-done"].partitions == by_name["eventflow.task-requests"].partitions
+    )
 
 
 def test_encoded_events_validate_against_the_published_schemas() -> None:

@@ -14,8 +14,12 @@ names = ["extract", "clean", "left", "right", "join", "publish"]
 ds = {n: ef.Dataset(f"ds.{n}", ef.daily()) for n in names}
 cascade = ef.Pipeline("journaled")
 edges = {
-    "extract": [raw], "clean": [ds["extract"]], "left": [ds["clean"]], "right": [ds["clean"]],
-    "join": [ds["left"], ds["right"]], "publish": [ds["join"]],
+    "extract": [raw],
+    "clean": [ds["extract"]],
+    "left": [ds["clean"]],
+    "right": [ds["clean"]],
+    "join": [ds["left"], ds["right"]],
+    "publish": [ds["join"]],
 }
 
 
