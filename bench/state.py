@@ -13,10 +13,10 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from itertools import chain, repeat
 from pathlib import Path
 
 import eventflow as ef
+from eventflow.core import codec
 from eventflow.core.state import dump
 from eventflow.embedded import EmbeddedRuntime
 
@@ -24,7 +24,6 @@ from .apps import scale
 
 FIRST = datetime(2020, 1, 1)
 FIRST_KEY = FIRST.strftime("%Y-%m-%d")
-SEP = "\x00"
 
 
 class States:
@@ -63,27 +62,25 @@ class States:
             key = (FIRST + timedelta(days=day)).strftime("%Y-%m-%d")
             yield key, key.encode()
 
-    def partition_rows(self) -> Iterator[tuple[str, str, bytes]]:
+    def records(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """(pipeline or dataset, key, value) as `core.codec` lays the state out."""
         first = FIRST_KEY.encode()
         for key, raw_key in self._days():
             for pipeline, body in self.partitions.items():
-                yield pipeline, key, body.replace(first, raw_key)
-
-    def dataset_rows(self) -> Iterator[tuple[str, str, bytes]]:
-        for key, _ in self._days():
+                yield pipeline, codec.partition_key(pipeline, key), body.replace(first, raw_key)
             for dataset, body in self.datasets.items():
-                yield dataset, key, body
+                yield dataset, codec.dataset_key(dataset, key), body
 
     def write_sqlite(self, database: Path) -> None:
-        """Into an embedded state file, as `Store.commit` lays it out."""
+        """Into an embedded state file, as `Store.commit` writes it."""
         from eventflow.embedded.store import SCHEMA
 
         database.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(database)
         try:
             db.executescript(SCHEMA)
-            db.executemany("INSERT INTO partitions VALUES (?, ?, ?)", self.partition_rows())
-            db.executemany("INSERT INTO datasets VALUES (?, ?, ?)", self.dataset_rows())
+            rows = ((key, value) for _, key, value in self.records())
+            db.executemany("INSERT INTO state VALUES (?, ?)", rows)
             db.commit()
         finally:
             db.close()
@@ -106,11 +103,9 @@ class States:
         )
         await producer.start()
         written = 0
-        rows = chain(zip(repeat("p"), self.partition_rows()), zip(repeat("d"), self.dataset_rows()))
         try:
             pending = []
-            for kind, (name, key, body) in rows:
-                record = f"{kind}{SEP}{name}{SEP}{key}".encode()
+            for name, record, body in self.records():
                 pending.append(
                     await producer.send(
                         topic, body, key=record, partition=partition_for(name, tasks)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import sys
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from .events import (
     DeadLetter,
     PipelineRunData,
     encode,
+    version_now,
 )
 from .loader import load_app
 from .settings import Settings
@@ -280,7 +280,7 @@ def emit(
             dataset=dataset,
             partition=partition,
             producer=None,
-            version=version if version is not None else time.time_ns() // 1000,
+            version=version if version is not None else version_now(),
             metadata=_parse_meta(meta),
         )
         payload = encode(DatasetProduced.of(data, source=settings.source))

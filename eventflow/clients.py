@@ -7,7 +7,6 @@ Both talk to a running `eventflow dev` over its control socket, or to Kafka when
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from .events import (
     PipelineRunData,
     check_metadata,
     encode,
+    version_now,
 )
 from .lifecycle import Lifecycle
 from .settings import Settings
@@ -70,7 +70,7 @@ class Publisher(Lifecycle):
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
-            version=version if version is not None else time.time_ns() // 1000,
+            version=version if version is not None else version_now(),
             metadata=check_metadata(metadata or {}, self.settings.max_metadata_bytes),
         )
         event = DatasetProduced.of(data, source=self.settings.source)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, Union
 
@@ -436,6 +437,11 @@ def dead_letter(raw: bytes, reason: str, *, origin: str = "", source: str = "eve
         origin=origin,
     )
     return DeadLetter.of(data, source=source)
+
+
+def version_now() -> int:
+    """The default version of a dataset: the time it is announced, in microseconds."""
+    return time.time_ns() // 1000
 
 
 def is_operator(event: Event) -> bool:

@@ -33,6 +33,7 @@ from .events import (
     TaskStarted,
     TaskSucceeded,
     TaskSucceededData,
+    version_now,
 )
 
 log = logging.getLogger("eventflow.worker")
@@ -46,7 +47,7 @@ class VersionClock:
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, time.time_ns() // 1000)
+        self._last = max(self._last + 1, version_now())
         return self._last
 
 

@@ -15,22 +15,29 @@ from datetime import UTC, datetime
 from croniter import croniter
 
 from .definitions import Schedule
+from .events import DatasetProduced, DatasetProducedData
 
-Emit = Callable[[str, str, int, dict[str, object]], Awaitable[object]]
+Emit = Callable[[DatasetProduced], Awaitable[object]]
 
 
-async def run_schedule(schedule: Schedule, emit: Emit) -> None:
+async def run_schedule(schedule: Schedule, emit: Emit, *, source: str) -> None:
     """Produce the clock dataset at every cron tick (UTC) until cancelled."""
     now = datetime.now(UTC)
-    await _tick(schedule, croniter(schedule.cron, now).get_prev(datetime), emit)
+    await emit(tick(schedule, croniter(schedule.cron, now).get_prev(datetime), source))
     ticks = croniter(schedule.cron, now)
     while True:
         nxt: datetime = ticks.get_next(datetime)
         await asyncio.sleep(max(0.0, nxt.timestamp() - time.time()))
-        await _tick(schedule, nxt, emit)
+        await emit(tick(schedule, nxt, source))
 
 
-async def _tick(schedule: Schedule, at: datetime, emit: Emit) -> None:
+def tick(schedule: Schedule, at: datetime, source: str) -> DatasetProduced:
+    """The version of the schedule's dataset for the tick at `at`."""
     dataset = schedule.dataset
-    version = int(at.timestamp() * 1_000_000)
-    await emit(dataset.name, dataset.partitions.key_for(at), version, {"tick": at.isoformat()})
+    data = DatasetProducedData(
+        dataset=dataset.name,
+        partition=dataset.partitions.key_for(at),
+        version=int(at.timestamp() * 1_000_000),
+        metadata={"tick": at.isoformat()},
+    )
+    return DatasetProduced.of(data, source=source)

@@ -14,14 +14,18 @@ from ..definitions import App
 from ..errors import EventError
 from ..events import (
     CheckCompleted,
+    CheckRequested,
     DatasetProduced,
     DatasetReset,
     DeadLetter,
     Event,
     PipelineInput,
+    PoolReleased,
+    PoolReleasedData,
     TaskFailed,
     TaskHeartbeat,
     TaskRef,
+    TaskRequested,
     TaskRequestedData,
     TaskStarted,
     TaskSucceeded,
@@ -42,24 +46,36 @@ def is_followed(event: Event) -> bool:
 
 @dataclass
 class Effects:
+    """What deciding asks a runtime to carry out, and which state it changed."""
+
+    #: Events to publish: produced outputs, routed inputs and resets, run outcomes.
     events: list[Event] = field(default_factory=list)
+    #: Task requests for the workers.
     dispatch: list[TaskRequestedData] = field(default_factory=list)
+    #: Check requests for the workers (they are published too: the log keeps them).
+    checks: list[CheckRequested] = field(default_factory=list)
+    #: Runs whose body must stop if it still runs.
     cancel: list[str] = field(default_factory=list)
+    #: (at, pipeline): call `Engine.tick` for the pipeline then.
     wakes: list[tuple[float, str]] = field(default_factory=list)
+    #: Pooled requests and releases for a pool stage elsewhere (`local_pools=False`).
     pool_requests: list[TaskRequestedData] = field(default_factory=list)
     pool_releases: list[tuple[str, str]] = field(default_factory=list)
     dirty_partitions: set[tuple[str, str]] = field(default_factory=set)
     dirty_datasets: set[tuple[str, str]] = field(default_factory=set)
+    dirty_pools: set[str] = field(default_factory=set)
 
     def merge(self, other: Effects) -> None:
         self.events += other.events
         self.dispatch += other.dispatch
+        self.checks += other.checks
         self.cancel += other.cancel
         self.wakes += other.wakes
         self.pool_requests += other.pool_requests
         self.pool_releases += other.pool_releases
         self.dirty_partitions |= other.dirty_partitions
         self.dirty_datasets |= other.dirty_datasets
+        self.dirty_pools |= other.dirty_pools
 
 
 class Engine:
@@ -129,6 +145,8 @@ class Engine:
             return self._effects(decision, dataset=reset.dataset)
         if isinstance(event, DeadLetter):
             return Effects()  # logged, not decided on
+        if isinstance(event, TaskRequested | PoolReleased):
+            return self._pool_stage(event.data)
         handler = self._task_events.get(type(event))
         ref = event.data
         if handler is None or not isinstance(ref, TaskRef):
@@ -136,6 +154,18 @@ class Engine:
         pst = self._pipeline(ref.pipeline)
         self.coordinator.validate(pst, ref)
         return self._effects(handler(pst, ref, now), pst.name)
+
+    def _pool_stage(self, data: TaskRequestedData | PoolReleasedData) -> Effects:
+        """A pooled request or a release reaching the pool stage (`local_pools=False`: the
+        stream task owning the pool, in Kafka mode)."""
+        if self.local_pools or data.pool not in self.gate.slots:
+            raise EventError(f"{type(data).__name__} names a pool this stage does not hold")
+        out = Effects(dirty_pools={data.pool})
+        if isinstance(data, TaskRequestedData):
+            out.dispatch = self.gate.submit(data)
+        else:
+            out.dispatch = self.gate.release(data.run_id, data.pool)
+        return out
 
     def _pipeline(self, name: str) -> PipelineState:
         found = self.pipelines.get(name)
@@ -158,7 +188,7 @@ class Engine:
             if wake is not None:
                 out.wakes.append((wake, pst.name))
         for (dataset, partition), dst in self.datasets.items():
-            out.events += self.router.pending_checks(dst, dataset, partition)
+            out.checks += self.router.pending_checks(dst, dataset, partition)
         return out
 
     def idle(self) -> bool:
@@ -171,7 +201,10 @@ class Engine:
         out = Effects()
         for command in decision.commands:
             if isinstance(command, Publish):
-                out.events.append(command.event)
+                if isinstance(command.event, CheckRequested):
+                    out.checks.append(command.event)
+                else:
+                    out.events.append(command.event)
             elif isinstance(command, Dispatch):
                 if command.request.pool is not None and not self.local_pools:
                     out.pool_requests.append(command.request)

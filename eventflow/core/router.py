@@ -149,9 +149,11 @@ class Router:
         self._route(produced, not refusals, "; ".join(refusals), correlation, d)
         return d
 
-    def pending_checks(self, st: DatasetState, dataset: str, partition: str) -> list[Event]:
+    def pending_checks(
+        self, st: DatasetState, dataset: str, partition: str
+    ) -> list[CheckRequested]:
         """Check requests without a result, to send again after a restart."""
-        events: list[Event] = []
+        events: list[CheckRequested] = []
         for version, pending in sorted(st.pending.items()):
             target = DatasetVersion(
                 dataset=dataset, partition=partition, version=version, metadata=pending.metadata
@@ -165,7 +167,7 @@ class Router:
                         target=target,
                         timeout_s=self.app.timeout_of(chk, self.default_timeout_s),
                     )
-                    events.append(self._event(CheckRequested, request, None))
+                    events.append(CheckRequested.of(request, source=self.source))
         return events
 
     def _route(

@@ -1,7 +1,7 @@
 """The embedded runtime: everything in one process, state in a SQLite file, no broker."""
 
 from .control import ControlClient, ControlServer
-from .runtime import Accepted, EmbeddedRuntime
+from .runtime import EmbeddedRuntime
 from .store import Store
 
-__all__ = ["Accepted", "ControlClient", "ControlServer", "EmbeddedRuntime", "Store"]
+__all__ = ["ControlClient", "ControlServer", "EmbeddedRuntime", "Store"]

@@ -15,29 +15,24 @@ import logging
 import os
 import socket
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from .. import metrics
-from ..core import Effects, Engine, is_followed
+from ..core import Effects, Engine
 from ..definitions import App
 from ..errors import EventError, NotRunning, StorageError
 from ..events import (
-    CheckRequested,
     CheckRequestedData,
     DatasetProduced,
     DatasetProducedData,
-    DeadLetter,
     Event,
     TaskRequestedData,
-    dead_letter,
-    decode,
-    encode,
     is_external,
+    version_now,
 )
 from ..execution import Executor, one_line
 from ..lifecycle import Lifecycle
+from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
@@ -47,40 +42,10 @@ from .store import Store
 log = logging.getLogger("eventflow.embedded")
 
 
-@dataclass(frozen=True)
-class Tick:
-    pipeline: str
+_Item = tuple[Inbound, "asyncio.Future[Receipt] | None"]
 
-
-@dataclass
-class Accepted:
-    """What became of one published event."""
-
-    event: Event
-    dead_letter: str | None = None
-
-
-_Item = tuple[Event | Tick, "asyncio.Future[Accepted] | None", bytes | None, str]
-
-
-@dataclass
-class _Plan:
-    """A batch decided in memory, not yet committed."""
-
-    logged: list[Event] = field(default_factory=list)
-    effects: Effects = field(default_factory=Effects)
-    results: list[tuple[asyncio.Future[Accepted], Accepted]] = field(default_factory=list)
-    decided: Counter[str] = field(default_factory=Counter)
-    dead_letters: int = 0
-
-
-class _Undecidable(Exception):
-    """Deciding input `index` of a batch raised something other than `EventError`."""
-
-    def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(f"input {index}: {error!r}")
-        self.index = index
-        self.error = error
+#: Where the embedded bus hands messages to its own workers.
+WORK = {"eventflow.task-requests"}
 
 
 class EmbeddedRuntime(Lifecycle):
@@ -94,6 +59,7 @@ class EmbeddedRuntime(Lifecycle):
         self.engine = Engine(
             app, default_timeout_s=settings.default_timeout_s, source=settings.source
         )
+        self.step = Step(self.engine, source=settings.source, follow=True)
         self.pager = Pager(self.engine, self.store, settings.state_cache)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.executor = Executor(
@@ -139,12 +105,12 @@ class EmbeddedRuntime(Lifecycle):
         processor = asyncio.create_task(self._process(), name="eventflow processor")
         self._tasks.append(processor)
         for schedule in self.app.schedules.values():
-            clock = run_schedule(schedule, self._tick_clock)
+            clock = run_schedule(schedule, self.publish, source=self.settings.source)
             self._tasks.append(asyncio.create_task(clock, name="eventflow clock"))
         recovered = self.engine.recover()
         if recovered.dispatch:
             log.info("recovered %d task runs in flight", len(recovered.dispatch))
-        self._carry_out(recovered)
+        self._recovered(recovered)
         self._check_idle()
         self.ready.set()
 
@@ -166,37 +132,33 @@ class EmbeddedRuntime(Lifecycle):
         await self.store.stop()
 
     # -- the public surface ----------------------------------------------------------------------
-    async def publish(self, event: Event) -> Accepted:
+    async def publish(self, event: Event) -> Receipt:
         """Hand an event in; returns once it is durably logged and decided on. Raises
         `StorageError` if it could not be logged, `NotRunning` if the instance has failed."""
-        return await self._wait(event, None, "publish")
+        return await self._wait(Inbound(event, "publish"))
 
     async def publish_raw(
         self, raw: bytes, origin: str = "raw", *, allowed: Callable[[Event], bool] | None = None
-    ) -> Accepted:
+    ) -> Receipt:
         """Bytes from an outside producer; invalid ones land in the dead-letter log, and so do
         events that `allowed` refuses (by default only dataset announcements are allowed: task,
         check, pool and run events are eventflow's own)."""
-        allowed = allowed or is_external
-        try:
-            event = decode(raw, max_metadata_bytes=self.settings.max_metadata_bytes)
-        except EventError as e:
-            return await self.refuse(raw, e.reason, origin)
-        except Exception as e:  # a decoder bug must not escape to the caller's connection
-            return await self.refuse(raw, f"could not be decoded: {one_line(e)}", origin)
-        if not allowed(event):
-            producer = isinstance(event, DatasetProduced) and event.data.producer is not None
-            reason = f"{event.type} is emitted by eventflow itself, not by publishers" + (
-                " (a dataset version claimed as a task run's output)" if producer else ""
-            )
-            return await self.refuse(raw, reason, origin)
-        return await self._wait(event, raw, origin)
+        admitted = allowed or is_external
 
-    async def refuse(self, raw: bytes, reason: str, origin: str) -> Accepted:
+        def check(event: Event) -> None:
+            if not admitted(event):
+                producer = isinstance(event, DatasetProduced) and event.data.producer is not None
+                raise EventError(
+                    f"{event.type} is emitted by eventflow itself, not by publishers"
+                    + (" (a dataset version claimed as a task run's output)" if producer else "")
+                )
+
+        limit = self.settings.max_metadata_bytes
+        return await self._wait(admit(raw, origin, max_metadata_bytes=limit, allowed=check))
+
+    async def refuse(self, raw: bytes, reason: str, origin: str) -> Receipt:
         """Log input that will not be decided on as a dead letter with its reason."""
-        letter = dead_letter(raw, reason, origin=origin, source=self.settings.source)
-        await self._wait(letter, None, origin)
-        return Accepted(letter, reason)
+        return await self._wait(Inbound(None, origin, raw, refused=reason))
 
     async def emit(
         self,
@@ -205,11 +167,11 @@ class EmbeddedRuntime(Lifecycle):
         *,
         version: int | None = None,
         metadata: dict[str, object] | None = None,
-    ) -> Accepted:
+    ) -> Receipt:
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
-            version=version if version is not None else time.time_ns() // 1000,
+            version=version if version is not None else version_now(),
             metadata=metadata or {},
         )
         return await self.publish(DatasetProduced.of(data, source=self.settings.source))
@@ -227,20 +189,20 @@ class EmbeddedRuntime(Lifecycle):
         """Until nothing is in flight: no run in progress, no event or task waiting."""
         await self._idle.wait()
 
-    def _wait(self, event: Event, raw: bytes | None, origin: str) -> asyncio.Future[Accepted]:
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+    def _wait(self, inbound: Inbound) -> asyncio.Future[Receipt]:
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         if self.failed.is_set() or self._closed:
             why = f": {one_line(self.error)}" if self.error is not None else ""
             future.set_exception(NotRunning(f"the eventflow instance is not running{why}"))
             return future
         self._idle.clear()
-        self._inbox.put_nowait((event, future, raw, origin))
+        self._inbox.put_nowait((inbound, future))
         return future
 
     def _submit(self, event: Event) -> None:
         """From our own workers: nobody waits for the answer."""
         self._idle.clear()
-        self._inbox.put_nowait((event, None, None, "worker"))
+        self._inbox.put_nowait((Inbound(event, "worker"), None))
 
     # -- processing ------------------------------------------------------------------------------
     async def _process(self) -> None:
@@ -269,115 +231,53 @@ class EmbeddedRuntime(Lifecycle):
         dead = NotRunning(f"the eventflow instance stopped processing: {one_line(error)}")
         while not self._inbox.empty():
             batch.append(self._inbox.get_nowait())
-        for _, future, _, _ in batch:
+        for _, future in batch:
             if future is not None and not future.done():
                 future.set_exception(dead)
 
     async def _apply(self, batch: list[_Item]) -> None:
         now = time.time()
-        began = time.perf_counter()
-        poison: dict[int, str] = {}
+        inputs = [inbound for inbound, _ in batch]
         try:
             while True:
+                for inbound in inputs:
+                    if isinstance(inbound.item, Event):
+                        await self.pager.page_in(inbound.item)
                 try:
-                    plan = await self._decide(batch, now, poison)
+                    outcome = await self.step.process(inputs, now, self.store)
                     break
-                except _Undecidable as e:
+                except Undecidable as e:
                     # Deciding left the state half-changed: read it back, refuse that input.
                     log.error("input %d of a batch could not be decided", e.index, exc_info=e.error)
-                    poison[e.index] = f"could not be decided: {one_line(e.error)}"
+                    refused = inputs[e.index]
+                    inputs[e.index] = Inbound(
+                        refused.item,
+                        refused.origin,
+                        refused.raw,
+                        refused=f"could not be decided: {one_line(e.error)}",
+                    )
                     await self._reload()
-            committing = time.perf_counter()
-            fx = plan.effects
-            await self.store.commit(
-                plan.logged, self.engine, fx.dirty_partitions, fx.dirty_datasets
-            )
         except StorageError as e:
             await self._not_committed(batch, e)
             return
+        fx = outcome.effects
         self.pager.touched(fx.dirty_partitions, fx.dirty_datasets)
         self.pager.evict()
         self._commit_failures = 0
-        metrics.DECIDE.observe(committing - began)
-        metrics.COMMIT.observe(time.perf_counter() - committing)
-        metrics.count(plan.decided)
-        metrics.DEAD_LETTERS.inc(plan.dead_letters)
-        for future, accepted in plan.results:
-            if not future.done():
-                future.set_result(accepted)
-        for event in plan.logged:
+        for index, (_, future) in enumerate(batch):
+            receipt = outcome.receipts.get(index)
+            if future is not None and receipt is not None and not future.done():
+                future.set_result(receipt)
+        for event in outcome.events:
             for queue in list(self._subscribers):
                 try:
                     queue.put_nowait(event)
                 except asyncio.QueueFull:
                     log.warning("a subscriber fell behind and was cut off")
                     self._subscribers.discard(queue)
+        self._deliver(outcome.messages)
         self._carry_out(fx)
         await self._trim_log(now)
-
-    async def _decide(self, batch: list[_Item], now: float, poison: dict[int, str]) -> _Plan:
-        """Every decision of a batch, in memory; raises `_Undecidable` naming the input whose
-        decision failed unexpectedly."""
-        plan = _Plan()
-        total = plan.effects
-        pending: deque[tuple[int, Event | Tick, bytes | None, str]] = deque(
-            (i, item, raw, origin) for i, (item, _, raw, origin) in enumerate(batch)
-        )
-        accepted: dict[int, Accepted] = {}
-        while pending:
-            index, item, raw, origin = pending.popleft()
-            followed = origin == "engine"
-            if index in poison and not followed:
-                if isinstance(item, Tick):
-                    continue
-                letter = self._refuse(item, raw, poison[index], origin)
-                plan.logged.append(letter)
-                plan.dead_letters += 1
-                accepted[index] = Accepted(letter, poison[index])
-                continue
-            if not isinstance(item, Tick):
-                await self.pager.page_in(item)
-            try:
-                if isinstance(item, Tick):
-                    fx = self.engine.tick(item.pipeline, now)
-                else:
-                    fx = self.engine.handle(item, now)
-                    plan.logged.append(item)
-                    if isinstance(item, DeadLetter):
-                        plan.dead_letters += 1  # refused before it got here
-                    else:
-                        plan.decided[item.type] += 1
-                    if not followed:
-                        accepted[index] = Accepted(item)
-            except EventError as e:
-                assert not isinstance(item, Tick)
-                letter = self._refuse(item, raw, e.reason, origin)
-                plan.logged.append(letter)
-                plan.dead_letters += 1
-                if not followed:
-                    accepted[index] = Accepted(letter, e.reason)
-                fx = Effects()
-            except Exception as e:
-                raise _Undecidable(index, e) from e
-            for out in fx.events:
-                if is_followed(out):
-                    pending.append((index, out, None, "engine"))
-                else:
-                    plan.logged.append(out)
-            fx.events = [e for e in fx.events if isinstance(e, CheckRequested)]
-            total.merge(fx)
-        for index, (_, future, _, _) in enumerate(batch):
-            if future is not None and index in accepted:
-                plan.results.append((future, accepted[index]))
-        return plan
-
-    def _refuse(self, item: Event, raw: bytes | None, reason: str, origin: str) -> Event:
-        return dead_letter(
-            raw if raw is not None else encode(item),
-            reason,
-            origin=origin,
-            source=self.settings.source,
-        )
 
     async def _reload(self) -> None:
         """Put the engine's state back as the file has it, keeping what is already running."""
@@ -387,12 +287,13 @@ class EmbeddedRuntime(Lifecycle):
         recovered = self.engine.recover()
         known = set(self._running) | {w.run_id for w in self._work}
         recovered.dispatch = [r for r in recovered.dispatch if r.run_id not in known]
-        recovered.events = [
-            e
-            for e in recovered.events
-            if isinstance(e, CheckRequested) and e.data.run_id not in known
-        ]
-        self._carry_out(recovered)
+        recovered.checks = [c for c in recovered.checks if c.data.run_id not in known]
+        self._recovered(recovered)
+
+    def _recovered(self, fx: Effects) -> None:
+        """Carry out what was in flight at the last commit."""
+        self._deliver([*self.step.requests(fx), *(Step.message(c) for c in fx.checks)])
+        self._carry_out(fx)
 
     async def _not_committed(self, batch: list[_Item], error: StorageError) -> None:
         """Nothing of the batch is durable. Publishers hear the error and may try again; our
@@ -400,7 +301,7 @@ class EmbeddedRuntime(Lifecycle):
         self._commit_failures += 1
         log.error("commit failed (%d in a row): %s", self._commit_failures, error)
         await self._reload()
-        for _, future, _, _ in batch:
+        for _, future in batch:
             if future is not None and not future.done():
                 future.set_exception(error)
         kept = [item for item in batch if item[1] is None]
@@ -419,14 +320,21 @@ class EmbeddedRuntime(Lifecycle):
         except StorageError as e:
             log.warning("event log retention skipped: %s", e)
 
+    def _deliver(self, messages: list[Message]) -> None:
+        """The embedded bus: requests go to this process's workers; every other message is
+        delivered by the commit itself (the log, and subscribers)."""
+        for topic, _, event in messages:
+            if topic in WORK:
+                data = event.data
+                assert isinstance(data, TaskRequestedData | CheckRequestedData)
+                self._work.append(data)
+        self._start_work()
+
     def _carry_out(self, fx: Effects) -> None:
         for run_id in fx.cancel:
             running = self._running.get(run_id)
             if running is not None and not running.done():
                 running.cancel()
-        self._work += fx.dispatch
-        self._work += [e.data for e in fx.events if isinstance(e, CheckRequested)]
-        self._start_work()
         changed = [self._timers.add(at, pipeline) for at, pipeline in fx.wakes]  # every one
         if any(changed):
             self._arm_timer()
@@ -443,7 +351,7 @@ class EmbeddedRuntime(Lifecycle):
     def _on_timer(self) -> None:
         self._timer = None
         for pipeline in self._timers.due(time.time()):
-            self._inbox.put_nowait((Tick(pipeline), None, None, "timer"))
+            self._inbox.put_nowait((Inbound(Tick(pipeline), "timer"), None))
         self._arm_timer()
 
     def _check_idle(self) -> None:
@@ -483,8 +391,3 @@ class EmbeddedRuntime(Lifecycle):
 
     async def _report(self, event: Event) -> None:
         self._submit(event)
-
-    async def _tick_clock(
-        self, dataset: str, partition: str, version: int, metadata: dict[str, object]
-    ) -> None:
-        await self.emit(dataset, partition, version=version, metadata=metadata)

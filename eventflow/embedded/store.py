@@ -1,8 +1,9 @@
-"""The embedded runtime's SQLite file: event log, coordinator and router state, run history.
+"""The embedded runtime's SQLite file: event log, engine state, freshness and run history.
 
 One transaction per processed batch holds the events and every state change they caused, so a
-process killed at any moment restarts from a state that matches its log. WAL mode lets
-`eventflow status` read while a dev instance writes.
+process killed at any moment restarts from a state that matches its log. The state is the
+records of `core.codec`, the same the Kafka changelog holds. WAL mode lets `eventflow status`
+read while a dev instance writes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from ..core import Engine
-from ..core.state import bulk_load, dump, load_dataset, load_partition
+from ..core import Engine, codec
+from ..core.codec import Snapshot
+from ..core.state import bulk_load
 from ..errors import StorageError
 from ..events import (
     DatasetProduced,
@@ -31,6 +32,7 @@ from ..events import (
     encode,
 )
 from ..lifecycle import Lifecycle
+from ..runtime.step import Outcome
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -39,14 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     time TEXT NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
-CREATE TABLE IF NOT EXISTS partitions (
-    pipeline TEXT NOT NULL, partition TEXT NOT NULL, body BLOB NOT NULL,
-    PRIMARY KEY (pipeline, partition));
-CREATE TABLE IF NOT EXISTS pipelines (
-    pipeline TEXT PRIMARY KEY, active TEXT NOT NULL, waiting TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS datasets (
-    dataset TEXT NOT NULL, partition TEXT NOT NULL, body BLOB NOT NULL,
-    PRIMARY KEY (dataset, partition));
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS freshness (
     dataset TEXT NOT NULL, partition TEXT NOT NULL, version INTEGER NOT NULL,
     metadata TEXT NOT NULL, produced_at TEXT NOT NULL, producer TEXT,
@@ -75,6 +70,29 @@ def private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Files written before the state was kept as codec records: move their three state
+    tables into `state`, in one transaction."""
+    sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'partitions'"
+    async with db.execute(sql) as cur:
+        if await cur.fetchone() is None:
+            return
+    records: list[codec.Record] = []
+    async with db.execute("SELECT pipeline, partition, body FROM partitions") as cur:
+        records += [(codec.partition_key(p, k), body) async for p, k, body in cur]
+    async with db.execute("SELECT pipeline, active, waiting FROM pipelines") as cur:
+        async for pipeline, active, waiting in cur:
+            head = {"active": orjson.loads(active), "waiting": orjson.loads(waiting)}
+            records.append((codec.header_key(pipeline), orjson.dumps(head)))
+    async with db.execute("SELECT dataset, partition, body FROM datasets") as cur:
+        records += [(codec.dataset_key(d, k), body) async for d, k, body in cur]
+    await db.execute("BEGIN IMMEDIATE")
+    await db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
+    for table in ("partitions", "pipelines", "datasets"):
+        await db.execute(f"DROP TABLE {table}")
+    await db.execute("COMMIT")
+
+
 class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
@@ -97,6 +115,7 @@ class Store(Lifecycle):
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(SCHEMA)
+            await _migrate(db)
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{self.path}{suffix}", 0o600)
@@ -118,76 +137,78 @@ class Store(Lifecycle):
         return self._db
 
     async def load(self, engine: Engine) -> None:
-        """Fill the engine's state from the file (pipelines the app no longer has are skipped)."""
+        """Fill the engine with the live state: partitions with a run in progress or waiting
+        for a slot, each pipeline's unpartitioned inputs, and dataset versions waiting for
+        checks. The rest is read on demand (`page_in_*`), so memory follows activity, not
+        history. Pipelines the App no longer has are skipped."""
         try:
             with bulk_load():
-                await self._load(engine)
+                snapshot = Snapshot()
+                heads = await self._range(codec.header_key(""))
+                for key, value in heads:
+                    snapshot.add(key, value)
+                for pipeline, (active, waiting) in snapshot.headers.items():
+                    if pipeline in engine.pipelines:
+                        live = {"", *active, *waiting}
+                        keys = [codec.partition_key(pipeline, k) for k in live]
+                        for key, value in await self._exact(keys):
+                            snapshot.add(key, value)
+                # orjson writes an empty dict as `{}`: rows with pending versions are the others.
+                for key, value in await self._range(
+                    codec.dataset_key("", "")[:2], "AND value NOT LIKE '%\"pending\":{}%'"
+                ):
+                    snapshot.add(key, value)
+                snapshot.install(engine)
         except (sqlite3.Error, ValueError) as e:  # pydantic's ValidationError is a ValueError
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e
-
-    async def _load(self, engine: Engine) -> None:
-        """The live state only: partitions with a run in progress or waiting for a slot, each
-        pipeline's unpartitioned inputs, and dataset versions waiting for checks. The rest is
-        read on demand (`page_in_*`), so memory follows activity, not history."""
-        async with self.db.execute("SELECT pipeline, active, waiting FROM pipelines") as cur:
-            heads = [row async for row in cur]
-        for pipeline, active, waiting in heads:
-            pst = engine.pipelines.get(pipeline)
-            if pst is None:
-                continue
-            live = {"", *orjson.loads(active), *orjson.loads(waiting)}
-            marks = ", ".join("?" * len(live))
-            sql = (
-                "SELECT partition, body FROM partitions"
-                f" WHERE pipeline = ? AND partition IN ({marks})"
-            )
-            async with self.db.execute(sql, (pipeline, *live)) as cur:
-                async for partition, body in cur:
-                    pst.partitions[partition] = load_partition(body)
-            pst.active = [k for k in orjson.loads(active) if k in pst.partitions]
-            pst.waiting = [k for k in orjson.loads(waiting) if k in pst.partitions]
-        # orjson writes an empty dict as `{}`: rows with pending versions are the others.
-        sql = "SELECT dataset, partition, body FROM datasets WHERE body NOT LIKE '%\"pending\":{}%'"
-        async with self.db.execute(sql) as cur:
-            async for dataset, partition, body in cur:
-                engine.datasets[(dataset, partition)] = load_dataset(body)
 
     async def page_in_partitions(
         self, engine: Engine, pipeline: str, keys: list[str] | None
     ) -> None:
         """Read these partitions of a pipeline (all when `keys` is None) into the engine, where
         they are not in memory already."""
-        pst = engine.pipelines[pipeline]
-        sql, args = "SELECT partition, body FROM partitions WHERE pipeline = ?", [pipeline]
-        if keys is not None:
-            sql += f" AND partition IN ({', '.join('?' * len(keys))})"
-            args += keys
         try:
-            async with self.db.execute(sql, args) as cur:
-                async for partition, body in cur:
-                    if partition not in pst.partitions:
-                        pst.partitions[partition] = load_partition(body)
+            if keys is None:
+                rows = await self._range(codec.partition_key(pipeline, ""))
+            else:
+                rows = await self._exact([codec.partition_key(pipeline, k) for k in keys])
+            snapshot = Snapshot()
+            for key, value in rows:
+                snapshot.add(key, value)
+            snapshot.install(engine, merge=True)
         except (sqlite3.Error, ValueError) as e:
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e
 
     async def page_in_dataset(self, engine: Engine, dataset: str, key: str) -> None:
-        sql = "SELECT body FROM datasets WHERE dataset = ? AND partition = ?"
         try:
-            async with self.db.execute(sql, (dataset, key)) as cur:
-                row = await cur.fetchone()
-        except sqlite3.Error as e:
+            snapshot = Snapshot()
+            for k, value in await self._exact([codec.dataset_key(dataset, key)]):
+                snapshot.add(k, value)
+            snapshot.install(engine, merge=True)
+        except (sqlite3.Error, ValueError) as e:
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e
-        if row is not None and (dataset, key) not in engine.datasets:
-            engine.datasets[(dataset, key)] = load_dataset(row[0])
 
-    async def commit(
-        self,
-        events: list[Event],
-        engine: Engine,
-        partitions: Iterable[tuple[str, str]],
-        datasets: Iterable[tuple[str, str]],
-    ) -> None:
-        """Write a batch's events and the state they changed, atomically."""
+    async def _range(self, prefix: bytes, where: str = "") -> list[tuple[str, bytes]]:
+        """Records whose key starts with `prefix` (keys are text with NUL separators, so the
+        range ends before the prefix with its last byte raised by one)."""
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        sql = f"SELECT key, value FROM state WHERE key >= ? AND key < ? {where}"
+        async with self.db.execute(sql, (prefix, end)) as cur:
+            return [(bytes(key).decode(), value) async for key, value in cur]
+
+    async def _exact(self, keys: list[bytes]) -> list[tuple[str, bytes]]:
+        found: list[tuple[str, bytes]] = []
+        for start in range(0, len(keys), 500):  # SQLite bounds the parameters of a statement
+            chunk = keys[start : start + 500]
+            sql = f"SELECT key, value FROM state WHERE key IN ({', '.join('?' * len(chunk))})"
+            async with self.db.execute(sql, chunk) as cur:
+                found += [(bytes(key).decode(), value) async for key, value in cur]
+        return found
+
+    async def commit(self, outcome: Outcome, records: list[codec.Record]) -> None:
+        """Write a step's events and the state records it changed, atomically (the
+        `StateLog` of the embedded runtime)."""
+        events = outcome.events
         rows = [
             (
                 e.id,
@@ -199,17 +220,6 @@ class Store(Lifecycle):
             )
             for e in events
         ]
-        part_rows = [
-            (p, k, dump(engine.pipelines[p].partitions[k]))
-            for p, k in partitions
-            if k in engine.pipelines[p].partitions
-        ]
-        headers = {p for p, _ in partitions}
-        head_rows = [
-            (p, orjson.dumps(engine.pipelines[p].active), orjson.dumps(engine.pipelines[p].waiting))
-            for p in headers
-        ]
-        data_rows = [(d, k, dump(engine.datasets[(d, k)])) for d, k in datasets]
         fresh = [
             (
                 e.data.dataset,
@@ -243,14 +253,8 @@ class Store(Lifecycle):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            if part_rows:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?)", part_rows
-                )
-            if head_rows:
-                await db.executemany("INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?)", head_rows)
-            if data_rows:
-                await db.executemany("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?)", data_rows)
+            if records:
+                await db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
             if fresh:
                 await db.executemany(
                     "INSERT INTO freshness VALUES (?, ?, ?, ?, ?, ?) "

@@ -1,9 +1,8 @@
-"""A stream task's state changelog: how its records are keyed, reading it back, and moving a
+"""A stream task's state changelog: reading it back, and moving a
 task's state into and out of the engine.
 
-Stream task N keeps its state in partition N of the compacted `eventflow.state` topic, one record
-per (pipeline, partition), per pipeline header (runs holding or waiting for a slot), per
-(dataset, partition) and per pool. A restore reads the partition from its beginning to its end
+Stream task N keeps its state in partition N of the compacted `eventflow.state` topic, as the
+records of `core.codec`. A restore reads the partition from its beginning to its end
 into a `Snapshot`, apart from the engine, a bounded batch at a time with a yield to the event
 loop after each: a million states take tens of seconds to decode, and meanwhile the coordinator
 must keep heartbeating, polling and processing its other stream tasks. Only a complete snapshot
@@ -15,71 +14,25 @@ drops a task's state a batch at a time.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..core import Engine
-from ..core.state import DatasetState, PartitionState, bulk_load, load_dataset, load_partition
+from ..core import Engine, codec
+from ..core.state import bulk_load
 from .config import KafkaConfig, partition_for
-
-SEP = "\x00"
 
 #: Records fetched and decoded between two yields to the event loop (about 15 ms of decoding
 #: at 500 bytes a record): aiokafka's heartbeats and the processing loop run in between.
 BATCH = 1000
 
 
-def partition_key(pipeline: str, key: str) -> bytes:
-    return f"p{SEP}{pipeline}{SEP}{key}".encode()
-
-
-def header_key(pipeline: str) -> bytes:
-    return f"h{SEP}{pipeline}".encode()
-
-
-def dataset_key(dataset: str, key: str) -> bytes:
-    return f"d{SEP}{dataset}{SEP}{key}".encode()
-
-
-def pool_key(pool: str) -> bytes:
-    return f"g{SEP}{pool}".encode()
-
-
 @dataclass
-class Snapshot:
+class Snapshot(codec.Snapshot):
     """The state of one stream task as read from its changelog, not yet installed."""
 
-    #: pipeline -> partition key -> state
-    partitions: dict[str, dict[str, PartitionState]] = field(default_factory=dict)
-    #: pipeline -> (active, waiting) partition keys
-    headers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
-    datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
-    #: pool -> its serialized gate state (small; the gate decodes it)
-    pools: dict[str, bytes] = field(default_factory=dict)
-    records: int = 0
     #: The changelog's end offset (read_committed) the snapshot was read to.
     end: int = 0
-
-    def add(self, key: str, value: bytes) -> None:
-        """One changelog record; a later record of the same key replaces the earlier one."""
-        kind, _, rest = key.partition(SEP)
-        if kind == "p":
-            pipeline, _, partition = rest.partition(SEP)
-            found = self.partitions.get(pipeline)
-            if found is None:
-                found = self.partitions[pipeline] = {}
-            found[partition] = load_partition(value)
-        elif kind == "h":
-            header = orjson.loads(value)
-            self.headers[rest] = (header["active"], header["waiting"])
-        elif kind == "d":
-            dataset, _, partition = rest.partition(SEP)
-            self.datasets[(dataset, partition)] = load_dataset(value)
-        elif kind == "g":
-            self.pools[rest] = value
-        self.records += 1
 
 
 def state_partition(config: KafkaConfig, n: int) -> TopicPartition:
@@ -145,16 +98,7 @@ class TaskStates:
         """Task n's state into the engine, in one synchronous step; the engine holds none of
         n's state before (a held task is dropped first)."""
         assert n not in self.held
-        pipelines = self.engine.pipelines
-        for name, parts in snapshot.partitions.items():
-            if name in pipelines:  # else a pipeline no longer in the App
-                pipelines[name].partitions = parts
-        for name, (active, waiting) in snapshot.headers.items():
-            if name in pipelines:
-                pipelines[name].active, pipelines[name].waiting = active, waiting
-        self.engine.datasets.update(snapshot.datasets)
-        for pool, raw in snapshot.pools.items():
-            self.engine.gate.load(pool, raw)
+        snapshot.install(self.engine)
         self.held.add(n)
         self.ends[n] = snapshot.end
 

@@ -172,7 +172,7 @@ async def test_a_restore_cancelled_by_a_rebalance_leaves_no_state_behind(
     await until(
         lambda: (
             len(first.owns()) + len(second.owns()) == TASKS
-            and not first._restoring
+            and not first.stream_tasks.restoring()
             and not first._dropping
         ),
         "both restored",
@@ -202,7 +202,7 @@ async def test_state_kept_over_a_rebalance_is_not_read_again(
         lambda: (
             len(first.owns()) + len(second.owns()) == TASKS
             and first.assignments == 2
-            and not first._restoring
+            and not first.stream_tasks.restoring()
             and second.ready.is_set()
         ),
         "the tasks split between the two",
@@ -214,7 +214,7 @@ async def test_state_kept_over_a_rebalance_is_not_read_again(
         kept = first.engine.pipelines[pipeline].partitions[FIRST_KEY]
         await second.stop()
         await until(
-            lambda: first.owns() == list(range(TASKS)) and not first._restoring,
+            lambda: first.owns() == list(range(TASKS)) and not first.stream_tasks.restoring(),
             "the first to own every task",
         )
         assert first.engine.pipelines[pipeline].partitions[FIRST_KEY] is kept

@@ -13,7 +13,6 @@ from eventflow.events import (
     PIPELINE_RUN_EVENTS,
     CheckCompleted,
     CheckCompletedData,
-    CheckRequested,
     DatasetProduced,
     DatasetProducedData,
     DatasetVersion,
@@ -63,8 +62,8 @@ class Sim:
                 self.events.append(out)
                 if is_followed(out):
                     pending.append(out)
-                elif isinstance(out, CheckRequested):
-                    self.checks.append(out.data)
+            self.events += fx.checks
+            self.checks += [c.data for c in fx.checks]
             self.requests += fx.dispatch
             self.queue.extend(fx.dispatch)
             self.wakes += fx.wakes
@@ -80,6 +79,8 @@ class Sim:
             self.wakes += fx.wakes
             self.cancelled += fx.cancel
             self.events += fx.events
+            self.events += fx.checks
+            self.checks += [c.data for c in fx.checks]
 
     def _ref(self, req: TaskRequestedData) -> dict[str, Any]:
         return req.model_dump(include={"run_id", "task", "pipeline", "partition", "attempt"})

@@ -1,0 +1,118 @@
+"""The engine's state as key/value records: the one layout every state log stores.
+
+A record per (pipeline, partition), per pipeline header (partitions holding or waiting for a run
+slot), per (dataset, partition) and per pool. The embedded runtime keeps them in a SQLite table,
+the Kafka services in a compacted changelog topic; both write `changes()` after a step and
+read records back into a `Snapshot` that `Snapshot.install` puts into the engine whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from .engine import Effects, Engine
+from .state import DatasetState, PartitionState, dump, load_dataset, load_partition
+
+SEP = "\x00"
+
+Record = tuple[bytes, bytes]
+
+
+def partition_key(pipeline: str, key: str) -> bytes:
+    return f"p{SEP}{pipeline}{SEP}{key}".encode()
+
+
+def header_key(pipeline: str) -> bytes:
+    return f"h{SEP}{pipeline}".encode()
+
+
+def dataset_key(dataset: str, key: str) -> bytes:
+    return f"d{SEP}{dataset}{SEP}{key}".encode()
+
+
+def pool_key(pool: str) -> bytes:
+    return f"g{SEP}{pool}".encode()
+
+
+def header(engine: Engine, pipeline: str) -> bytes:
+    pst = engine.pipelines[pipeline]
+    return orjson.dumps({"active": pst.active, "waiting": pst.waiting})
+
+
+def changes(engine: Engine, fx: Effects) -> list[Record]:
+    """The records of the state a step changed, as `fx` names it."""
+    records: list[Record] = []
+    for pipeline, key in fx.dirty_partitions:
+        part = engine.pipelines[pipeline].partitions.get(key)
+        if part is not None:
+            records.append((partition_key(pipeline, key), dump(part)))
+    for pipeline in {p for p, _ in fx.dirty_partitions}:
+        records.append((header_key(pipeline), header(engine, pipeline)))
+    for dataset, key in fx.dirty_datasets:
+        records.append((dataset_key(dataset, key), dump(engine.datasets[(dataset, key)])))
+    for pool in fx.dirty_pools:
+        records.append((pool_key(pool), engine.gate.dump(pool)))
+    return records
+
+
+@dataclass
+class Snapshot:
+    """State read back from records, apart from the engine until installed."""
+
+    #: pipeline -> partition key -> state
+    partitions: dict[str, dict[str, PartitionState]] = field(default_factory=dict)
+    #: pipeline -> (active, waiting) partition keys
+    headers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
+    #: pool -> its serialized gate state (small; the gate decodes it)
+    pools: dict[str, bytes] = field(default_factory=dict)
+    records: int = 0
+
+    def add(self, key: str, value: bytes) -> None:
+        """One record; a later record of the same key replaces the earlier one."""
+        kind, _, rest = key.partition(SEP)
+        if kind == "p":
+            pipeline, _, partition = rest.partition(SEP)
+            found = self.partitions.get(pipeline)
+            if found is None:
+                found = self.partitions[pipeline] = {}
+            found[partition] = load_partition(value)
+        elif kind == "h":
+            head = orjson.loads(value)
+            self.headers[rest] = (head["active"], head["waiting"])
+        elif kind == "d":
+            dataset, _, partition = rest.partition(SEP)
+            self.datasets[(dataset, partition)] = load_dataset(value)
+        elif kind == "g":
+            self.pools[rest] = value
+        self.records += 1
+
+    def install(self, engine: Engine, *, merge: bool = False) -> None:
+        """Into the engine in one synchronous step (pipelines the App no longer has are
+        skipped). `merge` keeps what the engine holds already and adds only what it lacks
+        (paging states in on demand); otherwise a pipeline's partitions are replaced whole."""
+        pipelines = engine.pipelines
+        for name, parts in self.partitions.items():
+            pst = pipelines.get(name)
+            if pst is None:
+                continue
+            if merge:
+                for key, part in parts.items():
+                    pst.partitions.setdefault(key, part)
+            else:
+                pst.partitions = parts
+        for name, (active, waiting) in self.headers.items():
+            pst = pipelines.get(name)
+            if pst is not None:
+                present = pst.partitions
+                pst.active = [k for k in active if k in present]
+                pst.waiting = [k for k in waiting if k in present]
+        for where, dst in self.datasets.items():
+            if merge:
+                engine.datasets.setdefault(where, dst)
+            else:
+                engine.datasets[where] = dst
+        for pool, raw in self.pools.items():
+            engine.gate.load(pool, raw)

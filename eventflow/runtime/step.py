@@ -1,0 +1,224 @@
+"""One processing step, shared by both runtimes: decode, decide, follow, route, dead-letter.
+
+A runtime hands a batch of inputs to `Step.run` and gets an `Outcome` back: every event the step
+decided or made, the messages to deliver with their destination, the merged effects and what
+became of each input. Nothing here does I/O: the runtime commits the outcome through its state
+log (SQLite file, or Kafka transaction with changelog) and only then delivers it.
+
+`follow=True` (embedded) decides the engine's own routed outputs in the same step, so a cascade
+hop costs no extra commit; `follow=False` (Kafka) publishes them to their topic, where the stream
+task owning their key decides them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import metrics
+from ..core import Effects, Engine, codec, is_followed
+from ..errors import EventError
+from ..events import (
+    DeadLetter,
+    Event,
+    PoolReleased,
+    PoolReleasedData,
+    TaskRequested,
+    TaskRequestedData,
+    dead_letter,
+    decode,
+    encode,
+)
+from ..execution import one_line
+from ..topics import destination
+
+if TYPE_CHECKING:
+    from .ports import StateLog
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time for a pipeline's timers. `heard_since`: see `Coordinator.tick`."""
+
+    pipeline: str
+    heard_since: float | None = None
+
+
+@dataclass
+class Inbound:
+    """One input of a step; `refused` is why it is dead-lettered without being decided."""
+
+    item: Event | Tick | None
+    origin: str
+    raw: bytes | None = None
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one input: the event as logged, and the reason if it was refused."""
+
+    event: Event
+    dead_letter: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.dead_letter is None
+
+
+#: (topic, record key, event): where a message goes, as `eventflow.topics` says.
+Message = tuple[str, str, Event]
+
+
+@dataclass
+class Outcome:
+    """A step decided in memory, not yet committed."""
+
+    #: Every event of the step in order: inputs decided, events made, dead letters.
+    events: list[Event] = field(default_factory=list)
+    #: What the step sends on, with its destination.
+    messages: list[Message] = field(default_factory=list)
+    effects: Effects = field(default_factory=Effects)
+    #: Per input index (followed outputs excluded).
+    receipts: dict[int, Receipt] = field(default_factory=dict)
+    decided: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+
+    def record(self, decide_s: float, commit_s: float) -> None:
+        """Metrics of a committed step."""
+        metrics.DECIDE.observe(decide_s)
+        metrics.COMMIT.observe(commit_s)
+        metrics.count(self.decided)
+        metrics.DEAD_LETTERS.inc(self.dead_letters)
+
+
+class Undecidable(Exception):
+    """Deciding input `index` raised something other than `EventError`: the engine's state may
+    be half-changed, so the runtime restores it and refuses that input next time."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"input {index}: {error!r}")
+        self.index = index
+        self.error = error
+
+
+def admit(
+    raw: bytes,
+    origin: str,
+    *,
+    max_metadata_bytes: int,
+    allowed: Callable[[Event], None] | None = None,
+) -> Inbound:
+    """Bytes from outside, decoded; `allowed` raises `EventError` for an event that may not
+    arrive this way. Whatever fails becomes a refused input (a dead letter with the reason)."""
+    try:
+        event = decode(raw, max_metadata_bytes=max_metadata_bytes)
+        if allowed is not None:
+            allowed(event)
+    except EventError as e:
+        return Inbound(None, origin, raw, refused=e.reason)
+    except Exception as e:  # a decoder bug must not stop the service
+        return Inbound(None, origin, raw, refused=f"could not be decoded: {one_line(e)}")
+    return Inbound(event, origin, raw)
+
+
+class Step:
+    def __init__(self, engine: Engine, *, source: str, follow: bool) -> None:
+        self.engine = engine
+        self.source = source
+        self.follow = follow
+
+    async def process(self, inputs: Sequence[Inbound], now: float, log: StateLog) -> Outcome:
+        """Decide, then commit through `log` the events and the state records that changed.
+        Raises `Undecidable` before anything is committed, or what `log` raises."""
+        began = time.perf_counter()
+        outcome = self.run(inputs, now)
+        committing = time.perf_counter()
+        await log.commit(outcome, codec.changes(self.engine, outcome.effects))
+        outcome.record(committing - began, time.perf_counter() - committing)
+        return outcome
+
+    def run(self, inputs: Sequence[Inbound], now: float) -> Outcome:
+        """Decide every input in order; raises `Undecidable` naming the input whose decision
+        failed unexpectedly (the caller restores the state, then refuses that input)."""
+        out = Outcome()
+        fx = out.effects
+        pending: deque[tuple[int, Inbound, bool]] = deque(
+            (i, inbound, False) for i, inbound in enumerate(inputs)
+        )
+        while pending:
+            index, inbound, followed = pending.popleft()
+            item = inbound.item
+            if inbound.refused is not None:
+                if not isinstance(item, Tick):
+                    out.receipts[index] = self._refuse(out, inbound, inbound.refused)
+                continue
+            try:
+                if isinstance(item, Tick):
+                    decided = self.engine.tick(item.pipeline, now, item.heard_since)
+                elif item is not None:
+                    decided = self.engine.handle(item, now)
+                    out.events.append(item)
+                    if isinstance(item, DeadLetter):
+                        out.dead_letters += 1  # refused before it got here
+                        out.messages.append(self.message(item))
+                    else:
+                        out.decided[item.type] += 1
+                    if not followed:
+                        out.receipts[index] = Receipt(item)
+                else:
+                    continue
+            except EventError as e:
+                receipt = self._refuse(out, inbound, e.reason)
+                if not followed:
+                    out.receipts[index] = receipt
+                continue
+            except Exception as e:
+                raise Undecidable(index, e) from e
+            for event in decided.events:
+                if self.follow and is_followed(event):
+                    pending.append((index, Inbound(event, "engine"), True))
+                else:
+                    out.events.append(event)
+                    out.messages.append(self.message(event))
+            for request in decided.checks:
+                out.events.append(request)
+                out.messages.append(self.message(request))
+            decided.events = []
+            fx.merge(decided)
+        out.messages += self.requests(fx)
+        return out
+
+    def requests(self, fx: Effects) -> list[Message]:
+        """Task requests to the workers, and pooled requests and releases to the pool stage."""
+        messages: list[Message] = []
+        for request in fx.dispatch:
+            messages.append(self.message(self._requested(request)))
+        for request in fx.pool_requests:
+            messages.append(("eventflow.pools", request.pool or "", self._requested(request)))
+        for run_id, pool in fx.pool_releases:
+            data = PoolReleasedData(run_id=run_id, pool=pool)
+            messages.append(("eventflow.pools", pool, PoolReleased.of(data, source=self.source)))
+        return messages
+
+    def _requested(self, request: TaskRequestedData) -> Event:
+        return TaskRequested.of(request, source=self.source, correlationid=request.pipeline_run_id)
+
+    def _refuse(self, out: Outcome, inbound: Inbound, reason: str) -> Receipt:
+        raw = inbound.raw
+        if raw is None:
+            assert isinstance(inbound.item, Event)
+            raw = encode(inbound.item)
+        letter = dead_letter(raw, reason, origin=inbound.origin, source=self.source)
+        out.events.append(letter)
+        out.messages.append(self.message(letter))
+        out.dead_letters += 1
+        return Receipt(letter, reason)
+
+    @staticmethod
+    def message(event: Event) -> Message:
+        topic, key = destination(event)
+        return topic, key, event
