@@ -286,6 +286,11 @@ def new_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+_T = TypeVar("_T")
+#: The `type` attribute; each event class narrows it to its own literal.
+EventType: TypeAlias = Annotated[
+    _T, Field(description="CloudEvents type: what happened; it fixes the shape of `data`.")
+]
 #: The payload type of an event; a bare `Event` is an event of any payload.
 D = TypeVar("D", bound=Payload, default=Payload, covariant=True)
 
@@ -307,15 +312,17 @@ class Event(BaseModel, Generic[D]):
     source: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
         default="eventflow", description="Who emitted the event."
     )
-    type: str
+    type: EventType[str]
     time: datetime = Field(default_factory=utcnow, description="When it was emitted (UTC).")
     subject: Annotated[str, Field(max_length=MAX_ID)] | None = Field(
         default=None, description="What it is about."
     )
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="Media type of `data`."
+    )
     schemaversion: int = Field(default=SCHEMA_VERSION, description="Version of the payload schema.")
     correlationid: RunId | None = Field(default=None, description="Pipeline run it belongs to.")
-    data: D
+    data: D = Field(description="The payload, its shape fixed by `type`.")
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -345,91 +352,93 @@ class Event(BaseModel, Generic[D]):
 class DatasetProduced(Event[DatasetProducedData]):
     """A new version of a dataset partition exists; it triggers whatever consumes it."""
 
-    type: Literal["eventflow.dataset.produced"] = "eventflow.dataset.produced"
+    type: EventType[Literal["eventflow.dataset.produced"]] = "eventflow.dataset.produced"
 
 
 class TaskRequested(Event[TaskRequestedData]):
     """A worker should run this task run."""
 
-    type: Literal["eventflow.task.requested"] = "eventflow.task.requested"
+    type: EventType[Literal["eventflow.task.requested"]] = "eventflow.task.requested"
 
 
 class TaskStarted(Event[TaskProgressData]):
     """A worker began a task run."""
 
-    type: Literal["eventflow.task.started"] = "eventflow.task.started"
+    type: EventType[Literal["eventflow.task.started"]] = "eventflow.task.started"
 
 
 class TaskHeartbeat(Event[TaskProgressData]):
     """A worker is still running a task run."""
 
-    type: Literal["eventflow.task.heartbeat"] = "eventflow.task.heartbeat"
+    type: EventType[Literal["eventflow.task.heartbeat"]] = "eventflow.task.heartbeat"
 
 
 class TaskSucceeded(Event[TaskSucceededData]):
     """A task run finished and emitted its outputs."""
 
-    type: Literal["eventflow.task.succeeded"] = "eventflow.task.succeeded"
+    type: EventType[Literal["eventflow.task.succeeded"]] = "eventflow.task.succeeded"
 
 
 class TaskFailed(Event[TaskFailedData]):
     """A task run failed; the coordinator retries it or fails the pipeline run."""
 
-    type: Literal["eventflow.task.failed"] = "eventflow.task.failed"
+    type: EventType[Literal["eventflow.task.failed"]] = "eventflow.task.failed"
 
 
 class CheckRequested(Event[CheckRequestedData]):
     """A worker should run this data check."""
 
-    type: Literal["eventflow.check.requested"] = "eventflow.check.requested"
+    type: EventType[Literal["eventflow.check.requested"]] = "eventflow.check.requested"
 
 
 class CheckCompleted(Event[CheckCompletedData]):
     """A data check passed or failed."""
 
-    type: Literal["eventflow.check.completed"] = "eventflow.check.completed"
+    type: EventType[Literal["eventflow.check.completed"]] = "eventflow.check.completed"
 
 
 class PipelineInput(Event[PipelineInputData]):
     """A dataset version routed to a pipeline that consumes it."""
 
-    type: Literal["eventflow.pipeline.input"] = "eventflow.pipeline.input"
+    type: EventType[Literal["eventflow.pipeline.input"]] = "eventflow.pipeline.input"
 
 
 class PipelineRunStarted(Event[PipelineRunData]):
     """A pipeline run began: its first task was triggered."""
 
-    type: Literal["eventflow.pipeline.run.started"] = "eventflow.pipeline.run.started"
+    type: EventType[Literal["eventflow.pipeline.run.started"]] = "eventflow.pipeline.run.started"
 
 
 class PipelineRunSucceeded(Event[PipelineRunData]):
     """Every task of a pipeline run succeeded or was skipped."""
 
-    type: Literal["eventflow.pipeline.run.succeeded"] = "eventflow.pipeline.run.succeeded"
+    type: EventType[Literal["eventflow.pipeline.run.succeeded"]] = (
+        "eventflow.pipeline.run.succeeded"
+    )
 
 
 class PipelineRunFailed(Event[PipelineRunData]):
     """A pipeline run failed: a task failed for good."""
 
-    type: Literal["eventflow.pipeline.run.failed"] = "eventflow.pipeline.run.failed"
+    type: EventType[Literal["eventflow.pipeline.run.failed"]] = "eventflow.pipeline.run.failed"
 
 
 class DatasetReset(Event[DatasetResetData]):
     """An operator set a dataset's newest-version mark back (`eventflow datasets reset`)."""
 
-    type: Literal["eventflow.dataset.reset"] = "eventflow.dataset.reset"
+    type: EventType[Literal["eventflow.dataset.reset"]] = "eventflow.dataset.reset"
 
 
 class PoolReleased(Event[PoolReleasedData]):
     """A task run gave back its pool slot."""
 
-    type: Literal["eventflow.pool.released"] = "eventflow.pool.released"
+    type: EventType[Literal["eventflow.pool.released"]] = "eventflow.pool.released"
 
 
 class DeadLetter(Event[DeadLetterData]):
     """An input eventflow refused, with the reason."""
 
-    type: Literal["eventflow.deadletter"] = "eventflow.deadletter"
+    type: EventType[Literal["eventflow.deadletter"]] = "eventflow.deadletter"
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
