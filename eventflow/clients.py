@@ -67,6 +67,12 @@ class Publisher(Lifecycle):
         version: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Event:
+        """Announce a new version of `dataset` (of `partition`, if partitioned).
+
+        `version` defaults to the time in microseconds, so later announcements win; `metadata`
+        carries small facts about the data (a path, a row count), never the data. Returns the
+        event as published.
+        """
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
@@ -78,6 +84,7 @@ class Publisher(Lifecycle):
         return event
 
     async def publish_event(self, event: Event) -> None:
+        """Publish an event built elsewhere, keyed by its dataset as `publish` would."""
         key = event.data.dataset if isinstance(event.data, DatasetProducedData) else None
         reply = await self.publish_raw(encode(event), key=key)
         if reply.get("dead_letter"):
@@ -103,7 +110,8 @@ def publish(
     metadata: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> Event:
-    """Blocking one-shot publish, for scripts that are not async."""
+    """Announce one dataset version and wait until it is published, for scripts that are not
+    async; each call connects anew, so a loop of announcements should use `Publisher`."""
 
     async def once() -> Event:
         async with Publisher(settings) as publisher:
@@ -172,6 +180,7 @@ class Subscriber(Lifecycle):
             await self._dev.stop()
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
+        """Runs of the chosen pipelines (finished ones only, unless `finished_only` is off)."""
         iterator = self._runs()
         self._iterators.append(iterator)
         return iterator
