@@ -66,7 +66,7 @@ class Publisher(Lifecycle):
         *,
         version: int | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> Event:
+    ) -> DatasetProduced:
         """Announce a new version of `dataset` (of `partition`, if partitioned).
 
         `version` defaults to the time in microseconds, so later announcements win; `metadata`
@@ -109,11 +109,11 @@ def publish(
     version: int | None = None,
     metadata: dict[str, Any] | None = None,
     settings: Settings | None = None,
-) -> Event:
+) -> DatasetProduced:
     """Announce one dataset version and wait until it is published, for scripts that are not
     async; each call connects anew, so a loop of announcements should use `Publisher`."""
 
-    async def once() -> Event:
+    async def once() -> DatasetProduced:
         async with Publisher(settings) as publisher:
             return await publisher.publish(dataset, partition, version=version, metadata=metadata)
 
