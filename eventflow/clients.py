@@ -193,7 +193,6 @@ class Subscriber(Lifecycle):
             if not isinstance(event, PIPELINE_RUN_EVENTS):
                 continue
             run = event.data
-            assert isinstance(run, PipelineRunData)
             if self.pipelines and run.pipeline not in self.pipelines:
                 continue
             if self.finished_only and run.status == "running":

@@ -120,7 +120,6 @@ def runs(h: Harness) -> list[PipelineRunData]:
     out = []
     for e in h.events:
         if isinstance(e, PIPELINE_RUN_EVENTS) and e.data.status != "running":
-            assert isinstance(e.data, PipelineRunData)
             out.append(e.data)
     return out
 
