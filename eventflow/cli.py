@@ -347,15 +347,15 @@ def watch(
                 where = str(settings.control_socket)
             click.echo(f"watching {where}", err=True)
             async for event in events:
-                is_run = isinstance(event, PIPELINE_RUN_EVENTS)
-                if not everything and not is_run:
+                run = event.data if isinstance(event, PIPELINE_RUN_EVENTS) else None
+                if not everything and run is None:
                     continue
-                if pipeline and is_run and event.data.pipeline != pipeline:  # type: ignore[attr-defined]
+                if pipeline and run is not None and run.pipeline != pipeline:
                     continue
                 if as_json:
                     click.echo(encode(event).decode())
-                elif is_run:
-                    click.echo(f"{event.time:%H:%M:%S}  {run_line(event.data)}")  # type: ignore[arg-type]
+                elif run is not None:
+                    click.echo(f"{event.time:%H:%M:%S}  {run_line(run)}")
                 else:
                     click.echo(f"{event.time:%H:%M:%S}  {event.type}  {event.subject or ''}")
 

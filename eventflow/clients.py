@@ -66,7 +66,13 @@ class Publisher(Lifecycle):
         *,
         version: int | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> Event:
+    ) -> DatasetProduced:
+        """Announce a new version of `dataset` (of `partition`, if partitioned).
+
+        `version` defaults to the time in microseconds, so later announcements win; `metadata`
+        carries small facts about the data (a path, a row count), never the data. Returns the
+        event as published.
+        """
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
@@ -78,6 +84,7 @@ class Publisher(Lifecycle):
         return event
 
     async def publish_event(self, event: Event) -> None:
+        """Publish an event built elsewhere, keyed by its dataset as `publish` would."""
         key = event.data.dataset if isinstance(event.data, DatasetProducedData) else None
         reply = await self.publish_raw(encode(event), key=key)
         if reply.get("dead_letter"):
@@ -102,10 +109,11 @@ def publish(
     version: int | None = None,
     metadata: dict[str, Any] | None = None,
     settings: Settings | None = None,
-) -> Event:
-    """Blocking one-shot publish, for scripts that are not async."""
+) -> DatasetProduced:
+    """Announce one dataset version and wait until it is published, for scripts that are not
+    async; each call connects anew, so a loop of announcements should use `Publisher`."""
 
-    async def once() -> Event:
+    async def once() -> DatasetProduced:
         async with Publisher(settings) as publisher:
             return await publisher.publish(dataset, partition, version=version, metadata=metadata)
 
@@ -172,6 +180,7 @@ class Subscriber(Lifecycle):
             await self._dev.stop()
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
+        """Runs of the chosen pipelines (finished ones only, unless `finished_only` is off)."""
         iterator = self._runs()
         self._iterators.append(iterator)
         return iterator
@@ -184,7 +193,6 @@ class Subscriber(Lifecycle):
             if not isinstance(event, PIPELINE_RUN_EVENTS):
                 continue
             run = event.data
-            assert isinstance(run, PipelineRunData)
             if self.pipelines and run.pipeline not in self.pipelines:
                 continue
             if self.finished_only and run.status == "running":

@@ -13,7 +13,7 @@ import hashlib
 import random
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, Union
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeAlias, Union
 
 import orjson
 from pydantic import (
@@ -25,6 +25,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from typing_extensions import TypeVar
 
 from .errors import EventError, MetadataTooLarge
 
@@ -80,6 +81,8 @@ def check_metadata(metadata: Metadata, limit: int) -> Metadata:
 
 
 class Payload(BaseModel):
+    """The `data` of an event: frozen, and refusing fields it does not know."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -107,12 +110,16 @@ class DatasetVersion(Payload):
 
 
 class DatasetProducedData(DatasetVersion):
+    """A dataset version announced, by an outside producer or by a task run."""
+
     producer: RunId | None = Field(
         default=None, description="Task run id that produced it; absent for external producers."
     )
 
 
 class TaskRef(Payload):
+    """Which attempt of which task run an event is about."""
+
     run_id: RunId = Field(description="Derived from task, partition, input versions and attempt.")
     task: Name = Field(description="Task name.")
     pipeline: Name = Field(description="Pipeline the task belongs to.")
@@ -127,6 +134,8 @@ class TaskRef(Payload):
 
 
 class TaskRequestedData(TaskRef):
+    """A task run for a worker to execute, with the input versions it consumes."""
+
     pipeline_run_id: RunId = Field(description="The pipeline run this task run is part of.")
     inputs: list[DatasetVersion] = Field(description="Input versions this run consumes.")
     timeout_s: float = Field(gt=0, description="Seconds the body may run.")
@@ -134,18 +143,24 @@ class TaskRequestedData(TaskRef):
 
 
 class TaskProgressData(TaskRef):
+    """A task run a worker has started, or is still running (a heartbeat)."""
+
     worker: Annotated[str, Field(max_length=MAX_NAME)] = Field(
         description="Identity of the worker running the task."
     )
 
 
 class TaskSucceededData(TaskProgressData):
+    """A task run that finished, with the dataset versions it emitted."""
+
     outputs: list[DatasetVersion] = Field(description="Outputs emitted; the rest were skipped.")
     skipped: Text | None = Field(default=None, description="Why the task emitted nothing, if so.")
     duration_ms: float = Field(ge=0, description="Time the body ran.")
 
 
 class TaskFailedData(TaskProgressData):
+    """A task run that failed, and whether the retry policy may run it again."""
+
     error: Text = Field(description="What went wrong, one line.")
     kind: Literal["error", "timeout", "lost", "definition"] = Field(
         description="`error`: the body raised; `timeout`: it ran too long; `lost`: its worker "
@@ -156,6 +171,8 @@ class TaskFailedData(TaskProgressData):
 
 
 class CheckRequestedData(Payload):
+    """A data check to run against one dataset version."""
+
     run_id: RunId = Field(description="Derived from check, dataset, partition and version.")
     check: Name = Field(description="Check name.")
     target: DatasetVersion = Field(description="The dataset version to check.")
@@ -163,6 +180,8 @@ class CheckRequestedData(Payload):
 
 
 class CheckCompletedData(Payload):
+    """The result of a data check on one dataset version."""
+
     run_id: RunId = Field(description="The check run.")
     check: Name = Field(description="Check name.")
     target: DatasetVersion = Field(description="The dataset version checked.")
@@ -178,12 +197,16 @@ class CheckCompletedData(Payload):
 
 
 class PipelineInputData(DatasetProducedData):
+    """A dataset version routed to one consuming pipeline, after its checks."""
+
     pipeline: Name = Field(description="The consuming pipeline this input is routed to.")
     accepted: bool = Field(default=True, description="False when a blocking check rejected it.")
     reason: Text = Field(default="", description="Why it was rejected.")
 
 
 class DatasetResetData(Payload):
+    """An operator's reset of a dataset's newest-version mark, so older versions count again."""
+
     dataset: Name = Field(description="Dataset whose newest-version mark is set back.")
     partition: PartitionKey = Field(default="", description="Partition key; empty if none.")
     version: int = Field(
@@ -201,24 +224,38 @@ class DatasetResetData(Payload):
 
 
 class PoolReleasedData(Payload):
+    """A pool slot freed because the task run holding it ended."""
+
     run_id: RunId = Field(description="The task run whose attempt ended.")
     pool: Name = Field(description="The pool whose slot it held.")
 
 
 class TaskOutcome(Payload):
-    task: str
-    status: Literal["succeeded", "failed", "skipped", "upstream_failed"]
-    run_id: str | None = None
-    attempts: int = 0
-    error: str | None = None
+    """How one task of a pipeline run ended."""
+
+    task: str = Field(description="Task name.")
+    status: Literal["succeeded", "failed", "skipped", "upstream_failed"] = Field(
+        description="`succeeded`: it ran to the end (emitting its outputs or skipping them); "
+        "`failed`: its last attempt failed; `skipped`: it never ran, the inputs it waits for "
+        "were not emitted; `upstream_failed`: it never ran, a task it depends on failed or a "
+        "blocking check rejected its input."
+    )
+    run_id: str | None = Field(default=None, description="Its last task run; absent if none.")
+    attempts: int = Field(default=0, description="Attempts it took; 0 if it never ran.")
+    error: str | None = Field(default=None, description="Why its last attempt failed.")
     outputs: list[str] = Field(default_factory=list, description="Datasets the task emitted.")
 
 
 class PipelineRunData(Payload):
+    """A pipeline run for one partition: its status and each task's outcome."""
+
     pipeline: str = Field(description="Pipeline name.")
     partition: str = Field(default="", description="Partition of the run.")
     run_id: str = Field(description="Pipeline run id.")
-    status: Literal["running", "succeeded", "failed"]
+    status: Literal["running", "succeeded", "failed"] = Field(
+        description="`running` in `started` events; then `failed` if a task failed for good, "
+        "else `succeeded`."
+    )
     started_at: datetime = Field(description="When the first task triggered.")
     finished_at: datetime | None = Field(default=None, description="When the last one finished.")
     tasks: list[TaskOutcome] = Field(default_factory=list, description="Outcome of each task.")
@@ -226,6 +263,8 @@ class PipelineRunData(Payload):
 
 
 class DeadLetterData(Payload):
+    """An input refused as malformed or invalid, kept with the reason."""
+
     reason: str = Field(description="Why the input was refused.")
     original: str = Field(
         description=f"The refused bytes, base64: all of them, or the first {DEAD_LETTER_PREFIX} "
@@ -238,6 +277,7 @@ class DeadLetterData(Payload):
 
     @property
     def original_bytes(self) -> bytes:
+        """The refused input as it arrived (its prefix when `truncated`)."""
         return base64.b64decode(self.original)
 
 
@@ -247,8 +287,21 @@ def new_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class Event(BaseModel):
-    """CloudEvents 1.0 envelope; subclasses fix `type` and `data`."""
+_T = TypeVar("_T")
+#: The `type` attribute; each event class narrows it to its own literal.
+EventType: TypeAlias = Annotated[
+    _T, Field(description="CloudEvents type: what happened; it fixes the shape of `data`.")
+]
+#: The payload type of an event; a bare `Event` is an event of any payload.
+D = TypeVar("D", bound=Payload, default=Payload, covariant=True)
+
+
+class Event(BaseModel, Generic[D]):
+    """A CloudEvents 1.0 envelope around a payload of type `D`.
+
+    Each event class fixes `type` and its payload (`DatasetProduced(Event[DatasetProducedData])`),
+    so `event.data` is typed wherever the event's class is known.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     event_type: ClassVar[str]
@@ -260,28 +313,34 @@ class Event(BaseModel):
     source: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
         default="eventflow", description="Who emitted the event."
     )
-    type: str
+    type: EventType[str]
     time: datetime = Field(default_factory=utcnow, description="When it was emitted (UTC).")
     subject: Annotated[str, Field(max_length=MAX_ID)] | None = Field(
         default=None, description="What it is about."
     )
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="Media type of `data`."
+    )
     schemaversion: int = Field(default=SCHEMA_VERSION, description="Version of the payload schema.")
     correlationid: RunId | None = Field(default=None, description="Pipeline run it belongs to.")
-    data: Payload
+    data: D = Field(description="The payload, its shape fixed by `type`.")
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls.event_type = cls.model_fields["type"].default
+        if not cls.__pydantic_generic_metadata__["args"]:  # not `Event[X]` itself
+            cls.event_type = cls.model_fields["type"].default
 
     @classmethod
-    def of(cls, data: Any, **envelope: Any) -> Self:
+    # A constructor: the payload is stored, never read back through a wider type, so taking the
+    # covariant `D` as a parameter is safe, and it checks the payload matches the event class.
+    def of(cls, data: D, **envelope: Any) -> Self:  # type: ignore[misc]
+        """The event carrying `data`, its `subject` derived from the payload unless given."""
         envelope.setdefault("subject", cls._subject(data))
         return cls(data=data, **envelope)
 
     @staticmethod
-    def _subject(data: Any) -> str | None:
+    def _subject(data: Payload) -> str | None:
         if isinstance(data, TaskRef | CheckRequestedData | CheckCompletedData | PoolReleasedData):
             return data.run_id
         if isinstance(data, DatasetVersion):
@@ -291,79 +350,96 @@ class Event(BaseModel):
         return None
 
 
-class DatasetProduced(Event):
-    type: Literal["eventflow.dataset.produced"] = "eventflow.dataset.produced"
-    data: DatasetProducedData
+class DatasetProduced(Event[DatasetProducedData]):
+    """A new version of a dataset partition exists; it triggers whatever consumes it."""
+
+    type: EventType[Literal["eventflow.dataset.produced"]] = "eventflow.dataset.produced"
 
 
-class TaskRequested(Event):
-    type: Literal["eventflow.task.requested"] = "eventflow.task.requested"
-    data: TaskRequestedData
+class TaskRequested(Event[TaskRequestedData]):
+    """A worker should run this task run."""
+
+    type: EventType[Literal["eventflow.task.requested"]] = "eventflow.task.requested"
 
 
-class TaskStarted(Event):
-    type: Literal["eventflow.task.started"] = "eventflow.task.started"
-    data: TaskProgressData
+class TaskStarted(Event[TaskProgressData]):
+    """A worker began a task run."""
+
+    type: EventType[Literal["eventflow.task.started"]] = "eventflow.task.started"
 
 
-class TaskHeartbeat(Event):
-    type: Literal["eventflow.task.heartbeat"] = "eventflow.task.heartbeat"
-    data: TaskProgressData
+class TaskHeartbeat(Event[TaskProgressData]):
+    """A worker is still running a task run."""
+
+    type: EventType[Literal["eventflow.task.heartbeat"]] = "eventflow.task.heartbeat"
 
 
-class TaskSucceeded(Event):
-    type: Literal["eventflow.task.succeeded"] = "eventflow.task.succeeded"
-    data: TaskSucceededData
+class TaskSucceeded(Event[TaskSucceededData]):
+    """A task run finished and emitted its outputs."""
+
+    type: EventType[Literal["eventflow.task.succeeded"]] = "eventflow.task.succeeded"
 
 
-class TaskFailed(Event):
-    type: Literal["eventflow.task.failed"] = "eventflow.task.failed"
-    data: TaskFailedData
+class TaskFailed(Event[TaskFailedData]):
+    """A task run failed; the coordinator retries it or fails the pipeline run."""
+
+    type: EventType[Literal["eventflow.task.failed"]] = "eventflow.task.failed"
 
 
-class CheckRequested(Event):
-    type: Literal["eventflow.check.requested"] = "eventflow.check.requested"
-    data: CheckRequestedData
+class CheckRequested(Event[CheckRequestedData]):
+    """A worker should run this data check."""
+
+    type: EventType[Literal["eventflow.check.requested"]] = "eventflow.check.requested"
 
 
-class CheckCompleted(Event):
-    type: Literal["eventflow.check.completed"] = "eventflow.check.completed"
-    data: CheckCompletedData
+class CheckCompleted(Event[CheckCompletedData]):
+    """A data check passed or failed."""
+
+    type: EventType[Literal["eventflow.check.completed"]] = "eventflow.check.completed"
 
 
-class PipelineInput(Event):
-    type: Literal["eventflow.pipeline.input"] = "eventflow.pipeline.input"
-    data: PipelineInputData
+class PipelineInput(Event[PipelineInputData]):
+    """A dataset version routed to a pipeline that consumes it."""
+
+    type: EventType[Literal["eventflow.pipeline.input"]] = "eventflow.pipeline.input"
 
 
-class PipelineRunStarted(Event):
-    type: Literal["eventflow.pipeline.run.started"] = "eventflow.pipeline.run.started"
-    data: PipelineRunData
+class PipelineRunStarted(Event[PipelineRunData]):
+    """A pipeline run began: its first task was triggered."""
+
+    type: EventType[Literal["eventflow.pipeline.run.started"]] = "eventflow.pipeline.run.started"
 
 
-class PipelineRunSucceeded(Event):
-    type: Literal["eventflow.pipeline.run.succeeded"] = "eventflow.pipeline.run.succeeded"
-    data: PipelineRunData
+class PipelineRunSucceeded(Event[PipelineRunData]):
+    """Every task of a pipeline run succeeded or was skipped."""
+
+    type: EventType[Literal["eventflow.pipeline.run.succeeded"]] = (
+        "eventflow.pipeline.run.succeeded"
+    )
 
 
-class PipelineRunFailed(Event):
-    type: Literal["eventflow.pipeline.run.failed"] = "eventflow.pipeline.run.failed"
-    data: PipelineRunData
+class PipelineRunFailed(Event[PipelineRunData]):
+    """A pipeline run failed: a task failed for good."""
+
+    type: EventType[Literal["eventflow.pipeline.run.failed"]] = "eventflow.pipeline.run.failed"
 
 
-class DatasetReset(Event):
-    type: Literal["eventflow.dataset.reset"] = "eventflow.dataset.reset"
-    data: DatasetResetData
+class DatasetReset(Event[DatasetResetData]):
+    """An operator set a dataset's newest-version mark back (`eventflow datasets reset`)."""
+
+    type: EventType[Literal["eventflow.dataset.reset"]] = "eventflow.dataset.reset"
 
 
-class PoolReleased(Event):
-    type: Literal["eventflow.pool.released"] = "eventflow.pool.released"
-    data: PoolReleasedData
+class PoolReleased(Event[PoolReleasedData]):
+    """A task run gave back its pool slot."""
+
+    type: EventType[Literal["eventflow.pool.released"]] = "eventflow.pool.released"
 
 
-class DeadLetter(Event):
-    type: Literal["eventflow.deadletter"] = "eventflow.deadletter"
-    data: DeadLetterData
+class DeadLetter(Event[DeadLetterData]):
+    """An input eventflow refused, with the reason."""
+
+    type: EventType[Literal["eventflow.deadletter"]] = "eventflow.deadletter"
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

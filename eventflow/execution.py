@@ -25,6 +25,7 @@ from .events import (
     CheckRequestedData,
     DatasetVersion,
     Event,
+    Payload,
     TaskFailed,
     TaskFailedData,
     TaskHeartbeat,
@@ -85,7 +86,7 @@ class Executor:
             "worker": self.worker,
         }
 
-    def _event(self, kind: type[Event], data: object, correlation: str | None) -> Event:
+    def _event(self, kind: type[Event], data: Payload, correlation: str | None) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)
 
     async def run_task(self, req: TaskRequestedData, report: Report) -> Event:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Literal
 
 from .errors import EventError
 
@@ -15,18 +16,23 @@ UNPARTITIONED = ""
 class Partitioning:
     """Base: the unpartitioned scheme, whose only key is the empty string."""
 
-    kind: str = "none"
+    #: How keys are derived: not at all, from a day or an hour, or from a fixed list.
+    kind: Literal["none", "daily", "hourly", "static"] = "none"
 
     def validate(self, key: str) -> str:
+        """The key in its one spelling (`2026-01-05`, not `2026-1-5`); an `EventError`
+        says why a key does not belong to this scheme."""
         if key != UNPARTITIONED:
             raise EventError(f"partition {key!r} given for an unpartitioned dataset")
         return key
 
     def key_for(self, when: datetime) -> str:
+        """The key of the partition `when` falls in, e.g. for a schedule's tick."""
         return UNPARTITIONED
 
     @property
     def partitioned(self) -> bool:
+        """Whether the dataset has partitions at all."""
         return self.kind != "none"
 
 
@@ -68,6 +74,8 @@ def hourly() -> Partitioning:
 
 @dataclass(frozen=True)
 class StaticPartitioning(Partitioning):
+    """A fixed set of keys, none of them derived from time."""
+
     keys: tuple[str, ...] = ()
 
     def validate(self, key: str) -> str:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Settings shared by every service and client; pass it explicitly."""
+    """Settings shared by every service and client, read from `EVENTFLOW_*` variables.
+
+    Built once at the edge (the CLI, a script) and passed explicitly, so nothing else reads the
+    environment and a test can hand each component its own settings.
+    """
 
     model_config = SettingsConfigDict(env_prefix="EVENTFLOW_", extra="forbid", frozen=True)
 
@@ -40,11 +45,13 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="Prefix of every topic, consumer group and transactional id."
     )
-    kafka_security_protocol: str = Field(
-        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients reach the brokers: in the clear, over TLS, and with or without "
+        "SASL authentication.",
     )
-    kafka_sasl_mechanism: str | None = Field(
-        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with a `SASL_*` protocol; unset: no SASL."
     )
     kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
@@ -69,7 +76,9 @@ class Settings(BaseSettings):
     metrics_address: str = Field(
         default="127.0.0.1", description="Address the metrics port listens on (0.0.0.0: all)."
     )
-    log_level: str = Field(default="WARNING", description="Python logging level of services.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="WARNING", description="Python logging level of services."
+    )
     signing_key: SecretStr | None = Field(
         default=None,
         min_length=32,
@@ -92,8 +101,10 @@ class Settings(BaseSettings):
 
     @property
     def database(self) -> Path:
+        """The SQLite file of the embedded runtime, inside `home`."""
         return self.home / "eventflow.db"
 
     @property
     def control_socket(self) -> Path:
+        """The Unix socket a dev instance serves publishers and `eventflow` commands on."""
         return self.home / "dev.sock"

@@ -139,14 +139,13 @@ SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
 def destination(event: Event) -> tuple[str, str]:
     """The topic an event goes to and its record key, as the specs above say. Pooled task
     requests are the exception the coordinator makes: they go through `eventflow.pools` first."""
-    data: Any = event.data
-    if isinstance(event, DatasetReset) and data.pipeline is not None:
-        return "eventflow.pipeline-inputs", data.pipeline
+    if isinstance(event, DatasetReset) and event.data.pipeline is not None:
+        return "eventflow.pipeline-inputs", event.data.pipeline
     for spec in TOPICS:
         if event.type in spec.events:
             if isinstance(event, CheckCompleted):
-                return spec.name, data.target.dataset
-            return spec.name, str(getattr(data, spec.key, ""))
+                return spec.name, event.data.target.dataset
+            return spec.name, str(getattr(event.data, spec.key, ""))
     raise ValueError(f"no topic carries {event.type}")
 
 

@@ -20,6 +20,7 @@ from ..events import (
     DatasetResetData,
     DatasetVersion,
     Event,
+    Payload,
     PipelineInputData,
     PipelineRunData,
     PipelineRunFailed,
@@ -536,5 +537,5 @@ class Coordinator:
         seen = tr.seen_at if tr.seen_at is not None else tr.requested_at
         return self.heartbeat_timeout_s > 0 and now - seen >= self.heartbeat_timeout_s
 
-    def _event(self, kind: type[Event], data: object, correlation: str) -> Event:
+    def _event(self, kind: type[Event], data: Payload, correlation: str) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)

@@ -21,6 +21,7 @@ from ..events import (
     DatasetResetData,
     DatasetVersion,
     Event,
+    Payload,
     PipelineInput,
     PipelineInputData,
 )
@@ -184,5 +185,5 @@ class Router:
             )
             d.commands.append(Publish(self._event(PipelineInput, routed, correlation)))
 
-    def _event(self, kind: type[Event], data: object, correlation: str | None) -> Event:
+    def _event(self, kind: type[Event], data: Payload, correlation: str | None) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)

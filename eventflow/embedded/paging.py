@@ -39,13 +39,14 @@ class Pager:
         """Read in what deciding `event` will touch; unknown names are left to the engine."""
         data = event.data
         if isinstance(event, DatasetProduced):
-            await self._dataset(data.dataset, data.partition)  # type: ignore[attr-defined]
+            await self._dataset(event.data.dataset, event.data.partition)
         elif isinstance(event, CheckCompleted):
             await self._dataset(event.data.target.dataset, event.data.target.partition)
         elif isinstance(event, DatasetReset) and event.data.pipeline is None:
             await self._dataset(event.data.dataset, event.data.partition)
-        elif isinstance(event, PipelineInput | DatasetReset):
-            await self._partition(data.pipeline, data.partition, everything=not data.partition)  # type: ignore[attr-defined]
+        elif isinstance(event, PipelineInput | DatasetReset) and event.data.pipeline is not None:
+            pipeline, partition = event.data.pipeline, event.data.partition
+            await self._partition(pipeline, partition, everything=not partition)
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
 

@@ -168,6 +168,8 @@ class EmbeddedRuntime(Lifecycle):
         version: int | None = None,
         metadata: dict[str, object] | None = None,
     ) -> Receipt:
+        """Announce a dataset version from inside the process, as `Publisher.publish` would
+        from outside; `version` defaults to the time in microseconds."""
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
@@ -183,6 +185,7 @@ class EmbeddedRuntime(Lifecycle):
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        """Stop filling a queue `subscribe` gave out."""
         self._subscribers.discard(queue)
 
     async def wait_idle(self) -> None:

@@ -69,6 +69,10 @@ class TakeOver:
         """The stream tasks being taken over."""
         return sorted(self._restoring)
 
+    def dropping(self) -> int:
+        """State drops under way (of tasks assigned elsewhere)."""
+        return len(self._dropping)
+
     async def stop(self) -> None:
         """Cancel the restores and drops under way."""
         background = [*self._restoring.values(), *self._dropping]

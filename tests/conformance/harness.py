@@ -50,7 +50,10 @@ class Recorder:
 
 
 class Harness(Protocol):
-    events: list[Event]
+    @property
+    def events(self) -> list[Event]:
+        """Everything the runtime committed so far, oldest first."""
+        ...
 
     async def emit(
         self, dataset: str, partition: str = "", version: int | None = None, **meta: Any
@@ -117,7 +120,6 @@ def runs(h: Harness) -> list[PipelineRunData]:
     out = []
     for e in h.events:
         if isinstance(e, PIPELINE_RUN_EVENTS) and e.data.status != "running":
-            assert isinstance(e.data, PipelineRunData)
             out.append(e.data)
     return out
 
@@ -160,11 +162,11 @@ class KafkaHarness:
         ]
         self.publisher = ef.Publisher(self.settings)
         self._seen: list[Event] = []
-        self._collector: asyncio.Task[None] | None = None
+        self._collector: asyncio.Future[list[None]] | None = None
         self._last_seen = time.monotonic()
 
     @property
-    def events(self) -> list[Event]:  # type: ignore[override]
+    def events(self) -> list[Event]:
         return sorted(self._seen, key=lambda e: e.time)
 
     async def start(self) -> None:

@@ -9,7 +9,7 @@ never came, and the service keeps serving.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -191,10 +191,15 @@ async def test_a_forged_task_request_never_runs(start: Start) -> None:
     assert rec.calls == [("body", "", {"src": 2})], "only the real request ran"
 
 
+class Progress(TypedDict):
+    worker: str
+    attempt: int
+
+
 async def test_internal_events_naming_what_the_app_lacks_are_dead_lettered(start: Start) -> None:
     """As if a service of another App (or a bug) sent them: signed, yet refused with a reason."""
     app, rec = one_task(ef.daily())
-    progress = {"worker": "w", "attempt": 1}
+    progress: Progress = {"worker": "w", "attempt": 1}
     bad: list[tuple[Event, str]] = [
         (
             PipelineInput.of(

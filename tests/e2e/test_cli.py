@@ -11,19 +11,30 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.request import urlopen
 
 import orjson
 import pytest
 
-from eventflow.events import DeadLetterData, TaskSucceededData, decode
+from eventflow.events import (
+    DeadLetter,
+    DeadLetterData,
+    Event,
+    Payload,
+    PipelineRunSucceeded,
+    TaskSucceeded,
+    TaskSucceededData,
+    decode,
+)
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 PIPELINES = HERE / "pipelines"
+P = TypeVar("P", bound=Payload)
 HELLO = ROOT / "examples" / "hello.py"
 
 pytestmark = pytest.mark.slow
@@ -46,10 +57,10 @@ def cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.Comple
     )
 
 
-def wait_for(condition: object, timeout: float = 20.0) -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.02)
     raise AssertionError("timed out waiting")
@@ -88,10 +99,16 @@ def scrape(port: int) -> dict[str, float]:
     return {name: float(value) for name, value in lines}
 
 
-def logged(home: Path, kind: str) -> list[object]:
+def logged(home: Path, kind: type[Event[P]]) -> list[P]:
+    """The payloads of the events of one kind in the instance's log, oldest first."""
+    found = []
     with sqlite3.connect(home / "eventflow.db") as db:
-        rows = db.execute("SELECT body FROM events WHERE type = ? ORDER BY seq", (kind,))
-        return [decode(body, max_metadata_bytes=1 << 30).data for (body,) in rows]
+        rows = db.execute("SELECT body FROM events WHERE type = ? ORDER BY seq", (kind.event_type,))
+        for (body,) in rows:
+            event = decode(body, max_metadata_bytes=1 << 30)
+            assert isinstance(event, kind), event.type
+            found.append(event.data)
+    return found
 
 
 def test_until_idle_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
@@ -224,15 +241,15 @@ def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:
         assert service.poll() is None, "the service keeps running"
         ok = cli(home, "emit", "greetings.requested")
         assert ok.returncode == 0
-        wait_for(lambda: len(logged(home, "eventflow.pipeline.run.succeeded")) == 1)
+        wait_for(lambda: len(logged(home, PipelineRunSucceeded)) == 1)
         metrics = scrape(port)
     assert metrics["eventflow_dead_letters_total"] == 5
     assert metrics['eventflow_task_runs_total{outcome="succeeded"}'] == 3
     assert metrics['eventflow_events_decided_total{type="eventflow.dataset.produced"}'] == 4
     assert metrics['eventflow_coordinator_step_seconds_count{phase="commit"}'] >= 4
-    letters = logged(home, "eventflow.deadletter")
+    letters = logged(home, DeadLetter)
     assert len(letters) == 5
-    assert "over the 65536-byte limit" in letters[4].reason  # type: ignore[attr-defined]
+    assert "over the 65536-byte limit" in letters[4].reason
     for letter, (raw, reason) in zip(letters, cases.items(), strict=False):
         assert isinstance(letter, DeadLetterData)
         assert reason in letter.reason
@@ -251,24 +268,24 @@ def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after
     with dev(home, pipeline) as first:
         sent = cli(home, "emit", "raw", "-p", "2026-11-22", "--meta", f"journal={journal}")
         assert sent.returncode == 0, sent.stderr
-        wait_for(lambda: len(logged(home, "eventflow.task.succeeded")) >= kill_after)
+        wait_for(lambda: len(logged(home, TaskSucceeded)) >= kill_after)
         first.kill()
-    done_before = {d.task for d in logged(home, "eventflow.task.succeeded")}  # type: ignore[attr-defined]
+    done_before = {d.task for d in logged(home, TaskSucceeded)}
     assert len(done_before) >= kill_after
 
     again = cli(home, "dev", str(pipeline), "--until-idle")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "journaled  2026-11-22  ok" in again.stdout
 
-    successes = logged(home, "eventflow.task.succeeded")
+    successes = logged(home, TaskSucceeded)
     assert all(isinstance(s, TaskSucceededData) for s in successes)
-    counts = Counter(s.task for s in successes)  # type: ignore[attr-defined]
+    counts = Counter(s.task for s in successes)
     assert counts == Counter(["extract", "clean", "left", "right", "join", "publish"])
     restarted = [line.split() for line in journal.read_text().splitlines()]
     pids = list(dict.fromkeys(pid for pid, _, _, _ in restarted))
     rerun = {task for pid, what, task, _ in restarted if pid == pids[-1] and what == "start"}
     assert not rerun & done_before, f"completed tasks ran again: {rerun & done_before}"
-    assert len(logged(home, "eventflow.pipeline.run.succeeded")) == 1
+    assert len(logged(home, PipelineRunSucceeded)) == 1
 
 
 def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -> None:

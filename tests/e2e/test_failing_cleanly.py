@@ -12,7 +12,7 @@ import pytest
 import eventflow as ef
 from eventflow.embedded.control import request_limit
 from eventflow.errors import StorageError
-from eventflow.events import DeadLetterData
+from eventflow.events import DatasetProduced, DeadLetter, DeadLetterData, PipelineRunSucceeded
 
 from .test_cli import HELLO, cli, dev, logged
 
@@ -69,7 +69,7 @@ def test_malformed_control_requests_get_an_error_reply(tmp_path: Path) -> None:
         assert reply["ok"] is False and "over" in str(reply["error"])
         assert proc.poll() is None
         assert cli(home, "emit", "greetings.requested").returncode == 0
-    letters = logged(home, "eventflow.deadletter")
+    letters = logged(home, DeadLetter)
     assert len(letters) == len(bad) + 1
     assert all(isinstance(d, DeadLetterData) and d.origin == "control" for d in letters)
 
@@ -103,14 +103,11 @@ async def test_a_full_disk_fails_publishes_loses_nothing_and_recovers(tmp_path: 
         seen = []
         while not events.empty():
             seen.append(events.get_nowait())
-    finished = [e.data for e in seen if e.type == "eventflow.pipeline.run.succeeded"]
-    assert [r.partition for r in finished] == ["", ""], "the run in flight and the next one"  # type: ignore[attr-defined]
+    finished = [e.data for e in seen if isinstance(e, PipelineRunSucceeded)]
+    assert [r.partition for r in finished] == ["", ""], "the run in flight and the next one"
     versions = [
-        e.data.version
-        for e in seen
-        if e.type == "eventflow.dataset.produced"  # type: ignore[attr-defined]
-        and e.data.dataset == "src"
-    ]  # type: ignore[attr-defined]
+        e.data.version for e in seen if isinstance(e, DatasetProduced) and e.data.dataset == "src"
+    ]
     assert versions == [1, 3], "version 2 was refused, not half-logged"
     assert not runtime.failed.is_set()
 
@@ -122,5 +119,5 @@ def test_dataset_reset_from_the_cli(tmp_path: Path) -> None:
         reset = cli(home, "datasets", "reset", "greetings.requested", "--reason", "typo")
         assert reset.returncode == 0 and "reset greetings.requested to version 0" in reset.stdout
         assert cli(home, "emit", "greetings.requested", "-v", "5").returncode == 0
-    runs = logged(home, "eventflow.pipeline.run.succeeded")
+    runs = logged(home, PipelineRunSucceeded)
     assert len(runs) == 2, "the version after the reset ran again"

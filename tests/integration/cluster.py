@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 import eventflow as ef
 from eventflow.errors import EventError
@@ -72,6 +73,10 @@ class Service:
     def pid(self) -> int:
         return self.proc.pid
 
+    def up_or_gone(self) -> bool:
+        """Healthy, or exited (for `ready` to report why)."""
+        return self.health.exists() or self.proc.poll() is not None
+
     def owns(self) -> list[int]:
         try:
             state = orjson.loads(self.health.read_bytes())
@@ -102,7 +107,7 @@ class Cluster:
             kafka_bootstrap=bootstrap,
             topic_prefix=f"f{uuid.uuid4().hex[:10]}.",
             kafka_session_timeout_ms=2000,
-            signing_key=SIGNING_KEY,
+            signing_key=SecretStr(SIGNING_KEY),
         )
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
         self.env = {
@@ -123,11 +128,7 @@ class Cluster:
 
     def ready(self, *services: Service, timeout: float = 60) -> None:
         for service in services:
-            wait_for(
-                lambda s=service: s.health.exists() or s.proc.poll() is not None,  # type: ignore[misc]
-                timeout,
-                f"{service.kind} ready",
-            )
+            wait_for(service.up_or_gone, timeout, f"{service.kind} ready")
             assert service.proc.poll() is None, service.log.read_text()[-3000:]
 
     def stop(self) -> None:

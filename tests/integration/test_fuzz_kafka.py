@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventflow.events import PipelineRunSucceeded
 from eventflow.kafka.signing import Signer
 
 from ..conformance.harness import KafkaHarness
@@ -48,7 +49,7 @@ async def _fuzz(bootstrap: str, records: list[tuple[str, bytes, bool]]) -> None:
         await harness.emit("src", "2030-01-01", version=2**63 - 1)
         async with asyncio.timeout(120):
             while not any(
-                e.type == "eventflow.pipeline.run.succeeded" and e.data.partition == "2030-01-01"  # type: ignore[attr-defined]
+                isinstance(e, PipelineRunSucceeded) and e.data.partition == "2030-01-01"
                 for e in harness.events
             ):
                 assert not harness.coordinator.failed.is_set(), "the coordinator died"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 import eventflow as ef
 
@@ -141,8 +142,8 @@ def test_security_settings_reach_the_kafka_clients(tmp_path: Path) -> None:
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_mechanism="SCRAM-SHA-512",
         kafka_sasl_username="svc",
-        kafka_sasl_password="secret",
-        signing_key="k" * 32,
+        kafka_sasl_password=SecretStr("secret"),
+        signing_key=SecretStr("k" * 32),
     )
     assert "secret" not in repr(settings) and "k" * 32 not in repr(settings)
     options = KafkaConfig(settings).client()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 import eventflow as ef
 from bench.apps import SCALE_PIPELINES, scale
@@ -40,7 +41,7 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0
 
 
 @pytest.fixture(scope="module")
-def states() -> Iterator[States]:
+def states() -> States:
     built = States(STATES)
     asyncio.run(built.record())
     return built
@@ -54,7 +55,7 @@ async def settings(kafka: Broker, states: States) -> ef.Settings:
         kafka_bootstrap=kafka.bootstrap,
         topic_prefix=f"r{uuid.uuid4().hex[:10]}.",
         kafka_session_timeout_ms=6000,
-        signing_key=SIGNING_KEY,
+        signing_key=SecretStr(SIGNING_KEY),
     )
     await admin.apply(KafkaConfig(made))
     await states.write_changelog(made)
@@ -173,7 +174,7 @@ async def test_a_restore_cancelled_by_a_rebalance_leaves_no_state_behind(
         lambda: (
             len(first.owns()) + len(second.owns()) == TASKS
             and not first.stream_tasks.restoring()
-            and not first._dropping
+            and not first.stream_tasks.dropping()
         ),
         "both restored",
     )

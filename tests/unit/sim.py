@@ -142,7 +142,6 @@ class Sim:
         finished = []
         for e in self.events:
             if isinstance(e, PIPELINE_RUN_EVENTS) and e.data.status != "running":
-                assert isinstance(e.data, PipelineRunData)
                 finished.append(e.data)
         return finished
 

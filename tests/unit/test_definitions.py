@@ -136,12 +136,3 @@ def test_examples_load() -> None:
     root = Path(__file__).parents[2] / "examples"
     assert "nightly_features" in ef.load_app(str(root / "ml_pipeline.py")).pipelines
     assert list(ef.load_app(str(root / "hello.py")).tasks) == ["draft", "polish", "send"]
-
-
-def test_public_names_are_exported_and_sorted() -> None:
-    assert ef.__all__ == sorted(ef.__all__)
-    for name in ef.__all__:
-        assert getattr(ef, name) is not None
-    public = {n for n in vars(ef) if not n.startswith("_") and n[0].isupper()}
-    missing = public - set(ef.__all__)
-    assert not missing, f"public names missing from __all__: {missing}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import TypedDict
 
 import orjson
 import pytest
@@ -13,8 +14,16 @@ from eventflow.errors import EventError, MetadataTooLarge
 from .sim import produced
 
 
+class Ref(TypedDict):
+    run_id: str
+    task: str
+    pipeline: str
+    partition: str
+    attempt: int
+
+
 def samples() -> list[ev.Event]:
-    ref = {"run_id": "t:d:k:1", "task": "t", "pipeline": "p", "partition": "d", "attempt": 1}
+    ref: Ref = {"run_id": "t:d:k:1", "task": "t", "pipeline": "p", "partition": "d", "attempt": 1}
     version = ev.DatasetVersion(dataset="a", partition="d", version=3, metadata={"rows": 3})
     run = ev.PipelineRunData(
         pipeline="p",
@@ -101,7 +110,9 @@ def test_metadata_is_size_limited_and_the_limit_is_configurable() -> None:
     event = orjson.loads(ev.encode(produced("a", "", 1)))
     event["data"]["metadata"] = {"blob": "x" * 2000}
     raw = orjson.dumps(event)
-    assert ev.decode(raw).data.metadata["blob"] == "x" * 2000  # type: ignore[attr-defined]
+    decoded = ev.decode(raw)
+    assert isinstance(decoded, ev.DatasetProduced)
+    assert decoded.data.metadata["blob"] == "x" * 2000
     with pytest.raises(EventError, match="over the 1024-byte limit"):
         ev.decode(raw, max_metadata_bytes=1024)
     with pytest.raises(MetadataTooLarge, match="never data"):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import eventflow as ef
 from eventflow.core import Engine, run_id, run_key
 from eventflow.errors import EventError
-from eventflow.events import BY_TYPE, decode
+from eventflow.events import BY_TYPE, DatasetProduced, decode
 
 D1 = "2026-11-22"
 NAMES = ["src", "mid", "end", "p", "p", "one", "two", "nope", "", "x" * 300]
@@ -206,7 +206,8 @@ def test_strict_versions_and_bounded_names() -> None:
             assert "version" in e.reason
         else:
             raise AssertionError(f"version {version!r} accepted")
-    assert decode(produced(version=2**63 - 1)).data.version == 2**63 - 1  # type: ignore[attr-defined]
+    largest = decode(produced(version=2**63 - 1))
+    assert isinstance(largest, DatasetProduced) and largest.data.version == 2**63 - 1
     for field, value in (("dataset", "d" * 201), ("partition", "p" * 201)):
         try:
             decode(produced(version=1, **{field: value}))

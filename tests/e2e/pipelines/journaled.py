@@ -6,6 +6,7 @@ event and every task passes it on.
 
 import os
 import time
+from collections.abc import Callable
 
 import eventflow as ef
 
@@ -23,7 +24,7 @@ edges = {
 }
 
 
-def body(name: str):
+def body(name: str) -> Callable[[ef.TaskContext], None]:
     def run(ctx: ef.TaskContext) -> None:
         meta = next(iter(ctx.inputs.values())).metadata
         journal, pause = meta["journal"], meta.get("pause", 0.15)
