@@ -427,7 +427,8 @@ class EmbeddedRuntime(Lifecycle):
         self._work += fx.dispatch
         self._work += [e.data for e in fx.events if isinstance(e, CheckRequested)]
         self._start_work()
-        if any(self._timers.add(at, pipeline) for at, pipeline in fx.wakes):
+        changed = [self._timers.add(at, pipeline) for at, pipeline in fx.wakes]  # every one
+        if any(changed):
             self._arm_timer()
 
     def _arm_timer(self) -> None:
