@@ -1,7 +1,7 @@
 """eventflow: data-aware pipeline orchestration where the event is the trigger."""
 
 from .clients import Publisher, Subscriber, publish
-from .context import CheckContext, Input, TaskContext
+from .context import CheckContext, Input, Inputs, TaskContext, TaskInfo
 from .definitions import App, Check, Dataset, Pipeline, Pool, Retry, Schedule, Task, check
 from .embedded import EmbeddedRuntime
 from .errors import (
@@ -10,30 +10,39 @@ from .errors import (
     DefinitionError,
     EventError,
     EventflowError,
+    Fail,
     MetadataTooLarge,
     NotRunning,
     Skip,
     StorageError,
 )
+from .events import CheckCompleted, DatasetProduced, Event, PipelineRunData, TaskStarted
 from .loader import load_app
 from .partitions import daily, hourly, static
 from .settings import Settings
+from .summary import run_summary
 
 __all__ = [
     "App",
     "BrokerError",
     "Check",
+    "CheckCompleted",
     "CheckContext",
     "ConfigurationError",
     "Dataset",
+    "DatasetProduced",
     "DefinitionError",
     "EmbeddedRuntime",
+    "Event",
     "EventError",
     "EventflowError",
+    "Fail",
     "Input",
+    "Inputs",
     "MetadataTooLarge",
     "NotRunning",
     "Pipeline",
+    "PipelineRunData",
     "Pool",
     "Publisher",
     "Retry",
@@ -44,10 +53,13 @@ __all__ = [
     "Subscriber",
     "Task",
     "TaskContext",
+    "TaskInfo",
+    "TaskStarted",
     "check",
     "daily",
     "hourly",
     "load_app",
     "publish",
+    "run_summary",
     "static",
 ]

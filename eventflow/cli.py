@@ -31,9 +31,10 @@ from .events import (
     encode,
     version_now,
 )
+from .graph import graph_dot, graph_text
 from .loader import load_app
 from .settings import Settings
-from .summary import freshness_table, graph_dot, graph_text, run_line, run_summary
+from .summary import freshness_table, run_line, run_summary
 
 T = TypeVar("T")
 

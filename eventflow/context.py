@@ -1,19 +1,45 @@
-"""What a task or check body receives: its partition, its inputs, a logger, and `emit`."""
+"""What a task or check body receives: who it is, its partition, its inputs, a logger, `emit`.
+
+Bodies see frozen copies (`TaskInfo`, `Input`), never the definitions the engine decides with.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from .definitions import Dataset, DatasetLike, Task
-from .errors import EventError
-from .events import DatasetVersion, Metadata, check_metadata
+from .datasets import Dataset, DatasetLike, dataset_name
+from .errors import DefinitionError
+from .events import DEFAULT_MAX_METADATA_BYTES, DatasetVersion, Metadata, check_metadata
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The definition of the running task, as a body may read it.
+
+    `partitioning` is the kind of partition the task runs per (`"daily"`...), None when it runs
+    unpartitioned; `timeout_s` is the limit this attempt runs under; `retries` is how many
+    attempts may follow a failed one, so `ctx.attempt > ctx.task.retries` marks the last.
+    """
+
+    name: str
+    pipeline: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    partitioning: str | None = None
+    trigger: str = "all"
+    pool: str | None = None
+    timeout_s: float | None = None
+    retries: int = 0
 
 
 @dataclass(frozen=True)
 class Input:
-    """The version of one input dataset a run consumes."""
+    """The version of one input dataset a run consumes, with the metadata it was produced with."""
 
     dataset: str
     partition: str
@@ -22,34 +48,84 @@ class Input:
 
     @classmethod
     def of(cls, ref: DatasetVersion) -> Input:
+        """A copy of `ref`, so a body changing the metadata changes nothing shared."""
         return cls(ref.dataset, ref.partition, ref.version, dict(ref.metadata))
+
+
+class Inputs(Mapping[str, Input]):
+    """A run's inputs keyed by dataset name; the `Dataset` itself works as a key too."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, inputs: Iterable[Input] = ()) -> None:
+        self._by_name = {i.dataset: i for i in inputs}
+
+    def __getitem__(self, key: DatasetLike) -> Input:
+        name = dataset_name(key)
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = sorted(self._by_name)
+            raise KeyError(f"{name!r} is not an input of this run: {known}") from None
+
+    def __contains__(self, key: object) -> bool:
+        return (key.name if isinstance(key, Dataset) else key) in self._by_name
+
+    @overload
+    def get(self, key: DatasetLike, /) -> Input | None: ...
+    @overload
+    def get(self, key: DatasetLike, default: Input | _T, /) -> Input | _T: ...
+    def get(self, key: DatasetLike, default: object = None, /) -> object:
+        """The input of `key` (a name or a `Dataset`), `default` when the run has none."""
+        return self._by_name.get(dataset_name(key), default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __repr__(self) -> str:
+        return f"Inputs({self._by_name!r})"
 
 
 @dataclass
 class TaskContext:
-    """Passed to a task body. Calling `emit` chooses outputs: a task that never calls it emits
-    every declared output; one that does emits only those it named (that is how it branches).
-    Raise `eventflow.Skip` to emit nothing."""
+    """Passed to a task body: which task, partition, run and attempt, the inputs, and `emit`.
 
-    task: Task
+    A body that never calls `emit` produces every declared output; one that does produces only
+    those it named (that is how it branches). Raise `eventflow.Skip` to produce nothing, and
+    `eventflow.Fail` to fail the run without a retry.
+    """
+
+    task: TaskInfo
     partition: str
     run_id: str
     attempt: int
-    inputs: dict[str, Input]
+    inputs: Inputs
     log: logging.Logger
-    max_metadata_bytes: int
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     emitted: dict[str, Metadata] = field(default_factory=dict)
+    #: Set by `emit` when the body names an output it does not declare: the attempt then fails
+    #: without a retry, even if the body caught the error.
+    definition_error: str | None = field(default=None, init=False)
 
     def emit(self, dataset: DatasetLike, metadata: Metadata | None = None, **meta: Any) -> None:
-        name = dataset.name if isinstance(dataset, Dataset) else dataset
+        """Produce `dataset` (one of the declared outputs) when the body returns, with
+        `metadata` and `meta` merged; raises `DefinitionError` for any other dataset."""
+        name = dataset_name(dataset)
         if name not in self.task.outputs:
-            raise EventError(
-                f"task {self.task.name!r} cannot emit {name!r}: not one of its outputs "
-                f"{list(self.task.outputs)}"
+            message = (
+                f"task {self.task.name!r} emitted {name!r}, which is not one of its declared "
+                f"outputs {list(self.task.outputs)}"
             )
+            if self.definition_error is None:
+                self.definition_error = message
+            raise DefinitionError(message)
         self.emitted[name] = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
 
     def outputs(self) -> dict[str, Metadata]:
+        """What the attempt produces: the emitted outputs, or every declared one if none was."""
         if self.emitted:
             return self.emitted
         return {name: {} for name in self.task.outputs}
@@ -57,7 +133,7 @@ class TaskContext:
 
 @dataclass(frozen=True)
 class CheckContext:
-    """Passed to a check body: the dataset version under test."""
+    """Passed to a check body: the dataset version under test and a logger."""
 
     check: str
     dataset: str

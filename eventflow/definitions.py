@@ -1,7 +1,8 @@
 """The pipeline DSL: datasets, tasks, checks, pools, schedules, pipelines, and the App holding them.
 
 Everything is validated when the `App` is built, so a bad definition fails at load time with a
-message naming the task and the problem, never halfway through a cascade.
+message naming the task and the problem, never halfway through a cascade. Checks and schedules
+attach to a pipeline like tasks do, so the App collects them and none is forgotten.
 """
 
 from __future__ import annotations
@@ -10,39 +11,47 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
 
 from croniter import croniter
 
+from .context import CheckContext, TaskContext, TaskInfo
+from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError
 from .events import MAX_NAME
 from .partitions import NONE, Partitioning
 
-if TYPE_CHECKING:
-    from .context import CheckContext, TaskContext
+__all__ = [
+    "App",
+    "Check",
+    "CheckFn",
+    "Dataset",
+    "DatasetLike",
+    "Pipeline",
+    "Pool",
+    "Retry",
+    "Schedule",
+    "Task",
+    "TaskFn",
+    "Trigger",
+    "check",
+]
 
 Trigger = Literal["all", "any"]
 TRIGGERS: tuple[str, ...] = ("all", "any")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-TaskFn = Callable[["TaskContext"], Awaitable[None] | None]
-CheckFn = Callable[["CheckContext"], Awaitable[Any] | Any]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A named data asset; events say which version of which partition was produced."""
-
-    name: str
-    partitions: Partitioning = NONE
-    description: str = ""
-
-
-DatasetLike = Dataset | str
+_T = TypeVar("_T")
+TaskFn = Callable[[TaskContext], Awaitable[None] | None]
+CheckFn = Callable[[CheckContext], Awaitable[Any] | Any]
 
 
 @dataclass(frozen=True)
 class Retry:
-    """Retry policy: `count` more attempts, waiting `backoff_s * factor**(n-1)`, capped."""
+    """Retry policy: `count` more attempts, waiting `backoff_s * factor**(n-1)`, capped.
+
+    Only failures that may pass on their own are retried: not `eventflow.Fail`, nor an emit of an
+    undeclared output.
+    """
 
     count: int = 0
     backoff_s: float = 1.0
@@ -50,6 +59,7 @@ class Retry:
     max_delay_s: float = 300.0
 
     def delay(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt number `failed_attempt` (from 1) failed."""
         return float(min(self.max_delay_s, self.backoff_s * self.factor ** (failed_attempt - 1)))
 
 
@@ -63,7 +73,8 @@ class Pool:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Time as a dataset: at each cron tick a version of `dataset` is produced."""
+    """Time as a dataset: at each cron tick (UTC; a sixth field gives seconds) a version of
+    `dataset` is produced. Attach it with `Pipeline.schedule` or `Pipeline(schedules=...)`."""
 
     dataset: Dataset
     cron: str
@@ -71,6 +82,11 @@ class Schedule:
 
 @dataclass(eq=False)
 class Task:
+    """A task as `Pipeline.task` registered it; the App completes and validates it.
+
+    Bodies never see it: they get a frozen `TaskInfo` (`ctx.task`).
+    """
+
     name: str
     fn: TaskFn
     inputs: tuple[str, ...]
@@ -85,12 +101,27 @@ class Task:
 
     @property
     def is_async(self) -> bool:
+        """Whether the body runs on the event loop (else in a thread)."""
         return inspect.iscoroutinefunction(self.fn)
+
+    def info(self, timeout_s: float | None = None) -> TaskInfo:
+        """The frozen view a body gets; `timeout_s` is the limit in force when not declared."""
+        return TaskInfo(
+            name=self.name,
+            pipeline=self.pipeline,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            partitioning=self.partitioning.kind if self.partitioning.partitioned else None,
+            trigger=self.trigger,
+            pool=self.pool,
+            timeout_s=self.timeout_s if self.timeout_s is not None else timeout_s,
+            retries=self.retry.count,
+        )
 
 
 @dataclass(eq=False)
 class Check:
-    """A data-quality check, run each time its dataset is produced."""
+    """A data-quality check, run each time its dataset is produced, whichever task produced it."""
 
     name: str
     dataset: str
@@ -107,14 +138,18 @@ def check(
     name: str | None = None,
     timeout_s: float | None = None,
 ) -> Callable[[CheckFn], Check]:
-    """Attach a data-quality check to a dataset. The function returns a bool, or
-    `(passed, message)`; raising counts as failing. A failing blocking check stops everything
-    downstream of that version; a non-blocking one only warns."""
+    """Make a data-quality check of `dataset`; prefer `Pipeline.check`, which also attaches it.
+
+    The function returns a bool, or `(passed, message)`; raising counts as failing. A failing
+    blocking check stops everything downstream of that version; a non-blocking one only warns. A
+    check made here runs only if passed to `App(checks=...)`; `load_app` refuses a module that
+    defines one its App does not hold.
+    """
 
     def register(fn: CheckFn) -> Check:
         return Check(
             name=name or fn.__name__,
-            dataset=_name(dataset),
+            dataset=dataset_name(dataset),
             fn=fn,
             blocking=blocking,
             timeout_s=timeout_s,
@@ -126,12 +161,18 @@ def check(
 
 @dataclass(eq=False)
 class Pipeline:
-    """A named set of tasks; its graph comes from the datasets they read and write."""
+    """A named set of tasks; its graph comes from the datasets they read and write.
+
+    It also carries the checks and schedules declared with it, so that building the `App` from
+    its pipelines is enough for them to run.
+    """
 
     name: str
     max_active_runs: int | None = None
     description: str = ""
     tasks: list[Task] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
 
     def task(
         self,
@@ -151,8 +192,8 @@ class Pipeline:
             task = Task(
                 name=name or str(getattr(fn, "__name__", "")),
                 fn=fn,
-                inputs=tuple(_name(d) for d in inputs),
-                outputs=tuple(_name(d) for d in outputs),
+                inputs=tuple(dataset_name(d) for d in inputs),
+                outputs=tuple(dataset_name(d) for d in outputs),
                 retry=retries if isinstance(retries, Retry) else Retry(count=retries),
                 timeout_s=timeout_s,
                 pool=pool,
@@ -165,13 +206,38 @@ class Pipeline:
 
         return register
 
+    def check(
+        self,
+        dataset: DatasetLike,
+        *,
+        blocking: bool = True,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Callable[[CheckFn], Check]:
+        """Register a data-quality check of `dataset`, run each time any task (of any pipeline)
+        or outside system produces it; see `eventflow.check` for what the function returns."""
+        make = check(dataset, blocking=blocking, name=name, timeout_s=timeout_s)
 
-def _name(dataset: DatasetLike) -> str:
-    return dataset.name if isinstance(dataset, Dataset) else str(dataset)
+        def register(fn: CheckFn) -> Check:
+            chk = make(fn)
+            self.checks.append(chk)
+            return chk
+
+        return register
+
+    def schedule(self, dataset: Dataset, cron: str) -> Schedule:
+        """Register a schedule: a version of `dataset` at each tick of `cron` (UTC)."""
+        schedule = Schedule(dataset, cron)
+        self.schedules.append(schedule)
+        return schedule
 
 
 class App:
-    """Everything one deployment runs; validated on construction."""
+    """Everything one deployment runs; validated on construction.
+
+    Tasks, checks and schedules come from the pipelines; `checks=` and `schedules=` add ones
+    made apart from any pipeline (the same object given twice counts once).
+    """
 
     def __init__(
         self,
@@ -191,6 +257,9 @@ class App:
         self.producer: dict[str, Task] = {}
         self.consumers: dict[str, list[Task]] = {}
         self.checks_of: dict[str, list[Check]] = {}
+        pipelines = list(pipelines)
+        checks = _unique([*checks, *(c for p in pipelines for c in p.checks)])
+        schedules = _unique([*schedules, *(s for p in pipelines for s in p.schedules)])
         for pipeline in pipelines:
             if pipeline.name in self.pipelines:
                 raise DefinitionError(f"duplicate pipeline name {pipeline.name!r}")
@@ -210,6 +279,12 @@ class App:
             if not croniter.is_valid(schedule.cron):
                 raise DefinitionError(
                     f"schedule of {schedule.dataset.name!r}: bad cron expression {schedule.cron!r}"
+                )
+            other = self.schedules.get(schedule.dataset.name)
+            if other is not None:
+                raise DefinitionError(
+                    f"dataset {schedule.dataset.name!r} has two schedules: {other.cron!r} and "
+                    f"{schedule.cron!r}"
                 )
             self.schedules[schedule.dataset.name] = schedule
         for pipeline in self.pipelines.values():
@@ -368,4 +443,10 @@ class App:
         return seen
 
     def timeout_of(self, task: Task | Check, default: float) -> float:
+        """The declared timeout of `task`, else `default` (the runtime's setting)."""
         return task.timeout_s if task.timeout_s is not None else default
+
+
+def _unique(items: list[_T]) -> list[_T]:
+    """In order, each once: checks by identity, schedules by value."""
+    return list(dict.fromkeys(items))

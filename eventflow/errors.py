@@ -2,7 +2,8 @@
 
     EventflowError
     ├── ConfigurationError      settings or command-line values that cannot work
-    ├── DefinitionError         a pipeline definition that fails to load (names the task)
+    ├── DefinitionError         a pipeline definition that fails to load (names the task), or a
+    │                           body acting against it (emitting an undeclared output)
     ├── EventError              bytes or values that are not a valid event (carries `reason`)
     │   └── MetadataTooLarge    dataset metadata over the configured limit
     ├── BrokerError             the bus or broker failed; `retriable` says whether to try again
@@ -12,6 +13,7 @@
 Control flow for task bodies (not errors):
 
     Skip                        a task chose to emit none of its outputs
+    Fail                        a task chose to fail its run; no retry
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class ConfigurationError(EventflowError):
 
 
 class DefinitionError(EventflowError):
-    """A pipeline definition that cannot be loaded; the message names the task and the problem."""
+    """A pipeline definition that cannot be loaded, or a body breaking it at run time (emitting an
+    output it does not declare, which fails the run without a retry); the message names the task
+    and the problem."""
 
 
 class EventError(EventflowError):
@@ -66,5 +70,17 @@ class Skip(Exception):
     """Raised by a task body to finish without emitting any output; downstream is skipped."""
 
     def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Fail(Exception):
+    """Raised by a task body to fail its run at once: no retry, downstream is upstream_failed.
+
+    For failures no retry can fix (bad input data, a broken contract); any other exception is
+    taken as transient and retried as the task's policy says.
+    """
+
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

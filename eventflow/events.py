@@ -164,9 +164,14 @@ class TaskFailedData(TaskProgressData):
     error: Text = Field(description="What went wrong, one line.")
     kind: Literal["error", "timeout", "lost", "definition"] = Field(
         description="`error`: the body raised; `timeout`: it ran too long; `lost`: its worker "
-        "stopped reporting; `definition`: the worker does not know the task."
+        "stopped reporting; `definition`: the worker does not know the task, or the body emitted "
+        "an output the task does not declare."
     )
-    retriable: bool = Field(default=True, description="Whether the retry policy may run it again.")
+    retriable: bool = Field(
+        default=True,
+        description="Whether the retry policy may run it again: not after `eventflow.Fail` or a "
+        "`definition` failure.",
+    )
     duration_ms: float = Field(default=0, ge=0, description="Time the body ran.")
 
 

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import metrics
-from .context import CheckContext, Input, TaskContext
+from .context import CheckContext, Input, Inputs, TaskContext
 from .definitions import App
-from .errors import Skip
+from .errors import Fail, Skip
 from .events import (
     MAX_TEXT,
     CheckCompleted,
@@ -55,7 +55,10 @@ class VersionClock:
 def one_line(exc: BaseException, limit: int = 1000) -> str:
     """`Type: first line of the message`, cut to `limit` characters (events bound their text)."""
     text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return _cut(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__, limit)
+
+
+def _cut(line: str, limit: int = 1000) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -112,30 +115,23 @@ class Executor:
             return self._event(TaskFailed, failed, corr)
         await report(self._event(TaskStarted, TaskProgressData(**base), corr))
         ctx = TaskContext(
-            task=task,
+            task=task.info(timeout_s=req.timeout_s),
             partition=req.partition,
             run_id=req.run_id,
             attempt=req.attempt,
-            inputs={ref.dataset: Input.of(ref) for ref in req.inputs},
+            inputs=Inputs(Input.of(ref) for ref in req.inputs),
             log=logging.getLogger(f"eventflow.task.{task.name}"),
             max_metadata_bytes=self.max_metadata_bytes,
         )
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()
+        ended: Exception | None = None
         try:
             async with asyncio.timeout(req.timeout_s):
                 if task.is_async:
                     await task.fn(ctx)  # type: ignore[misc]
                 else:
                     await asyncio.to_thread(task.fn, ctx)
-        except Skip as skip:
-            done = TaskSucceededData(
-                **base,
-                outputs=[],
-                skipped=(skip.reason or "skipped")[:MAX_TEXT],
-                duration_ms=_ms(started),
-            )
-            return self._event(TaskSucceeded, done, corr)
         except TimeoutError:
             failed = TaskFailedData(
                 **base,
@@ -145,14 +141,43 @@ class Executor:
             )
             return self._event(TaskFailed, failed, corr)
         except Exception as exc:
-            log.warning("task run %s failed", req.run_id, exc_info=True)
-            failed = TaskFailedData(
-                **base, error=one_line(exc), kind="error", duration_ms=_ms(started)
-            )
-            return self._event(TaskFailed, failed, corr)
+            ended = exc
         finally:
             if beat is not None:
                 beat.cancel()
+        if ctx.definition_error is not None:
+            # Checked first: a body may have caught the error `emit` raised.
+            failed = TaskFailedData(
+                **base,
+                error=ctx.definition_error,
+                kind="definition",
+                retriable=False,
+                duration_ms=_ms(started),
+            )
+            return self._event(TaskFailed, failed, corr)
+        if isinstance(ended, Skip):
+            done = TaskSucceededData(
+                **base,
+                outputs=[],
+                skipped=(ended.reason or "skipped")[:MAX_TEXT],
+                duration_ms=_ms(started),
+            )
+            return self._event(TaskSucceeded, done, corr)
+        if isinstance(ended, Fail):
+            failed = TaskFailedData(
+                **base,
+                error=_cut(" ".join(ended.reason.split()) or "failed"),
+                kind="error",
+                retriable=False,
+                duration_ms=_ms(started),
+            )
+            return self._event(TaskFailed, failed, corr)
+        if ended is not None:
+            log.warning("task run %s failed", req.run_id, exc_info=ended)
+            failed = TaskFailedData(
+                **base, error=one_line(ended), kind="error", duration_ms=_ms(started)
+            )
+            return self._event(TaskFailed, failed, corr)
         outputs = [
             DatasetVersion(
                 dataset=name,
@@ -202,6 +227,8 @@ class Executor:
                         result = await asyncio.to_thread(chk.fn, ctx)
                 passed, message = _check_result(result)
                 message = message[:MAX_TEXT]
+            except Fail as fail:
+                passed, message = False, _cut(" ".join(fail.reason.split()))
             except TimeoutError:
                 passed, message = False, f"ran longer than {req.timeout_s:g}s"
             except Exception as exc:

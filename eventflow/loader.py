@@ -1,4 +1,8 @@
-"""Finding the `App` in a pipeline file (`examples/hello.py`) or module (`pkg.pipelines:app`)."""
+"""Finding the `App` in a pipeline file (`examples/hello.py`) or module (`pkg.pipelines:app`).
+
+Loading also refuses a module that defines a check or a schedule no App of it holds: such a
+definition would silently never run, and a forgotten blocking check lets bad data through.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,50 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .definitions import App
+from .definitions import App, Check, Schedule
 from .errors import ConfigurationError, DefinitionError
 
 
 def load_app(target: str) -> App:
-    """Load `FILE.py[:NAME]` or `module[:NAME]`; NAME defaults to the module's only App."""
+    """Load `FILE.py[:NAME]` or `module[:NAME]`; NAME defaults to the module's only App.
+
+    Raises `DefinitionError` when the module defines, at module level, a `Check` or a `Schedule`
+    that no App in it holds.
+    """
     spec, _, attr = target.partition(":") if not _is_windows_drive(target) else (target, "", "")
     module = _load_file(Path(spec)) if spec.endswith(".py") else _load_module(spec)
-    if attr:
-        found = getattr(module, attr, None)
-        if not isinstance(found, App):
-            raise ConfigurationError(f"{spec} has no App named {attr!r}")
-        return found
     apps = {name: value for name, value in vars(module).items() if isinstance(value, App)}
-    if len(apps) != 1:
+    if attr:
+        named: object = getattr(module, attr, None)
+        if not isinstance(named, App):
+            raise ConfigurationError(f"{spec} has no App named {attr!r}")
+        app = named
+    elif len(apps) == 1:
+        [app] = apps.values()
+    else:
         which = "no App" if not apps else f"several Apps ({', '.join(sorted(apps))})"
         raise ConfigurationError(f"{spec} defines {which}; name one as {spec}:NAME")
-    return next(iter(apps.values()))
+    _reject_unattached(spec, module, [app, *apps.values()])
+    return app
+
+
+def _reject_unattached(spec: str, module: ModuleType, apps: list[App]) -> None:
+    """Several Apps in one module may split its checks between them: held by any one is enough."""
+    for attr, value in vars(module).items():
+        if isinstance(value, Check) and not any(a.checks.get(value.name) is value for a in apps):
+            raise DefinitionError(
+                f"{spec}: check {value.name!r} ({attr}) on dataset {value.dataset!r} would never "
+                "run: the App does not hold it; declare it with @pipeline.check(...) or pass it "
+                "to App(checks=[...])"
+            )
+        if isinstance(value, Schedule) and not any(
+            a.schedules.get(value.dataset.name) == value for a in apps
+        ):
+            raise DefinitionError(
+                f"{spec}: schedule {attr} of dataset {value.dataset.name!r} ({value.cron!r}) "
+                "would never run: the App does not hold it; declare it with "
+                "pipeline.schedule(...) or pass it to App(schedules=[...])"
+            )
 
 
 def _is_windows_drive(target: str) -> bool:

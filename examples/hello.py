@@ -15,19 +15,19 @@ hello = ef.Pipeline("hello")
 
 @hello.task(inputs=[requested], outputs=[drafted])
 def draft(ctx: ef.TaskContext) -> None:
-    who = ctx.inputs["greetings.requested"].metadata.get("name", "world")
+    who = ctx.inputs[requested].metadata.get("name", "world")
     ctx.emit(drafted, text=f"hello {who}")
 
 
 @hello.task(inputs=[drafted], outputs=[polished])
 async def polish(ctx: ef.TaskContext) -> None:
-    text = ctx.inputs["greetings.drafted"].metadata["text"]
+    text = ctx.inputs[drafted].metadata["text"]
     ctx.emit(polished, text=text.capitalize() + "!")
 
 
 @hello.task(inputs=[polished], outputs=[sent])
 def send(ctx: ef.TaskContext) -> None:
-    text = ctx.inputs["greetings.polished"].metadata["text"]
+    text = ctx.inputs[polished].metadata["text"]
     ctx.log.warning("%s", text)
     ctx.emit(sent, text=text)
 

@@ -26,8 +26,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import eventflow as ef
-from eventflow.events import PIPELINE_RUN_EVENTS, CheckCompleted, DatasetProduced, TaskStarted
-from eventflow.summary import run_summary
 
 raw_trips = ef.Dataset("raw.trips", ef.daily(), "GPS trips exported by the ingestion job")
 speed = ef.Dataset("features.speed", ef.daily())
@@ -55,7 +53,7 @@ def _write(path: Path, rows: list[dict[str, object]]) -> None:
 
 @nightly.task(inputs=[raw_trips], outputs=[speed], pool="cpu", timeout_s=60)
 def compute_speed(ctx: ef.TaskContext) -> None:
-    raw = ctx.inputs["raw.trips"].metadata["path"]
+    raw = ctx.inputs[raw_trips].metadata["path"]
     rows = [
         {
             "trip_id": r["trip_id"],
@@ -70,7 +68,7 @@ def compute_speed(ctx: ef.TaskContext) -> None:
 
 @nightly.task(inputs=[raw_trips], outputs=[time_of_day], pool="cpu", timeout_s=60)
 def compute_time_of_day(ctx: ef.TaskContext) -> None:
-    raw = ctx.inputs["raw.trips"].metadata["path"]
+    raw = ctx.inputs[raw_trips].metadata["path"]
     rows = []
     for r in _read(raw):
         started = datetime.fromisoformat(r["started_at"])
@@ -83,9 +81,9 @@ def compute_time_of_day(ctx: ef.TaskContext) -> None:
 
 @nightly.task(inputs=[raw_trips, speed, time_of_day], outputs=[trips], trigger="all")
 def merge_features(ctx: ef.TaskContext) -> None:
-    raw = {r["trip_id"]: r for r in _read(ctx.inputs["raw.trips"].metadata["path"])}
-    speeds = {r["trip_id"]: r for r in _read(ctx.inputs["features.speed"].metadata["path"])}
-    times = {r["trip_id"]: r for r in _read(ctx.inputs["features.time_of_day"].metadata["path"])}
+    raw = {r["trip_id"]: r for r in _read(ctx.inputs[raw_trips].metadata["path"])}
+    speeds = {r["trip_id"]: r for r in _read(ctx.inputs[speed].metadata["path"])}
+    times = {r["trip_id"]: r for r in _read(ctx.inputs[time_of_day].metadata["path"])}
     rows: list[dict[str, object]] = []
     for trip_id, r in raw.items():
         rows.append(
@@ -97,12 +95,12 @@ def merge_features(ctx: ef.TaskContext) -> None:
                 "rush_hour": times[trip_id]["rush_hour"],
             }
         )
-    out = Path(ctx.inputs["raw.trips"].metadata["path"]).with_name("trips.csv")
+    out = Path(ctx.inputs[raw_trips].metadata["path"]).with_name("trips.csv")
     _write(out, rows)
     ctx.emit(trips, path=str(out), rows=len(rows))
 
 
-@ef.check(trips, blocking=True)
+@nightly.check(trips, blocking=True)
 def quality_gate(ctx: ef.CheckContext) -> tuple[bool, str]:
     """Enough rows, and every speed physically possible for a car."""
     rows = _read(ctx.metadata["path"])
@@ -117,7 +115,7 @@ def quality_gate(ctx: ef.CheckContext) -> tuple[bool, str]:
 @nightly.task(inputs=[trips], outputs=[candidate], retries=ef.Retry(2, backoff_s=0.2), timeout_s=60)
 def train_model(ctx: ef.TaskContext) -> None:
     """Least squares: minutes ~ km, separately for rush hour; 20% held out for evaluation."""
-    rows = _read(ctx.inputs["features.trips"].metadata["path"])
+    rows = _read(ctx.inputs[trips].metadata["path"])
     random.Random(ctx.partition).shuffle(rows)
     cut = len(rows) * 4 // 5
     train, test = rows[:cut], rows[cut:]
@@ -134,7 +132,7 @@ def train_model(ctx: ef.TaskContext) -> None:
         for r in test
     ]
     rmse = math.sqrt(sum(e * e for e in errors) / len(errors))
-    out = Path(ctx.inputs["features.trips"].metadata["path"]).with_name("model.json")
+    out = Path(ctx.inputs[trips].metadata["path"]).with_name("model.json")
     out.write_text(json.dumps(model))
     ctx.emit(candidate, path=str(out), rmse=round(rmse, 4), trained_on=len(train))
 
@@ -142,7 +140,7 @@ def train_model(ctx: ef.TaskContext) -> None:
 @nightly.task(inputs=[candidate], outputs=[approved, regression])
 def evaluate_model(ctx: ef.TaskContext) -> None:
     """The branch: emit `model.approved` or `model.regression`, never both."""
-    meta = ctx.inputs["model.candidate"].metadata
+    meta = ctx.inputs[candidate].metadata
     registry = Path(meta["path"]).parent.parent / "deployed.json"
     baseline = json.loads(registry.read_text())["rmse"] if registry.exists() else math.inf
     if meta["rmse"] <= baseline * 1.05:
@@ -153,7 +151,7 @@ def evaluate_model(ctx: ef.TaskContext) -> None:
 
 @nightly.task(inputs=[approved], outputs=[])
 def deploy_model(ctx: ef.TaskContext) -> None:
-    meta = ctx.inputs["model.approved"].metadata
+    meta = ctx.inputs[approved].metadata
     registry = Path(meta["path"]).parent.parent / "deployed.json"
     registry.write_text(json.dumps({"model": meta["path"], "rmse": meta["rmse"]}))
     ctx.log.info("deployed %s (rmse %.3f)", meta["path"], meta["rmse"])
@@ -161,12 +159,12 @@ def deploy_model(ctx: ef.TaskContext) -> None:
 
 @nightly.task(inputs=[regression], outputs=[])
 def flag_regression(ctx: ef.TaskContext) -> None:
-    meta = ctx.inputs["model.regression"].metadata
+    meta = ctx.inputs[regression].metadata
     alert = Path(meta["path"]).with_name("REGRESSION.json")
     alert.write_text(json.dumps(meta))
 
 
-app = ef.App([nightly], pools=[cpu], checks=[quality_gate])
+app = ef.App([nightly], pools=[cpu])
 
 
 def generate_trips(folder: Path, day: str, n: int = 5000) -> Path:
@@ -209,17 +207,17 @@ async def demo() -> int:
     runs, checks, announced, first_start = [], [], None, None
     while not events.empty():
         event = events.get_nowait()
-        if isinstance(event, DatasetProduced) and event.data.producer is None:
+        if isinstance(event, ef.DatasetProduced) and event.data.producer is None:
             announced = event.time
-        elif isinstance(event, TaskStarted) and first_start is None:
+        elif isinstance(event, ef.TaskStarted) and first_start is None:
             first_start = event.time
-        elif isinstance(event, PIPELINE_RUN_EVENTS) and event.data.status != "running":
+        elif isinstance(event.data, ef.PipelineRunData) and event.data.status != "running":
             runs.append(event.data)
-        elif isinstance(event, CheckCompleted):
+        elif isinstance(event, ef.CheckCompleted):
             verdict = "passed" if event.data.passed else "FAILED"
             checks.append(f"{event.data.check} {verdict}: {event.data.message}")
     print()
-    print(run_summary(runs))
+    print(ef.run_summary(runs))
     print()
     for line in checks:
         print(f"check {line}")

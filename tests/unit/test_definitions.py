@@ -136,3 +136,94 @@ def test_examples_load() -> None:
     root = Path(__file__).parents[2] / "examples"
     assert "nightly_features" in ef.load_app(str(root / "ml_pipeline.py")).pipelines
     assert list(ef.load_app(str(root / "hello.py")).tasks) == ["draft", "polish", "send"]
+
+
+def test_checks_and_schedules_attach_through_the_pipeline() -> None:
+    tick, table = ef.Dataset("clock.daily", ef.daily()), ef.Dataset("table", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[tick], outputs=[table], name="t")(noop)
+    schedule = p.schedule(tick, "0 2 * * *")
+
+    @p.check(table, blocking=False, timeout_s=5)
+    def has_rows(ctx: ef.CheckContext) -> bool:
+        return True
+
+    app = ef.App([p])
+    assert app.checks == {"has_rows": has_rows} and app.checks_of == {"table": [has_rows]}
+    assert (has_rows.dataset, has_rows.blocking, has_rows.timeout_s) == ("table", False, 5)
+    assert app.schedules == {"clock.daily": schedule} == {"clock.daily": p.schedules[0]}
+    again = ef.App([p], checks=[has_rows], schedules=[ef.Schedule(tick, "0 2 * * *")])
+    assert again.checks_of == {"table": [has_rows]}, "the same check given twice counts once"
+    q = ef.Pipeline("q", schedules=[ef.Schedule(tick, "0 3 * * *")])
+    q.task(inputs=[tick], name="u")(noop)
+    with pytest.raises(DefinitionError, match="'clock.daily' has two schedules: '0 2 \\* \\* \\*'"):
+        ef.App([p, q])
+
+
+def test_checks_and_schedules_given_to_the_app_still_run() -> None:
+    tick = ef.Dataset("clock")
+    p = ef.Pipeline("p")
+    p.task(inputs=[tick], name="t")(noop)
+    gate = ef.check(tick, name="gate")(lambda ctx: True)
+    app = ef.App([p], checks=[gate], schedules=[ef.Schedule(tick, "* * * * *")])
+    assert app.checks == {"gate": gate} and list(app.schedules) == ["clock"]
+
+
+FORGOTTEN = """
+import eventflow as ef
+
+raw, out = ef.Dataset("raw"), ef.Dataset("out")
+p = ef.Pipeline("p")
+
+
+@p.task(inputs=[raw], outputs=[out])
+def t(ctx: ef.TaskContext) -> None:
+    pass
+
+"""
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        (
+            "@ef.check(out)\ndef gate(ctx):\n    return True\n\napp = ef.App([p])\n",
+            r"check 'gate' \(gate\) on dataset 'out' would never run: the App does not hold it; "
+            r"declare it with @pipeline.check\(...\) or pass it to App\(checks=\[...\]\)",
+        ),
+        (
+            "nightly = ef.Schedule(raw, '0 2 * * *')\napp = ef.App([p])\n",
+            r"schedule nightly of dataset 'raw' \('0 2 \* \* \*'\) would never run: the App "
+            r"does not hold it; declare it with pipeline.schedule\(...\)",
+        ),
+    ],
+    ids=["check", "schedule"],
+)
+def test_loading_refuses_a_check_or_schedule_the_app_does_not_hold(
+    tmp_path: Path, definition: str, message: str
+) -> None:
+    module = tmp_path / "forgotten.py"
+    module.write_text(FORGOTTEN + definition)
+    with pytest.raises(DefinitionError, match=message):
+        ef.load_app(str(module))
+    with pytest.raises(DefinitionError, match=message):
+        ef.load_app(f"{module}:app")
+
+
+def test_loading_accepts_checks_and_schedules_held_by_an_app_of_the_module(tmp_path: Path) -> None:
+    attached = tmp_path / "attached.py"
+    attached.write_text(
+        FORGOTTEN
+        + "@p.check(out)\ndef gate(ctx):\n    return True\n\n"
+        + "nightly = p.schedule(raw, '0 2 * * *')\n"
+        + "app = ef.App([p])\n"
+    )
+    app = ef.load_app(str(attached))
+    assert list(app.checks) == ["gate"] and list(app.schedules) == ["raw"]
+    split = tmp_path / "split.py"
+    split.write_text(
+        FORGOTTEN
+        + "@ef.check(out)\ndef gate(ctx):\n    return True\n\n"
+        + "plain = ef.App([p])\nguarded = ef.App([p], checks=[gate])\n"
+    )
+    assert not ef.load_app(f"{split}:plain").checks, "another App of the module holds it"

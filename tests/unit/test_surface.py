@@ -13,15 +13,6 @@ import eventflow as ef
 from eventflow import events
 from eventflow.settings import Settings
 
-# Names of the DSL modules not yet documented there; these modules document themselves with
-# the DSL changes, and then this set goes.
-UNDOCUMENTED_DSL: dict[str, set[str]] = {
-    "eventflow.definitions": {"App.timeout_of", "Retry.delay", "Task", "Task.is_async"},
-    "eventflow.context": {"Input.of", "TaskContext.emit", "TaskContext.outputs"},
-    "eventflow.errors": set(),
-    "eventflow.loader": set(),
-}
-
 
 def public_attributes(module: types.ModuleType) -> set[str]:
     """What `from module import X` offers: public names that are not submodules."""
@@ -88,24 +79,9 @@ def undocumented(name: str) -> list[str]:
     return missing
 
 
-def module_of(name: str) -> str:
-    return str(getattr(ef, name).__module__)
-
-
 @pytest.mark.parametrize("name", ef.__all__)
 def test_every_exported_name_and_its_members_have_a_docstring(name: str) -> None:
-    skipped = UNDOCUMENTED_DSL.get(module_of(name), set())
-    missing = set(undocumented(name))
-    assert not missing - skipped, f"no docstring: {sorted(missing - skipped)}"
-    here = {s for s in skipped if s == name or s.startswith(f"{name}.")}
-    assert not here - missing, f"documented now, drop from UNDOCUMENTED_DSL: {here - missing}"
-
-
-def test_undocumented_dsl_names_are_exported() -> None:
-    exported = {f"{module_of(n)}:{n}" for n in ef.__all__}
-    for module, names in UNDOCUMENTED_DSL.items():
-        for name in names:
-            assert f"{module}:{name.split('.')[0]}" in exported, f"{module}: {name}"
+    assert sorted(undocumented(name)) == []
 
 
 def test_the_check_itself_sees_a_missing_docstring() -> None:
