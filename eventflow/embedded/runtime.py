@@ -59,8 +59,10 @@ class EmbeddedRuntime(Lifecycle):
         self.engine = Engine(
             app, default_timeout_s=settings.default_timeout_s, source=settings.source
         )
-        self.step = Step(self.engine, source=settings.source, follow=True)
         self.pager = Pager(self.engine, self.store, settings.state_cache)
+        self.step = Step(
+            self.engine, source=settings.source, follow=True, page_in=self.pager.page_in
+        )
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.executor = Executor(
             app,
@@ -243,9 +245,6 @@ class EmbeddedRuntime(Lifecycle):
         inputs = [inbound for inbound, _ in batch]
         try:
             while True:
-                for inbound in inputs:
-                    if isinstance(inbound.item, Event):
-                        await self.pager.page_in(inbound.item)
                 try:
                     outcome = await self.step.process(inputs, now, self.store)
                     break

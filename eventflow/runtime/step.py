@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -126,22 +126,32 @@ def admit(
 
 
 class Step:
-    def __init__(self, engine: Engine, *, source: str, follow: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        source: str,
+        follow: bool,
+        page_in: Callable[[Event], Awaitable[None]] | None = None,
+    ) -> None:
+        """`page_in` brings the state an event needs into the engine before it is decided
+        (the embedded runtime keeps idle state in its file only)."""
         self.engine = engine
         self.source = source
         self.follow = follow
+        self.page_in = page_in
 
     async def process(self, inputs: Sequence[Inbound], now: float, log: StateLog) -> Outcome:
         """Decide, then commit through `log` the events and the state records that changed.
         Raises `Undecidable` before anything is committed, or what `log` raises."""
         began = time.perf_counter()
-        outcome = self.run(inputs, now)
+        outcome = await self.run(inputs, now)
         committing = time.perf_counter()
         await log.commit(outcome, codec.changes(self.engine, outcome.effects))
         outcome.record(committing - began, time.perf_counter() - committing)
         return outcome
 
-    def run(self, inputs: Sequence[Inbound], now: float) -> Outcome:
+    async def run(self, inputs: Sequence[Inbound], now: float) -> Outcome:
         """Decide every input in order; raises `Undecidable` naming the input whose decision
         failed unexpectedly (the caller restores the state, then refuses that input)."""
         out = Outcome()
@@ -156,6 +166,8 @@ class Step:
                 if not isinstance(item, Tick):
                     out.receipts[index] = self._refuse(out, inbound, inbound.refused)
                 continue
+            if self.page_in is not None and isinstance(item, Event):
+                await self.page_in(item)
             try:
                 if isinstance(item, Tick):
                     decided = self.engine.tick(item.pipeline, now, item.heard_since)
