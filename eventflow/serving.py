@@ -106,19 +106,20 @@ class Supervisor:
             *(asyncio.ensure_future(s.failed.wait()) for s in self.services),
         }
         job = asyncio.ensure_future(work) if work is not None else None
+        dropped: set[asyncio.Future[Any]] = set(waits)
         try:
             await asyncio.wait(
                 waits | ({job} if job is not None else set()), return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            for waiting in waits:
-                waiting.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
-        if job is None:
-            return None
-        if not job.done() or self.stopping.is_set() or self.failure is not None:
-            job.cancel()
-            await asyncio.gather(job, return_exceptions=True)
+            if job is not None and (
+                not job.done() or self.stopping.is_set() or self.failure is not None
+            ):
+                dropped.add(job)
+            for future in dropped:
+                future.cancel()
+            await asyncio.gather(*dropped, return_exceptions=True)
+        if job is None or job in dropped:
             return None
         return job.result()
 
