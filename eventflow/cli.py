@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -14,27 +12,24 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from . import metrics
+from . import serving
 from .clients import Publisher
-from .embedded import ControlClient, ControlServer, EmbeddedRuntime, Store
-from .errors import BrokerError, ConfigurationError, EventflowError
+from .embedded import ControlClient, Store
+from .errors import ConfigurationError, EventflowError
 from .events import (
     MAX_VERSION,
     PIPELINE_RUN_EVENTS,
-    CheckCompleted,
     DatasetProduced,
     DatasetProducedData,
     DatasetReset,
     DatasetResetData,
-    DeadLetter,
-    PipelineRunData,
     encode,
     version_now,
 )
 from .graph import graph_dot, graph_text
 from .loader import load_app
 from .settings import Settings
-from .summary import freshness_table, run_line, run_summary
+from .summary import freshness_table, run_line
 
 T = TypeVar("T")
 
@@ -148,98 +143,12 @@ def dev(
 ) -> None:
     """Run coordinator, workers and schedules of FILE in this process (Ctrl-C stops)."""
     settings = _settings(home, metrics_port=metrics_port)
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    app = load_app(file)
-    metrics.serve(settings)
     metadata = _parse_meta(meta)
     targets = []
     for spec in emits:
         dataset, _, partition = spec.partition("@")
         targets.append((dataset, partition))
-    sys.exit(_run(_dev(app, settings, targets, metadata, until_idle)))
-
-
-async def _dev(
-    app: Any,
-    settings: Settings,
-    emits: list[tuple[str, str]],
-    metadata: dict[str, Any],
-    until_idle: bool,
-) -> int:
-    runtime = EmbeddedRuntime(app, settings)
-    control = ControlServer(runtime, settings.control_socket)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
-    refused: list[str] = []
-    await control.start()
-    try:
-        async with runtime:
-            events = runtime.subscribe()
-            printer = asyncio.create_task(_report(events, finished, quiet=until_idle))
-            if not until_idle:
-                tasks = len(app.tasks)
-                click.echo(
-                    f"eventflow dev: {len(app.pipelines)} pipelines, {tasks} tasks; "
-                    f"state in {settings.database}; emit with `eventflow emit DATASET`. "
-                    "Ctrl-C stops."
-                )
-            for dataset, partition in emits:
-                accepted = await runtime.emit(dataset, partition, metadata=metadata)
-                if accepted.dead_letter:
-                    refused.append(f"--emit {dataset}: {accepted.dead_letter}")
-            waits: list[asyncio.Task[Any]] = [
-                asyncio.create_task(stop.wait()),
-                asyncio.create_task(runtime.failed.wait()),
-            ]
-            if until_idle:
-                waits.append(asyncio.create_task(runtime.wait_idle()))
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
-            await asyncio.sleep(0)  # let the printer take the last events
-            printer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await printer
-    finally:
-        await control.stop()
-    if runtime.failed.is_set():
-        click.echo(f"error: processing stopped: {runtime.error}", err=True)
-        return 1
-    for line in refused:
-        click.echo(f"error: {line}", err=True)
-    if until_idle:
-        click.echo(run_summary(finished))
-        if stop.is_set():
-            click.echo("stopped before the work was done", err=True)
-            return 1
-    return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
-
-
-async def _report(
-    events: asyncio.Queue[Any], finished: list[PipelineRunData], *, quiet: bool
-) -> None:
-    while True:
-        event = await events.get()
-        if isinstance(event, PIPELINE_RUN_EVENTS):
-            run = event.data
-            assert isinstance(run, PipelineRunData)
-            # A long-running instance keeps only what its exit status needs, not every run.
-            if (quiet and run.status != "running") or (run.status == "failed" and not finished):
-                finished.append(run)
-            if not quiet:
-                click.echo(run_line(run))
-        elif isinstance(event, DeadLetter) and not quiet:
-            click.echo(f"dead letter: {event.data.reason}", err=True)
-        elif isinstance(event, CheckCompleted) and not event.data.passed:
-            d = event.data
-            kind = "blocked" if d.blocking else "warning"
-            click.echo(
-                f"check {d.check} {kind}: {d.target.dataset}@{d.target.version} {d.message}",
-                err=True,
-            )
+    sys.exit(serving.dev(file, settings, emits=targets, metadata=metadata, until_idle=until_idle))
 
 
 @cli.command()
@@ -443,13 +352,8 @@ def coordinator(
     target: str, bootstrap: str | None, health_file: Path | None, metrics_port: int | None
 ) -> None:
     """Run a coordinator instance on Kafka until SIGTERM; start several for failover."""
-    from .kafka.coordinator import KafkaCoordinator
-
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    app = load_app(target)
-    metrics.serve(settings)
-    _run(_serve(KafkaCoordinator(app, settings), "coordinator", health_file))
+    sys.exit(serving.coordinator(target, settings, health_file=health_file))
 
 
 @cli.command()
@@ -472,61 +376,8 @@ def worker(
     metrics_port: int | None,
 ) -> None:
     """Run a worker on Kafka until SIGTERM; add workers to add throughput."""
-    from .kafka.worker import KafkaWorker
-
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    app = load_app(target)
-    metrics.serve(settings)
-    _run(_serve(KafkaWorker(app, settings, concurrency=concurrency), "worker", health_file))
-
-
-async def _serve(service: Any, name: str, health_file: Path | None) -> None:
-    from aiokafka.errors import KafkaError
-
-    from .kafka import admin
-
-    missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
-    if missing:
-        raise ConfigurationError(
-            f"topic {missing[0]} does not exist: run `eventflow topics apply` first"
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    async def beat(path: Path | None) -> None:
-        while True:
-            if service.healthy():
-                try:
-                    # Bounded, so that a slow broker cannot hold back the health file.
-                    lag = await asyncio.wait_for(service.lag(), timeout=1.0)
-                except (KafkaError, TimeoutError):
-                    lag = -1
-                metrics.LAG.set(lag)
-                if path is not None:
-                    state = {
-                        "service": name,
-                        "instance": service.instance,
-                        "owns": service.owns(),
-                        "lag": lag,
-                    }
-                    path.write_bytes(orjson.dumps(state))
-            await asyncio.sleep(1)
-
-    async with service:
-        click.echo(f"eventflow {name} {service.instance}: started; SIGTERM stops", err=True)
-        health = asyncio.create_task(beat(health_file))
-        stopped = asyncio.create_task(stop.wait())
-        failed = asyncio.create_task(service.failed.wait())
-        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (health, stopped, failed):
-            task.cancel()
-    if service.failed.is_set():
-        # Exit so a supervisor restarts us; our partitions move to the other instances.
-        raise BrokerError(f"{name} {service.instance} failed; see the log above")
-    click.echo(f"eventflow {name} {service.instance}: stopped", err=True)
+    sys.exit(serving.worker(target, settings, concurrency=concurrency, health_file=health_file))
 
 
 @cli.group()
@@ -572,6 +423,5 @@ def graph(file: str, dot: bool) -> None:
 
 
 def main() -> None:
-    # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    serving.setup_logging()
     cli(prog_name="eventflow")

@@ -21,7 +21,7 @@ import orjson
 from ..errors import ConfigurationError, EventError, EventflowError, NotRunning
 from ..events import Event, decode, encode, is_external, is_operator
 from ..execution import one_line
-from ..lifecycle import Lifecycle
+from ..lifecycle import Lifecycle, Service
 from .runtime import EmbeddedRuntime
 from .store import private_folder
 
@@ -50,17 +50,21 @@ def _check_path(path: Path) -> None:
         )
 
 
-class ControlServer:
+class ControlServer(Service):
+    """The control socket of a running dev instance; refuses to start while another instance
+    answers on the same path."""
+
+    name = "control socket"
+
     def __init__(self, runtime: EmbeddedRuntime, path: Path) -> None:
+        super().__init__()
         self.runtime = runtime
         self.path = path
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._limit = request_limit(runtime.settings.max_metadata_bytes)
 
-    async def start(self) -> None:
-        if self._server is not None:
-            return
+    async def _open(self) -> None:
         _check_path(self.path)
         if self.path.exists():
             try:
@@ -75,15 +79,14 @@ class ControlServer:
         private_folder(self.path.parent)
         self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self._limit)
         os.chmod(self.path, 0o600)
+        self.ready.set()
 
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         if self._server is None:
             return
         server, self._server = self._server, None
         server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        await self.cancel(*self._clients)
         await server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -31,7 +31,7 @@ from ..events import (
     version_now,
 )
 from ..execution import Executor, one_line
-from ..lifecycle import Lifecycle
+from ..lifecycle import Service
 from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
@@ -48,10 +48,13 @@ _Item = tuple[Inbound, "asyncio.Future[Receipt] | None"]
 WORK = {"eventflow.task-requests"}
 
 
-class EmbeddedRuntime(Lifecycle):
+class EmbeddedRuntime(Service):
     """The whole of eventflow in one process; `async with` starts and stops it."""
 
+    name = "eventflow dev"
+
     def __init__(self, app: App, settings: Settings) -> None:
+        super().__init__()
         self.app = app
         self.settings = settings
         self.store = Store(settings.database)
@@ -76,39 +79,24 @@ class EmbeddedRuntime(Lifecycle):
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._timers = Timers()
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
-        self.ready = asyncio.Event()  # state loaded, processing
-        self.failed = asyncio.Event()  # the processor died; `error` says why
-        self.error: BaseException | None = None
+        self._batch: list[_Item] = []  # in the processor's hands
         self._applying = False
-        self._started = False
         self._closed = False  # stopped after running: nothing will take events any more
         self._commit_failures = 0
         self._next_trim = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Open the store and load the state; a failed start leaves nothing open and may be
-        tried again."""
-        if self._started:
-            return
-        try:
-            await self.store.start()
-            self.engine.reset()
-            await self.store.load(self.engine)
-        except BaseException:
-            await self.store.stop()
-            raise
-        self._started = True
+    async def _open(self) -> None:
+        """Open the store and load the state, then process."""
+        await self.store.start()
+        self.engine.reset()
+        await self.store.load(self.engine)
         self._closed = False
-        self.failed.clear()
-        self.error = None
-        processor = asyncio.create_task(self._process(), name="eventflow processor")
-        self._tasks.append(processor)
+        self.spawn(self._process(), "eventflow processor")
         for schedule in self.app.schedules.values():
-            clock = run_schedule(schedule, self.publish, source=self.settings.source)
-            self._tasks.append(asyncio.create_task(clock, name="eventflow clock"))
+            clock = run_schedule(schedule, self._tick, source=self.settings.source)
+            self.spawn(clock, "eventflow clock")
         recovered = self.engine.recover()
         if recovered.dispatch:
             log.info("recovered %d task runs in flight", len(recovered.dispatch))
@@ -116,22 +104,26 @@ class EmbeddedRuntime(Lifecycle):
         self._check_idle()
         self.ready.set()
 
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         """Stop processing; runs in flight stay recorded and resume at the next start."""
-        if not self._started:
-            return
-        self._started = False
         self._closed = True
-        self.ready.clear()
         if self._timer is not None:
             self._timer.cancel()
-        running = list(self._running.values())
-        for task in [*self._tasks, *running]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *running, return_exceptions=True)
-        self._tasks.clear()
+        await self._stop_loops()
+        await self.cancel(*self._running.values())
         self._running.clear()
-        await self.store.stop()
+        try:
+            await self.store.stop()
+        finally:
+            self._drop_waiting(NotRunning("the eventflow instance was stopped"))
+
+    async def _tick(self, event: DatasetProduced) -> None:
+        """A schedule's tick; one the store cannot take now is lost, as on Kafka (the next
+        start produces the latest tick again)."""
+        try:
+            await self.publish(event)
+        except StorageError as e:
+            log.warning("clock tick of %s lost: %s", event.data.dataset, e)
 
     # -- the public surface ----------------------------------------------------------------------
     async def publish(self, event: Event) -> Receipt:
@@ -211,34 +203,37 @@ class EmbeddedRuntime(Lifecycle):
 
     # -- processing ------------------------------------------------------------------------------
     async def _process(self) -> None:
-        try:
-            while True:
-                batch = [await self._inbox.get()]
-                while not self._inbox.empty() and len(batch) < 2000:
-                    batch.append(self._inbox.get_nowait())
-                self._applying = True
-                try:
-                    await self._apply(batch)
-                finally:
-                    self._applying = False
-                self._check_idle()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
-            log.critical("processing stopped", exc_info=e)
-            self._fail(e, batch)
-            raise
+        while True:
+            self._batch = batch = [await self._inbox.get()]
+            while not self._inbox.empty() and len(batch) < 2000:
+                batch.append(self._inbox.get_nowait())
+            self._applying = True
+            try:
+                await self._apply(batch)
+            finally:
+                self._applying = False
+            self._batch = []
+            self._check_idle()
 
-    def _fail(self, error: BaseException, batch: list[_Item]) -> None:
+    def _failing(self, error: BaseException) -> None:
         """The processor is gone: nobody may wait for it any more."""
-        self.error = error
-        self.failed.set()
-        dead = NotRunning(f"the eventflow instance stopped processing: {one_line(error)}")
+        self._drop_waiting(
+            NotRunning(f"the eventflow instance stopped processing: {one_line(error)}")
+        )
+
+    def _drop_waiting(self, error: NotRunning) -> None:
+        """Fail every publish waiting in the processor's hands or in the inbox; keep the rest
+        of the inbox (our own workers' results) for a restart."""
+        waiting, self._batch = list(self._batch), []
+        kept: list[_Item] = []
         while not self._inbox.empty():
-            batch.append(self._inbox.get_nowait())
-        for _, future in batch:
+            item = self._inbox.get_nowait()
+            (waiting if item[1] is not None else kept).append(item)
+        for item in kept:
+            self._inbox.put_nowait(item)
+        for _, future in waiting:
             if future is not None and not future.done():
-                future.set_exception(dead)
+                future.set_exception(error)
 
     async def _apply(self, batch: list[_Item]) -> None:
         now = time.time()

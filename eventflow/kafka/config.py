@@ -3,15 +3,23 @@ errors are worth retrying."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from ..errors import ConfigurationError
+from ..errors import BrokerError, ConfigurationError
 from ..settings import Settings
 from ..topics import TOPICS, TopicSpec
+
+log = logging.getLogger("eventflow.kafka")
+
+T = TypeVar("T")
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -24,6 +32,30 @@ def transient(error: Exception) -> bool:
     if isinstance(error, OSError | KafkaConnectionError | KafkaTimeoutError):
         return True
     return isinstance(error, KafkaError) and bool(error.retriable)
+
+
+@contextmanager
+def broker_errors(what: str) -> Iterator[None]:
+    """Raise the errors of aiokafka, and of the sockets under it, as `BrokerError` (`what`
+    failed), `retriable` when they are `transient`."""
+    try:
+        yield
+    except (KafkaError, OSError) as e:
+        raise BrokerError(f"{what}: {e}", retriable=transient(e)) from e
+
+
+async def retrying(what: str, attempt: Callable[[], Awaitable[T]], *, pause_s: float = 1.0) -> T:
+    """`attempt()` until it succeeds. A retriable `BrokerError` (or a transient aiokafka error)
+    is logged and tried again after `pause_s`; any other error is raised."""
+    while True:
+        try:
+            with broker_errors(what):
+                return await attempt()
+        except BrokerError as e:
+            if not e.retriable:
+                raise
+            log.warning("%s failed, retrying: %s", what, e.__cause__ or e)
+        await asyncio.sleep(pause_s)
 
 
 class KafkaConfig:

@@ -26,12 +26,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
 
 from ..core import Engine
 from ..core.codec import Record
 from ..definitions import App
-from ..errors import EventError
+from ..errors import BrokerError, EventError
 from ..events import (
     BY_TYPE,
     DatasetProduced,
@@ -40,13 +39,13 @@ from ..events import (
     is_external,
 )
 from ..execution import one_line
-from ..lifecycle import Lifecycle
+from ..lifecycle import Service
 from ..runtime.step import Inbound, Outcome, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
 from ..topics import SPECS, destination
-from .config import KafkaConfig
+from .config import KafkaConfig, broker_errors
 from .signing import Signer
 from .takeover import INPUTS, Listener, TakeOver
 
@@ -82,6 +81,10 @@ class _Transaction:
         self.last: int | None = None
 
     async def commit(self, outcome: Outcome, records: list[Record]) -> None:
+        with broker_errors(f"committing a step of stream task {self.n}"):
+            await self._send(outcome, records)
+
+    async def _send(self, outcome: Outcome, records: list[Record]) -> None:
         topic = self.service.config.topic
         signer = self.service.signer
         producer = self.producer
@@ -113,14 +116,16 @@ class _Transaction:
         self.last = max((meta.offset for meta in written), default=None)
 
 
-class KafkaCoordinator(Lifecycle):
+class KafkaCoordinator(Service):
     """One coordinator instance; run as many as wanted, they split the stream tasks."""
 
     def __init__(self, app: App, settings: Settings, *, instance: str | None = None) -> None:
+        super().__init__()
         self.app = app
         self.settings = settings
         self.config = KafkaConfig(settings)
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = f"coordinator {self.instance}"
         self.engine = Engine(
             app,
             default_timeout_s=settings.default_timeout_s,
@@ -138,8 +143,6 @@ class KafkaCoordinator(Lifecycle):
         self._heard_since: dict[int, float] = {}
         self._listened_at: float | None = None
         self.timers = Timers()
-        self.ready = asyncio.Event()
-        self.failed = asyncio.Event()
         # Held by each processing step and by the final swap of a take-over.
         self._lock = asyncio.Lock()
         self.stream_tasks = TakeOver(self, self.config.partitions("eventflow.pipeline-inputs"))
@@ -149,9 +152,8 @@ class KafkaCoordinator(Lifecycle):
         self._loop: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._consumer is not None:
-            return
+    async def _open(self) -> None:
+        """Join the group; `ready` is set once the stream tasks assigned are taken over."""
         self._consumer = AIOKafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,
@@ -164,21 +166,21 @@ class KafkaCoordinator(Lifecycle):
             client_id=f"eventflow-coordinator-{self.instance}",
             **self.config.client(),
         )
-        await self._consumer.start()
+        with broker_errors(f"cannot reach Kafka at {self.config.bootstrap}"):
+            await self._consumer.start()
         self._consumer.subscribe(
             [self.config.topic(t) for t in INPUTS], listener=Listener(self.stream_tasks)
         )
-        self._loop = asyncio.create_task(self._run(), name="eventflow coordinator")
-        self._loop.add_done_callback(self._died)
+        self._loop = self.spawn(self._run(), "eventflow coordinator")
         if self.app.schedules:
             self._clock = AIOKafkaProducer(
                 enable_idempotence=True, acks="all", **self.config.client()
             )
-            await self._clock.start()
+            with broker_errors(f"cannot reach Kafka at {self.config.bootstrap}"):
+                await self._clock.start()
             for schedule in self.app.schedules.values():
                 clock = run_schedule(schedule, self._tick_clock, source=self.settings.source)
-                task = asyncio.create_task(clock, name="clock")
-                self._clocks.append(task)
+                self._clocks.append(self.spawn(clock, "clock"))
 
     async def _tick_clock(self, event: DatasetProduced) -> None:
         """Every instance ticks; the router keeps one of the identical versions."""
@@ -186,24 +188,21 @@ class KafkaCoordinator(Lifecycle):
         value = encode(event)
         dataset = event.data.dataset
         try:
-            await self._clock.send_and_wait(
-                self.config.topic("eventflow.datasets"),
-                value,
-                key=dataset.encode(),
-                headers=self.signer.headers("eventflow.datasets", value),
-            )
-        except KafkaError as e:
-            log.warning("%s: clock tick of %s lost: %s", self.instance, dataset, e)
+            with broker_errors(f"clock tick of {dataset}"):
+                await self._clock.send_and_wait(
+                    self.config.topic("eventflow.datasets"),
+                    value,
+                    key=dataset.encode(),
+                    headers=self.signer.headers("eventflow.datasets", value),
+                )
+        except BrokerError as e:
+            log.warning("%s: %s lost", self.instance, e)
 
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         """Finish the batch in hand, leave the group, close the producers."""
-        if self._consumer is None:
-            return
         consumer, self._consumer = self._consumer, None
         await self.stream_tasks.stop()
-        for task in self._clocks:
-            task.cancel()
-        await asyncio.gather(*self._clocks, return_exceptions=True)
+        await self.cancel(*self._clocks)
         self._clocks.clear()
         if self._clock is not None:
             await self._clock.stop()
@@ -211,26 +210,16 @@ class KafkaCoordinator(Lifecycle):
         if self._loop is not None:
             async with self._lock:
                 self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
-        await consumer.stop()
+            await self.cancel(self._loop)
+            self._loop = None
+        if consumer is not None:
+            await consumer.stop()
         async with self._lock:
             await self.stream_tasks.close_producers(set(self.stream_tasks.producers))
 
     async def wait_ready(self) -> None:
         """Until this instance has been assigned its stream tasks and restored their state."""
         await self.ready.wait()
-
-    def _died(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(
-                "%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception()
-            )
-            self.failed.set()
-
-    def healthy(self) -> bool:
-        """Ready, and the processing loop still running."""
-        loop = self._loop
-        return self.ready.is_set() and loop is not None and not loop.done()
 
     def owns(self) -> list[int]:
         """The stream tasks (partition numbers) this instance processes."""
@@ -249,8 +238,9 @@ class KafkaCoordinator(Lifecycle):
         tps = [tp for tp in consumer.assignment() if tp.partition in self.stream_tasks.owned]
         if not tps:
             return 0
-        ends = await consumer.end_offsets(tps)
-        positions: list[int] = [await consumer.position(tp) for tp in tps]
+        with broker_errors("reading the consumer lag"):
+            ends = await consumer.end_offsets(tps)
+            positions: list[int] = [await consumer.position(tp) for tp in tps]
         return sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
 
     # -- processing ------------------------------------------------------------------------------
@@ -323,7 +313,7 @@ class KafkaCoordinator(Lifecycle):
         transaction = _Transaction(self, producer, n, offsets, forward)
         try:
             outcome = await self.step.process(inputs, now, transaction)
-        except (KafkaError, OSError) as e:
+        except BrokerError as e:
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
             await self.stream_tasks.recover(n)
             return

@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
 from .. import metrics
 from . import changelog
-from .config import transient
+from .config import retrying
 
 if TYPE_CHECKING:
     from .coordinator import KafkaCoordinator
@@ -103,36 +102,23 @@ class TakeOver:
         metrics.ASSIGNMENTS.inc()
         stale = self.states.held - numbers - self.owned
         if stale:
-            drop = asyncio.create_task(self._drop_all(stale), name="drop stream tasks")
+            drop = self.service.spawn(self._drop_all(stale), "drop stream tasks")
             self._dropping.add(drop)
             drop.add_done_callback(self._dropping.discard)
-            drop.add_done_callback(self.service._died)
         for n in sorted(numbers - self.owned - set(self._restoring)):
             self.service._consumer.pause(*self.inputs(n))
             self._start_take_over(n)
         self._count_tasks()
 
     def _start_take_over(self, n: int) -> None:
-        task = asyncio.create_task(self._take_over(n), name=f"take over stream task {n}")
-        task.add_done_callback(self.service._died)
-        self._restoring[n] = task
+        self._restoring[n] = self.service.spawn(self._take_over(n), f"take over stream task {n}")
 
     async def _take_over(self, n: int) -> None:
+        """Restore task n, retrying while the broker is away; any other error fails the
+        service."""
         try:
-            while True:
-                try:
-                    await self._restore(n)
-                    break
-                except (KafkaError, OSError) as e:
-                    if not transient(e):
-                        raise
-                    log.warning(
-                        "%s: taking over stream task %d failed (%s); retrying",
-                        self.service.instance,
-                        n,
-                        e,
-                    )
-                    await asyncio.sleep(1)
+            what = f"{self.service.instance}: taking over stream task {n}"
+            await retrying(what, lambda: self._restore(n))
         finally:
             if self._restoring.get(n) is asyncio.current_task():
                 del self._restoring[n]

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 
 from .. import metrics
 from ..definitions import App
-from ..errors import EventError
+from ..errors import BrokerError, EventError
 from ..events import (
     CheckRequestedData,
     Event,
@@ -39,10 +39,10 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
-from ..lifecycle import Lifecycle
+from ..lifecycle import Service
 from ..settings import Settings
 from ..topics import destination
-from .config import KafkaConfig, partition_for, transient
+from .config import KafkaConfig, broker_errors, partition_for, retrying
 from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
@@ -82,7 +82,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker._assign(list(assigned))
 
 
-class KafkaWorker(Lifecycle):
+class KafkaWorker(Service):
+    """One worker; run as many as wanted, they split the task-requests partitions."""
+
     def __init__(
         self,
         app: App,
@@ -91,10 +93,12 @@ class KafkaWorker(Lifecycle):
         concurrency: int | None = None,
         instance: str | None = None,
     ) -> None:
+        super().__init__()
         self.app = app
         self.settings = settings
         self.config = KafkaConfig(settings)
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = f"worker {self.instance}"
         self.concurrency = concurrency or settings.concurrency
         self.group = self.config.name("eventflow.workers")
         self.signer = Signer.of(settings, required_by="eventflow worker")
@@ -109,8 +113,6 @@ class KafkaWorker(Lifecycle):
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
         self._capacity = asyncio.Event()
-        self.ready = asyncio.Event()
-        self.failed = asyncio.Event()
         #: Assignments received, one per consumer-group generation joined.
         self.assignments = 0
         # Finished requests not yet published; taken only under `_commit_lock`, so that a
@@ -121,19 +123,16 @@ class KafkaWorker(Lifecycle):
         self._progress: AIOKafkaProducer | None = None
         # The transactional producer of each assigned partition (see `_load`).
         self._results: dict[TopicPartition, AIOKafkaProducer] = {}
-        self._loops: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._consumer is not None:
-            return
+    async def _open(self) -> None:
+        """Join the group; `ready` is set once the partitions assigned are taken over."""
         client = self.config.client()
         self._progress = AIOKafkaProducer(
             enable_idempotence=True, acks="all", linger_ms=0, **client
         )
-        await self._progress.start()
         self._consumer = AIOKafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,
@@ -145,45 +144,27 @@ class KafkaWorker(Lifecycle):
             client_id=f"eventflow-worker-{self.instance}",
             **client,
         )
-        await self._consumer.start()
+        with broker_errors(f"cannot reach Kafka at {self.config.bootstrap}"):
+            await self._progress.start()
+            await self._consumer.start()
         self._consumer.subscribe(
             [self.config.topic("eventflow.task-requests")], listener=_Rebalance(self)
         )
-        self._loops = [
-            asyncio.create_task(self._fetch(), name="eventflow worker fetch"),
-            asyncio.create_task(self._commit(), name="eventflow worker commit"),
-        ]
-        for loop in self._loops:
-            loop.add_done_callback(self._died)
+        self.spawn(self._fetch(), "eventflow worker fetch")
+        self.spawn(self._commit(), "eventflow worker commit")
 
-    def _died(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(
-                "%s: %s stopped", self.instance, task.get_name(), exc_info=task.exception()
-            )
-            self.failed.set()
-
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         """Stop taking requests; running ones are cancelled and will be redelivered."""
-        if self._consumer is None:
-            return
         consumer, self._consumer = self._consumer, None
-        loading = list(self._loading.values())
-        for loop in [*self._loops, *loading]:
-            loop.cancel()
-        bodies = list(self.running.values())
-        for body in bodies:
-            body.cancel()
-        await asyncio.gather(*self._loops, *loading, *bodies, return_exceptions=True)
-        await consumer.stop()
+        await self._stop_loops()  # fetching, committing, and partitions being taken over
+        await self.cancel(*self.running.values())
+        if consumer is not None:
+            await consumer.stop()
         for producer in [*self._results.values(), self._progress]:
             if producer is not None:
                 await producer.stop()
         self._results.clear()
-
-    def healthy(self) -> bool:
-        """Ready, and the fetch and commit loops still running."""
-        return self.ready.is_set() and bool(self._loops) and not any(t.done() for t in self._loops)
+        self._progress = None
 
     def owns(self) -> list[int]:
         """The task-requests partitions this worker consumes."""
@@ -197,8 +178,9 @@ class KafkaWorker(Lifecycle):
         tps = [tp for tp in consumer.assignment() if tp in self.partitions]
         if not tps:
             return 0
-        ends = await consumer.end_offsets(tps)
-        positions: list[int] = [await consumer.position(tp) for tp in tps]
+        with broker_errors("reading the consumer lag"):
+            ends = await consumer.end_offsets(tps)
+            positions: list[int] = [await consumer.position(tp) for tp in tps]
         unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
         unfinished = sum(len(self.partitions[tp].running) for tp in tps)
         return unread + unfinished + len(self._finished)
@@ -213,24 +195,16 @@ class KafkaWorker(Lifecycle):
         new = [tp for tp in assigned if tp not in self.partitions and tp not in self._loading]
         if new:
             self._consumer.pause(*new)
-            task = asyncio.create_task(self._load(new), name="take over partitions")
-            task.add_done_callback(self._died)
+            task = self.spawn(self._load(new), "take over partitions")
             for tp in new:
                 self._loading[tp] = task
 
     async def _load(self, new: list[TopicPartition]) -> None:
+        """Take `new` over, retrying while the broker is away; any other error fails the
+        service."""
         try:
-            while True:
-                try:
-                    await self._take_over(new)
-                    break
-                except (KafkaError, OSError) as e:
-                    if not transient(e):
-                        raise
-                    log.warning(
-                        "%s: taking over partitions failed (%s); retrying", self.instance, e
-                    )
-                    await asyncio.sleep(1)
+            what = f"{self.instance}: taking over partitions {sorted(tp.partition for tp in new)}"
+            await retrying(what, lambda: self._take_over(new))
         finally:
             for tp in new:
                 if self._loading.get(tp) is asyncio.current_task():
@@ -407,14 +381,15 @@ class KafkaWorker(Lifecycle):
         target, key = destination(event)
         value = encode(event)
         try:
-            await self._progress.send(
-                self.config.topic(target),
-                value,
-                key=key.encode(),
-                headers=self.signer.headers(target, value),
-            )
-        except KafkaError as e:
-            log.warning("%s: could not report %s: %s", self.instance, event.type, e)
+            with broker_errors(f"reporting {event.type}"):
+                await self._progress.send(
+                    self.config.topic(target),
+                    value,
+                    key=key.encode(),
+                    headers=self.signer.headers(target, value),
+                )
+        except BrokerError as e:
+            log.warning("%s: %s", self.instance, e)
 
     # -- publishing results ----------------------------------------------------------------------
     def _finish(self, item: _Finished) -> None:
@@ -443,8 +418,9 @@ class KafkaWorker(Lifecycle):
         )
 
     async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
-        """Results, done-markers and the offset of one partition's finished requests."""
-        topic = self.config.topic
+        """Results, done-markers and the offset of one partition's finished requests, retried
+        while the broker is away; any other broker error fails the worker (a new owner of the
+        partition runs the requests again)."""
         while True:
             producer = self._results.get(tp)
             if producer is None:
@@ -457,50 +433,58 @@ class KafkaWorker(Lifecycle):
                 )
                 return
             try:
-                async with producer.transaction():
-                    futures = []
-                    for item in items:
-                        for event in item.events:
-                            target, key = destination(event)
-                            value = encode(event)
-                            futures.append(
-                                await producer.send(
-                                    topic(target),
-                                    value,
-                                    key=key.encode() if key else None,
-                                    headers=self.signer.headers(target, value),
-                                )
-                            )
-                        if item.run_id is not None:
-                            futures.append(
-                                await producer.send(
-                                    topic("eventflow.task-done"),
-                                    str(item.offset).encode(),
-                                    key=item.run_id.encode(),
-                                    partition=tp.partition,
-                                )
-                            )
-                    await asyncio.gather(*futures)
-                    offsets = self._offsets_after(items)
-                    if offsets:
-                        await producer.send_offsets_to_transaction(offsets, self.group)
+                with broker_errors(f"publishing results of partition {tp.partition}"):
+                    await self._transact(producer, tp, items)
                 return
-            except ProducerFenced:
-                # Another worker took the partition over (this one missed a rebalance): it
-                # redelivers these requests. Never fence it back: its done-markers would not
-                # know of results published here. The coming rebalance revokes the partition.
+            except BrokerError as e:
                 self._undo(items)
-                log.warning(
-                    "%s: fenced on partition %d; leaving it to its new owner",
-                    self.instance,
-                    tp.partition,
-                )
-                await self._give_up(tp)
-                return
-            except KafkaError as e:
-                log.warning("%s: publishing results failed (%s); retrying", self.instance, e)
-                self._undo(items)
+                if isinstance(e.__cause__, ProducerFenced):
+                    # Another worker took the partition over (this one missed a rebalance): it
+                    # redelivers these requests. Never fence it back: its done-markers would
+                    # not know of results published here. The coming rebalance revokes it.
+                    log.warning(
+                        "%s: fenced on partition %d; leaving it to its new owner",
+                        self.instance,
+                        tp.partition,
+                    )
+                    await self._give_up(tp)
+                    return
+                if not e.retriable:
+                    raise
+                log.warning("%s: %s; retrying", self.instance, e)
             await asyncio.sleep(0.5)
+
+    async def _transact(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, items: list[_Finished]
+    ) -> None:
+        topic = self.config.topic
+        async with producer.transaction():
+            futures = []
+            for item in items:
+                for event in item.events:
+                    target, key = destination(event)
+                    value = encode(event)
+                    futures.append(
+                        await producer.send(
+                            topic(target),
+                            value,
+                            key=key.encode() if key else None,
+                            headers=self.signer.headers(target, value),
+                        )
+                    )
+                if item.run_id is not None:
+                    futures.append(
+                        await producer.send(
+                            topic("eventflow.task-done"),
+                            str(item.offset).encode(),
+                            key=item.run_id.encode(),
+                            partition=tp.partition,
+                        )
+                    )
+            await asyncio.gather(*futures)
+            offsets = self._offsets_after(items)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group)
 
     def _offsets_after(self, batch: list[_Finished]) -> dict[TopicPartition, int]:
         touched: set[TopicPartition] = set()

@@ -349,3 +349,27 @@ def test_sigterm_stops_dev_gracefully(tmp_path: Path) -> None:
     assert not (home / "dev.sock").exists()
     again = cli(home, "emit", "greetings.requested")
     assert again.returncode == 2 and "no eventflow dev instance" in again.stderr
+
+
+def test_a_dead_processing_loop_ends_dev_with_exit_1_and_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with dev(home, PIPELINES / "sabotaged.py") as service:
+        assert cli(home, "emit", "raw").returncode == 0, "the instance works until then"
+        sent = cli(home, "emit", "poison")  # its publish fails instead of hanging
+        assert sent.returncode == 2
+        assert "error: not published: the eventflow instance stopped processing" in sent.stderr
+        assert "RuntimeError: a defect in the store" in sent.stderr
+        _out, err = service.communicate(timeout=20)  # the process ends on its own
+    assert service.returncode == 1, err
+    assert err.strip().splitlines()[-1] == (
+        "error: eventflow dev failed: RuntimeError: a defect in the store"
+    )
+    assert not (home / "dev.sock").exists()
+
+
+def test_a_dead_processing_loop_fails_until_idle_with_exit_1(tmp_path: Path) -> None:
+    done = cli(tmp_path, "dev", str(PIPELINES / "sabotaged.py"), "--emit", "poison", "--until-idle")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "error: eventflow dev failed: RuntimeError: a defect in the store"
+    assert "Pipeline runs" not in done.stdout

@@ -1,0 +1,290 @@
+"""Running services as a process: logging, signals, the health file and the exit status.
+
+`eventflow dev`, `eventflow coordinator` and `eventflow worker` all run through `Supervisor`:
+SIGINT and SIGTERM stop the services gracefully (in the reverse of the order they started), and
+a service that fails (one of its loops died) ends the process, so that a supervisor restarts it.
+Exit status:
+
+    0   stopped by SIGINT or SIGTERM; `dev --until-idle`: every run succeeded
+    1   a service failed (one line on stderr, its traceback logged above it); `dev --until-idle`:
+        a run failed, an `--emit` was refused, or a signal came before the work was done
+    2   a user mistake, in one line: a bad setting, an unreadable state file, a missing topic
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import click
+import orjson
+
+from . import metrics
+from .definitions import App
+from .embedded import ControlServer, EmbeddedRuntime
+from .errors import BrokerError, ConfigurationError
+from .events import PIPELINE_RUN_EVENTS, CheckCompleted, DeadLetter, Event, PipelineRunData
+from .execution import one_line
+from .lifecycle import Service
+from .loader import load_app
+from .settings import Settings
+from .summary import run_line, run_summary
+
+if TYPE_CHECKING:
+    from .kafka.coordinator import KafkaCoordinator
+    from .kafka.worker import KafkaWorker
+
+T = TypeVar("T")
+
+#: Exit status of a process whose service failed.
+FAILED = 1
+#: Seconds between two beats of the health file.
+BEAT_S = 1.0
+
+
+def setup_logging(level: str = "WARNING") -> None:
+    """Log to stderr as `LEVEL logger: message`. Called again, only the level changes."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+class Supervisor:
+    """Services run as one process: started in order, stopped in reverse, on the way out of
+    `async with` or when one fails to start. SIGINT and SIGTERM set `stopping`."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, *services: Service) -> None:
+        self.services = services
+        self.stopping = asyncio.Event()
+        self._started: list[Service] = []
+
+    @property
+    def failure(self) -> Service | None:
+        """The first service that failed, if one did."""
+        return next((s for s in self.services if s.failed.is_set()), None)
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            for service in self.services:
+                await service.start()
+                self._started.append(service)
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        try:
+            while self._started:
+                await self._started.pop().stop()
+        finally:
+            loop = asyncio.get_running_loop()
+            for sig in self.SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    async def run(self, work: Awaitable[T] | None = None) -> T | None:
+        """Until a signal, a failed service, or `work` is done: its result, or None if a signal
+        or a failure came first (what `work` raised because of a failure is dropped)."""
+        waits: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(self.stopping.wait()),
+            *(asyncio.ensure_future(s.failed.wait()) for s in self.services),
+        }
+        job = asyncio.ensure_future(work) if work is not None else None
+        dropped: set[asyncio.Future[Any]] = set(waits)
+        try:
+            await asyncio.wait(
+                waits | ({job} if job is not None else set()), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if job is not None and (
+                not job.done() or self.stopping.is_set() or self.failure is not None
+            ):
+                dropped.add(job)
+            for future in dropped:
+                future.cancel()
+            await asyncio.gather(*dropped, return_exceptions=True)
+        if job is None or job in dropped:
+            return None
+        return job.result()
+
+
+def failed(service: Service) -> int:
+    """Say in one line why `service` failed; the exit status for it."""
+    why = one_line(service.error) if service.error is not None else "no reason given"
+    click.echo(f"error: {service.name} failed: {why}", err=True)
+    return FAILED
+
+
+# -- eventflow dev -------------------------------------------------------------------------------
+def dev(
+    target: str,
+    settings: Settings,
+    *,
+    emits: list[tuple[str, str]],
+    metadata: dict[str, Any],
+    until_idle: bool,
+) -> int:
+    """Run the App of `target` embedded until a signal, or with `until_idle` until nothing is
+    left to do; the exit status."""
+    setup_logging(settings.log_level)
+    app = load_app(target)
+    metrics.serve(settings)
+    return asyncio.run(_dev(app, settings, emits, metadata, until_idle))
+
+
+async def _dev(
+    app: App,
+    settings: Settings,
+    emits: list[tuple[str, str]],
+    metadata: dict[str, Any],
+    until_idle: bool,
+) -> int:
+    runtime = EmbeddedRuntime(app, settings)
+    # The socket first: a second instance on the same folder stops before opening the store.
+    control = ControlServer(runtime, settings.control_socket)
+    finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
+    refused: list[str] = []
+
+    async def work() -> bool:
+        for dataset, partition in emits:
+            accepted = await runtime.emit(dataset, partition, metadata=metadata)
+            if accepted.dead_letter:
+                refused.append(f"--emit {dataset}: {accepted.dead_letter}")
+        if until_idle:
+            await runtime.wait_idle()
+        else:
+            await asyncio.Event().wait()  # until a signal or a failure
+        return True
+
+    async with Supervisor(control, runtime) as supervisor:
+        printer = asyncio.create_task(_report(runtime.subscribe(), finished, quiet=until_idle))
+        try:
+            if not until_idle:
+                click.echo(
+                    f"eventflow dev: {len(app.pipelines)} pipelines, {len(app.tasks)} tasks; "
+                    f"state in {settings.database}; emit with `eventflow emit DATASET`. "
+                    "Ctrl-C stops."
+                )
+            done = await supervisor.run(work())
+            await asyncio.sleep(0)  # let the printer take the last events
+        finally:
+            await Service.cancel(printer)
+    if (failure := supervisor.failure) is not None:
+        return failed(failure)
+    for line in refused:
+        click.echo(f"error: {line}", err=True)
+    if until_idle:
+        click.echo(run_summary(finished))
+        if done is None:
+            click.echo("stopped before the work was done", err=True)
+            return 1
+    return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+
+
+async def _report(
+    events: asyncio.Queue[Event], finished: list[PipelineRunData], *, quiet: bool
+) -> None:
+    while True:
+        event = await events.get()
+        if isinstance(event, PIPELINE_RUN_EVENTS):
+            run = event.data
+            assert isinstance(run, PipelineRunData)
+            # A long-running instance keeps only what its exit status needs, not every run.
+            if (quiet and run.status != "running") or (run.status == "failed" and not finished):
+                finished.append(run)
+            if not quiet:
+                click.echo(run_line(run))
+        elif isinstance(event, DeadLetter) and not quiet:
+            click.echo(f"dead letter: {event.data.reason}", err=True)
+        elif isinstance(event, CheckCompleted) and not event.data.passed:
+            d = event.data
+            kind = "blocked" if d.blocking else "warning"
+            click.echo(
+                f"check {d.check} {kind}: {d.target.dataset}@{d.target.version} {d.message}",
+                err=True,
+            )
+
+
+# -- eventflow coordinator, eventflow worker -----------------------------------------------------
+def coordinator(target: str, settings: Settings, *, health_file: Path | None) -> int:
+    """Run a Kafka coordinator instance until a signal or its failure; the exit status."""
+    from .kafka.coordinator import KafkaCoordinator
+
+    setup_logging(settings.log_level)
+    app = load_app(target)
+    metrics.serve(settings)
+    return asyncio.run(_kafka(KafkaCoordinator(app, settings), "coordinator", health_file))
+
+
+def worker(
+    target: str, settings: Settings, *, concurrency: int | None, health_file: Path | None
+) -> int:
+    """Run a Kafka worker until a signal or its failure; the exit status."""
+    from .kafka.worker import KafkaWorker
+
+    setup_logging(settings.log_level)
+    app = load_app(target)
+    metrics.serve(settings)
+    service = KafkaWorker(app, settings, concurrency=concurrency)
+    return asyncio.run(_kafka(service, "worker", health_file))
+
+
+async def _kafka(
+    service: KafkaCoordinator | KafkaWorker, kind: str, health_file: Path | None
+) -> int:
+    from .kafka import admin
+
+    missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
+    if missing:
+        raise ConfigurationError(
+            f"topic {missing[0]} does not exist: run `eventflow topics apply` first"
+        )
+    async with Supervisor(service) as supervisor:
+        click.echo(f"eventflow {service.name}: started; SIGTERM stops", err=True)
+        beat = asyncio.create_task(_beat(service, kind, health_file))
+        try:
+            await supervisor.run()
+        finally:
+            await Service.cancel(beat)
+    if (failure := supervisor.failure) is not None:
+        return failed(failure)
+    click.echo(f"eventflow {service.name}: stopped", err=True)
+    return 0
+
+
+async def _beat(service: KafkaCoordinator | KafkaWorker, kind: str, path: Path | None) -> None:
+    """Every second while the service is healthy: the lag metric, and the health file with what
+    the instance owns (a file that stops changing means the service is not healthy)."""
+    while True:
+        if service.healthy():
+            try:
+                # Bounded, so that a slow broker cannot hold back the health file.
+                lag = await asyncio.wait_for(service.lag(), timeout=BEAT_S)
+            except (BrokerError, TimeoutError):
+                lag = -1
+            metrics.LAG.set(lag)
+            if path is not None:
+                state = {
+                    "service": kind,
+                    "instance": service.instance,
+                    "owns": service.owns(),
+                    "lag": lag,
+                }
+                path.write_bytes(orjson.dumps(state))
+        await asyncio.sleep(BEAT_S)

@@ -1,0 +1,83 @@
+"""Broker errors reach eventflow as `BrokerError`, and retry loops go by its `retriable`."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    TopicAuthorizationFailedError,
+    UnsupportedVersionError,
+)
+
+from eventflow.errors import BrokerError
+from eventflow.kafka.config import broker_errors, retrying
+
+
+@pytest.mark.parametrize(
+    ("error", "retriable"),
+    [
+        (KafkaConnectionError("broker away"), True),
+        (NodeNotReadyError("still electing"), True),
+        (ConnectionResetError("reset by peer"), True),
+        (TopicAuthorizationFailedError(), False),
+        (UnsupportedVersionError(), False),
+    ],
+)
+def test_broker_errors_are_wrapped_with_retriable_from_transient(
+    error: Exception, retriable: bool
+) -> None:
+    with pytest.raises(BrokerError) as raised, broker_errors("reading the changelog"):
+        raise error
+    assert raised.value.retriable is retriable
+    assert raised.value.__cause__ is error
+    assert str(raised.value).startswith("reading the changelog: ")
+
+
+def test_other_errors_pass_through() -> None:
+    with pytest.raises(ValueError, match="a defect"), broker_errors("anything"):
+        raise ValueError("a defect")
+
+
+class Attempts:
+    """Raises the given errors one per call, then returns how many calls it took."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.calls
+
+
+async def test_retriable_errors_are_retried_until_the_attempt_succeeds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempt = Attempts(
+        BrokerError("busy", retriable=True),
+        KafkaConnectionError("away"),  # unwrapped: classified the same way
+        BrokerError("busy again", retriable=True),
+    )
+    assert await retrying("taking over task 3", attempt, pause_s=0) == 4
+    retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retried) == 3 and all(m.startswith("taking over task 3 failed") for m in retried)
+
+
+@pytest.mark.parametrize(
+    "error", [BrokerError("refused", retriable=False), TopicAuthorizationFailedError()]
+)
+async def test_a_non_retriable_error_is_raised_at_once(error: Exception) -> None:
+    attempt = Attempts(error)
+    with pytest.raises(BrokerError) as raised:
+        await retrying("taking over task 3", attempt, pause_s=0)
+    assert attempt.calls == 1 and raised.value.retriable is False
+
+
+async def test_errors_that_are_not_the_brokers_are_not_retried() -> None:
+    attempt = Attempts(RuntimeError("a defect"))
+    with pytest.raises(RuntimeError, match="a defect"):
+        await retrying("taking over task 3", attempt, pause_s=0)
+    assert attempt.calls == 1
