@@ -34,6 +34,7 @@ from .events import (
     TaskSucceeded,
     TaskSucceededData,
 )
+from .runtime.clock import Clock, SystemClock, micros
 
 log = logging.getLogger("eventflow.worker")
 Report = Callable[[Event], Awaitable[None]]
@@ -42,11 +43,12 @@ Report = Callable[[Event], Awaitable[None]]
 class VersionClock:
     """Output versions: publish time in microseconds, strictly increasing within a process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, time.time_ns() // 1000)
+        self._last = max(self._last + 1, micros(self._clock))
         return self._last
 
 
@@ -66,13 +68,15 @@ class Executor:
         max_metadata_bytes: int,
         heartbeat_interval_s: float | None = None,
         source: str = "eventflow",
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
+        self.clock: Clock = clock or SystemClock()
         self.worker = worker
         self.max_metadata_bytes = max_metadata_bytes
         self.heartbeat_interval_s = heartbeat_interval_s
         self.source = source
-        self.versions = VersionClock()
+        self.versions = VersionClock(self.clock)
 
     def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
         return {
@@ -121,7 +125,7 @@ class Executor:
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(req.timeout_s):
+            async with self.clock.timeout(req.timeout_s):
                 if task.is_async:
                     await task.fn(ctx)  # type: ignore[misc]
                 else:
@@ -167,7 +171,7 @@ class Executor:
         async def beat() -> None:
             assert self.heartbeat_interval_s
             while True:
-                await asyncio.sleep(self.heartbeat_interval_s)
+                await self.clock.sleep(self.heartbeat_interval_s)
                 data = TaskProgressData(**self._progress(req))
                 await report(self._event(TaskHeartbeat, data, req.pipeline_run_id))
 
@@ -193,7 +197,7 @@ class Executor:
                 log=logging.getLogger(f"eventflow.check.{chk.name}"),
             )
             try:
-                async with asyncio.timeout(req.timeout_s):
+                async with self.clock.timeout(req.timeout_s):
                     if inspect.iscoroutinefunction(chk.fn):
                         result = await chk.fn(ctx)
                     else:

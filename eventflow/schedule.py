@@ -7,26 +7,26 @@ already seen it is dropped, if it was missed while nothing ran it triggers once.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from croniter import croniter
 
 from .definitions import Schedule
+from .runtime.clock import Clock, SystemClock
 
 Emit = Callable[[str, str, int, dict[str, object]], Awaitable[object]]
 
 
-async def run_schedule(schedule: Schedule, emit: Emit) -> None:
+async def run_schedule(schedule: Schedule, emit: Emit, clock: Clock | None = None) -> None:
     """Produce the clock dataset at every cron tick (UTC) until cancelled."""
-    now = datetime.now(UTC)
+    clock = clock or SystemClock()
+    now = datetime.fromtimestamp(clock.time(), UTC)
     await _tick(schedule, croniter(schedule.cron, now).get_prev(datetime), emit)
     ticks = croniter(schedule.cron, now)
     while True:
         nxt: datetime = ticks.get_next(datetime)
-        await asyncio.sleep(max(0.0, nxt.timestamp() - time.time()))
+        await clock.sleep(max(0.0, nxt.timestamp() - clock.time()))
         await _tick(schedule, nxt, emit)
 
 

@@ -38,6 +38,7 @@ from ..events import (
 )
 from ..execution import Executor, one_line
 from ..lifecycle import Lifecycle
+from ..runtime.clock import Cancellable, Clock, SystemClock, micros
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
@@ -84,11 +85,14 @@ class _Undecidable(Exception):
 
 
 class EmbeddedRuntime(Lifecycle):
-    """The whole of eventflow in one process; `async with` starts and stops it."""
+    """The whole of eventflow in one process; `async with` starts and stops it. `clock` is
+    where timers, schedules, timeouts and default versions read the time (the real one unless a
+    test passes `eventflow.testing.ManualClock`)."""
 
-    def __init__(self, app: App, settings: Settings) -> None:
+    def __init__(self, app: App, settings: Settings, *, clock: Clock | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
         self.store = Store(settings.database)
         # Workers share this process: they cannot be lost alone, so no heartbeats are needed.
         self.engine = Engine(
@@ -101,13 +105,14 @@ class EmbeddedRuntime(Lifecycle):
             worker=self.worker_id,
             max_metadata_bytes=settings.max_metadata_bytes,
             source=settings.source,
+            clock=self.clock,
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._timers = Timers()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self.ready = asyncio.Event()  # state loaded, processing
@@ -139,7 +144,7 @@ class EmbeddedRuntime(Lifecycle):
         processor = asyncio.create_task(self._process(), name="eventflow processor")
         self._tasks.append(processor)
         for schedule in self.app.schedules.values():
-            clock = run_schedule(schedule, self._tick_clock)
+            clock = run_schedule(schedule, self._tick_clock, self.clock)
             self._tasks.append(asyncio.create_task(clock, name="eventflow clock"))
         recovered = self.engine.recover()
         if recovered.dispatch:
@@ -209,7 +214,7 @@ class EmbeddedRuntime(Lifecycle):
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
-            version=version if version is not None else time.time_ns() // 1000,
+            version=version if version is not None else micros(self.clock),
             metadata=metadata or {},
         )
         return await self.publish(DatasetProduced.of(data, source=self.settings.source))
@@ -226,6 +231,15 @@ class EmbeddedRuntime(Lifecycle):
     async def wait_idle(self) -> None:
         """Until nothing is in flight: no run in progress, no event or task waiting."""
         await self._idle.wait()
+
+    def settled(self) -> bool:
+        """Every input so far decided, committed and carried out: what remains are the bodies
+        still running (`bodies`) and the timers. A manual clock moves on only when settled."""
+        return not self._applying and self._inbox.empty() and not self._work
+
+    def bodies(self) -> list[asyncio.Task[None]]:
+        """The task and check bodies running now."""
+        return list(self._running.values())
 
     def _wait(self, event: Event, raw: bytes | None, origin: str) -> asyncio.Future[Accepted]:
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
@@ -274,7 +288,7 @@ class EmbeddedRuntime(Lifecycle):
                 future.set_exception(dead)
 
     async def _apply(self, batch: list[_Item]) -> None:
-        now = time.time()
+        now = self.clock.time()
         began = time.perf_counter()
         poison: dict[int, str] = {}
         try:
@@ -437,12 +451,11 @@ class EmbeddedRuntime(Lifecycle):
             self._timer = None
         at = self._timers.next_at()
         if at is not None:
-            delay = max(0.0, at - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+            self._timer = self.clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        for pipeline in self._timers.due(time.time()):
+        for pipeline in self._timers.due(self.clock.time()):
             self._inbox.put_nowait((Tick(pipeline), None, None, "timer"))
         self._arm_timer()
 
