@@ -520,8 +520,11 @@ def dead_letter(raw: bytes, reason: str, *, origin: str = "", source: str = "eve
     return DeadLetter.of(data, source=source)
 
 
-def version_now() -> int:
-    """The default version of a dataset: the time it is announced, in microseconds."""
+def version_now(now: float | None = None) -> int:
+    """The default version of a dataset: the time it is announced (`now`, epoch seconds, as
+    a runtime's clock reads it; the system clock if not given), in microseconds."""
+    if now is not None:
+        return int(now * 1_000_000)
     return time.time_ns() // 1000
 
 

@@ -36,6 +36,7 @@ from .events import (
     TaskSucceededData,
     version_now,
 )
+from .runtime.clock import Clock, SystemClock
 
 log = logging.getLogger("eventflow.worker")
 Report = Callable[[Event], Awaitable[None]]
@@ -44,11 +45,12 @@ Report = Callable[[Event], Awaitable[None]]
 class VersionClock:
     """Output versions: publish time in microseconds, strictly increasing within a process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, version_now())
+        self._last = max(self._last + 1, version_now(self._clock.time()))
         return self._last
 
 
@@ -71,13 +73,15 @@ class Executor:
         max_metadata_bytes: int,
         heartbeat_interval_s: float | None = None,
         source: str = "eventflow",
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
+        self.clock: Clock = clock or SystemClock()
         self.worker = worker
         self.max_metadata_bytes = max_metadata_bytes
         self.heartbeat_interval_s = heartbeat_interval_s
         self.source = source
-        self.versions = VersionClock()
+        self.versions = VersionClock(self.clock)
 
     def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
         return {
@@ -127,7 +131,7 @@ class Executor:
         started = time.perf_counter()
         ended: Exception | None = None
         try:
-            async with asyncio.timeout(req.timeout_s):
+            async with self.clock.timeout(req.timeout_s):
                 if task.is_async:
                     await task.fn(ctx)  # type: ignore[misc]
                 else:
@@ -194,7 +198,7 @@ class Executor:
         async def beat() -> None:
             assert self.heartbeat_interval_s
             while True:
-                await asyncio.sleep(self.heartbeat_interval_s)
+                await self.clock.sleep(self.heartbeat_interval_s)
                 data = TaskProgressData(**self._progress(req))
                 await report(self._event(TaskHeartbeat, data, req.pipeline_run_id))
 
@@ -220,7 +224,7 @@ class Executor:
                 log=logging.getLogger(f"eventflow.check.{chk.name}"),
             )
             try:
-                async with asyncio.timeout(req.timeout_s):
+                async with self.clock.timeout(req.timeout_s):
                     if inspect.iscoroutinefunction(chk.fn):
                         result = await chk.fn(ctx)
                     else:

@@ -7,8 +7,6 @@ already seen it is dropped, if it was missed while nothing ran it triggers once.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,18 +14,22 @@ from croniter import croniter
 
 from .definitions import Schedule
 from .events import DatasetProduced, DatasetProducedData
+from .runtime.clock import Clock, SystemClock
 
 Emit = Callable[[DatasetProduced], Awaitable[object]]
 
 
-async def run_schedule(schedule: Schedule, emit: Emit, *, source: str) -> None:
+async def run_schedule(
+    schedule: Schedule, emit: Emit, clock: Clock | None = None, *, source: str
+) -> None:
     """Produce the clock dataset at every cron tick (UTC) until cancelled."""
-    now = datetime.now(UTC)
+    clock = clock or SystemClock()
+    now = datetime.fromtimestamp(clock.time(), UTC)
     await emit(tick(schedule, croniter(schedule.cron, now).get_prev(datetime), source))
     ticks = croniter(schedule.cron, now)
     while True:
         nxt: datetime = ticks.get_next(datetime)
-        await asyncio.sleep(max(0.0, nxt.timestamp() - time.time()))
+        await clock.sleep(max(0.0, nxt.timestamp() - clock.time()))
         await emit(tick(schedule, nxt, source))
 
 

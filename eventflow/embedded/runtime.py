@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import socket
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -32,6 +31,7 @@ from ..events import (
 )
 from ..execution import Executor, one_line
 from ..lifecycle import Service
+from ..runtime.clock import Cancellable, Clock, SystemClock
 from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
@@ -49,14 +49,17 @@ WORK = {"eventflow.task-requests"}
 
 
 class EmbeddedRuntime(Service):
-    """The whole of eventflow in one process; `async with` starts and stops it."""
+    """The whole of eventflow in one process; `async with` starts and stops it. `clock` is
+    where timers, schedules, timeouts and default versions read the time (the real one unless a
+    test passes `eventflow.testing.ManualClock`)."""
 
     name = "eventflow dev"
 
-    def __init__(self, app: App, settings: Settings) -> None:
+    def __init__(self, app: App, settings: Settings, *, clock: Clock | None = None) -> None:
         super().__init__()
         self.app = app
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
         self.store = Store(settings.database)
         # Workers share this process: they cannot be lost alone, so no heartbeats are needed.
         self.engine = Engine(
@@ -72,13 +75,14 @@ class EmbeddedRuntime(Service):
             worker=self.worker_id,
             max_metadata_bytes=settings.max_metadata_bytes,
             source=settings.source,
+            clock=self.clock,
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._timers = Timers()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._idle = asyncio.Event()
         self._batch: list[_Item] = []  # in the processor's hands
         self._applying = False
@@ -95,7 +99,7 @@ class EmbeddedRuntime(Service):
         self._closed = False
         self.spawn(self._process(), "eventflow processor")
         for schedule in self.app.schedules.values():
-            clock = run_schedule(schedule, self._tick, source=self.settings.source)
+            clock = run_schedule(schedule, self._tick, self.clock, source=self.settings.source)
             self.spawn(clock, "eventflow clock")
         recovered = self.engine.recover()
         if recovered.dispatch:
@@ -167,7 +171,7 @@ class EmbeddedRuntime(Service):
         data = DatasetProducedData(
             dataset=dataset,
             partition=partition,
-            version=version if version is not None else version_now(),
+            version=version if version is not None else version_now(self.clock.time()),
             metadata=metadata or {},
         )
         return await self.publish(DatasetProduced.of(data, source=self.settings.source))
@@ -185,6 +189,15 @@ class EmbeddedRuntime(Service):
     async def wait_idle(self) -> None:
         """Until nothing is in flight: no run in progress, no event or task waiting."""
         await self._idle.wait()
+
+    def settled(self) -> bool:
+        """Every input so far decided, committed and carried out: what remains are the bodies
+        still running (`bodies`) and the timers. A manual clock moves on only when settled."""
+        return not self._applying and self._inbox.empty() and not self._work
+
+    def bodies(self) -> list[asyncio.Task[None]]:
+        """The task and check bodies running now."""
+        return list(self._running.values())
 
     def _wait(self, inbound: Inbound) -> asyncio.Future[Receipt]:
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
@@ -236,7 +249,7 @@ class EmbeddedRuntime(Service):
                 future.set_exception(error)
 
     async def _apply(self, batch: list[_Item]) -> None:
-        now = time.time()
+        now = self.clock.time()
         inputs = [inbound for inbound, _ in batch]
         try:
             while True:
@@ -342,12 +355,11 @@ class EmbeddedRuntime(Service):
             self._timer = None
         at = self._timers.next_at()
         if at is not None:
-            delay = max(0.0, at - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+            self._timer = self.clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        for pipeline in self._timers.due(time.time()):
+        for pipeline in self._timers.due(self.clock.time()):
             self._inbox.put_nowait((Inbound(Tick(pipeline), "timer"), None))
         self._arm_timer()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import eventflow as ef
 
 from .conftest import Start
-from .harness import Recorder, checks, runs
+from .harness import Recorder
 
 
 def outcome(run: ef.PipelineRunData) -> dict[str, str]:
@@ -28,7 +28,7 @@ async def test_fail_ends_the_run_after_one_attempt(start: Start) -> None:
         await h.emit("raw")
         await h.wait_idle()
     assert rec.tasks() == ["validate"], "one attempt, no retry, nothing downstream"
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "failed"
     assert outcome(run) == {"validate": "failed", "after": "upstream_failed"}
     assert (run.tasks[0].attempts, run.tasks[0].error) == (1, "column 'ts' missing")
@@ -50,7 +50,7 @@ async def test_an_undeclared_emit_ends_the_run_after_one_attempt(start: Start) -
         await h.emit("raw")
         await h.wait_idle()
     assert rec.tasks() == ["route"]
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "failed"
     assert outcome(run) == {"route": "failed", "after": "upstream_failed"}
     assert run.tasks[0].attempts == 1
@@ -78,6 +78,6 @@ async def test_a_check_attached_through_the_pipeline_guards_its_dataset(start: S
         await h.emit("raw", rows=0)
         await h.wait_idle()
     assert rec.tasks() == []
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "failed" and "check 'has_rows' failed: 0 rows" in run.reason
-    assert [(c.check, c.passed) for c in checks(h)] == [("has_rows", False)]
+    assert [(c.check, c.passed) for c in h.checks()] == [("has_rows", False)]

@@ -12,7 +12,7 @@ import orjson
 import eventflow as ef
 
 from .conftest import Start
-from .harness import Recorder, checks, dead_letters, runs
+from .harness import Recorder
 
 D1, D2 = "2026-11-21", "2026-11-22"
 
@@ -39,7 +39,7 @@ async def test_chain_passes_metadata_along(start: Start) -> None:
     async with start(ef.App([p])) as h:
         await h.emit("src", n=4)
         await h.wait_idle()
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "succeeded"
     assert rec.tasks() == ["one", "two"]
     produced = [e.data for e in h.events if e.type == "eventflow.dataset.produced"]
@@ -74,7 +74,7 @@ async def test_fan_out_then_all_join(start: Start) -> None:
     assert Counter(rec.tasks()) == Counter([f"branch{n}" for n in range(5)] + ["join"])
     assert rec.peak["branches"] > 1, "independent branches run in parallel"
     assert rec.tasks()[-1] == "join"
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "succeeded" and len(run.tasks) == 6
 
 
@@ -115,7 +115,7 @@ async def test_branching_skips_the_branch_not_taken(start: Start) -> None:
         await h.emit("raw", score=0.1)
         await h.wait_idle()
     assert rec.tasks() == ["deploy", "alert"]
-    first, second = runs(h)
+    first, second = h.runs()
     assert outcome(first) == {"gate": "succeeded", "deploy": "succeeded", "alert": "skipped"}
     assert outcome(second) == {"gate": "succeeded", "alert": "succeeded", "deploy": "skipped"}
     assert first.status == second.status == "succeeded"
@@ -134,7 +134,7 @@ async def test_skip_emits_nothing_and_downstream_is_skipped(start: Start) -> Non
     async with start(ef.App([p])) as h:
         await h.emit("raw")
         await h.wait_idle()
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "succeeded"
     assert outcome(run) == {"maybe": "succeeded", "after": "skipped"}
     assert run.tasks[0].error == "nothing new"
@@ -166,12 +166,12 @@ async def test_quality_gates(start: Start) -> None:
         await h.emit("raw", D2, rows=10)
         await h.wait_idle()
     assert rec.calls == [("train", D2, {"table": rec.calls[0][2]["table"]})]
-    blocked, warned = runs(h)
+    blocked, warned = h.runs()
     assert blocked.status == "failed"
     assert "check 'has_rows' failed: 0 rows" in blocked.reason
     assert outcome(blocked) == {"build": "succeeded", "train": "upstream_failed"}
     assert warned.status == "succeeded"
-    found = {(c.check, c.target.partition): c.passed for c in checks(h)}
+    found = {(c.check, c.target.partition): c.passed for c in h.checks()}
     assert found == {
         ("has_rows", D1): False,
         ("many_rows", D1): False,
@@ -197,7 +197,7 @@ async def test_retries_with_backoff(start: Start) -> None:
     assert [a for a, _ in attempts] == [1, 2, 3]
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2, f"backoff not respected: {gaps}"
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "succeeded"
     assert run.tasks[0].attempts == 3
 
@@ -214,7 +214,7 @@ async def test_failure_propagates_and_fails_the_run(start: Start) -> None:
     async with start(ef.App([p])) as h:
         await h.emit("raw")
         await h.wait_idle()
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "failed"
     assert run.tasks[0].error == "ValueError: column 'ts' missing"
     assert outcome(run) == {"broken": "failed", "after": "upstream_failed"}
@@ -237,7 +237,7 @@ async def test_timeouts_for_async_and_blocking_bodies(start: Start) -> None:
         await h.emit("raw")
         await h.wait_idle()
         assert time.monotonic() - began < 10
-    [run] = runs(h)
+    [run] = h.runs()
     assert run.status == "failed"
     assert {t.task: t.error for t in run.tasks} == {
         "sleeps_async": "timeout: ran longer than 0.2s",
@@ -284,7 +284,7 @@ async def test_max_active_runs(start: Start) -> None:
             await h.emit("raw", day)
         await h.wait_idle()
     assert rec.peak["runs"] == 1
-    assert [r.status for r in runs(h)] == ["succeeded"] * 4
+    assert [r.status for r in h.runs()] == ["succeeded"] * 4
 
 
 async def test_schedule_publishes_clock_dataset(start: Start) -> None:
@@ -315,7 +315,7 @@ async def test_duplicates_and_older_versions_run_once(start: Start) -> None:
         await h.emit("raw", D1, version=5)
         await h.wait_idle()
     assert rec.calls == [("once", D1, {"raw": 5})]
-    assert len(runs(h)) == 1
+    assert len(h.runs()) == 1
 
 
 async def test_malformed_input_is_dead_lettered_and_service_keeps_running(start: Start) -> None:
@@ -345,12 +345,12 @@ async def test_malformed_input_is_dead_lettered_and_service_keeps_running(start:
         await h.publish_raw(event(dataset="raw", partition="yesterday", version=1))
         await h.emit("raw", D1, version=2)
         await h.wait_idle()
-    reasons = [d.reason for d in dead_letters(h)]
+    reasons = [d.reason for d in h.dead_letters()]
     assert len(reasons) == 5
     assert reasons[0].startswith("not JSON")
     assert "data.version: Field required" in reasons[1]
     assert reasons[2] == "unknown dataset 'raw.unknown'"
     assert "over the 1024-byte limit" in reasons[3]
     assert "partition 'yesterday' is not a daily key" in reasons[4]
-    assert dead_letters(h)[0].original_bytes == b"\x00\xffnot json at all"
+    assert h.dead_letters()[0].original_bytes == b"\x00\xffnot json at all"
     assert rec.calls == [("consume", D1, {"raw": 2})], "valid input still flows"

@@ -40,17 +40,17 @@ from eventflow.events import (
 )
 
 from .conftest import Start
-from .harness import Harness, Recorder, dead_letters, runs
+from .harness import Harness, Recorder
 
 D1 = "2026-11-22"
 
 
 def refused(h: Harness, raw: bytes) -> str:
     """The reason the dead letter of `raw` gives; fails if there is none."""
-    for letter in dead_letters(h):
+    for letter in h.dead_letters():
         if letter.original_bytes == raw:
             return letter.reason
-    raise AssertionError(f"no dead letter for {raw[:80]!r}: {[d.reason for d in dead_letters(h)]}")
+    raise AssertionError(f"no dead letter for {raw[:80]!r}: {[d.reason for d in h.dead_letters()]}")
 
 
 async def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
@@ -128,11 +128,11 @@ async def test_forged_results_are_refused_and_the_real_run_finishes(start: Start
         sent = [await h.forge(event) for event in forged[:3]]
         await h.forge(forged[3])
         # Each forgery is decided before the real result exists: they come in before the gate.
-        await wait_until(lambda: len(dead_letters(h)) >= 3, "the forgeries refused")
+        await wait_until(lambda: len(h.dead_letters()) >= 3, "the forgeries refused")
         gate.set()
         await h.wait_idle()
     assert rec.tasks() == ["one", "two"], "the real run went on, once"
-    assert [r.status for r in runs(h)] == ["succeeded"], "no forged outcome in the history"
+    assert [r.status for r in h.runs()] == ["succeeded"], "no forged outcome in the history"
     for raw in sent:
         reason = refused(h, raw)
         assert "signature" in reason or "emitted by eventflow itself" in reason, reason
@@ -164,7 +164,7 @@ async def test_a_forged_check_result_cannot_pass_a_failing_blocking_check(start:
         await h.emit("raw", version=5)
         await h.wait_idle()
         await wait_until(
-            lambda: any(d.original_bytes == forged for d in dead_letters(h)),
+            lambda: any(d.original_bytes == forged for d in h.dead_letters()),
             "the forged check result refused",
         )
     assert rec.tasks() == [], "the blocked version was never consumed"
@@ -183,7 +183,7 @@ async def test_a_forged_task_request_never_runs(start: Start) -> None:
         )
         forged = await h.forge(TaskRequested.of(request))
         await wait_until(
-            lambda: any(d.original_bytes == forged for d in dead_letters(h)),
+            lambda: any(d.original_bytes == forged for d in h.dead_letters()),
             "the forged request refused",
         )
         await h.emit("src", version=2)
@@ -265,8 +265,8 @@ async def test_internal_events_naming_what_the_app_lacks_are_dead_lettered(start
             await h.inject(event)
         await h.emit("src", D1, 3)
         await h.wait_idle()
-        await wait_until(lambda: len(dead_letters(h)) >= len(bad), "every refusal")
-    reasons = [d.reason for d in dead_letters(h)]
+        await wait_until(lambda: len(h.dead_letters()) >= len(bad), "every refusal")
+    reasons = [d.reason for d in h.dead_letters()]
     for _, reason in bad:
         assert any(reason in r for r in reasons), (reason, reasons)
     assert rec.calls == [("body", D1, {"src": 3})], "the service still serves"
@@ -290,11 +290,11 @@ async def test_an_input_whose_decision_fails_unexpectedly_is_dead_lettered(
         await h.emit("src", "bad", 1)
         await h.emit("src", "good", 1)
         await h.wait_idle()
-        await wait_until(lambda: dead_letters(h), "the undecidable input refused")
+        await wait_until(lambda: h.dead_letters(), "the undecidable input refused")
         await h.emit("src", "good", 2)
         await h.wait_idle()
     assert [c[:2] for c in rec.calls] == [("body", "good"), ("body", "good")]
-    assert "ZeroDivisionError: a bug" in dead_letters(h)[0].reason
+    assert "ZeroDivisionError: a bug" in h.dead_letters()[0].reason
 
 
 async def test_a_dataset_frozen_by_a_huge_version_is_reset_through_the_log(start: Start) -> None:
