@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import eventflow as ef
-from eventflow.core.coordinator import run_key
+from eventflow.core import run_key
 from eventflow.events import PipelineRunData
 
 from .apps import SOAK_TASKS, soak_steps

@@ -1,16 +1,16 @@
 """Pure decisions: no I/O, no clock. Runtimes persist the state and carry out the effects."""
 
-from .coordinator import Coordinator, run_id, run_key
 from .engine import Effects, Engine, is_followed
 from .pools import PoolGate
 from .router import Router
+from .runs import Runs, run_id, run_key
 
 __all__ = [
-    "Coordinator",
     "Effects",
     "Engine",
     "PoolGate",
     "Router",
+    "Runs",
     "is_followed",
     "run_id",
     "run_key",

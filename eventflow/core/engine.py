@@ -1,4 +1,4 @@
-"""Router, coordinator and pool gate over in-memory state: one event in, effects out.
+"""Router, runs and pool gate over in-memory state: one event in, effects out.
 
 A runtime feeds events (and ticks) in, persists what `Effects.dirty_*` names together with the
 events, then carries the effects out. Nothing here does I/O or reads the clock.
@@ -30,9 +30,9 @@ from ..events import (
     TaskStarted,
     TaskSucceeded,
 )
-from .coordinator import Coordinator
 from .pools import PoolGate
 from .router import Router
+from .runs import Runs
 from .state import DatasetState, Decision, Dispatch, PipelineState, Publish, Release, Wake
 
 
@@ -92,7 +92,7 @@ class Engine:
         (Kafka mode), as `Effects.pool_requests` and `Effects.pool_releases`."""
         self.app = app
         self.local_pools = local_pools
-        self.coordinator = Coordinator(
+        self.runs = Runs(
             app,
             default_timeout_s=default_timeout_s,
             heartbeat_timeout_s=heartbeat_timeout_s,
@@ -104,10 +104,10 @@ class Engine:
         self.datasets: dict[tuple[str, str], DatasetState] = {}
         self.reset()
         self._task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
-            TaskStarted: self.coordinator.on_started,
-            TaskHeartbeat: self.coordinator.on_heartbeat,
-            TaskSucceeded: self.coordinator.on_succeeded,
-            TaskFailed: self.coordinator.on_failed,
+            TaskStarted: self.runs.on_started,
+            TaskHeartbeat: self.runs.on_heartbeat,
+            TaskSucceeded: self.runs.on_succeeded,
+            TaskFailed: self.runs.on_failed,
         }
 
     def reset(self) -> None:
@@ -133,13 +133,13 @@ class Engine:
         if isinstance(event, PipelineInput):
             pst = self._pipeline(event.data.pipeline)
             self.router.validate_routed(event.data.dataset, event.data.partition, pst.name)
-            return self._effects(self.coordinator.on_input(pst, event.data, now), pst.name)
+            return self._effects(self.runs.on_input(pst, event.data, now), pst.name)
         if isinstance(event, DatasetReset):
             reset = event.data
             self.router.validate_routed(reset.dataset, reset.partition, reset.pipeline)
             if reset.pipeline is not None:
                 pst = self._pipeline(reset.pipeline)
-                return self._effects(self.coordinator.on_reset(pst, reset), pst.name)
+                return self._effects(self.runs.on_reset(pst, reset), pst.name)
             st = self.datasets.setdefault((reset.dataset, reset.partition), DatasetState())
             decision = self.router.on_reset(st, reset, event.correlationid)
             return self._effects(decision, dataset=reset.dataset)
@@ -152,7 +152,7 @@ class Engine:
         if handler is None or not isinstance(ref, TaskRef):
             raise EventError(f"{event.type} is an output of eventflow, not an input")
         pst = self._pipeline(ref.pipeline)
-        self.coordinator.validate(pst, ref)
+        self.runs.validate(pst, ref)
         return self._effects(handler(pst, ref, now), pst.name)
 
     def _pool_stage(self, data: TaskRequestedData | PoolReleasedData) -> Effects:
@@ -174,17 +174,17 @@ class Engine:
         return found
 
     def tick(self, pipeline: str, now: float, heard_since: float | None = None) -> Effects:
-        """Timers of one pipeline; `heard_since`: see `Coordinator.tick`."""
+        """Timers of one pipeline; `heard_since`: see `Runs.tick`."""
         pst = self.pipelines[pipeline]
-        return self._effects(self.coordinator.tick(pst, now, heard_since), pipeline)
+        return self._effects(self.runs.tick(pst, now, heard_since), pipeline)
 
     def recover(self) -> Effects:
         """After loading state: the requests, check requests and timers that were in flight."""
         out = Effects()
         for pst in self.pipelines.values():
-            for request in self.coordinator.in_flight(pst):
+            for request in self.runs.in_flight(pst):
                 out.dispatch += self.gate.submit(request)
-            wake = self.coordinator.next_wake(pst)
+            wake = self.runs.next_wake(pst)
             if wake is not None:
                 out.wakes.append((wake, pst.name))
         for (dataset, partition), dst in self.datasets.items():

@@ -1,4 +1,4 @@
-"""Coordinator and router state, and the commands decisions return.
+"""Run and router state, and the commands decisions return.
 
 Plain dataclasses: orjson writes them as they are and a pydantic TypeAdapter reads them back, so
 the same records go to SQLite (embedded) or a changelog topic (Kafka).
@@ -63,7 +63,7 @@ class RunState:
 
 @dataclass(slots=True)
 class PartitionState:
-    """Everything the coordinator knows about one (pipeline, partition)."""
+    """Everything the run decisions know about one (pipeline, partition)."""
 
     inputs: dict[str, InputState] = field(default_factory=dict)
     consumed: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -114,7 +114,7 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Release:
-    """An attempt ended as far as the coordinator is concerned: free its pool slot, and stop
+    """An attempt ended as far as the run decisions are concerned: free its pool slot, and stop
     the body if it is still running somewhere."""
 
     run_id: str

@@ -1,4 +1,4 @@
-"""Coordinator, workers, schedules and bus in one process, with state in a SQLite file.
+"""The engine, workers, schedules and bus in one process, with state in a SQLite file.
 
 Events enter an inbox. One processing task takes everything waiting, runs the engine's decisions
 (following the engine's own outputs, so a cascade step is a single pass), commits the events and

@@ -188,7 +188,7 @@ class TakeOver:
         self.service.timers.forget(lambda pipeline: self.task_of(pipeline) == n)
         for name, pst in self.service.engine.pipelines.items():
             if self.task_of(name) == n:
-                wake = self.service.engine.coordinator.next_wake(pst)
+                wake = self.service.engine.runs.next_wake(pst)
                 if wake is not None:
                     self.service.timers.add(wake, name)
 

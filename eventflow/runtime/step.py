@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Tick:
-    """Time for a pipeline's timers. `heard_since`: see `Coordinator.tick`."""
+    """Time for a pipeline's timers. `heard_since`: see `Runs.tick`."""
 
     pipeline: str
     heard_since: float | None = None

@@ -1,4 +1,7 @@
-"""The coordinator's decisions: (pipeline state, event, now) -> (changed state, commands).
+"""Pipeline runs, decided: (pipeline state, event, now) -> (changed state, commands).
+
+Per (pipeline, partition): triggers, de-duplication, retries with backoff, timeouts, heartbeats,
+max active runs, run completion and outcome.
 
 No I/O and no clock: time arrives as `now`, and timers leave as `Wake` commands that come back as
 `tick`. The same input always yields the same output, so any runtime (embedded, Kafka) that
@@ -48,7 +51,7 @@ from .state import (
     Wake,
 )
 
-#: Extra time the coordinator gives a worker to report its own timeout before declaring it.
+#: Extra time a worker gets to report its own timeout before declaring it.
 TIMEOUT_GRACE_S = 2.0
 
 
@@ -77,8 +80,8 @@ def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class Coordinator:
-    """Decisions for every pipeline of one App."""
+class Runs:
+    """The run decisions for every pipeline of one App."""
 
     def __init__(
         self,
