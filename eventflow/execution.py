@@ -37,6 +37,7 @@ from .events import (
     version_now,
 )
 from .runtime.clock import Clock, SystemClock
+from .settings import Settings
 
 log = logging.getLogger("eventflow.worker")
 Report = Callable[[Event], Awaitable[None]]
@@ -65,6 +66,28 @@ def _cut(line: str, limit: int = 1000) -> str:
 
 
 class Executor:
+    """Runs task and check bodies for one worker and turns what they did into result events."""
+
+    @classmethod
+    def of(
+        cls,
+        app: App,
+        settings: Settings,
+        *,
+        worker: str,
+        heartbeats: bool,
+        clock: Clock | None = None,
+    ) -> Executor:
+        """As `settings` say; `heartbeats` only where a worker can be lost alone (Kafka)."""
+        return cls(
+            app,
+            worker=worker,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            heartbeat_interval_s=settings.heartbeat_interval_ms / 1000 if heartbeats else None,
+            source=settings.source,
+            clock=clock,
+        )
+
     def __init__(
         self,
         app: App,
@@ -95,6 +118,12 @@ class Executor:
 
     def _event(self, kind: type[Event], data: Payload, correlation: str | None) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)
+
+    async def run(self, request: TaskRequestedData | CheckRequestedData, report: Report) -> Event:
+        """Run a task (reporting its start and heartbeats) or a check; the result event."""
+        if isinstance(request, CheckRequestedData):
+            return await self.run_check(request)
+        return await self.run_task(request, report)
 
     async def run_task(self, req: TaskRequestedData, report: Report) -> Event:
         """Run the body; report `started` (and heartbeats) through `report`; return the result."""

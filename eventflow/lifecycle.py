@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 log = logging.getLogger("eventflow")
+
+
+def instance_id() -> str:
+    """This process, as workers and coordinators name themselves: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 T = TypeVar("T")
 

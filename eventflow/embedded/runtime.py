@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
 from collections import deque
 from collections.abc import Callable
 
@@ -30,7 +28,7 @@ from ..events import (
     version_now,
 )
 from ..execution import Executor, one_line
-from ..lifecycle import Service
+from ..lifecycle import Service, instance_id
 from ..runtime.clock import Cancellable, Clock, SystemClock
 from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
@@ -69,13 +67,9 @@ class EmbeddedRuntime(Service):
         self.step = Step(
             self.engine, source=settings.source, follow=True, page_in=self.pager.page_in
         )
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.executor = Executor(
-            app,
-            worker=self.worker_id,
-            max_metadata_bytes=settings.max_metadata_bytes,
-            source=settings.source,
-            clock=self.clock,
+        self.worker_id = instance_id()
+        self.executor = Executor.of(
+            app, settings, worker=self.worker_id, heartbeats=False, clock=self.clock
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
@@ -392,11 +386,7 @@ class EmbeddedRuntime(Service):
         self._check_idle()
 
     async def _execute(self, request: TaskRequestedData | CheckRequestedData) -> None:
-        if isinstance(request, CheckRequestedData):
-            result = await self.executor.run_check(request)
-        else:
-            result = await self.executor.run_task(request, self._report)
-        self._submit(result)
+        self._submit(await self.executor.run(request, self._report))
 
     async def _report(self, event: Event) -> None:
         self._submit(event)

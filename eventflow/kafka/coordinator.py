@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -39,7 +37,7 @@ from ..events import (
     is_external,
 )
 from ..execution import one_line
-from ..lifecycle import Service
+from ..lifecycle import Service, instance_id
 from ..runtime.step import Inbound, Outcome, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
@@ -124,7 +122,7 @@ class KafkaCoordinator(Service):
         self.app = app
         self.settings = settings
         self.config = KafkaConfig(settings)
-        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.instance = instance or instance_id()
         self.name = f"coordinator {self.instance}"
         self.engine = Engine(
             app,

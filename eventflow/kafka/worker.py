@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +37,7 @@ from ..events import (
     encode,
 )
 from ..execution import Executor
-from ..lifecycle import Service
+from ..lifecycle import Service, instance_id
 from ..settings import Settings
 from ..topics import destination
 from .config import KafkaConfig, broker_errors, partition_for, retrying
@@ -97,19 +95,13 @@ class KafkaWorker(Service):
         self.app = app
         self.settings = settings
         self.config = KafkaConfig(settings)
-        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.instance = instance or instance_id()
         self.name = f"worker {self.instance}"
         self.concurrency = concurrency or settings.concurrency
         self.group = self.config.name("eventflow.workers")
         self.signer = Signer.of(settings, required_by="eventflow worker")
         self.request_partitions = self.config.partitions("eventflow.task-requests")
-        self.executor = Executor(
-            app,
-            worker=self.instance,
-            max_metadata_bytes=settings.max_metadata_bytes,
-            heartbeat_interval_s=settings.heartbeat_interval_ms / 1000,
-            source=settings.source,
-        )
+        self.executor = Executor.of(app, settings, worker=self.instance, heartbeats=True)
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
         self._capacity = asyncio.Event()
@@ -365,10 +357,7 @@ class KafkaWorker(Service):
 
     async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
         try:
-            if isinstance(request, CheckRequestedData):
-                result = await self.executor.run_check(request)
-            else:
-                result = await self.executor.run_task(request, self._report)
+            result = await self.executor.run(request, self._report)
             self._finish(_Finished(tp, offset, request.run_id, [result]))
         finally:
             self.running.pop((tp, offset), None)
