@@ -10,8 +10,11 @@ import pydantic
 import pytest
 
 import eventflow as ef
-from eventflow import events
+from eventflow import events, runtime, testing
 from eventflow.settings import Settings
+
+#: The packages users import from, each with an exact `__all__`.
+PUBLIC = [ef, testing, runtime]
 
 
 def public_attributes(module: types.ModuleType) -> set[str]:
@@ -23,19 +26,22 @@ def public_attributes(module: types.ModuleType) -> set[str]:
     }
 
 
-def test_all_is_sorted_and_without_duplicates() -> None:
-    repeated = sorted(name for name, n in Counter(ef.__all__).items() if n > 1)
+@pytest.mark.parametrize("package", PUBLIC, ids=lambda p: p.__name__)
+def test_all_is_sorted_and_without_duplicates(package: types.ModuleType) -> None:
+    repeated = sorted(name for name, n in Counter(package.__all__).items() if n > 1)
     assert not repeated, f"listed twice in __all__: {repeated}"
-    assert ef.__all__ == sorted(ef.__all__), "__all__ is not sorted"
+    assert package.__all__ == sorted(package.__all__), "__all__ is not sorted"
 
 
-def test_all_lists_only_names_that_exist() -> None:
-    missing = [name for name in ef.__all__ if not hasattr(ef, name)]
-    assert not missing, f"__all__ lists names eventflow does not define: {missing}"
+@pytest.mark.parametrize("package", PUBLIC, ids=lambda p: p.__name__)
+def test_all_lists_only_names_that_exist(package: types.ModuleType) -> None:
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
+    assert not missing, f"__all__ lists names {package.__name__} does not define: {missing}"
 
 
-def test_every_public_attribute_is_in_all() -> None:
-    unlisted = public_attributes(ef) - set(ef.__all__)
+@pytest.mark.parametrize("package", PUBLIC, ids=lambda p: p.__name__)
+def test_every_public_attribute_is_in_all(package: types.ModuleType) -> None:
+    unlisted = public_attributes(package) - set(package.__all__)
     assert not unlisted, f"public names missing from __all__: {sorted(unlisted)}"
 
 
