@@ -1,6 +1,6 @@
 """Pure decisions: no I/O, no clock. Runtimes persist the state and carry out the effects."""
 
-from .engine import Effects, Engine, is_followed
+from .engine import Effects, Engine, Refused, is_followed
 from .pools import PoolGate
 from .router import Router
 from .runs import Runs, run_id, run_key
@@ -9,6 +9,7 @@ __all__ = [
     "Effects",
     "Engine",
     "PoolGate",
+    "Refused",
     "Router",
     "Runs",
     "is_followed",

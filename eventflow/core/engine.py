@@ -44,6 +44,15 @@ def is_followed(event: Event) -> bool:
     return isinstance(event, DatasetProduced | PipelineInput)
 
 
+class Refused(EventError):
+    """An input refused whose refusal still has effects to carry out: a task result for a run
+    not in flight frees the pool slot its run id may hold."""
+
+    def __init__(self, reason: str, effects: Effects) -> None:
+        super().__init__(reason)
+        self.effects = effects
+
+
 @dataclass
 class Effects:
     """What deciding asks a runtime to carry out, and which state it changed."""
@@ -119,7 +128,8 @@ class Engine:
 
     def handle(self, event: Event, now: float) -> Effects:
         """Apply one event. Raises `EventError`, before any state changes, for an event that
-        names what this App does not have or does not match the run it claims."""
+        names what this App does not have or does not match the run it claims; `Refused` for
+        one whose refusal has effects all the same."""
         if isinstance(event, DatasetProduced):
             data = self.router.validate(event.data)
             key = (data.dataset, data.partition)
@@ -153,15 +163,22 @@ class Engine:
             raise EventError(f"{event.type} is an output of eventflow, not an input")
         pst = self._pipeline(ref.pipeline)
         self.runs.validate(pst, ref)
-        return self._effects(handler(pst, ref, now), pst.name)
+        decision = handler(pst, ref, now)
+        effects = self._effects(decision, pst.name)
+        if decision.refused is not None:
+            raise Refused(decision.refused, effects)
+        return effects
 
     def _pool_stage(self, data: TaskRequestedData | PoolReleasedData) -> Effects:
         """A pooled request or a release reaching the pool stage (`local_pools=False`: the
-        stream task owning the pool, in Kafka mode)."""
+        stream task owning the pool, in Kafka mode). A request must be one the coordinator
+        could have made: its slot is freed by the result of the run it names, and only such a
+        request gets a result the coordinator can read."""
         if self.local_pools or data.pool not in self.gate.slots:
             raise EventError(f"{type(data).__name__} names a pool this stage does not hold")
         out = Effects(dirty_pools={data.pool})
         if isinstance(data, TaskRequestedData):
+            self.runs.validate(self._pipeline(data.pipeline), data)
             out.dispatch = self.gate.submit(data)
         else:
             out.dispatch = self.gate.release(data.run_id, data.pool)

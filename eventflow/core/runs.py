@@ -98,10 +98,11 @@ class Runs:
 
     # -- entry points ----------------------------------------------------------------------------
     def validate(self, st: PipelineState, ref: TaskRef) -> None:
-        """Refuse a task event that does not match the run it claims, before any state changes:
-        a task of another pipeline, a malformed partition, a run id not derived for this task,
-        partition and attempt, a result for a run that is not in flight, outputs the task does
-        not declare or in another partition."""
+        """Refuse a task event (or a pooled request) that does not match the run it claims,
+        before any state changes: a task of another pipeline, a malformed partition, a run id
+        not derived for this task, partition and attempt, a request naming another pool than
+        the task's, outputs the task does not declare or in another partition. A result for a
+        run not in flight is refused by its handler, which still frees the run's pool slot."""
         task = self.app.tasks.get(ref.task)
         if task is None or task.pipeline != st.name:
             raise EventError(f"pipeline {st.name!r} has no task {ref.task!r}")
@@ -112,12 +113,8 @@ class Runs:
             raise EventError(
                 f"run id {ref.run_id!r} is not a run of {ref.task!r} in this partition"
             )
-        if not isinstance(ref, TaskSucceededData | TaskFailedData):
-            return
-        part = st.partitions.get(ref.partition)
-        tr = part.runs.get(ref.task) if part is not None else None
-        if tr is None or tr.key != key:
-            raise EventError(f"result for run {ref.run_id!r}, which is not in flight")
+        if isinstance(ref, TaskRequestedData) and ref.pool != task.pool:
+            raise EventError(f"task {ref.task!r} does not run in pool {ref.pool!r}")
         if isinstance(ref, TaskSucceededData):
             for out in ref.outputs:
                 if out.dataset not in task.outputs:
@@ -200,11 +197,11 @@ class Runs:
 
     def on_succeeded(self, st: PipelineState, data: TaskSucceededData, now: float) -> Decision:
         """First success of a generation wins, even from an attempt thought lost."""
-        d = Decision()
-        tr = self._current(st, data)
-        if tr is None or tr.key != key_of(data) or tr.status not in IN_FLIGHT:
-            return d
         task = self.app.tasks[data.task]
+        d = self._ended(st, task, data)
+        tr = self._current(st, data)
+        if d.refused is not None or tr is None or tr.status not in IN_FLIGHT:
+            return d
         if tr.status in ("queued", "running"):
             d.commands.append(Release(tr.run_id, task.pool))
         tr.status = "succeeded"
@@ -233,11 +230,31 @@ class Runs:
         return d
 
     def on_failed(self, st: PipelineState, data: TaskFailedData, now: float) -> Decision:
+        task = self.app.tasks[data.task]
+        d = self._ended(st, task, data)
+        tr = self._current(st, data)
+        if d.refused is not None or tr is None:
+            return d
+        if tr.run_id == data.run_id and tr.status in ("queued", "running"):
+            self._fail(st, data.partition, task, tr, data, now, d)
+            self._finish_if_done(st, data.partition, now, d)
+        return d
+
+    def _ended(self, st: PipelineState, task: Task, data: TaskProgressData) -> Decision:
+        """Whatever becomes of a result, its attempt has ended: the pool slot its run id may
+        hold is freed. A signed request the pool stage admitted for a run this coordinator never
+        asked for holds one too, and nothing else would ever free it. A result for a run not in
+        flight is refused (`Decision.refused`), with that release all the same."""
         d = Decision()
         tr = self._current(st, data)
-        if tr is not None and tr.run_id == data.run_id and tr.status in ("queued", "running"):
-            self._fail(st, data.partition, self.app.tasks[data.task], tr, data, now, d)
-            self._finish_if_done(st, data.partition, now, d)
+        if tr is None or tr.key != key_of(data):
+            d.refused = f"result for run {data.run_id!r}, which is not in flight"
+        # The attempt in flight is released by the handler, as it decides on it.
+        in_flight = (
+            tr is not None and tr.run_id == data.run_id and tr.status in ("queued", "running")
+        )
+        if task.pool is not None and not in_flight:
+            d.commands.append(Release(data.run_id, task.pool))
         return d
 
     def tick(self, st: PipelineState, now: float, heard_since: float | None = None) -> Decision:

@@ -143,6 +143,8 @@ Command = Dispatch | Release | Publish | Wake
 class Decision:
     commands: list[Command] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
+    #: Why the input is refused (dead-lettered), though its commands are carried out.
+    refused: str | None = None
 
 
 # -- persistence ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ..events import (
     BY_TYPE,
     DatasetProduced,
     Event,
+    TaskRequested,
     encode,
     is_external,
 )
@@ -367,9 +368,14 @@ class KafkaCoordinator(Service):
         if not isinstance(event, Event):
             return inbound
         target, key = destination(event)
-        if target != topic or self.stream_tasks.task_of(key) == record.partition:
+        if isinstance(event, TaskRequested) and topic == "eventflow.pools":
+            target, key = topic, event.data.pool or ""  # a pooled request, as `Step` sends it
+        if target == topic and self.stream_tasks.task_of(key) == record.partition:
             return inbound
         try:
+            if target != topic:
+                # Decided here, it would change state another stream task owns.
+                raise EventError(f"{event.type} on {topic} belongs on {target}")
             if isinstance(event, DatasetProduced):
                 self.engine.router.validate(event.data)  # refused here if it cannot be used
             if not is_external(event):

@@ -31,6 +31,8 @@ from ..errors import BrokerError, EventError
 from ..events import (
     CheckRequestedData,
     Event,
+    PoolReleased,
+    PoolReleasedData,
     TaskRequestedData,
     dead_letter,
     decode,
@@ -348,12 +350,20 @@ class KafkaWorker(Service):
         state.running.add(record.offset)
         if request.run_id in state.done:
             log.info("%s: %s already ran; acknowledging", self.instance, request.run_id)
-            self._finish(_Finished(tp, record.offset, None, []))
+            self._finish(_Finished(tp, record.offset, None, self._ran_again(request)))
             return
         key = (tp, record.offset)
         self.running[key] = asyncio.create_task(
             self._run(tp, record.offset, request), name=f"run {request.run_id}"
         )
+
+    def _ran_again(self, request: TaskRequestedData | CheckRequestedData) -> list[Event]:
+        """A pooled request that already ran, delivered again, frees the slot the pool stage
+        gave it: no result follows to free it (a signed request can name a run that ran)."""
+        if not isinstance(request, TaskRequestedData) or request.pool is None:
+            return []
+        released = PoolReleasedData(run_id=request.run_id, pool=request.pool)
+        return [PoolReleased.of(released, source=self.settings.source)]
 
     async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
         try:

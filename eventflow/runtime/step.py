@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import metrics
-from ..core import Effects, Engine, codec, is_followed
+from ..core import Effects, Engine, Refused, codec, is_followed
 from ..errors import EventError
 from ..events import (
     DeadLetter,
@@ -187,7 +187,9 @@ class Step:
                 receipt = self._refuse(out, inbound, e.reason)
                 if not followed:
                     out.receipts[index] = receipt
-                continue
+                if not isinstance(e, Refused):
+                    continue
+                decided = e.effects
             except Exception as e:
                 raise Undecidable(index, e) from e
             for event in decided.events:

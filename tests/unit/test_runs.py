@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 import eventflow as ef
-from eventflow.core import run_key
+from eventflow.core import Engine, Refused, run_id, run_key
 from eventflow.core.state import dump, load_partition
+from eventflow.errors import EventError
+from eventflow.events import (
+    Event,
+    PoolReleased,
+    PoolReleasedData,
+    TaskFailed,
+    TaskFailedData,
+    TaskRequested,
+    TaskRequestedData,
+    TaskSucceeded,
+    TaskSucceededData,
+)
+from eventflow.runtime.step import Inbound, Step
 
 from .sim import Sim, produced
 
@@ -260,6 +278,92 @@ def test_pool_limits_concurrency_across_tasks() -> None:
     sim.run_all()
     assert len(sim.requests) == 4
     assert sim.runs[0].status == "succeeded"
+
+
+def pooled_app() -> ef.App:
+    """`one` needs the single slot of pool `cpu`; `two` runs anywhere."""
+    raw, a = ef.Dataset("raw", ef.daily()), ef.Dataset("a", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[raw], outputs=[a], pool="cpu", name="one")(noop)
+    p.task(inputs=[a], outputs=[], name="two")(noop)
+    return ef.App([p], pools=[ef.Pool("cpu", 1)])
+
+
+def pooled_request(version: int, **changes: Any) -> TaskRequestedData:
+    """A request of `one` as the coordinator would make it (for a run it may never have started)."""
+    fields: dict[str, Any] = {
+        "run_id": run_id("one", D, run_key("one", D, {"raw": version}), 1),
+        "task": "one",
+        "pipeline": "p",
+        "partition": D,
+        "pipeline_run_id": "p:x:1",
+        "inputs": [],
+        "timeout_s": 5,
+        "pool": "cpu",
+    }
+    return TaskRequestedData(**(fields | changes))
+
+
+def result(request: TaskRequestedData, kind: type[Event] = TaskSucceeded) -> Event:
+    ref = {k: getattr(request, k) for k in ("run_id", "task", "pipeline", "partition", "attempt")}
+    if kind is TaskSucceeded:
+        return TaskSucceeded.of(TaskSucceededData(**ref, worker="w", outputs=[], duration_ms=1))
+    return TaskFailed.of(TaskFailedData(**ref, worker="w", error="e", kind="error"))
+
+
+def test_the_pool_stage_admits_only_requests_the_coordinator_could_make() -> None:
+    """A slot is freed by the result of the run it was given to: a request no worker can
+    report on as that run would hold its slot for good."""
+    engine = Engine(pooled_app(), local_pools=False)
+    forged = {
+        "task": pooled_request(1, task="nope"),
+        "pipeline": pooled_request(1, pipeline="nope"),
+        "pool": pooled_request(1, task="two"),
+        "run id": pooled_request(1, run_id="one:2026-11-22:abc:1"),
+        "partition": pooled_request(1, partition="someday"),
+    }
+    for what, request in forged.items():
+        with pytest.raises(EventError):
+            engine.handle(TaskRequested.of(request), 1000.0)
+        assert engine.gate.usage()["cpu"] == (0, 0, 1), what
+    plausible = pooled_request(1)
+    assert engine.handle(TaskRequested.of(plausible), 1000.0).dispatch == [plausible]
+
+
+def test_a_result_frees_the_slot_its_run_holds_though_no_run_asked_for_it() -> None:
+    engine = Engine(pooled_app(), local_pools=False)
+    stray = pooled_request(1)
+    assert engine.handle(TaskRequested.of(stray), 1000.0).dispatch == [stray]  # signed, plausible
+    [routed] = engine.handle(produced("raw", D, 2), 1000.0).events
+    [wanted] = engine.handle(routed, 1000.0).pool_requests
+    assert engine.handle(TaskRequested.of(wanted), 1000.0).dispatch == [], "the stray holds it"
+    for kind in (TaskFailed, TaskSucceeded):
+        with pytest.raises(Refused, match="not in flight") as refused:
+            engine.handle(result(stray, kind), 1001.0)
+        assert refused.value.effects.pool_releases == [(stray.run_id, "cpu")]
+    released = PoolReleased.of(PoolReleasedData(run_id=stray.run_id, pool="cpu"))
+    assert engine.handle(released, 1001.0).dispatch == [wanted]
+
+
+def test_a_result_of_another_attempt_frees_that_attempt_s_slot_too() -> None:
+    sim = Sim(pooled_app())
+    sim.send(produced("raw", D, 1))
+    first = sim.next_request("one")
+    third = first.model_copy(update={"run_id": first.run_id[:-1] + "3", "attempt": 3})
+    fx = sim.engine.handle(result(third, TaskFailed), sim.now)  # ignored: not the attempt asked
+    assert fx.cancel == [third.run_id], "whatever holds the third attempt's slot is freed"
+    fx = sim.engine.handle(result(third), sim.now)  # first success of the generation wins
+    assert sorted(fx.cancel) == sorted([first.run_id, third.run_id])
+
+
+def test_a_refused_result_is_dead_lettered_and_its_release_still_sent() -> None:
+    engine = Engine(pooled_app(), local_pools=False)
+    stray = pooled_request(1)
+    step = Step(engine, source="test", follow=False)
+    out = asyncio.run(step.run([Inbound(result(stray), "eventflow.task-events")], 1000.0))
+    assert "not in flight" in (out.receipts[0].dead_letter or "")
+    released = [e.data for t, _, e in out.messages if t == "eventflow.pools"]
+    assert released == [PoolReleasedData(run_id=stray.run_id, pool="cpu")]
 
 
 def branch_app() -> ef.App:
