@@ -369,6 +369,10 @@ class KafkaWorker(Service):
         try:
             result = await self.executor.run(request, self._report)
             self._finish(_Finished(tp, offset, request.run_id, [result]))
+        except Exception as e:
+            # The executor turns whatever a body does into a result; raising is its own bug.
+            # Left alone, the offset would hold the partition's commit position for good.
+            self.fail(e, f"run {request.run_id}")
         finally:
             self.running.pop((tp, offset), None)
             self._capacity.set()
