@@ -42,6 +42,7 @@ from .settings import Settings
 from .summary import run_line, run_summary
 
 if TYPE_CHECKING:
+    from .kafka.config import KafkaConfig
     from .kafka.coordinator import KafkaCoordinator
     from .kafka.worker import KafkaWorker
 
@@ -283,16 +284,46 @@ def worker(
     return asyncio.run(_kafka(service, "worker", health_file))
 
 
-async def _kafka(
-    service: KafkaCoordinator | KafkaWorker, kind: str, health_file: Path | None
-) -> int:
+def server(target: str, settings: Settings) -> int:
+    """Run the operations plane of a Kafka deployment (the HTTP API) until a signal or its
+    failure; the exit status."""
+    from .operations.kafka import KafkaOperations
+
+    setup_logging(settings.log_level)
+    app = load_app(target)
+    metrics.serve(settings)
+    ops = KafkaOperations(app, settings)
+    api = _api(ops)
+    return asyncio.run(_server(ops, api))
+
+
+async def _server(ops: Operations, api: ApiServer) -> int:
+    from .kafka.config import KafkaConfig
+
+    await _topics_exist(KafkaConfig(ops.settings))
+    async with Supervisor(ops, api) as supervisor:
+        click.echo(f"eventflow server: API at {api.url}; SIGTERM stops", err=True)
+        await supervisor.run()
+    if (failure := supervisor.failure) is not None:
+        return failed(failure)
+    click.echo("eventflow server: stopped", err=True)
+    return 0
+
+
+async def _topics_exist(config: KafkaConfig) -> None:
     from .kafka import admin
 
-    missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
+    missing = [d.topic for d in await admin.check(config) if d.problem == "missing"]
     if missing:
         raise ConfigurationError(
             f"topic {missing[0]} does not exist: run `eventflow topics apply` first"
         )
+
+
+async def _kafka(
+    service: KafkaCoordinator | KafkaWorker, kind: str, health_file: Path | None
+) -> int:
+    await _topics_exist(service.config)
     async with Supervisor(service) as supervisor:
         click.echo(f"eventflow {service.name}: started; SIGTERM stops", err=True)
         beat = asyncio.create_task(_beat(service, kind, health_file))

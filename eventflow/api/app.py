@@ -88,19 +88,22 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         pipeline: Annotated[str | None, Query()] = None,
         dataset: Annotated[str | None, Query()] = None,
     ) -> AsyncIterator[ServerSentEvent]:
-        """Every event as it happens (server-sent events, one CloudEvent as JSON each)."""
-        async for event in ops.live():
-            if type and event.type not in type:
-                continue
-            if pipeline and getattr(event.data, "pipeline", None) != pipeline:
-                continue
-            if dataset and _dataset_of(event) != dataset:
-                continue
-            yield ServerSentEvent(
-                raw_data=encode(event).decode(),
-                event=event.type,
-                id=event.id,
-            )
+        """Every event as it happens (server-sent events, one CloudEvent as JSON each). The
+        stream opens with the comment `live`: what happens from then on is in it."""
+        feed = ops.live()
+        try:
+            yield ServerSentEvent(comment="live")
+            async for event in feed:
+                if type and event.type not in type:
+                    continue
+                if pipeline and getattr(event.data, "pipeline", None) != pipeline:
+                    continue
+                if dataset and _dataset_of(event) != dataset:
+                    continue
+                raw = encode(event).decode()
+                yield ServerSentEvent(raw_data=raw, event=event.type, id=event.id)
+        finally:
+            feed.close()
 
     api.include_router(reads)
     api.include_router(writes)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..definitions import App
 from ..events import Event
@@ -26,8 +27,27 @@ class Submitted:
     dead_letter: str | None = None
 
 
+class Feed:
+    """Live events from the moment it was made: `async for event in feed`; `close()` when
+    done. Ends if its reader fell too far behind and was cut off (a None in the queue)."""
+
+    def __init__(self, queue: asyncio.Queue[Any], close: Callable[[], None]) -> None:
+        self._queue = queue
+        self.close = close
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+
 class Fanout:
-    """Live events to any number of readers, each with its own bounded queue: a reader that
+    """Live events to any number of feeds, each with its own bounded queue: a reader that
     falls this far behind is cut off rather than holding the others back."""
 
     def __init__(self, limit: int = 10_000) -> None:
@@ -43,14 +63,10 @@ class Fanout:
                 queue.get_nowait()  # make room for the end mark
                 queue.put_nowait(None)
 
-    async def events(self) -> AsyncIterator[Event]:
+    def feed(self) -> Feed:
         queue: asyncio.Queue[Event | None] = asyncio.Queue(self.limit)
         self._queues.add(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._queues.discard(queue)
+        return Feed(queue, lambda: self._queues.discard(queue))
 
 
 class Operations(Service):
@@ -69,5 +85,5 @@ class Operations(Service):
         announcement, or an operator's action."""
 
     @abstractmethod
-    def live(self) -> AsyncIterator[Event]:
-        """Every event from now on, in the order this side learns of them."""
+    def live(self) -> Feed:
+        """Every event from the call on, in the order this side learns of them."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from ..embedded import EmbeddedRuntime
 from ..embedded.control import control_allows
 from ..events import Event, encode
-from .base import Operations, Submitted
+from .base import Feed, Operations, Submitted
 
 
 class EmbeddedOperations(Operations):
@@ -31,10 +29,6 @@ class EmbeddedOperations(Operations):
         receipt = await self.runtime.publish_raw(encode(event), "api", allowed=control_allows)
         return Submitted(receipt.event.id, receipt.dead_letter)
 
-    async def live(self) -> AsyncIterator[Event]:
+    def live(self) -> Feed:
         queue = self.runtime.subscribe()
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self.runtime.unsubscribe(queue)
+        return Feed(queue, lambda: self.runtime.unsubscribe(queue))

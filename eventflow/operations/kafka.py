@@ -1,18 +1,19 @@
 """The operations plane of a Kafka deployment, as `eventflow server` runs it: a signed
-publisher for what operators hand in, and one reader of every topic for the live feed."""
+publisher for what operators hand in, one reader of every topic for the live feed, and a
+replica of the coordinators' state to explain from."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 from ..definitions import App
 from ..events import Event, encode
 from ..kafka.clients import KafkaPublisher, KafkaSubscriber
+from ..kafka.replica import StateReplica
 from ..kafka.signing import Signer
 from ..settings import Settings
 from ..topics import TOPICS, destination
-from .base import Fanout, Operations, Submitted
+from .base import Fanout, Feed, Operations, Submitted
 
 log = logging.getLogger("eventflow.operations")
 
@@ -31,17 +32,27 @@ class KafkaOperations(Operations):
         self.publisher = KafkaPublisher(settings)
         self.reader = KafkaSubscriber(settings, topic=EVENT_TOPICS)
         self.fanout = Fanout()
+        self.replica = StateReplica(app, settings)
 
     async def _open(self) -> None:
         await self.publisher.start()
         await self.reader.start()
+        await self.replica.start()
         self.spawn(self._follow(), "eventflow live feed")
-        self.ready.set()
+        self.spawn(self._replicate(), "eventflow state replica")
 
     async def _close(self) -> None:
         await self._stop_loops()
+        await self.replica.stop()
         await self.reader.stop()
         await self.publisher.stop()
+
+    async def _replicate(self) -> None:
+        """Ready once the replica has caught up; failed if it fails."""
+        await self.replica.ready.wait()
+        self.ready.set()
+        await self.replica.failed.wait()
+        raise RuntimeError(f"the state replica failed: {self.replica.error}")
 
     async def _follow(self) -> None:
         async for event in self.reader.events():
@@ -53,5 +64,5 @@ class KafkaOperations(Operations):
         await self.publisher.send(encode(event), key)
         return Submitted(event.id)
 
-    def live(self) -> AsyncIterator[Event]:
-        return self.fanout.events()
+    def live(self) -> Feed:
+        return self.fanout.feed()

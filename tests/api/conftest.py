@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,8 +14,13 @@ from pydantic import SecretStr
 
 import eventflow as ef
 from eventflow.api import ApiServer
-from eventflow.embedded import EmbeddedRuntime
+from eventflow.core import Engine
+from eventflow.operations import Operations
 from eventflow.operations.embedded import EmbeddedOperations
+from eventflow.operations.kafka import KafkaOperations
+from eventflow.testing import EmbeddedHarness, Harness, KafkaHarness
+
+from ..kafka_broker import Broker
 
 TOKEN = "api-token-for-tests-0123456789"
 
@@ -42,22 +49,40 @@ def app() -> ef.App:
 
 @dataclass
 class Api:
+    """A client of the API of a runtime started for the test, with the token."""
+
     client: httpx.AsyncClient
-    runtime: EmbeddedRuntime
+    harness: Harness
     server: ApiServer
 
     @property
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def engine(self) -> Engine:
+        """The engine that decides (the coordinator's, on Kafka)."""
+        if isinstance(self.harness, EmbeddedHarness):
+            return self.harness.runtime.engine
+        assert isinstance(self.harness, KafkaHarness)
+        return self.harness.coordinator.engine
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = ef.Settings(home=tmp_path / "home", api_port=0, api_token=SecretStr(TOKEN))
-    runtime = EmbeddedRuntime(app(), settings)
-    ops = EmbeddedOperations(runtime)
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    settings: dict[str, Any] = {"api_port": 0, "api_token": SecretStr(TOKEN)}
+    harness: Harness
+    ops: Operations
+    if request.param == "kafka":
+        broker: Broker = request.getfixturevalue("kafka")
+        harness = KafkaHarness(app(), broker.bootstrap, **settings)
+        ops = KafkaOperations(harness.app, harness.settings)
+    else:
+        harness = EmbeddedHarness(app(), tmp_path / "home", **settings)
+        ops = EmbeddedOperations(harness.runtime)
     server = ApiServer(ops, token=TOKEN)
-    async with runtime, ops, server:
+    async with harness, ops, server:
+        await asyncio.wait_for(ops.ready.wait(), 60)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
-            yield Api(client, runtime, server)
+            yield Api(client, harness, server)
