@@ -39,7 +39,7 @@ class Feed:
         return self
 
     async def __anext__(self) -> Event:
-        event = await self._queue.get()
+        event: Event | None = await self._queue.get()
         if event is None:
             self.close()
             raise StopAsyncIteration
