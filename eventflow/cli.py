@@ -44,11 +44,16 @@ class _Group(click.Group):
 
 
 def _settings(
-    home: Path | None = None, bootstrap: str | None = None, metrics_port: int | None = None
+    home: Path | None = None,
+    bootstrap: str | None = None,
+    metrics_port: int | None = None,
+    api_port: int | None = None,
 ) -> Settings:
     overrides: dict[str, Any] = {}
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
+    if api_port is not None:
+        overrides["api_port"] = api_port
     if home is not None:
         overrides["home"] = home
     if bootstrap is not None:
@@ -133,6 +138,12 @@ def cli() -> None:
 )
 @home_option
 @metrics_option
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="Port of the HTTP API (default: $EVENTFLOW_API_PORT or 8787; 0: any free one).",
+)
 def dev(
     file: str,
     emits: tuple[str, ...],
@@ -140,9 +151,11 @@ def dev(
     until_idle: bool,
     home: Path | None,
     metrics_port: int | None,
+    port: int | None,
 ) -> None:
-    """Run coordinator, workers and schedules of FILE in this process (Ctrl-C stops)."""
-    settings = _settings(home, metrics_port=metrics_port)
+    """Run coordinator, workers, schedules and the HTTP API of FILE in this process (Ctrl-C
+    stops)."""
+    settings = _settings(home, metrics_port=metrics_port, api_port=port)
     metadata = _parse_meta(meta)
     targets = []
     for spec in emits:
@@ -378,6 +391,21 @@ def worker(
     """Run a worker on Kafka until SIGTERM; add workers to add throughput."""
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
     sys.exit(serving.worker(target, settings, concurrency=concurrency, health_file=health_file))
+
+
+@cli.command()
+@app_option
+@bootstrap_option
+@metrics_option
+@click.option(
+    "--port", type=int, default=None, help="Port of the HTTP API (default: $EVENTFLOW_API_PORT)."
+)
+def server(target: str, bootstrap: str | None, metrics_port: int | None, port: int | None) -> None:
+    """Serve the HTTP API of a Kafka deployment until SIGTERM (needs EVENTFLOW_API_TOKEN)."""
+    settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port, api_port=port)
+    if not settings.kafka_bootstrap:
+        raise click.UsageError("eventflow server runs on Kafka: set EVENTFLOW_KAFKA_BOOTSTRAP")
+    sys.exit(serving.server(target, settings))
 
 
 @cli.group()

@@ -14,9 +14,12 @@ Exit status:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import secrets
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -25,6 +28,7 @@ import click
 import orjson
 
 from . import metrics
+from .api import ApiServer
 from .definitions import App
 from .embedded import ControlServer, EmbeddedRuntime
 from .errors import BrokerError, ConfigurationError
@@ -32,10 +36,13 @@ from .events import PIPELINE_RUN_EVENTS, CheckCompleted, DeadLetter, Event, Pipe
 from .execution import one_line
 from .lifecycle import Service
 from .loader import load_app
+from .operations import Operations
+from .operations.embedded import EmbeddedOperations
 from .settings import Settings
 from .summary import run_line, run_summary
 
 if TYPE_CHECKING:
+    from .kafka.config import KafkaConfig
     from .kafka.coordinator import KafkaCoordinator
     from .kafka.worker import KafkaWorker
 
@@ -158,6 +165,8 @@ async def _dev(
     runtime = EmbeddedRuntime(app, settings)
     # The socket first: a second instance on the same folder stops before opening the store.
     control = ControlServer(runtime, settings.control_socket)
+    ops = EmbeddedOperations(runtime)
+    api = _api(ops)
     finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
     refused: list[str] = []
 
@@ -172,17 +181,18 @@ async def _dev(
             await asyncio.Event().wait()  # until a signal or a failure
         return True
 
-    async with Supervisor(control, runtime) as supervisor:
+    async with Supervisor(control, runtime, ops, api) as supervisor:
         printer = asyncio.create_task(_report(runtime.subscribe(), finished, quiet=until_idle))
         try:
-            if not until_idle:
-                click.echo(
-                    f"eventflow dev: {len(app.pipelines)} pipelines, {len(app.tasks)} tasks; "
-                    f"state in {settings.database}; emit with `eventflow emit DATASET`. "
-                    "Ctrl-C stops."
-                )
-            done = await supervisor.run(work())
-            await asyncio.sleep(0)  # let the printer take the last events
+            with _announced(api, settings):
+                if not until_idle:
+                    click.echo(
+                        f"eventflow dev: {len(app.pipelines)} pipelines, {len(app.tasks)} tasks; "
+                        f"state in {settings.database}; API at {api.url}; emit with "
+                        "`eventflow emit DATASET`. Ctrl-C stops."
+                    )
+                done = await supervisor.run(work())
+                await asyncio.sleep(0)  # let the printer take the last events
         finally:
             await Service.cancel(printer)
     if (failure := supervisor.failure) is not None:
@@ -195,6 +205,35 @@ async def _dev(
             click.echo("stopped before the work was done", err=True)
             return 1
     return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+
+
+def _api(ops: Operations) -> ApiServer:
+    """The API server of `ops`, with the settings' token or, for a dev instance, a new one."""
+    settings = ops.settings
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if token is None:
+        if settings.kafka_bootstrap:
+            raise ConfigurationError(
+                "eventflow server needs EVENTFLOW_API_TOKEN (16+ characters): its API takes "
+                "operators' actions"
+            )
+        token = secrets.token_urlsafe(32)
+    return ApiServer(ops, token=token)
+
+
+@contextlib.contextmanager
+def _announced(api: ApiServer, settings: Settings) -> Iterator[None]:
+    """While serving: the API's address and token in `HOME/api.json`, readable by the owner
+    only, where the operator's commands on this machine find them."""
+    path = settings.api_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(orjson.dumps({"url": api.url, "token": api.token, "pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 async def _report(
@@ -245,16 +284,46 @@ def worker(
     return asyncio.run(_kafka(service, "worker", health_file))
 
 
-async def _kafka(
-    service: KafkaCoordinator | KafkaWorker, kind: str, health_file: Path | None
-) -> int:
+def server(target: str, settings: Settings) -> int:
+    """Run the operations plane of a Kafka deployment (the HTTP API) until a signal or its
+    failure; the exit status."""
+    from .operations.kafka import KafkaOperations
+
+    setup_logging(settings.log_level)
+    app = load_app(target)
+    metrics.serve(settings)
+    ops = KafkaOperations(app, settings)
+    api = _api(ops)
+    return asyncio.run(_server(ops, api))
+
+
+async def _server(ops: Operations, api: ApiServer) -> int:
+    from .kafka.config import KafkaConfig
+
+    await _topics_exist(KafkaConfig(ops.settings))
+    async with Supervisor(ops, api) as supervisor:
+        click.echo(f"eventflow server: API at {api.url}; SIGTERM stops", err=True)
+        await supervisor.run()
+    if (failure := supervisor.failure) is not None:
+        return failed(failure)
+    click.echo("eventflow server: stopped", err=True)
+    return 0
+
+
+async def _topics_exist(config: KafkaConfig) -> None:
     from .kafka import admin
 
-    missing = [d.topic for d in await admin.check(service.config) if d.problem == "missing"]
+    missing = [d.topic for d in await admin.check(config) if d.problem == "missing"]
     if missing:
         raise ConfigurationError(
             f"topic {missing[0]} does not exist: run `eventflow topics apply` first"
         )
+
+
+async def _kafka(
+    service: KafkaCoordinator | KafkaWorker, kind: str, health_file: Path | None
+) -> int:
+    await _topics_exist(service.config)
     async with Supervisor(service) as supervisor:
         click.echo(f"eventflow {service.name}: started; SIGTERM stops", err=True)
         beat = asyncio.create_task(_beat(service, kind, health_file))

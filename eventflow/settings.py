@@ -99,6 +99,36 @@ class Settings(BaseSettings):
         "run outcomes and dataset freshness stay).",
     )
 
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP API listens on (`eventflow server`, `eventflow dev`); "
+        "0.0.0.0 serves every interface.",
+    )
+    api_port: int = Field(
+        default=8787, ge=0, le=65535, description="Port of the HTTP API; 0 picks a free one."
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Bearer token the HTTP API requires (16+ characters); unset: `eventflow dev` "
+        "makes one and writes it to `HOME/api.json`, `eventflow server` refuses to start.",
+    )
+    api_open_reads: bool = Field(
+        default=False,
+        description="Serve the API's read-only endpoints without the token (mutating ones "
+        "always need it).",
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="Where the operator's commands find the API (e.g. http://10.0.0.5:8787); "
+        "unset: the `eventflow dev` running in `home`.",
+    )
+
+    @property
+    def api_file(self) -> Path:
+        """Where a running `eventflow dev` writes its API's address and token (mode 0600)."""
+        return self.home / "api.json"
+
     @property
     def database(self) -> Path:
         """The SQLite file of the embedded runtime, inside `home`."""

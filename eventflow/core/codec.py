@@ -116,3 +116,19 @@ class Snapshot:
                 engine.datasets[where] = dst
         for pool, raw in self.pools.items():
             engine.gate.load(pool, raw)
+
+    def update(self, engine: Engine) -> None:
+        """Into the engine as changes to what it holds, record by record (a follower of the
+        log): each partition, header and dataset read replaces the engine's one, the rest stays."""
+        pipelines = engine.pipelines
+        for name, parts in self.partitions.items():
+            pst = pipelines.get(name)
+            if pst is not None:
+                pst.partitions.update(parts)
+        for name, (active, waiting) in self.headers.items():
+            pst = pipelines.get(name)
+            if pst is not None:
+                pst.active, pst.waiting = active, waiting
+        engine.datasets.update(self.datasets)
+        for pool, raw in self.pools.items():
+            engine.gate.load(pool, raw)

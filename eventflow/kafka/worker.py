@@ -236,6 +236,7 @@ class KafkaWorker(Service):
             self._results[tp] = producers[tp]
             consumer.seek(tp, starts[tp])
         consumer.resume(*[tp for tp in new if tp in consumer.assignment()])
+        log.info("%s: took over partitions %s", self.instance, sorted(tp.partition for tp in new))
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         # The transaction timeout only matters if no worker takes the partition over (a
@@ -250,6 +251,9 @@ class KafkaWorker(Service):
         )
 
     async def _revoke(self, revoked: list[TopicPartition]) -> None:
+        log.info(
+            "%s: giving up partitions %s", self.instance, sorted(tp.partition for tp in revoked)
+        )
         loading = {task for tp in revoked if (task := self._loading.pop(tp, None)) is not None}
         for task in loading:
             task.cancel()

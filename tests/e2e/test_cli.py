@@ -43,7 +43,8 @@ pytestmark = pytest.mark.slow
 def env(home: Path) -> dict[str, str]:
     """The embedded runtime only: no setting leaks in from the caller's environment."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")}
-    return {**clean, "EVENTFLOW_HOME": str(home)}
+    # Any free port for the API: instances of parallel tests must not meet.
+    return {**clean, "EVENTFLOW_HOME": str(home), "EVENTFLOW_API_PORT": "0"}
 
 
 def cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

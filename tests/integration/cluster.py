@@ -37,13 +37,20 @@ ALL_TOPICS = [
 ]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "",
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Until `condition()`; on timeout an AssertionError naming `what`, with `explain()`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
+    details = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out waiting for {what or condition}{details}")
 
 
 class Service:
@@ -83,6 +90,29 @@ class Service:
         except (FileNotFoundError, orjson.JSONDecodeError):
             return []
         return list(state["owns"])
+
+    def alive(self) -> bool:
+        """Running; if it exited, an AssertionError with the end of its log says why."""
+        if self.proc.poll() is None:
+            return True
+        raise AssertionError(
+            f"{self.kind} {self.pid} exited with status {self.proc.returncode}:\n{self.tail()}"
+        )
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def describe(self) -> str:
+        """What the service reports of itself, for a test that waited in vain."""
+        try:
+            health = self.health.read_text()
+            age = f"{time.time() - self.health.stat().st_mtime:.1f}s old"
+        except FileNotFoundError:
+            health, age = "none", ""
+        return (
+            f"{self.kind} {self.pid} (status {self.proc.poll()}): health {health} {age}\n"
+            f"{self.tail(1500)}"
+        )
 
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)

@@ -455,11 +455,12 @@ def test_sigkill_a_worker_inside_a_result_transaction(cluster: Cluster, tmp_path
             break
         wait_for(
             lambda: (
-                all(w.owns() for w in workers)
+                all(w.alive() and w.owns() for w in workers)
                 and sorted(p for w in workers for p in w.owns()) == list(range(12))
             ),
-            60,
+            120,
             "both workers to own request partitions",
+            lambda: "\n".join(w.describe() for w in workers),
         )
         victim = workers[kill % 2]
         caught: list[Caught] = []

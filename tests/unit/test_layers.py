@@ -1,4 +1,5 @@
-"""The import picture: core <- runtime <- adapters (embedded, kafka) <- serving <- cli.
+"""The import picture: core <- runtime <- adapters (embedded, kafka) <- operations <- api <-
+serving <- cli.
 
 Decisions stay pure only while `core` imports no runtime; the two adapters stay adapters only
 while neither reaches into the other.
@@ -16,11 +17,15 @@ import eventflow
 PACKAGE = Path(eventflow.__file__).parent
 
 #: Layer -> the layers of eventflow it must not import.
+ABOVE_ADAPTERS = {"operations", "api", "cli", "serving"}
 FORBIDDEN = {
-    "core": {"runtime", "embedded", "kafka", "cli", "serving", "testing"},
-    "runtime": {"embedded", "kafka", "cli", "serving", "testing"},
-    "embedded": {"kafka", "cli", "serving"},
-    "kafka": {"embedded", "cli", "serving"},
+    "core": {"runtime", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
+    "runtime": {"embedded", "kafka", "testing", *ABOVE_ADAPTERS},
+    "embedded": {"kafka", *ABOVE_ADAPTERS},
+    "kafka": {"embedded", *ABOVE_ADAPTERS},
+    "operations": {"api", "cli", "serving"},
+    # The API sees a runtime only through the operations port.
+    "api": {"embedded", "kafka", "cli", "serving"},
 }
 
 

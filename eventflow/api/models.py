@@ -1,0 +1,123 @@
+"""What the HTTP API takes and returns, beyond the events and history records themselves."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..definitions import App
+from ..events import MAX_NAME, MAX_VERSION, Metadata
+
+
+class TaskInfo(BaseModel):
+    name: str
+    pipeline: str
+    inputs: list[str]
+    outputs: list[str]
+    trigger: str = Field(description="`all`: every input newer; `any`: one input newer.")
+    pool: str | None
+    retries: int
+    timeout_s: float | None
+
+
+class PipelineInfo(BaseModel):
+    name: str
+    description: str
+    max_active_runs: int | None
+    tasks: list[TaskInfo]
+    checks: list[str]
+    schedules: list[str] = Field(description="Clock datasets the pipeline's schedules produce.")
+
+
+class Node(BaseModel):
+    id: str = Field(description="`dataset:NAME`, `task:NAME` or `check:NAME`.")
+    kind: Literal["dataset", "task", "check"]
+    name: str
+    pipeline: str | None = None
+    partitions: str | None = Field(default=None, description="A dataset's partitioning kind.")
+    schedule: str | None = Field(default=None, description="Cron of a clock dataset.")
+
+
+class Edge(BaseModel):
+    source: str
+    target: str
+
+
+class Graph(BaseModel):
+    """Datasets, tasks and checks of the App as one lineage graph."""
+
+    nodes: list[Node]
+    edges: list[Edge]
+
+
+class Publish(BaseModel):
+    """A dataset version to announce, with the bounds of the bus."""
+
+    partition: str = Field(default="", max_length=MAX_NAME, description="Partition key, if any.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, strict=True, description="Default: now, in µs."
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Submitted(BaseModel):
+    id: str = Field(description="The event's id.")
+    status: Literal["accepted", "published"] = Field(
+        description="`accepted`: decided by a dev instance; `published`: on Kafka, to be "
+        "decided by the coordinator."
+    )
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+def task_info(app: App, name: str) -> TaskInfo:
+    task = app.tasks[name]
+    return TaskInfo(
+        name=task.name,
+        pipeline=task.pipeline,
+        inputs=list(task.inputs),
+        outputs=list(task.outputs),
+        trigger=task.trigger,
+        pool=task.pool,
+        retries=task.retry.count,
+        timeout_s=task.timeout_s,
+    )
+
+
+def pipeline_info(app: App, name: str) -> PipelineInfo:
+    pipeline = app.pipelines[name]
+    return PipelineInfo(
+        name=pipeline.name,
+        description=pipeline.description,
+        max_active_runs=pipeline.max_active_runs,
+        tasks=[task_info(app, t.name) for t in pipeline.tasks],
+        checks=[c.name for c in pipeline.checks],
+        schedules=[s.dataset.name for s in pipeline.schedules],
+    )
+
+
+def graph(app: App) -> Graph:
+    crons = {s.dataset.name: s.cron for s in app.schedules.values()}
+    nodes = [
+        Node(
+            id=f"dataset:{name}",
+            kind="dataset",
+            name=name,
+            partitions=dataset.partitions.kind,
+            schedule=crons.get(name),
+        )
+        for name, dataset in app.datasets.items()
+    ]
+    edges: list[Edge] = []
+    for task in app.tasks.values():
+        node = Node(id=f"task:{task.name}", kind="task", name=task.name, pipeline=task.pipeline)
+        nodes.append(node)
+        edges += [Edge(source=f"dataset:{d}", target=f"task:{task.name}") for d in task.inputs]
+        edges += [Edge(source=f"task:{task.name}", target=f"dataset:{d}") for d in task.outputs]
+    for chk in app.checks.values():
+        nodes.append(Node(id=f"check:{chk.name}", kind="check", name=chk.name))
+        edges.append(Edge(source=f"dataset:{chk.dataset}", target=f"check:{chk.name}"))
+    return Graph(nodes=nodes, edges=edges)

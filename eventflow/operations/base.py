@@ -1,0 +1,89 @@
+"""The port the HTTP API and the operator's commands talk to, one adapter per runtime.
+
+An operator sees the same things and acts the same way on a dev instance and on a Kafka
+deployment: the API is written once against `Operations`; `embedded.py` serves it from the
+runtime in the same process, `kafka.py` from the topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..definitions import App
+from ..events import Event
+from ..lifecycle import Service
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of an event handed in: its id, and why it was refused if it was."""
+
+    id: str
+    dead_letter: str | None = None
+
+
+class Feed:
+    """Live events from the moment it was made: `async for event in feed`; `close()` when
+    done. Ends if its reader fell too far behind and was cut off (a None in the queue)."""
+
+    def __init__(self, queue: asyncio.Queue[Any], close: Callable[[], None]) -> None:
+        self._queue = queue
+        self.close = close
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> Event:
+        event: Event | None = await self._queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+
+class Fanout:
+    """Live events to any number of feeds, each with its own bounded queue: a reader that
+    falls this far behind is cut off rather than holding the others back."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._queues: set[asyncio.Queue[Event | None]] = set()
+
+    def put(self, event: Event) -> None:
+        for queue in list(self._queues):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._queues.discard(queue)
+                queue.get_nowait()  # make room for the end mark
+                queue.put_nowait(None)
+
+    def feed(self) -> Feed:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(self.limit)
+        self._queues.add(queue)
+        return Feed(queue, lambda: self._queues.discard(queue))
+
+
+class Operations(Service):
+    """A running eventflow as operators see it."""
+
+    name = "operations"
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        super().__init__()
+        self.app = app
+        self.settings = settings
+
+    @abstractmethod
+    async def submit(self, event: Event) -> Submitted:
+        """Hand an event in as the control socket or a signed producer would: a dataset
+        announcement, or an operator's action."""
+
+    @abstractmethod
+    def live(self) -> Feed:
+        """Every event from the call on, in the order this side learns of them."""
