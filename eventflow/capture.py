@@ -89,7 +89,7 @@ class AttemptLog:
             poke = self._add(level, message)
         if poke:
             try:
-                self._loop.call_soon_threadsafe(self._poke)
+                self._loop.call_soon_threadsafe(self.schedule)
             except RuntimeError:  # the loop is gone: nothing will send the chunk anyway
                 pass
 
@@ -176,8 +176,9 @@ class AttemptLog:
     def _full(self) -> bool:
         return self._pending_bytes >= CHUNK_BYTES or len(self._pending) >= MAX_LOG_LINES
 
-    def _poke(self) -> None:
-        """On the event loop: a chunk is full, or the first line of one waits."""
+    def schedule(self) -> None:
+        """On the event loop: want a chunk out now if a full one waits, else `interval_s` after
+        now if lines wait (and no timer is set yet)."""
         if self.closed:
             return
         with self._lock:

@@ -197,12 +197,17 @@ class Executor:
         while not lines.closed:
             await lines.wanted.wait()
             lines.wanted.clear()
-            while not lines.closed and (chunk := lines.take()) is not None:
-                try:
-                    await report(self._event(TaskLog, chunk, corr))
-                except Exception:
-                    # The lines are lost, the attempt is not: a log never fails a task.
-                    log.warning("log chunk of %s not reported", chunk.run_id, exc_info=True)
+            if lines.closed:
+                return  # what is left goes with the result
+            chunk = lines.take()
+            if chunk is None:
+                continue
+            try:
+                await report(self._event(TaskLog, chunk, corr))
+            except Exception:
+                # The lines are lost, the attempt is not: a log never fails a task.
+                log.warning("log chunk of %s not reported", chunk.run_id, exc_info=True)
+            lines.schedule()  # for the lines that came meanwhile
 
     def _chunks(self, lines: AttemptLog, corr: str) -> list[Event]:
         chunks = []
