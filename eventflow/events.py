@@ -41,6 +41,8 @@ MAX_ID = 4 * MAX_NAME
 MAX_TEXT = 8 * 1024
 #: Bytes of a refused input that its dead letter keeps; the rest is summed up by size and hash.
 DEAD_LETTER_PREFIX = 4 * 1024
+#: Most log lines one `TaskLog` chunk carries.
+MAX_LOG_LINES = 1000
 
 Metadata: TypeAlias = dict[str, Any]
 Version: TypeAlias = Annotated[
@@ -225,6 +227,34 @@ class DatasetResetData(Payload):
     pipeline: Name | None = Field(
         default=None,
         description="Set by the router when it passes the reset on to a consuming pipeline.",
+    )
+
+
+class LogLine(Payload):
+    """One line a task body logged or printed."""
+
+    time: datetime = Field(description="When the line was written (UTC).")
+    level: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
+        description="Logging level name (`INFO`, `WARNING`...), or `STDOUT` / `STDERR` for what "
+        "a blocking body printed."
+    )
+    message: Text = Field(description="The line, with its traceback if one was logged.")
+
+
+class TaskLogData(TaskRef):
+    """A chunk of what one task attempt logged, in order; chunks of an attempt count up by
+    `seq`, so a reader puts them together however they arrive."""
+
+    seq: int = Field(
+        strict=True, ge=0, le=1_000_000, description="0, 1, 2... per attempt, in order written."
+    )
+    lines: list[LogLine] = Field(
+        max_length=MAX_LOG_LINES, description="The lines of this chunk, oldest first."
+    )
+    truncated: bool = Field(
+        default=False,
+        description="Lines of this attempt were dropped by now, over the worker's "
+        "`task_log_max_bytes`; the attempt's last chunk ends with a line saying how many.",
     )
 
 
@@ -435,6 +465,12 @@ class DatasetReset(Event[DatasetResetData]):
     type: EventType[Literal["eventflow.dataset.reset"]] = "eventflow.dataset.reset"
 
 
+class TaskLog(Event[TaskLogData]):
+    """Lines a task attempt logged (through `ctx.log`) or, run in a thread, printed."""
+
+    type: EventType[Literal["eventflow.task.log"]] = "eventflow.task.log"
+
+
 class PoolReleased(Event[PoolReleasedData]):
     """A task run gave back its pool slot."""
 
@@ -455,6 +491,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TaskHeartbeat,
     TaskSucceeded,
     TaskFailed,
+    TaskLog,
     CheckRequested,
     CheckCompleted,
     PipelineInput,

@@ -1,22 +1,29 @@
-"""Running one task or check body: context, timeout, heartbeats, and the result event.
+"""Running one task or check body: context, timeout, heartbeats, its log, and the result event.
 
 Shared by every worker. Async bodies run on the event loop; plain functions run in a thread so a
 blocking body never stalls the loop. A thread cannot be killed, so a timed-out blocking body is
 reported failed at once and left to finish in the background.
+
+What an attempt logs (and, run in a thread, prints) is captured (`capture`) and reported as
+`TaskLog` chunks: through `report` while it runs, every `log_interval_s` or when a chunk fills,
+and the rest with the result, so a worker can send the last chunk in its result's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import metrics
+from . import capture, metrics
+from .capture import AttemptLog
 from .context import CheckContext, Input, Inputs, TaskContext
-from .definitions import App
+from .definitions import App, Task
 from .errors import Fail, Skip
 from .events import (
     MAX_TEXT,
@@ -29,6 +36,7 @@ from .events import (
     TaskFailed,
     TaskFailedData,
     TaskHeartbeat,
+    TaskLog,
     TaskProgressData,
     TaskRequestedData,
     TaskStarted,
@@ -78,14 +86,18 @@ class Executor:
         heartbeats: bool,
         clock: Clock | None = None,
     ) -> Executor:
-        """As `settings` say; `heartbeats` only where a worker can be lost alone (Kafka)."""
+        """As `settings` say; `heartbeats` only where a worker can be lost alone (Kafka). Logs
+        go out every heartbeat interval in both modes."""
+        interval_s = settings.heartbeat_interval_ms / 1000
         return cls(
             app,
             worker=worker,
             max_metadata_bytes=settings.max_metadata_bytes,
-            heartbeat_interval_s=settings.heartbeat_interval_ms / 1000 if heartbeats else None,
+            heartbeat_interval_s=interval_s if heartbeats else None,
             source=settings.source,
             clock=clock,
+            task_log_max_bytes=settings.task_log_max_bytes,
+            log_interval_s=interval_s,
         )
 
     def __init__(
@@ -97,7 +109,11 @@ class Executor:
         heartbeat_interval_s: float | None = None,
         source: str = "eventflow",
         clock: Clock | None = None,
+        task_log_max_bytes: int = 64 * 1024,
+        log_interval_s: float | None = None,
     ) -> None:
+        """`log_interval_s`: how long a logged line may wait before it is reported while the
+        attempt runs (None: only when a chunk fills, and at the end)."""
         self.app = app
         self.clock: Clock = clock or SystemClock()
         self.worker = worker
@@ -105,6 +121,9 @@ class Executor:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.source = source
         self.versions = VersionClock(self.clock)
+        self.task_log_max_bytes = task_log_max_bytes
+        self.log_interval_s = log_interval_s
+        capture.install()
 
     def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
         return {
@@ -119,22 +138,27 @@ class Executor:
     def _event(self, kind: type[Event], data: Payload, correlation: str | None) -> Event:
         return kind.of(data, source=self.source, correlationid=correlation)
 
-    async def run(self, request: TaskRequestedData | CheckRequestedData, report: Report) -> Event:
-        """Run a task (reporting its start and heartbeats) or a check; the result event."""
+    async def run(
+        self, request: TaskRequestedData | CheckRequestedData, report: Report
+    ) -> list[Event]:
+        """Run a task (reporting its start, heartbeats and log chunks as they come) or a check;
+        what is left to report at the end: the attempt's last log chunks, then its result."""
         if isinstance(request, CheckRequestedData):
-            return await self.run_check(request)
+            return [await self.run_check(request)]
         return await self.run_task(request, report)
 
-    async def run_task(self, req: TaskRequestedData, report: Report) -> Event:
-        """Run the body; report `started` (and heartbeats) through `report`; return the result."""
-        result = await self._attempt(req, report)
+    async def run_task(self, req: TaskRequestedData, report: Report) -> list[Event]:
+        """Run the body; report `started`, heartbeats and log chunks through `report`; return
+        the last log chunks and the result event, in that order."""
+        events = await self._attempt(req, report)
+        result = events[-1]
         if isinstance(result.data, TaskSucceededData):
             metrics.TASK_RUNS.labels("skipped" if result.data.skipped else "succeeded").inc()
         else:
             metrics.TASK_RUNS.labels("failed").inc()
-        return result
+        return events
 
-    async def _attempt(self, req: TaskRequestedData, report: Report) -> Event:
+    async def _attempt(self, req: TaskRequestedData, report: Report) -> list[Event]:
         base = self._progress(req)
         corr = req.pipeline_run_id
         task = self.app.tasks.get(req.task)
@@ -145,8 +169,57 @@ class Executor:
                 kind="definition",
                 retriable=False,
             )
-            return self._event(TaskFailed, failed, corr)
+            return [self._event(TaskFailed, failed, corr)]
         await report(self._event(TaskStarted, TaskProgressData(**base), corr))
+        lines = AttemptLog(
+            req,
+            max_bytes=self.task_log_max_bytes,
+            clock=self.clock,
+            interval_s=self.log_interval_s,
+            prints=not task.is_async,
+        )
+        flusher = asyncio.create_task(self._flush(lines, report, corr), name=f"log {req.run_id}")
+        try:
+            with capture.attempt(req.run_id, lines):
+                result = await self._body(task, req, report, lines)
+        except BaseException:
+            flusher.cancel()  # cancelled: what has not gone out yet is lost with the attempt
+            raise
+        finally:
+            lines.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        return [*self._chunks(lines, corr), result]
+
+    async def _flush(self, lines: AttemptLog, report: Report, corr: str) -> None:
+        """Report chunks while the attempt runs, each time `lines` wants one out; what is
+        left when it ends goes with the result."""
+        while not lines.closed:
+            await lines.wanted.wait()
+            lines.wanted.clear()
+            if lines.closed:
+                return  # what is left goes with the result
+            chunk = lines.take()
+            if chunk is None:
+                continue
+            try:
+                await report(self._event(TaskLog, chunk, corr))
+            except Exception:
+                # The lines are lost, the attempt is not: a log never fails a task.
+                log.warning("log chunk of %s not reported", chunk.run_id, exc_info=True)
+            lines.schedule()  # for the lines that came meanwhile
+
+    def _chunks(self, lines: AttemptLog, corr: str) -> list[Event]:
+        chunks = []
+        while (chunk := lines.take()) is not None:
+            chunks.append(self._event(TaskLog, chunk, corr))
+        return chunks
+
+    async def _body(
+        self, task: Task, req: TaskRequestedData, report: Report, lines: AttemptLog
+    ) -> Event:
+        base = self._progress(req)
+        corr = req.pipeline_run_id
         ctx = TaskContext(
             task=task.info(timeout_s=req.timeout_s),
             partition=req.partition,
@@ -207,6 +280,7 @@ class Executor:
             return self._event(TaskFailed, failed, corr)
         if ended is not None:
             log.warning("task run %s failed", req.run_id, exc_info=ended)
+            lines.add("ERROR", "".join(traceback.format_exception(ended)).rstrip())
             failed = TaskFailedData(
                 **base, error=one_line(ended), kind="error", duration_ms=_ms(started)
             )
@@ -253,11 +327,11 @@ class Executor:
                 log=logging.getLogger(f"eventflow.check.{chk.name}"),
             )
             try:
-                async with self.clock.timeout(req.timeout_s):
-                    if inspect.iscoroutinefunction(chk.fn):
-                        result = await chk.fn(ctx)
-                    else:
-                        result = await asyncio.to_thread(chk.fn, ctx)
+                # Not kept as a task log (a check belongs to no pipeline); its stderr lines
+                # still carry its run id.
+                with capture.attempt(req.run_id):
+                    async with self.clock.timeout(req.timeout_s):
+                        result = await _run_check_body(chk.fn, ctx)
                 passed, message = _check_result(result)
                 message = message[:MAX_TEXT]
             except Fail as fail:
@@ -276,6 +350,12 @@ class Executor:
             worker=self.worker,
         )
         return self._event(CheckCompleted, data, None)
+
+
+async def _run_check_body(fn: Callable[[CheckContext], Any], ctx: CheckContext) -> object:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(ctx)
+    return await asyncio.to_thread(fn, ctx)
 
 
 def _check_result(result: object) -> tuple[bool, str]:

@@ -29,6 +29,7 @@ import orjson
 
 from . import metrics
 from .api import ApiServer
+from .capture import RunIdFilter
 from .definitions import App
 from .embedded import ControlServer, EmbeddedRuntime
 from .errors import BrokerError, ConfigurationError
@@ -55,9 +56,19 @@ BEAT_S = 1.0
 
 
 def setup_logging(level: str = "WARNING") -> None:
-    """Log to stderr as `LEVEL logger: message`. Called again, only the level changes."""
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)
+    """Log to stderr as `LEVEL logger [run id]: message` (the run id of lines logged by a
+    task or check attempt). Called again, only the level changes."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s"))
+        handler.addFilter(RunIdFilter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    for ours in root.handlers:
+        if any(isinstance(f, RunIdFilter) for f in ours.filters):
+            # Task loggers pass INFO on for the task log; stderr shows what `level` says.
+            ours.setLevel(level)
     # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         description="Silence after which a running task counts as lost and is retried (Kafka "
         "mode; embedded workers live in the coordinator's process); 0 turns detection off.",
     )
+    task_log_max_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Bytes of log lines kept per task attempt (what its body logs through "
+        "`ctx.log` and, run in a thread, prints); later lines are dropped and the log ends "
+        "with a line saying how many.",
+    )
     default_timeout_s: float = Field(
         default=3600.0, gt=0, description="Task timeout when a task declares none."
     )

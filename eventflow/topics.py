@@ -29,6 +29,7 @@ from .events import (
     PoolReleased,
     TaskFailed,
     TaskHeartbeat,
+    TaskLog,
     TaskRequested,
     TaskStarted,
     TaskSucceeded,
@@ -89,6 +90,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Progress and results of task runs, reported by workers.",
         key="pipeline",
         events=_types(TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.task-logs",
+        "What task attempts logged, in chunks, from workers; read by history and operators' "
+        "tools, never by the coordinator.",
+        key="run_id",
+        events=_types(TaskLog),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(

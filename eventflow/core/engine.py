@@ -24,6 +24,7 @@ from ..events import (
     PoolReleasedData,
     TaskFailed,
     TaskHeartbeat,
+    TaskLog,
     TaskRef,
     TaskRequested,
     TaskRequestedData,
@@ -153,7 +154,7 @@ class Engine:
             st = self.datasets.setdefault((reset.dataset, reset.partition), DatasetState())
             decision = self.router.on_reset(st, reset, event.correlationid)
             return self._effects(decision, dataset=reset.dataset)
-        if isinstance(event, DeadLetter):
+        if isinstance(event, DeadLetter | TaskLog):
             return Effects()  # logged, not decided on
         if isinstance(event, TaskRequested | PoolReleased):
             return self._pool_stage(event.data)

@@ -386,7 +386,8 @@ class EmbeddedRuntime(Service):
         self._check_idle()
 
     async def _execute(self, request: TaskRequestedData | CheckRequestedData) -> None:
-        self._submit(await self.executor.run(request, self._report))
+        for event in await self.executor.run(request, self._report):
+            self._submit(event)
 
     async def _report(self, event: Event) -> None:
         self._submit(event)

@@ -371,8 +371,9 @@ class KafkaWorker(Service):
 
     async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
         try:
-            result = await self.executor.run(request, self._report)
-            self._finish(_Finished(tp, offset, request.run_id, [result]))
+            # The last log chunks go in the result's transaction, before the result.
+            events = await self.executor.run(request, self._report)
+            self._finish(_Finished(tp, offset, request.run_id, events))
         except Exception as e:
             # The executor turns whatever a body does into a result; raising is its own bug.
             # Left alone, the offset would hold the partition's commit position for good.
@@ -382,7 +383,8 @@ class KafkaWorker(Service):
             self._capacity.set()
 
     async def _report(self, event: Event) -> None:
-        """Started and heartbeat events: not transactional, they only say a run is alive."""
+        """Started and heartbeat events and log chunks of running tasks: not transactional,
+        they only say a run is alive and what it logged so far."""
         if self._progress is None:
             return
         target, key = destination(event)

@@ -26,6 +26,7 @@ from ..events import (
     Event,
     PoolReleased,
     PoolReleasedData,
+    TaskLog,
     TaskRequested,
     TaskRequestedData,
     dead_letter,
@@ -174,8 +175,10 @@ class Step:
                 elif item is not None:
                     decided = self.engine.handle(item, now)
                     out.events.append(item)
-                    if isinstance(item, DeadLetter):
-                        out.dead_letters += 1  # refused before it got here
+                    if isinstance(item, DeadLetter | TaskLog):
+                        # Kept and passed on, not decided: a refusal made before it got here,
+                        # or lines a task logged.
+                        out.dead_letters += isinstance(item, DeadLetter)
                         out.messages.append(self.message(item))
                     else:
                         out.decided[item.type] += 1

@@ -8,13 +8,14 @@ with a context built in one line, and move time by hand.
 """
 
 from .clock import ManualClock, Timer
-from .context import build_check_context, build_context
+from .context import LoggedContext, build_check_context, build_context
 from .harness import EmbeddedHarness, Harness, KafkaHarness, TaskResult
 
 __all__ = [
     "EmbeddedHarness",
     "Harness",
     "KafkaHarness",
+    "LoggedContext",
     "ManualClock",
     "TaskResult",
     "Timer",

@@ -4,14 +4,50 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from .. import capture
 from ..context import CheckContext, Input, Inputs, TaskContext
 from ..definitions import Check, Dataset, DatasetLike, Task
-from ..events import Metadata
+from ..events import LogLine, Metadata
 from ..settings import Settings
 
 InputLike = Input | Mapping[str, Any]
+
+
+@dataclass
+class LoggedContext(TaskContext):
+    """A `TaskContext` that keeps what the body logs through `ctx.log`, line by line as a
+    runtime's task log would (INFO and up, with tracebacks), so a test can assert on it."""
+
+    lines: list[LogLine] = field(default_factory=list)
+
+    def messages(self, level: str | None = None) -> list[str]:
+        """What the body logged so far (at `level` only, if given: `"WARNING"`...), in order."""
+        return [line.message for line in self.lines if level is None or line.level == level]
+
+
+class _Keep(logging.Handler):
+    def __init__(self, lines: list[LogLine]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(capture.MESSAGE)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        when = datetime.fromtimestamp(record.created, UTC)
+        self.lines.append(LogLine(time=when, level=record.levelname, message=self.format(record)))
+
+
+def _logger(name: str, lines: list[LogLine]) -> logging.Logger:
+    """A logger of this context alone (not registered, so contexts never share lines) that
+    passes its records on to the task's logger, as `ctx.log` would."""
+    capture.install()  # the level a runtime keeps lines at
+    logger = logging.Logger(name)
+    logger.parent = logging.getLogger(name)
+    logger.addHandler(_Keep(lines))
+    return logger
 
 
 def build_context(
@@ -22,28 +58,32 @@ def build_context(
     run_id: str | None = None,
     attempt: int = 1,
     max_metadata_bytes: int | None = None,
-) -> TaskContext:
+) -> LoggedContext:
     """The context a runtime would pass to `task`'s body, for calling `task.fn(ctx)` in a unit
     test. Each input is an `Input` or just its metadata (then at version 1); inputs left out
     are absent, as they are when a task triggered by `any` runs. After the call,
-    `ctx.outputs()` says what the run would emit.
+    `ctx.outputs()` says what the run would emit, and `ctx.lines` (or `ctx.messages()`) what
+    it logged through `ctx.log`.
 
         ctx = build_context(clean, "2026-11-22", {raw: {"rows": 10}})
         clean.fn(ctx)
         assert ctx.outputs() == {"clean": {"rows": 10}}
+        assert ctx.messages() == ["cleaned 10 rows"]
     """
     given = {
         _name(dataset): _input(_name(dataset), partition, value)
         for dataset, value in (inputs or {}).items()
     }
-    return TaskContext(
+    lines: list[LogLine] = []
+    return LoggedContext(
         task=task.info(),
         partition=partition,
         run_id=run_id or f"{task.name}:{partition}:test:{attempt}",
         attempt=attempt,
         inputs=Inputs(given.values()),
-        log=logging.getLogger(f"eventflow.task.{task.name}"),
+        log=_logger(f"eventflow.task.{task.name}", lines),
         max_metadata_bytes=max_metadata_bytes or _default_metadata_bytes(),
+        lines=lines,
     )
 
 

@@ -29,6 +29,7 @@ from ..events import (
     Event,
     PipelineRunData,
     TaskFailedData,
+    TaskLogData,
     TaskSucceededData,
     encode,
 )
@@ -127,6 +128,15 @@ class Harness(Lifecycle):
             e.data
             for e in self.events
             if isinstance(e.data, TaskSucceededData | TaskFailedData) and _match(e.data.task, task)
+        ]
+
+    def task_logs(self, task: str | None = None) -> list[TaskLogData]:
+        """What task attempts logged, one chunk per item, in the order recorded (an attempt's
+        own chunks are numbered by `seq`; `.run_id` and `.attempt` tell attempts apart)."""
+        return [
+            e.data
+            for e in self.events
+            if isinstance(e.data, TaskLogData) and _match(e.data.task, task)
         ]
 
     def checks(self, check: str | None = None) -> list[CheckCompletedData]:
@@ -318,6 +328,7 @@ class KafkaHarness(Harness):
                 "eventflow.pipeline-runs",
                 "eventflow.deadletter",
                 "eventflow.task-events",
+                "eventflow.task-logs",
             )
         ]
         for reader in readers:

@@ -48,6 +48,15 @@ def samples() -> list[ev.Event]:
             ev.TaskSucceededData(**ref, worker="w", outputs=[version], duration_ms=1)
         ),
         ev.TaskFailed.of(ev.TaskFailedData(**ref, worker="w", error="e", kind="timeout")),
+        ev.TaskLog.of(
+            ev.TaskLogData(
+                **ref,
+                seq=0,
+                lines=[ev.LogLine(time=ev.utcnow(), level="INFO", message="read 3 rows")],
+                truncated=True,
+            ),
+            correlationid="p:d:1",
+        ),
         ev.CheckRequested.of(
             ev.CheckRequestedData(run_id="c:1", check="c", target=version, timeout_s=1)
         ),

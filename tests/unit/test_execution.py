@@ -39,7 +39,7 @@ async def attempt(fn: Callable[[ef.TaskContext], object]) -> Event:
     async def report(event: Event) -> None:
         reported.append(event)
 
-    result = await executor(fn).run_task(req, report)
+    *_, result = await executor(fn).run_task(req, report)
     assert [e.type for e in reported] == ["eventflow.task.started"]
     return result
 
