@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from .kafka_broker import Broker, start_broker
+from .postgres_server import start_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +23,9 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A real Kafka broker for the whole session, started on first use."""
     yield from start_broker(tmp_path_factory.mktemp("kafka"))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the whole session, started on first use: its URL."""
+    yield from start_postgres(tmp_path_factory.mktemp("postgres"))
