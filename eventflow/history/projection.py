@@ -91,7 +91,7 @@ def project(events: Iterable[Event]) -> Rows:
             r = event.data
             inputs = [_ref(i) for i in data["inputs"]]
             rows.attempt(
-                _attempt(data, "requested")
+                _attempt(data, "requested", event)
                 | {
                     "pipeline_run_id": r.pipeline_run_id,
                     "inputs": inputs,
@@ -102,12 +102,13 @@ def project(events: Iterable[Event]) -> Rows:
         elif isinstance(event, TaskStarted | TaskHeartbeat):
             started = event.time if isinstance(event, TaskStarted) else None
             rows.attempt(
-                _attempt(data, "running") | {"started_at": started, "worker": event.data.worker}
+                _attempt(data, "running", event)
+                | {"started_at": started, "worker": event.data.worker}
             )
         elif isinstance(event, TaskSucceeded):
             s = event.data
             rows.attempt(
-                _attempt(data, "succeeded")
+                _attempt(data, "succeeded", event)
                 | {
                     "ended_at": event.time,
                     "worker": s.worker,
@@ -119,7 +120,7 @@ def project(events: Iterable[Event]) -> Rows:
         elif isinstance(event, TaskFailed):
             f = event.data
             rows.attempt(
-                _attempt(data, "failed")
+                _attempt(data, "failed", event)
                 | {
                     "ended_at": event.time,
                     "worker": f.worker or None,
@@ -253,8 +254,11 @@ def merge_run(old: Row, new: Row) -> Row:
     return dict(old)
 
 
-def _attempt(data: Mapping[str, Any], status: str) -> Row:
+def _attempt(data: Mapping[str, Any], status: str, event: Event) -> Row:
+    """The fields every task event gives; its pipeline run is the event's `correlationid`
+    until the request says it."""
     return {
+        "pipeline_run_id": event.correlationid,
         "run_id": data["run_id"],
         "task": data["task"],
         "pipeline": data["pipeline"],

@@ -21,6 +21,8 @@ FORBIDDEN = {
     "runtime": {"embedded", "kafka", "cli", "serving", "testing"},
     "embedded": {"kafka", "cli", "serving"},
     "kafka": {"embedded", "cli", "serving"},
+    # A projection of the event log: it reads events, never decides or runs them.
+    "history": {"core", "runtime", "embedded", "kafka", "cli", "serving", "testing"},
 }
 
 
