@@ -45,6 +45,11 @@ STREAM_TASKS = Gauge(
     "Stream tasks of this coordinator: `owned` (processing) and `restoring`.",
     ["state"],
 )
+HISTORY_LAG = Gauge(
+    "eventflow_history_lag",
+    "Kafka mode: records of the event topics the history projector has not yet stored, read "
+    "about once a second; -1 when the broker did not answer.",
+)
 RESTORED = Counter("eventflow_coordinator_restored_records", "Changelog records read by restores.")
 
 DECIDE = STEP.labels("decide")

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         description="Embedded mode: events older than this leave the SQLite event log (state, "
         "run outcomes and dataset freshness stay).",
     )
+    history_url: str | None = Field(
+        default=None,
+        description="Where the history store lives, as an SQLAlchemy URL: "
+        "`sqlite+aiosqlite:///path/history.db` or `postgresql+asyncpg://user@host/db`; unset: "
+        "`history.db` in `home`.",
+    )
+    history_retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="History older than this many days is pruned (the newest version of each "
+        "dataset partition stays); 0 keeps it forever.",
+    )
 
     api_host: str = Field(
         default="127.0.0.1",
@@ -140,6 +152,13 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         """The SQLite file of the embedded runtime, inside `home`."""
         return self.home / "eventflow.db"
+
+    @property
+    def history(self) -> str:
+        """The history store's URL: `history_url`, or an SQLite file inside `home`."""
+        if self.history_url:
+            return self.history_url
+        return f"sqlite+aiosqlite:///{self.home / 'history.db'}"
 
     @property
     def control_socket(self) -> Path:

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from .kafka_broker import Broker, start_broker
+from .postgres_server import start_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +28,33 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A real Kafka broker for the whole session, started on first use."""
     yield from start_broker(tmp_path_factory.mktemp("kafka"))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the whole session, started on first use: its URL."""
+    yield from start_postgres(tmp_path_factory.mktemp("postgres"))
+
+
+async def _admin(url: str, sql: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A history store URL with nothing in it yet."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+        return
+    server: str = request.getfixturevalue("postgres")
+    name = f"history_{uuid.uuid4().hex}"
+    await _admin(server, f"CREATE DATABASE {name}")
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(server, f"DROP DATABASE {name} WITH (FORCE)")

@@ -28,12 +28,14 @@ from ..events import (
     version_now,
 )
 from ..execution import Executor, one_line
+from ..history import HistoryStore
 from ..lifecycle import Service, instance_id
 from ..runtime.clock import Cancellable, Clock, SystemClock
 from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
+from .history import EmbeddedProjector
 from .paging import Pager
 from .store import Store
 
@@ -59,6 +61,8 @@ class EmbeddedRuntime(Service):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.store = Store(settings.database)
+        #: Feeds the history store (`settings.history`) from the event log, beside the loop.
+        self.history = EmbeddedProjector(settings.database, HistoryStore.of(settings))
         # Workers share this process: they cannot be lost alone, so no heartbeats are needed.
         self.engine = Engine(
             app, default_timeout_s=settings.default_timeout_s, source=settings.source
@@ -90,8 +94,10 @@ class EmbeddedRuntime(Service):
         await self.store.start()
         self.engine.reset()
         await self.store.load(self.engine)
+        await self.history.start()
         self._closed = False
         self.spawn(self._process(), "eventflow processor")
+        self.spawn(self.history.run(), "eventflow history projector")
         for schedule in self.app.schedules.values():
             clock = run_schedule(schedule, self._tick, self.clock, source=self.settings.source)
             self.spawn(clock, "eventflow clock")
@@ -103,7 +109,8 @@ class EmbeddedRuntime(Service):
         self.ready.set()
 
     async def _close(self) -> None:
-        """Stop processing; runs in flight stay recorded and resume at the next start."""
+        """Stop processing; runs in flight stay recorded and resume at the next start. The
+        history gets what was logged before the store closes."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -111,9 +118,21 @@ class EmbeddedRuntime(Service):
         await self.cancel(*self._running.values())
         self._running.clear()
         try:
-            await self.store.stop()
+            await self._close_history()
         finally:
-            self._drop_waiting(NotRunning("the eventflow instance was stopped"))
+            try:
+                await self.store.stop()
+            finally:
+                self._drop_waiting(NotRunning("the eventflow instance was stopped"))
+
+    async def _close_history(self) -> None:
+        try:
+            if self.history.started:
+                await self.history.flush()
+        except StorageError as e:
+            log.warning("history not brought up to date (the next start will): %s", e)
+        finally:
+            await self.history.stop()
 
     async def _tick(self, event: DatasetProduced) -> None:
         """A schedule's tick; one the store cannot take now is lost, as on Kafka (the next
@@ -281,6 +300,7 @@ class EmbeddedRuntime(Service):
                     self._subscribers.discard(queue)
         self._deliver(outcome.messages)
         self._carry_out(fx)
+        self.history.wake()
         await self._trim_log(now)
 
     async def _reload(self) -> None:
@@ -320,7 +340,10 @@ class EmbeddedRuntime(Service):
             return
         self._next_trim = now + 60.0
         try:
-            await self.store.trim(now - self.settings.event_log_retention_s)
+            # Only what the history has: the log is where the projector resumes from.
+            await self.store.trim(
+                now - self.settings.event_log_retention_s, upto=self.history.position
+            )
         except StorageError as e:
             log.warning("event log retention skipped: %s", e)
 

@@ -28,6 +28,7 @@ from ..events import (
     PipelineRunFailed,
     PipelineRunStarted,
     PipelineRunSucceeded,
+    TaskRequested,
     decode,
     encode,
 )
@@ -207,8 +208,10 @@ class Store(Lifecycle):
 
     async def commit(self, outcome: Outcome, records: list[codec.Record]) -> None:
         """Write a step's events and the state records it changed, atomically (the
-        `StateLog` of the embedded runtime)."""
-        events = outcome.events
+        `StateLog` of the embedded runtime). The task requests it sends are logged too: they
+        are what says which input versions a task run consumed (its lineage, in the history)."""
+        requests = [e for _, _, e in outcome.messages if isinstance(e, TaskRequested)]
+        events = [*outcome.events, *requests] if requests else outcome.events
         rows = [
             (
                 e.id,
@@ -275,13 +278,17 @@ class Store(Lifecycle):
                     await db.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.path}: {e}") from e
 
-    async def trim(self, before: float) -> int:
-        """Drop events logged before `before` (epoch seconds) and give the space back to the
-        WAL checkpoint; returns how many went."""
+    async def trim(self, before: float, *, upto: int | None = None) -> int:
+        """Drop events logged before `before` (epoch seconds), and only up to `seq` `upto` when
+        given, and give the space back to the WAL checkpoint; returns how many went."""
         cutoff = datetime.fromtimestamp(before, UTC).isoformat()
         db = self.db
         try:
-            cur = await db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+            if upto is None:
+                cur = await db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+            else:
+                sql = "DELETE FROM events WHERE time < ? AND seq <= ?"
+                cur = await db.execute(sql, (cutoff, upto))
             dropped = cur.rowcount
             await cur.close()
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -26,6 +26,8 @@ FORBIDDEN = {
     "operations": {"api", "cli", "serving"},
     # The API sees a runtime only through the operations port.
     "api": {"embedded", "kafka", "cli", "serving"},
+    # A projection of the event log: it reads events, never decides or runs them.
+    "history": {"core", "runtime", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
 }
 
 

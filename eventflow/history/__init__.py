@@ -1,0 +1,42 @@
+"""The history store: a projection of the event log that answers an operator's questions (runs,
+attempts, freshness, lineage, checks, dead letters, events, task logs), on SQLite or PostgreSQL.
+
+The projectors that feed it live with their runtimes (`embedded.history`, `kafka.history`).
+"""
+
+from .models import (
+    CheckOutcome,
+    Consumer,
+    DatasetVersionRecord,
+    DeadLetterRecord,
+    EventRecord,
+    Freshness,
+    Lineage,
+    LogLine,
+    Page,
+    PipelineRun,
+    RunDetail,
+    TaskAttempt,
+    VersionRef,
+)
+from .projection import TASK_LOG, project
+from .store import HistoryStore
+
+__all__ = [
+    "TASK_LOG",
+    "CheckOutcome",
+    "Consumer",
+    "DatasetVersionRecord",
+    "DeadLetterRecord",
+    "EventRecord",
+    "Freshness",
+    "HistoryStore",
+    "Lineage",
+    "LogLine",
+    "Page",
+    "PipelineRun",
+    "RunDetail",
+    "TaskAttempt",
+    "VersionRef",
+    "project",
+]

@@ -1,0 +1,181 @@
+"""What the history store's queries return: pydantic models an API can send as JSON as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: A task attempt's status: `requested` (waiting for a worker or a pool slot), `running`, or how
+#: it ended.
+AttemptStatus: TypeAlias = Literal["requested", "running", "succeeded", "failed"]
+RunStatus: TypeAlias = Literal["running", "succeeded", "failed"]
+
+T = TypeVar("T")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class VersionRef(Record):
+    """One version of one dataset partition."""
+
+    dataset: str = Field(description="Dataset name.")
+    partition: str = Field(default="", description="Partition key; empty if none.")
+    version: int = Field(description="The version.")
+
+
+class DatasetVersionRecord(VersionRef):
+    """A dataset version as announced, with who produced it."""
+
+    time: datetime = Field(description="When it was announced.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Its metadata.")
+    producer: str | None = Field(
+        default=None, description="Task run id that produced it; absent for outside producers."
+    )
+
+
+class Freshness(DatasetVersionRecord):
+    """The newest version of a dataset partition, and how old it is."""
+
+    age_s: float = Field(description="Seconds between its announcement and the query's `now`.")
+
+
+class TaskAttempt(Record):
+    """One attempt of one task run, from its request to its end."""
+
+    run_id: str = Field(description="The attempt's run id.")
+    task: str = Field(description="Task name.")
+    pipeline: str = Field(description="Pipeline of the task.")
+    partition: str = Field(default="", description="Partition the attempt works on.")
+    attempt: int = Field(description="1 for the first try, then one per retry.")
+    pipeline_run_id: str | None = Field(default=None, description="Its pipeline run.")
+    inputs: list[VersionRef] = Field(default_factory=list, description="Versions it consumed.")
+    requested_at: datetime | None = Field(default=None, description="When it was requested.")
+    started_at: datetime | None = Field(default=None, description="When a worker began it.")
+    ended_at: datetime | None = Field(default=None, description="When it succeeded or failed.")
+    worker: str | None = Field(default=None, description="The worker that ran it.")
+    status: AttemptStatus = Field(description="Where it stands.")
+    error: str | None = Field(default=None, description="Why it failed.")
+    error_kind: str | None = Field(
+        default=None, description="`error`, `timeout`, `lost` or `definition`, when it failed."
+    )
+    outputs: list[VersionRef] = Field(default_factory=list, description="Versions it emitted.")
+    skipped: str | None = Field(default=None, description="Why it emitted nothing, if so.")
+    duration_ms: float | None = Field(default=None, description="Time the body ran.")
+
+
+class PipelineRun(Record):
+    """A pipeline run for one partition."""
+
+    run_id: str = Field(description="Pipeline run id.")
+    pipeline: str = Field(description="Pipeline name.")
+    partition: str = Field(default="", description="Partition of the run.")
+    status: RunStatus = Field(description="`running`, `succeeded` or `failed`.")
+    started_at: datetime = Field(description="When its first task triggered.")
+    finished_at: datetime | None = Field(default=None, description="When it ended.")
+    reason: str = Field(default="", description="Why it failed.")
+    tasks: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each task's outcome, as the run's last event said."
+    )
+
+
+class RunDetail(Record):
+    """A pipeline run with every task attempt it made."""
+
+    run: PipelineRun
+    attempts: list[TaskAttempt] = Field(description="In the order they were requested.")
+
+
+class Page(Record, Generic[T]):
+    """One page of a query's results."""
+
+    items: list[T] = Field(description="This page.")
+    total: int = Field(description="Results matching the filters, on every page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; absent on the last."
+    )
+
+
+class Consumer(Record):
+    """A task attempt that consumed a version, and what it produced."""
+
+    attempt: TaskAttempt
+    outputs: list[Lineage] = Field(description="Versions it produced, with their consumers.")
+
+
+class Lineage(VersionRef):
+    """A version with where it came from (`upstream`: the inputs of its producer, recursively)
+    and where it went (`downstream`: the attempts that consumed it and their outputs)."""
+
+    time: datetime | None = Field(default=None, description="When it was announced, if known.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Its metadata.")
+    producer: TaskAttempt | None = Field(default=None, description="The attempt producing it.")
+    upstream: list[Lineage] = Field(default_factory=list, description="Its producer's inputs.")
+    downstream: list[Consumer] = Field(default_factory=list, description="Who consumed it.")
+
+
+class CheckOutcome(Record):
+    """The result of one data check on one dataset version."""
+
+    run_id: str
+    check: str
+    dataset: str
+    partition: str
+    version: int
+    passed: bool
+    blocking: bool
+    message: str
+    worker: str
+    time: datetime
+
+
+class DeadLetterRecord(Record):
+    """An input eventflow refused, summed up (the original bytes stay in the event log)."""
+
+    id: str = Field(description="The dead letter's event id.")
+    time: datetime
+    reason: str
+    origin: str
+    size: int = Field(description="Bytes of the refused input.")
+    sha256: str = Field(description="Hash of the whole refused input.")
+    excerpt: str = Field(description="Its first bytes as text, undecodable bytes replaced.")
+    truncated: bool = Field(description="Whether the event kept only a prefix of the input.")
+
+
+class LogLine(Record):
+    """One line a task body logged."""
+
+    run_id: str
+    seq: int = Field(description="The log event's number within the attempt.")
+    line: int = Field(description="The line's index within that event.")
+    task: str
+    pipeline: str
+    partition: str
+    attempt: int
+    time: datetime
+    level: str
+    message: str
+    truncated: bool = Field(description="Whether lines were dropped after this event's lines.")
+
+
+class EventRecord(Record):
+    """An event as the store keeps it."""
+
+    seq: int = Field(description="Order of arrival in the store; `after_seq` pages on it.")
+    id: str
+    type: str
+    time: datetime
+    subject: str | None = None
+    dataset: str | None = None
+    pipeline: str | None = None
+    partition: str | None = None
+    run_id: str | None = None
+    correlation: str | None = None
+    body: dict[str, Any] = Field(description="The whole CloudEvent as JSON.")
+
+
+Consumer.model_rebuild()
+Lineage.model_rebuild()

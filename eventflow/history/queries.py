@@ -1,0 +1,351 @@
+"""The history store's reads: runs, attempts, versions and freshness, lineage, checks, dead
+letters, events and task logs, each returning the models of `history.models`."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import StorageError
+from . import schema as t
+from .models import (
+    CheckOutcome,
+    Consumer,
+    DatasetVersionRecord,
+    DeadLetterRecord,
+    EventRecord,
+    Freshness,
+    Lineage,
+    LogLine,
+    Page,
+    PipelineRun,
+    RunDetail,
+    TaskAttempt,
+    VersionRef,
+)
+
+#: The most rows one query returns.
+MAX_LIMIT = 1000
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, MAX_LIMIT))
+
+
+def _cursor(run: PipelineRun) -> str:
+    raw = f"{run.started_at.astimezone(UTC).isoformat()}\x00{run.run_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _uncursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("\x00", 1)
+        return datetime.fromisoformat(at), run_id
+    except ValueError:
+        raise ValueError(f"not a cursor of this query: {cursor!r}") from None
+
+
+class Queries:
+    """Reads over the history tables; `HistoryStore` supplies the connection."""
+
+    @property
+    def engine(self) -> AsyncEngine:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read the history store: {e}") from e
+
+    # -- runs ------------------------------------------------------------------------------------
+    async def runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        partition: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> Page[PipelineRun]:
+        """Pipeline runs, newest started first, filtered; `since` <= started < `until`. Page by
+        `cursor` (the previous page's `next_cursor`: stable while runs are added) or `offset`."""
+        r = t.pipeline_runs
+        where: list[Any] = []
+        if pipeline is not None:
+            where.append(r.c.pipeline == pipeline)
+        if partition is not None:
+            where.append(r.c.partition == partition)
+        if status is not None:
+            where.append(r.c.status == status)
+        if since is not None:
+            where.append(r.c.started_at >= since)
+        if until is not None:
+            where.append(r.c.started_at < until)
+        page = where[:]
+        if cursor is not None:
+            at, run_id = _uncursor(cursor)
+            page.append(or_(r.c.started_at < at, and_(r.c.started_at == at, r.c.run_id < run_id)))
+        n = _limit(limit)
+        sql = (
+            select(r)
+            .where(*page)
+            .order_by(r.c.started_at.desc(), r.c.run_id.desc())
+            .limit(n + 1)
+            .offset(offset if cursor is None else 0)
+        )
+        async with self._read() as conn:
+            total = await conn.scalar(select(func.count()).select_from(r).where(*where))
+            found = [PipelineRun(**row) for row in (await conn.execute(sql)).mappings()]
+        more = len(found) > n
+        items = found[:n]
+        return Page(items=items, total=total or 0, next_cursor=_cursor(items[-1]) if more else None)
+
+    async def run(self, run_id: str) -> RunDetail | None:
+        """One pipeline run with its task attempts, in the order they were requested."""
+        a = t.task_attempts
+        async with self._read() as conn:
+            found = (
+                (
+                    await conn.execute(
+                        select(t.pipeline_runs).where(t.pipeline_runs.c.run_id == run_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if found is None:
+                return None
+            attempts = await self._attempts(
+                conn,
+                select(a)
+                .where(a.c.pipeline_run_id == run_id)
+                .order_by(a.c.requested_at, a.c.task, a.c.attempt),
+            )
+        return RunDetail(run=PipelineRun(**found), attempts=attempts)
+
+    async def attempts(
+        self, pipeline: str, task: str, *, partition: str | None = None, limit: int = 100
+    ) -> list[TaskAttempt]:
+        """Attempts of a task, newest requested first."""
+        a = t.task_attempts
+        where = [a.c.pipeline == pipeline, a.c.task == task]
+        if partition is not None:
+            where.append(a.c.partition == partition)
+        sql = (
+            select(a)
+            .where(*where)
+            .order_by(a.c.requested_at.desc(), a.c.attempt.desc())
+            .limit(_limit(limit))
+        )
+        async with self._read() as conn:
+            return await self._attempts(conn, sql)
+
+    async def attempt(self, run_id: str) -> TaskAttempt | None:
+        """One task attempt by its run id."""
+        async with self._read() as conn:
+            found = await self._attempts(
+                conn, select(t.task_attempts).where(t.task_attempts.c.run_id == run_id)
+            )
+        return found[0] if found else None
+
+    @staticmethod
+    async def _attempts(conn: AsyncConnection, sql: Select[Any]) -> list[TaskAttempt]:
+        return [TaskAttempt(**row) for row in (await conn.execute(sql)).mappings()]
+
+    # -- datasets --------------------------------------------------------------------------------
+    async def versions(
+        self, dataset: str, *, partition: str | None = None, limit: int = 100
+    ) -> list[DatasetVersionRecord]:
+        """Versions of a dataset (of one partition), newest first."""
+        v = t.dataset_versions
+        where = [v.c.dataset == dataset]
+        if partition is not None:
+            where.append(v.c.partition == partition)
+        sql = select(v).where(*where).order_by(v.c.version.desc()).limit(_limit(limit))
+        async with self._read() as conn:
+            return [DatasetVersionRecord(**row) for row in (await conn.execute(sql)).mappings()]
+
+    async def freshness(
+        self, dataset: str | None = None, *, now: datetime | None = None
+    ) -> list[Freshness]:
+        """The newest version of each partition (of `dataset`, or of all), with its age."""
+        v = t.dataset_versions
+        newest = select(v.c.dataset, v.c.partition, func.max(v.c.version).label("version"))
+        if dataset is not None:
+            newest = newest.where(v.c.dataset == dataset)
+        latest = newest.group_by(v.c.dataset, v.c.partition).subquery()
+        sql = (
+            select(v)
+            .join(
+                latest,
+                and_(
+                    v.c.dataset == latest.c.dataset,
+                    v.c.partition == latest.c.partition,
+                    v.c.version == latest.c.version,
+                ),
+            )
+            .order_by(v.c.dataset, v.c.partition)
+        )
+        at = now or datetime.now(UTC)
+        async with self._read() as conn:
+            return [
+                Freshness(**row, age_s=(at - row["time"]).total_seconds())
+                for row in (await conn.execute(sql)).mappings()
+            ]
+
+    async def lineage(
+        self, dataset: str, partition: str, version: int, *, depth: int = 3
+    ) -> Lineage | None:
+        """Where a version came from and where it went, `depth` steps each way; None if the
+        store has never seen it."""
+        async with self._read() as conn:
+            root = await self._version(
+                conn, VersionRef(dataset=dataset, partition=partition, version=version)
+            )
+            if root is None:
+                return None
+            return await self._lineage(conn, root, depth, up=True, down=True)
+
+    async def _version(self, conn: AsyncConnection, ref: VersionRef) -> DatasetVersionRecord | None:
+        v = t.dataset_versions
+        sql = select(v).where(
+            v.c.dataset == ref.dataset, v.c.partition == ref.partition, v.c.version == ref.version
+        )
+        row = (await conn.execute(sql)).mappings().first()
+        return DatasetVersionRecord(**row) if row is not None else None
+
+    async def _lineage(
+        self, conn: AsyncConnection, ref: VersionRef, depth: int, *, up: bool, down: bool
+    ) -> Lineage:
+        known = ref if isinstance(ref, DatasetVersionRecord) else await self._version(conn, ref)
+        producer = None
+        if known is not None and known.producer is not None:
+            found = await self._attempts(
+                conn, select(t.task_attempts).where(t.task_attempts.c.run_id == known.producer)
+            )
+            producer = found[0] if found else None
+        node = Lineage(
+            dataset=ref.dataset,
+            partition=ref.partition,
+            version=ref.version,
+            time=known.time if known else None,
+            metadata=known.metadata if known else {},
+            producer=producer,
+        )
+        if depth <= 0:
+            return node
+        upstream: list[Lineage] = []
+        if up and producer is not None:
+            for source in producer.inputs:
+                upstream.append(await self._lineage(conn, source, depth - 1, up=True, down=False))
+        downstream: list[Consumer] = []
+        if down:
+            for attempt in await self._consumers(conn, ref):
+                outputs = [
+                    await self._lineage(conn, out, depth - 1, up=False, down=True)
+                    for out in await self._produced(conn, attempt.run_id)
+                ]
+                downstream.append(Consumer(attempt=attempt, outputs=outputs))
+        return node.model_copy(update={"upstream": upstream, "downstream": downstream})
+
+    async def _consumers(self, conn: AsyncConnection, ref: VersionRef) -> list[TaskAttempt]:
+        a, i = t.task_attempts, t.attempt_inputs
+        sql = (
+            select(a)
+            .join(i, i.c.run_id == a.c.run_id)
+            .where(
+                i.c.dataset == ref.dataset,
+                i.c.partition == ref.partition,
+                i.c.version == ref.version,
+            )
+            .order_by(a.c.requested_at, a.c.run_id)
+        )
+        return await self._attempts(conn, sql)
+
+    async def _produced(self, conn: AsyncConnection, run_id: str) -> list[DatasetVersionRecord]:
+        v = t.dataset_versions
+        sql = select(v).where(v.c.producer == run_id).order_by(v.c.dataset, v.c.partition)
+        return [DatasetVersionRecord(**row) for row in (await conn.execute(sql)).mappings()]
+
+    # -- checks, dead letters, events, logs ------------------------------------------------------
+    async def checks(
+        self,
+        *,
+        dataset: str | None = None,
+        partition: str | None = None,
+        passed: bool | None = None,
+        limit: int = 100,
+    ) -> list[CheckOutcome]:
+        """Check outcomes, newest first."""
+        c = t.checks
+        where: list[Any] = []
+        if dataset is not None:
+            where.append(c.c.dataset == dataset)
+        if partition is not None:
+            where.append(c.c.partition == partition)
+        if passed is not None:
+            where.append(c.c.passed == passed)
+        sql = select(c).where(*where).order_by(c.c.time.desc(), c.c.run_id).limit(_limit(limit))
+        async with self._read() as conn:
+            return [CheckOutcome(**row) for row in (await conn.execute(sql)).mappings()]
+
+    async def dead_letters(
+        self, *, since: datetime | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        """Dead letters, newest first."""
+        d = t.dead_letters
+        where = [d.c.time >= since] if since is not None else []
+        sql = select(d).where(*where).order_by(d.c.time.desc(), d.c.id).limit(_limit(limit))
+        async with self._read() as conn:
+            return [DeadLetterRecord(**row) for row in (await conn.execute(sql)).mappings()]
+
+    async def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        dataset: str | None = None,
+        pipeline: str | None = None,
+        after_seq: int | None = None,
+        after_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[EventRecord]:
+        """Events in the order the store received them, filtered: a live feed passes the last
+        `seq` it saw as `after_seq` (or the last event id as `after_id`)."""
+        e = t.events
+        where: list[Any] = []
+        if types:
+            where.append(e.c.type.in_(list(types)))
+        if dataset is not None:
+            where.append(e.c.dataset == dataset)
+        if pipeline is not None:
+            where.append(e.c.pipeline == pipeline)
+        if after_seq is not None:
+            where.append(e.c.seq > after_seq)
+        if after_id is not None:
+            where.append(e.c.seq > select(e.c.seq).where(e.c.id == after_id).scalar_subquery())
+        if since is not None:
+            where.append(e.c.time >= since)
+        sql = select(e).where(*where).order_by(e.c.seq).limit(_limit(limit))
+        async with self._read() as conn:
+            return [EventRecord(**row) for row in (await conn.execute(sql)).mappings()]
+
+    async def logs(self, run_id: str) -> list[LogLine]:
+        """The log lines of one task attempt, in the order they were logged."""
+        g = t.task_logs
+        sql = select(g).where(g.c.run_id == run_id).order_by(g.c.seq, g.c.line)
+        async with self._read() as conn:
+            return [LogLine(**row) for row in (await conn.execute(sql)).mappings()]
