@@ -9,6 +9,7 @@ Exit status:
     1   a service failed (one line on stderr, its traceback logged above it); `dev --until-idle`:
         a run failed, an `--emit` was refused, or a signal came before the work was done
     2   a user mistake, in one line: a bad setting, an unreadable state file, a missing topic
+    3   `dev --until-idle`: nothing failed, but no pipeline run started either
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 #: Exit status of a process whose service failed.
 FAILED = 1
+#: Exit status when nothing went wrong and nothing happened: no run started.
+NOTHING = 3
 #: Seconds between two beats of the health file.
 BEAT_S = 1.0
 
@@ -215,6 +218,8 @@ async def _dev(
         if done is None:
             click.echo("stopped before the work was done", err=True)
             return 1
+        if not finished and not refused:
+            return NOTHING
     return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
 
 

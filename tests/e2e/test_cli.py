@@ -129,6 +129,13 @@ def test_until_idle_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
     assert "Hello ada!" in done.stderr  # the task's own log line
 
 
+def test_until_idle_exits_3_when_no_run_started(tmp_path: Path) -> None:
+    """Nothing failed, nothing ran: not the success of a cascade that did its work."""
+    done = cli(tmp_path, "dev", str(HELLO), "--until-idle")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "No pipeline run started." in done.stdout
+
+
 def test_until_idle_exits_1_when_a_run_fails(tmp_path: Path) -> None:
     done = cli(tmp_path, "dev", str(PIPELINES / "failing.py"), "--emit", "raw", "--until-idle")
     assert done.returncode == 1

@@ -1,0 +1,98 @@
+"""The operator's commands' way to a running eventflow: its HTTP API.
+
+One client for both runtimes: the API of `EVENTFLOW_API_URL` (a Kafka deployment's `eventflow
+server`, or any instance), else the `eventflow dev` running in `EVENTFLOW_HOME`, found through
+the address and token it wrote to `HOME/api.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from ..errors import ConfigurationError, EventError, NotRunning
+from ..lifecycle import Lifecycle
+from ..settings import Settings
+
+
+class ApiError(EventError):
+    """The API refused a request; `status` is the HTTP status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def locate(settings: Settings) -> tuple[str, str | None]:
+    """The API's base URL and token, from the settings or a dev instance's `api.json`."""
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if settings.api_url:
+        return settings.api_url.rstrip("/"), token
+    try:
+        found = orjson.loads(settings.api_file.read_bytes())
+    except FileNotFoundError:
+        raise NotRunning(
+            f"no eventflow dev running in {settings.home} and no EVENTFLOW_API_URL: start "
+            "`eventflow dev FILE`, or point EVENTFLOW_API_URL at an `eventflow server`"
+        ) from None
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ConfigurationError(f"cannot read {settings.api_file}: {e}") from None
+    return str(found["url"]), token or found.get("token")
+
+
+class ApiClient(Lifecycle):
+    """`get` and `post` JSON; what the API refuses raises `ApiError` with its reason."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.url = ""
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        if self._http is not None:
+            return
+        self.url, token = locate(self.settings)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=self.timeout)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self._call("GET", path, params={k: v for k, v in params.items() if v})
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self._call("POST", path, json=body or {})
+
+    async def _call(self, method: str, path: str, **options: Any) -> Any:
+        if self._http is None:
+            raise NotRunning("the API client is not started")
+        try:
+            response = await self._http.request(method, path, **options)
+        except httpx.TransportError as e:
+            raise NotRunning(f"no eventflow API at {self.url}: {e or type(e).__name__}") from e
+        if response.status_code in (401, 403):
+            raise ConfigurationError(
+                f"the API at {self.url} refused the token ({_reason(response)}): set "
+                "EVENTFLOW_API_TOKEN"
+            )
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _reason(response))
+        return response.json()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    if isinstance(detail, list):  # FastAPI's validation errors
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', ())[1:])}: {d.get('msg')}" for d in detail
+        )
+    return str(detail or response.text or response.reason_phrase)
