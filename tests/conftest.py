@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -45,16 +47,28 @@ async def _admin(url: str, sql: str) -> None:
         await engine.dispose()
 
 
+@pytest.fixture
+def postgres_url(postgres: str) -> Iterator[str]:
+    """A database of its own on the session's PostgreSQL server, dropped after the test (on a
+    loop of its own, so that any fixture, async or not, can ask for it)."""
+    name = f"history_{uuid.uuid4().hex}"
+    _apart(_admin(postgres, f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _apart(_admin(postgres, f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def _apart(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to its end on a loop in a thread of its own, whatever loop runs here."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, work).result()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A history store URL with nothing in it yet."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
-        return
-    server: str = request.getfixturevalue("postgres")
-    name = f"history_{uuid.uuid4().hex}"
-    await _admin(server, f"CREATE DATABASE {name}")
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await _admin(server, f"DROP DATABASE {name} WITH (FORCE)")
+        return f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

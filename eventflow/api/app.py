@@ -4,7 +4,8 @@ serve a dev instance and a Kafka deployment."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -19,9 +20,26 @@ from ..events import (
     encode,
     version_now,
 )
+from ..history.models import (
+    CheckOutcome,
+    DeadLetterRecord,
+    EventRecord,
+    Freshness,
+    Lineage,
+    LogLine,
+    Page,
+    PipelineRun,
+    RunDetail,
+    RunStatus,
+    TaskAttempt,
+)
 from ..operations import Operations
 from . import models
 from .auth import guard
+
+T = TypeVar("T")
+#: The longest page a list endpoint returns.
+PAGE_MAX = 1000
 
 
 def create_app(ops: Operations, token: str) -> FastAPI:
@@ -82,6 +100,126 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         kafka = settings.kafka_bootstrap is not None
         return models.Submitted(id=done.id, status="published" if kafka else "accepted")
 
+    history = ops.history
+
+    @reads.get("/runs", tags=["runs"])
+    async def runs(
+        pipeline: str | None = None,
+        partition: str | None = None,
+        status: RunStatus | None = None,
+        since: Annotated[datetime | None, Query(description="Started at or after.")] = None,
+        until: Annotated[datetime | None, Query(description="Started before.")] = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+        cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    ) -> Page[PipelineRun]:
+        """Pipeline runs, newest first."""
+        return await history.runs(
+            pipeline=pipeline,
+            partition=partition,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    @reads.get("/runs/{run_id}", tags=["runs"], responses={404: {"model": models.Problem}})
+    async def run(run_id: str) -> RunDetail:
+        """A pipeline run with every task attempt, in the order they were requested."""
+        return _found(await history.run(run_id), f"no pipeline run {run_id!r}")
+
+    @reads.get("/attempts/{run_id}", tags=["runs"], responses={404: {"model": models.Problem}})
+    async def attempt(run_id: str) -> TaskAttempt:
+        """One task attempt by its run id."""
+        return _found(await history.attempt(run_id), f"no task attempt {run_id!r}")
+
+    @reads.get("/attempts/{run_id}/logs", tags=["runs"])
+    async def logs(run_id: str) -> list[LogLine]:
+        """What the attempt logged (or printed), in order."""
+        return await history.logs(run_id)
+
+    @reads.get("/pipelines/{name}/tasks/{task}/attempts", tags=["runs"])
+    async def task_attempts(
+        name: str,
+        task: str,
+        partition: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> list[TaskAttempt]:
+        """A task's attempts, newest first."""
+        return await history.attempts(name, task, partition=partition, limit=limit)
+
+    @reads.get("/datasets", tags=["datasets"])
+    async def datasets() -> list[Freshness]:
+        """The newest version of every dataset partition, with its age."""
+        return await history.freshness()
+
+    @reads.get("/datasets/{name}", tags=["datasets"], responses={404: {"model": models.Problem}})
+    async def dataset(
+        name: str,
+        partition: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> models.DatasetHistory:
+        """A dataset's freshness per partition and its versions, newest first."""
+        if name not in app.datasets:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {name!r}")
+        return models.DatasetHistory(
+            name=name,
+            freshness=await history.freshness(name),
+            versions=await history.versions(name, partition=partition, limit=limit),
+            checks=await history.checks(dataset=name, partition=partition, limit=limit),
+        )
+
+    @reads.get(
+        "/datasets/{name}/lineage", tags=["datasets"], responses={404: {"model": models.Problem}}
+    )
+    async def lineage(
+        name: str,
+        version: int,
+        partition: str = "",
+        depth: Annotated[int, Query(ge=0, le=10)] = 3,
+    ) -> Lineage:
+        """Which input versions made a version, and which runs consumed it, `depth` steps."""
+        found = await history.lineage(name, partition, version, depth=depth)
+        return _found(found, f"no version {version} of {name!r} in partition {partition!r}")
+
+    @reads.get("/checks", tags=["datasets"])
+    async def checks(
+        dataset: str | None = None,
+        partition: str | None = None,
+        passed: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> list[CheckOutcome]:
+        """Check outcomes, newest first."""
+        return await history.checks(
+            dataset=dataset, partition=partition, passed=passed, limit=limit
+        )
+
+    @reads.get("/deadletters", tags=["events"])
+    async def dead_letters(
+        since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100
+    ) -> list[DeadLetterRecord]:
+        """Input refused as malformed or invalid, with the reason, newest first."""
+        return await history.dead_letters(since=since, limit=limit)
+
+    @reads.get("/events", tags=["events"])
+    async def events(
+        type: Annotated[list[str] | None, Query(description="Event types to keep.")] = None,
+        pipeline: str | None = None,
+        dataset: str | None = None,
+        after: Annotated[int | None, Query(description="`seq` of the last event seen.")] = None,
+        since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> list[EventRecord]:
+        """Events as the history holds them, oldest first after `after`."""
+        return await history.events(
+            types=type or (),
+            pipeline=pipeline,
+            dataset=dataset,
+            after_seq=after,
+            since=since,
+            limit=limit,
+        )
+
     @reads.get("/events/stream", tags=["events"], response_class=EventSourceResponse)
     async def stream(
         type: Annotated[list[str] | None, Query(description="Event types to keep.")] = None,
@@ -108,6 +246,12 @@ def create_app(ops: Operations, token: str) -> FastAPI:
     api.include_router(reads)
     api.include_router(writes)
     return api
+
+
+def _found(found: T | None, missing: str) -> T:
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, missing)
+    return found
 
 
 def _dataset_of(event: Event) -> str | None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from ..definitions import App
 from ..events import MAX_NAME, MAX_VERSION, Metadata
+from ..history.models import CheckOutcome, DatasetVersionRecord, Freshness
 
 
 class TaskInfo(BaseModel):
@@ -67,6 +68,13 @@ class Submitted(BaseModel):
         description="`accepted`: decided by a dev instance; `published`: on Kafka, to be "
         "decided by the coordinator."
     )
+
+
+class DatasetHistory(BaseModel):
+    name: str
+    freshness: list[Freshness] = Field(description="The newest version of each partition.")
+    versions: list[DatasetVersionRecord] = Field(description="Versions, newest first.")
+    checks: list[CheckOutcome] = Field(description="Check outcomes, newest first.")
 
 
 class Problem(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..definitions import App
 from ..events import Event
+from ..history import HistoryStore
 from ..lifecycle import Service
 from ..settings import Settings
 
@@ -70,14 +71,17 @@ class Fanout:
 
 
 class Operations(Service):
-    """A running eventflow as operators see it."""
+    """A running eventflow as operators see it: its history, its live events, and what can be
+    handed in."""
 
     name = "operations"
 
-    def __init__(self, app: App, settings: Settings) -> None:
+    def __init__(self, app: App, settings: Settings, history: HistoryStore) -> None:
         super().__init__()
         self.app = app
         self.settings = settings
+        #: The projection of the event log that history queries read.
+        self.history = history
 
     @abstractmethod
     async def submit(self, event: Event) -> Submitted:

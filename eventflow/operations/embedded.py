@@ -15,7 +15,7 @@ class EmbeddedOperations(Operations):
     name = "operations (embedded)"
 
     def __init__(self, runtime: EmbeddedRuntime) -> None:
-        super().__init__(runtime.app, runtime.settings)
+        super().__init__(runtime.app, runtime.settings, runtime.history.history)
         self.runtime = runtime
 
     async def _open(self) -> None:

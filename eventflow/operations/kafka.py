@@ -4,13 +4,16 @@ replica of the coordinators' state to explain from."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ..definitions import App
 from ..events import Event, encode
 from ..kafka.clients import KafkaPublisher, KafkaSubscriber
+from ..kafka.history import HistoryProjector
 from ..kafka.replica import StateReplica
 from ..kafka.signing import Signer
+from ..lifecycle import Service
 from ..settings import Settings
 from ..topics import TOPICS, destination
 from .base import Fanout, Feed, Operations, Submitted
@@ -27,8 +30,9 @@ class KafkaOperations(Operations):
     name = "operations (kafka)"
 
     def __init__(self, app: App, settings: Settings) -> None:
-        super().__init__(app, settings)
         Signer.of(settings, required_by="eventflow server")
+        self.projector = HistoryProjector(settings, app=app)
+        super().__init__(app, settings, self.projector.store)
         self.publisher = KafkaPublisher(settings)
         self.reader = KafkaSubscriber(settings, topic=EVENT_TOPICS)
         self.fanout = Fanout()
@@ -37,22 +41,35 @@ class KafkaOperations(Operations):
     async def _open(self) -> None:
         await self.publisher.start()
         await self.reader.start()
-        await self.replica.start()
+        for part in self.parts:
+            await part.start()
         self.spawn(self._follow(), "eventflow live feed")
-        self.spawn(self._replicate(), "eventflow state replica")
+        self.spawn(self._watch(), "eventflow operations")
 
     async def _close(self) -> None:
         await self._stop_loops()
-        await self.replica.stop()
+        for part in reversed(self.parts):
+            await part.stop()
         await self.reader.stop()
         await self.publisher.stop()
 
-    async def _replicate(self) -> None:
-        """Ready once the replica has caught up; failed if it fails."""
-        await self.replica.ready.wait()
+    @property
+    def parts(self) -> list[Service]:
+        return [self.projector, self.replica]
+
+    async def _watch(self) -> None:
+        """Ready once the history and the replica have caught up; failed if one fails."""
+        for part in self.parts:
+            await part.ready.wait()
         self.ready.set()
-        await self.replica.failed.wait()
-        raise RuntimeError(f"the state replica failed: {self.replica.error}")
+        failures = [asyncio.ensure_future(part.failed.wait()) for part in self.parts]
+        try:
+            await asyncio.wait(failures, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in failures:
+                waiting.cancel()
+        failed = next(part for part in self.parts if part.failed.is_set())
+        raise RuntimeError(f"{failed.name} failed: {failed.error}")
 
     async def _follow(self) -> None:
         async for event in self.reader.events():

@@ -68,17 +68,38 @@ class Api:
         return self.harness.coordinator.engine
 
 
-@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+@pytest.fixture
+def api_app() -> ef.App:
+    """The App the API serves; a test module may override it."""
+    return app()
+
+
+KAFKA = pytest.mark.kafka
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("embedded", "sqlite"), id="embedded"),
+        pytest.param(("kafka", "sqlite"), id="kafka", marks=KAFKA),
+    ]
+)
+async def api(
+    request: pytest.FixtureRequest, tmp_path: Path, api_app: ef.App
+) -> AsyncIterator[Api]:
+    """The API of a runtime (embedded or Kafka) with its history in SQLite or PostgreSQL, as
+    `request.param` says."""
+    runtime, store = request.param
     settings: dict[str, Any] = {"api_port": 0, "api_token": SecretStr(TOKEN)}
+    if store == "postgresql":
+        settings["history_url"] = request.getfixturevalue("postgres_url")
     harness: Harness
     ops: Operations
-    if request.param == "kafka":
+    if runtime == "kafka":
         broker: Broker = request.getfixturevalue("kafka")
-        harness = KafkaHarness(app(), broker.bootstrap, **settings)
+        harness = KafkaHarness(api_app, broker.bootstrap, **settings)
         ops = KafkaOperations(harness.app, harness.settings)
     else:
-        harness = EmbeddedHarness(app(), tmp_path / "home", **settings)
+        harness = EmbeddedHarness(api_app, tmp_path / "home", **settings)
         ops = EmbeddedOperations(harness.runtime)
     server = ApiServer(ops, token=TOKEN)
     async with harness, ops, server:
@@ -86,3 +107,12 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
             yield Api(client, harness, server)
+
+
+#: Every runtime on every history store, for the tests of history queries.
+EVERYWHERE = [
+    pytest.param(("embedded", "sqlite"), id="embedded-sqlite"),
+    pytest.param(("embedded", "postgresql"), id="embedded-postgresql"),
+    pytest.param(("kafka", "sqlite"), id="kafka-sqlite", marks=KAFKA),
+    pytest.param(("kafka", "postgresql"), id="kafka-postgresql", marks=KAFKA),
+]
