@@ -24,11 +24,13 @@ from ..events import (
     DatasetVersion,
     Event,
     Payload,
+    PipelineActionData,
     PipelineInputData,
     PipelineRunData,
     PipelineRunFailed,
     PipelineRunStarted,
     PipelineRunSucceeded,
+    TaskFailed,
     TaskFailedData,
     TaskOutcome,
     TaskProgressData,
@@ -43,9 +45,11 @@ from .state import (
     Dispatch,
     InputState,
     PartitionState,
+    Pause,
     PipelineState,
     Publish,
     Release,
+    Rerun,
     RunState,
     TaskRun,
     Wake,
@@ -55,10 +59,14 @@ from .state import (
 TIMEOUT_GRACE_S = 2.0
 
 
-def run_key(task: str, partition: str, inputs: dict[str, int]) -> str:
-    """Identity of a task run's input versions: equal inputs, equal key, never a second run."""
-    canonical = "|".join([task, partition, *(f"{d}={v}" for d, v in sorted(inputs.items()))])
-    return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+def run_key(task: str, partition: str, inputs: dict[str, int], rerun: int = 0) -> str:
+    """Identity of a task run's input versions: equal inputs, equal key, never a second run.
+    An operator's rerun salts it with the partition's rerun counter, so the rerun's ids differ
+    from every earlier one (workers skip a run id they have finished)."""
+    parts = [task, partition, *(f"{d}={v}" for d, v in sorted(inputs.items()))]
+    if rerun:
+        parts.append(f"rerun={rerun}")
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
 
 
 def run_id(task: str, partition: str, key: str, attempt: int) -> str:
@@ -144,6 +152,141 @@ class Runs:
                     d.dirty.add(key)
         return d
 
+    # -- operators' actions ----------------------------------------------------------------------
+    def on_action(self, st: PipelineState, data: PipelineActionData, now: float) -> Decision:
+        """Pause, resume, rerun or cancel. Raises `EventError`, before any state changes, for an
+        action that cannot be carried out, saying why (the operator reads it in the dead
+        letter, or as the reply of a dev instance)."""
+        d = Decision()
+        if data.action == "pause":
+            if st.paused is not None:
+                raise EventError(
+                    f"pipeline {st.name!r} is already paused (by {st.paused.operator}: "
+                    f"{st.paused.reason})"
+                )
+            st.paused = Pause(data.operator, data.reason, now)
+            d.header = True
+        elif data.action == "resume":
+            if st.paused is None:
+                raise EventError(f"pipeline {st.name!r} is not paused")
+            st.paused = None
+            d.header = True
+            self._resume(st, now, d)
+        elif data.action == "cancel":
+            self._cancel(st, data, now, d)
+        else:
+            self._rerun(st, data, now, d)
+        return d
+
+    def _resume(self, st: PipelineState, now: float, d: Decision) -> None:
+        """What was held while paused: the runs in progress go on, partitions waiting for a
+        slot get the free ones, then every other partition is evaluated (inputs that arrived
+        meanwhile trigger once per partition), and the retries that came due are asked for."""
+        tasks = self.app.pipelines[st.name].tasks
+        for key in list(st.active):
+            self._evaluate(st, key, tasks, now, d)
+        self._admit_waiting(st, now, d)
+        for key in list(st.partitions):
+            if key not in st.active and key not in st.waiting:
+                self._evaluate(st, key, tasks, now, d)
+        for key in list(st.active):
+            self._finish_if_done(st, key, now, d)
+        wake = self.next_wake(st)
+        if wake is not None:
+            d.commands.append(Wake(wake, st.name))
+
+    def _rerun(self, st: PipelineState, data: PipelineActionData, now: float, d: Decision) -> None:
+        key = data.partition
+        part = st.partitions.get(key)
+        if data.action == "rerun_task":
+            task = self.app.tasks.get(data.task or "")
+            if task is None or task.pipeline != st.name:
+                raise EventError(f"pipeline {st.name!r} has no task {data.task!r}")
+            names = [task.name]
+        else:
+            if part is not None and part.run is not None:
+                raise EventError(
+                    f"pipeline {st.name!r} has run {part.run.run_id!r} in progress in partition "
+                    f"{key!r}: cancel it first, or rerun single tasks"
+                )
+            names = [t.name for t in self.entry_tasks(st.name) if part and t.name in part.runs]
+            if not names:
+                raise EventError(f"pipeline {st.name!r} never ran in partition {key!r}")
+        for name in names:
+            tr = part.runs.get(name) if part is not None else None
+            if part is None or tr is None:
+                raise EventError(f"task {name!r} never ran in partition {key!r}")
+            if tr.status in IN_FLIGHT:
+                raise EventError(
+                    f"task {name!r} is in flight in partition {key!r} ({tr.status}, run "
+                    f"{tr.run_id!r}): wait for it to end, or cancel the run"
+                )
+            if name in part.reruns:
+                raise EventError(f"a rerun of task {name!r} in partition {key!r} already waits")
+        assert part is not None
+        cause = data.describe()
+        for name in names:
+            part.rerun_seq += 1
+            part.reruns[name] = Rerun(part.rerun_seq, cause)
+            if part.run is not None:  # its earlier failure in this run is superseded
+                failed = f"task {name!r} failed"
+                part.run.failures = [f for f in part.run.failures if not f.startswith(failed)]
+        d.dirty.add(key)
+        self._evaluate(st, key, [self.app.tasks[n] for n in names], now, d)
+
+    def _cancel(self, st: PipelineState, data: PipelineActionData, now: float, d: Decision) -> None:
+        """The active run ends failed, its attempts in flight stopped and not retried; a
+        partition waiting for a run slot stops waiting, and what it waited for is dropped."""
+        key = data.partition
+        part = st.partitions.get(key)
+        run = part.run if part is not None else None
+        if part is None or (run is None and key not in st.waiting):
+            raise EventError(
+                f"pipeline {st.name!r} has no run in progress or waiting in partition {key!r}"
+            )
+        cause = data.describe()
+        tasks = self.app.pipelines[st.name].tasks
+        d.dirty.add(key)
+        part.reruns.clear()
+        if run is None:
+            st.waiting.remove(key)
+            for task in tasks:
+                versions = self.fresh_inputs(st, part, task)
+                if versions is not None and task.partitioning.partitioned != (key == UNPARTITIONED):
+                    part.consumed[task.name] = versions
+            return
+        for name in run.tasks:
+            tr = part.runs[name]
+            if tr.status not in IN_FLIGHT:
+                continue
+            task = self.app.tasks[name]
+            if tr.status in ("queued", "running"):
+                d.commands.append(Release(tr.run_id, task.pool))
+                failed = TaskFailedData(
+                    run_id=tr.run_id,
+                    task=name,
+                    pipeline=st.name,
+                    partition=key,
+                    attempt=tr.attempt,
+                    worker=tr.worker or "",
+                    error=cause,
+                    kind="cancelled",
+                    retriable=False,
+                )
+                d.commands.append(Publish(self._event(TaskFailed, failed, run.run_id)))
+            tr.status = "failed"
+            tr.error = cause
+            tr.retry_at = None
+        # Outputs of this run still on their way through the router: its consumers here do not
+        # run on them when they arrive.
+        for ds, version in run.expected.items():
+            for consumer in self.app.consumers.get(ds, ()):
+                if consumer.pipeline == st.name:
+                    part.consumed.setdefault(consumer.name, {})[ds] = version
+        run.expected.clear()
+        run.failures.insert(0, cause)
+        self._finish_if_done(st, key, now, d, hold=False)
+
     def on_input(self, st: PipelineState, data: PipelineInputData, now: float) -> Decision:
         """A routed dataset version (after its checks) for a pipeline that consumes it."""
         d = Decision()
@@ -153,15 +296,19 @@ class Runs:
         if run is not None and expected:
             del run.expected[data.dataset]
             d.dirty.add(data.partition)
+        known = part.inputs.get(data.dataset)
         if not data.accepted:
             if run is not None and expected:
                 run.failures.append(f"{data.dataset}@{data.version} rejected: {data.reason}")
                 run.blocked.append(data.dataset)
+            if known is None or data.version > known.version:
+                part.rejected[data.dataset] = (data.version, data.reason)  # for `explain`
+                d.dirty.add(data.partition)
             self._finish_if_done(st, data.partition, now, d)
             return d
-        known = part.inputs.get(data.dataset)
         if known is None or data.version > known.version:
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
+            part.rejected.pop(data.dataset, None)
             d.dirty.add(data.partition)
             consumers = [
                 t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name
@@ -271,7 +418,8 @@ class Runs:
             for name, tr in list(part.runs.items()):
                 task = self.app.tasks[name]
                 if tr.status == "retry_wait" and tr.retry_at is not None and tr.retry_at <= now:
-                    self._request(st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d)
+                    if st.paused is None:
+                        self._retry(st, key, task, tr, now, d)
                 elif tr.status == "running" and tr.started_at is not None and judging:
                     timeout = self.app.timeout_of(task, self.default_timeout_s)
                     kind: Literal["timeout", "lost"]
@@ -323,7 +471,8 @@ class Runs:
         for key in st.active:
             for name, tr in st.partitions[key].runs.items():
                 if tr.status == "retry_wait" and tr.retry_at is not None:
-                    times.append(tr.retry_at)
+                    if st.paused is None:  # a resume asks for the wake again
+                        times.append(tr.retry_at)
                 elif tr.status == "running":
                     seen = tr.seen_at or tr.requested_at
                     deadline = self._deadline(self.app.tasks[name], tr, seen)
@@ -334,49 +483,91 @@ class Runs:
     def _evaluate(
         self, st: PipelineState, key: str, tasks: list[Task], now: float, d: Decision
     ) -> None:
+        if st.paused is not None:
+            return  # the inputs are kept; `resume` evaluates every partition
         part = st.partitions.get(key)
         if part is None:
             return
         for task in tasks:
-            if task.partitioning.partitioned == (key == UNPARTITIONED):
-                continue
-            current = part.runs.get(task.name)
-            if current is not None and current.status in IN_FLIGHT:
-                continue
-            versions = self._fresh_inputs(st, part, task)
+            versions = self.wanted(st, key, part, task)
             if versions is None:
                 continue
             run = part.run
             if run is None:
-                limit = self.app.pipelines[st.name].max_active_runs
-                if limit is not None and len(st.active) >= limit:
+                if not self.slot_free(st):
                     if key not in st.waiting:
                         st.waiting.append(key)
                     return
                 run = self._start_run(st, key, now, d)
-            self._request(st, key, task, versions, 1, run.run_id, now, d)
+            rerun = part.reruns.pop(task.name, None)
+            if rerun is not None and rerun.cause not in run.causes:
+                run.causes.append(rerun.cause)
+            salt = rerun.salt if rerun is not None else 0
+            self._request(st, key, task, versions, 1, run.run_id, now, d, rerun=salt)
 
-    def _fresh_inputs(
-        self, st: PipelineState, part: PartitionState, task: Task
+    def wanted(
+        self, st: PipelineState, key: str, part: PartitionState, task: Task
     ) -> dict[str, int] | None:
-        """Input versions to run on, or None when the trigger rule is not met."""
+        """The input versions `task` would run on in this partition now that a run slot is
+        free and the pipeline not paused, or None: it runs elsewhere, is in flight, or neither
+        an operator's rerun nor its trigger rule asks for it."""
+        if task.partitioning.partitioned == (key == UNPARTITIONED):
+            return None
+        current = part.runs.get(task.name)
+        if current is not None and current.status in IN_FLIGHT:
+            return None
+        if current is not None and task.name in part.reruns:
+            return dict(current.inputs)
+        return self.fresh_inputs(st, part, task)
+
+    def slot_free(self, st: PipelineState) -> bool:
+        """Whether a new pipeline run may start (`max_active_runs`)."""
+        limit = self.app.pipelines[st.name].max_active_runs
+        return limit is None or len(st.active) < limit
+
+    def fresh_inputs(
+        self,
+        st: PipelineState,
+        part: PartitionState,
+        task: Task,
+        seen: list[tuple[str, InputState | None, int | None]] | None = None,
+    ) -> dict[str, int] | None:
+        """Input versions to run on, or None when the trigger rule is not met. `seen`, if
+        given, receives (dataset, latest version known, version last consumed) per input, in
+        the task's order: what `explain` shows of this same verdict."""
         last = part.consumed.get(task.name, {})
         shared = st.partitions.get(UNPARTITIONED)
         versions: dict[str, int] = {}
         newer = 0
+        met = True
         for ds in task.inputs:
             source = part if self.app.datasets[ds].partitions.partitioned else shared
             have = source.inputs.get(ds) if source is not None else None
+            if seen is not None:
+                seen.append((ds, have, last.get(ds)))
             if have is None:
                 if task.trigger == "all":
-                    return None
+                    met = False
+                    if seen is None:
+                        return None
                 continue
             versions[ds] = have.version
             if have.version > last.get(ds, -1):
                 newer += 1
             elif task.trigger == "all":
-                return None
-        return versions if newer else None
+                met = False
+                if seen is None:
+                    return None
+        return versions if newer and met else None
+
+    def entry_tasks(self, pipeline: str) -> list[Task]:
+        """Tasks of the pipeline whose inputs no task of the same pipeline produces."""
+        found = []
+        for task in self.app.pipelines[pipeline].tasks:
+            producers = (self.app.producer.get(ds) for ds in task.inputs)
+            if all(p is None or p.pipeline != pipeline for p in producers):
+                found.append(task)
+        return found
 
     def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
         part = st.partitions[key]
@@ -396,6 +587,13 @@ class Runs:
         d.commands.append(Publish(self._event(PipelineRunStarted, data, run.run_id)))
         return run
 
+    def _retry(
+        self, st: PipelineState, key: str, task: Task, tr: TaskRun, now: float, d: Decision
+    ) -> None:
+        self._request(
+            st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d, rerun=tr.rerun
+        )
+
     def _request(
         self,
         st: PipelineState,
@@ -406,9 +604,11 @@ class Runs:
         pipeline_run: str,
         now: float,
         d: Decision,
+        *,
+        rerun: int = 0,
     ) -> None:
         part = st.partitions[key]
-        rkey = run_key(task.name, key, versions)
+        rkey = run_key(task.name, key, versions, rerun)
         part.consumed[task.name] = dict(versions)
         tr = part.runs[task.name] = TaskRun(
             run_id=run_id(task.name, key, rkey, attempt),
@@ -418,6 +618,7 @@ class Runs:
             inputs=dict(versions),
             pipeline_run=pipeline_run,
             requested_at=now,
+            rerun=rerun,
         )
         run = part.run
         if run is not None and task.name not in run.tasks:
@@ -479,13 +680,25 @@ class Runs:
             tries = f" after {tr.attempt} attempts" if tr.attempt > 1 else ""
             run.failures.append(f"task {task.name!r} failed{tries}: {tr.error}")
 
-    def _finish_if_done(self, st: PipelineState, key: str, now: float, d: Decision) -> None:
+    def _finish_if_done(
+        self, st: PipelineState, key: str, now: float, d: Decision, *, hold: bool = True
+    ) -> None:
+        """End the partition's run if nothing of it is in flight or on its way; `hold` keeps it
+        open while a pause holds back one of its tasks."""
         part = st.partitions.get(key)
         run = part.run if part is not None else None
         if part is None or run is None or run.expected:
             return
         if any(part.runs[t].status in IN_FLIGHT for t in run.tasks):
             return
+        if (
+            hold
+            and st.paused is not None
+            and any(
+                self.wanted(st, key, part, t) is not None for t in self.app.pipelines[st.name].tasks
+            )
+        ):
+            return  # a task of this run is held by the pause: the run goes on after `resume`
         data = PipelineRunData(
             pipeline=st.name,
             partition=key,
@@ -494,7 +707,7 @@ class Runs:
             started_at=_at(run.started_at),
             finished_at=_at(now),
             tasks=self._outcomes(st.name, part, run),
-            reason="; ".join(run.failures),
+            reason="; ".join([*run.causes, *run.failures]),
         )
         kind = PipelineRunFailed if run.failures else PipelineRunSucceeded
         d.commands.append(Publish(self._event(kind, data, run.run_id)))
@@ -502,13 +715,17 @@ class Runs:
         st.active.remove(key)
         d.dirty.add(key)
         tasks = self.app.pipelines[st.name].tasks
-        limit = self.app.pipelines[st.name].max_active_runs
-        while st.waiting and (limit is None or len(st.active) < limit):
+        self._admit_waiting(st, now, d)
+        # Inputs that arrived while this run held the partition may trigger a new run now.
+        self._evaluate(st, key, tasks, now, d)
+
+    def _admit_waiting(self, st: PipelineState, now: float, d: Decision) -> None:
+        """Partitions waiting for a run slot get the free ones, first come first served."""
+        tasks = self.app.pipelines[st.name].tasks
+        while st.waiting and st.paused is None and self.slot_free(st):
             nxt = st.waiting.pop(0)
             self._evaluate(st, nxt, tasks, now, d)
             d.dirty.add(nxt)
-        # Inputs that arrived while this run held the partition may trigger a new run now.
-        self._evaluate(st, key, tasks, now, d)
 
     def _outcomes(self, pipeline: str, part: PartitionState, run: RunState) -> list[TaskOutcome]:
         outcomes: list[TaskOutcome] = []
