@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import Explanation
 from ..definitions import App
 from ..embedded.control import control_allows
 from ..embedded.runtime import EmbeddedRuntime
@@ -94,6 +95,11 @@ class Harness(Lifecycle):
         """An operator's action, sent the way operators' tools send it (the control socket's
         door; signed on Kafka). A dev instance's refusal raises `EventError`; on Kafka it
         becomes a dead letter."""
+        raise NotImplementedError
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        """Why `task` runs, waits or would run in `partition` (`Engine.explain`), from the
+        state the runtime has committed."""
         raise NotImplementedError
 
     async def restart(self) -> None:
@@ -295,6 +301,9 @@ class EmbeddedHarness(Harness):
         if receipt.dead_letter is not None:
             raise EventError(receipt.dead_letter)
 
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        return await self.runtime.explain(pipeline, task, partition)
+
     async def wait_idle(self, timeout: float = 30) -> None:
         await asyncio.wait_for(self.runtime.wait_idle(), timeout)
         self._drain()
@@ -427,6 +436,12 @@ class KafkaHarness(Harness):
         await self._publisher().act(
             pipeline, action, reason=reason, operator=operator, partition=partition, task=task
         )
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        from ..kafka.changelog import explain
+        from ..kafka.config import KafkaConfig
+
+        return await explain(self.app, KafkaConfig(self.settings), pipeline, task, partition)
 
     async def wait_idle(self, timeout: float = 60) -> None:
         """Every input processed and no run in progress, twice in a row 50 ms apart. Kafka
