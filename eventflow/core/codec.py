@@ -38,7 +38,9 @@ def pool_key(pool: str) -> bytes:
 
 def header(engine: Engine, pipeline: str) -> bytes:
     pst = engine.pipelines[pipeline]
-    return orjson.dumps({"active": pst.active, "waiting": pst.waiting, "paused": pst.paused})
+    return orjson.dumps(
+        {"active": pst.active, "waiting": pst.waiting, "paused": pst.paused, "acted": pst.acted}
+    )
 
 
 def changes(engine: Engine, fx: Effects) -> list[Record]:
@@ -67,6 +69,8 @@ class Snapshot:
     headers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     #: pipeline -> who paused it (None: not paused), from its header
     pauses: dict[str, Pause | None] = field(default_factory=dict)
+    #: pipeline -> ids of the operators' actions carried out last, from its header
+    acted: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
     #: pool -> its serialized gate state (small; the gate decodes it)
     pools: dict[str, bytes] = field(default_factory=dict)
@@ -86,6 +90,7 @@ class Snapshot:
             self.headers[rest] = (head["active"], head["waiting"])
             paused = head.get("paused")  # absent from headers written before pauses existed
             self.pauses[rest] = Pause(**paused) if paused is not None else None
+            self.acted[rest] = head.get("acted", [])
         elif kind == "d":
             dataset, _, partition = rest.partition(SEP)
             self.datasets[(dataset, partition)] = load_dataset(value)
@@ -114,6 +119,7 @@ class Snapshot:
                 pst.active = [k for k in active if k in present]
                 pst.waiting = [k for k in waiting if k in present]
                 pst.paused = self.pauses.get(name)
+                pst.acted = self.acted.get(name, [])
         for where, dst in self.datasets.items():
             if merge:
                 engine.datasets.setdefault(where, dst)

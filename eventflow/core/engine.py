@@ -160,7 +160,7 @@ class Engine:
             return self._effects(decision, dataset=reset.dataset)
         if isinstance(event, PipelineAction):
             pst = self._pipeline(event.data.pipeline)
-            return self._effects(self.runs.on_action(pst, event.data, now), pst.name)
+            return self._effects(self.runs.on_action(pst, event.data, now, event.id), pst.name)
         if isinstance(event, DeadLetter):
             return Effects()  # logged, not decided on
         if isinstance(event, TaskFailed) and event.data.kind == "cancelled":

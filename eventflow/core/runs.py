@@ -57,6 +57,8 @@ from .state import (
 
 #: Extra time a worker gets to report its own timeout before declaring it.
 TIMEOUT_GRACE_S = 2.0
+#: Operators' actions per pipeline whose ids are kept to refuse a repeat.
+ACTIONS_KEPT = 64
 
 
 def run_key(task: str, partition: str, inputs: dict[str, int], rerun: int = 0) -> str:
@@ -153,10 +155,21 @@ class Runs:
         return d
 
     # -- operators' actions ----------------------------------------------------------------------
-    def on_action(self, st: PipelineState, data: PipelineActionData, now: float) -> Decision:
+    def on_action(
+        self, st: PipelineState, data: PipelineActionData, now: float, action_id: str
+    ) -> Decision:
         """Pause, resume, rerun or cancel. Raises `EventError`, before any state changes, for an
         action that cannot be carried out, saying why (the operator reads it in the dead
-        letter, or as the reply of a dev instance)."""
+        letter, or as the reply of a dev instance). An action is carried out once: the same
+        event sent again (a retried send, a replay) is refused by its id."""
+        if action_id in st.acted:
+            raise EventError(f"action {action_id!r} was carried out already")
+        d = self._act(st, data, now)
+        st.acted = [*st.acted[1 - ACTIONS_KEPT :], action_id]
+        d.header = True
+        return d
+
+    def _act(self, st: PipelineState, data: PipelineActionData, now: float) -> Decision:
         d = Decision()
         if data.action == "pause":
             if st.paused is not None:

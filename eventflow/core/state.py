@@ -109,6 +109,9 @@ class PipelineState:
     waiting: list[str] = field(default_factory=list)
     #: Set while an operator has the pipeline paused; kept in its header record.
     paused: Pause | None = None
+    #: Ids of the last operators' actions carried out (`ACTIONS_KEPT`), so a replayed one is
+    #: refused rather than carried out twice; kept in the header record.
+    acted: list[str] = field(default_factory=list)
 
     def partition(self, key: str) -> PartitionState:
         found = self.partitions.get(key)

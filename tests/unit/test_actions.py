@@ -355,3 +355,23 @@ def test_actions_come_in_through_the_control_socket_and_signed_on_kafka() -> Non
         signer.check(topic, event, raw, [])
     signer.check(topic, event, raw, signer.headers(topic, raw))
     assert destination(event) == (topic, "p")
+
+
+def test_the_same_action_sent_again_is_refused_even_after_a_restart() -> None:
+    sim = Sim(chain_app())
+    sim.send(produced("raw", D, 1))
+    sim.run_all()
+    rerun = pipeline_action("p", "rerun_task", partition=D, task="first", reason="r", operator="o")
+    fx = sim.engine.handle(rerun, sim.now)
+    assert [r.task for r in fx.dispatch] == ["first"]
+    sim.queue.extend(fx.dispatch)
+    sim.run_all()
+    with pytest.raises(EventError, match="carried out already"):
+        sim.engine.handle(rerun, sim.now)
+    snapshot = Snapshot()
+    for key, value in codec.changes(sim.engine, fx):
+        snapshot.add(key.decode(), value)
+    restarted = Engine(chain_app())
+    snapshot.install(restarted)
+    with pytest.raises(EventError, match="carried out already"):
+        restarted.handle(rerun, sim.now)
