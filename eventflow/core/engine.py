@@ -31,6 +31,7 @@ from ..events import (
     TaskStarted,
     TaskSucceeded,
 )
+from .actions import Actions
 from .explain import Explanation, explain
 from .pools import PoolGate
 from .router import Router
@@ -112,6 +113,7 @@ class Engine:
             heartbeat_timeout_s=heartbeat_timeout_s,
             source=source,
         )
+        self.actions = Actions(self.runs)
         self.router = Router(app, default_timeout_s=default_timeout_s, source=source)
         self.gate = PoolGate({p.name: p.slots for p in app.pools.values()})
         self.pipelines: dict[str, PipelineState] = {}
@@ -160,7 +162,8 @@ class Engine:
             return self._effects(decision, dataset=reset.dataset)
         if isinstance(event, PipelineAction):
             pst = self._pipeline(event.data.pipeline)
-            return self._effects(self.runs.on_action(pst, event.data, now, event.id), pst.name)
+            decision = self.actions.on_action(pst, event.data, now, event.id)
+            return self._effects(decision, pst.name)
         if isinstance(event, DeadLetter):
             return Effects()  # logged, not decided on
         if isinstance(event, TaskFailed) and event.data.kind == "cancelled":

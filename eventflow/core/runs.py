@@ -24,13 +24,11 @@ from ..events import (
     DatasetVersion,
     Event,
     Payload,
-    PipelineActionData,
     PipelineInputData,
     PipelineRunData,
     PipelineRunFailed,
     PipelineRunStarted,
     PipelineRunSucceeded,
-    TaskFailed,
     TaskFailedData,
     TaskOutcome,
     TaskProgressData,
@@ -45,11 +43,9 @@ from .state import (
     Dispatch,
     InputState,
     PartitionState,
-    Pause,
     PipelineState,
     Publish,
     Release,
-    Rerun,
     RunState,
     TaskRun,
     Wake,
@@ -57,8 +53,6 @@ from .state import (
 
 #: Extra time a worker gets to report its own timeout before declaring it.
 TIMEOUT_GRACE_S = 2.0
-#: Operators' actions per pipeline whose ids are kept to refuse a repeat.
-ACTIONS_KEPT = 64
 
 
 def run_key(task: str, partition: str, inputs: dict[str, int], rerun: int = 0) -> str:
@@ -154,152 +148,6 @@ class Runs:
                     d.dirty.add(key)
         return d
 
-    # -- operators' actions ----------------------------------------------------------------------
-    def on_action(
-        self, st: PipelineState, data: PipelineActionData, now: float, action_id: str
-    ) -> Decision:
-        """Pause, resume, rerun or cancel. Raises `EventError`, before any state changes, for an
-        action that cannot be carried out, saying why (the operator reads it in the dead
-        letter, or as the reply of a dev instance). An action is carried out once: the same
-        event sent again (a retried send, a replay) is refused by its id."""
-        if action_id in st.acted:
-            raise EventError(f"action {action_id!r} was carried out already")
-        d = self._act(st, data, now)
-        st.acted = [*st.acted[1 - ACTIONS_KEPT :], action_id]
-        d.header = True
-        return d
-
-    def _act(self, st: PipelineState, data: PipelineActionData, now: float) -> Decision:
-        d = Decision()
-        if data.action == "pause":
-            if st.paused is not None:
-                raise EventError(
-                    f"pipeline {st.name!r} is already paused (by {st.paused.operator}: "
-                    f"{st.paused.reason})"
-                )
-            st.paused = Pause(data.operator, data.reason, now)
-            d.header = True
-        elif data.action == "resume":
-            if st.paused is None:
-                raise EventError(f"pipeline {st.name!r} is not paused")
-            st.paused = None
-            d.header = True
-            self._resume(st, now, d)
-        elif data.action == "cancel":
-            self._cancel(st, data, now, d)
-        else:
-            self._rerun(st, data, now, d)
-        return d
-
-    def _resume(self, st: PipelineState, now: float, d: Decision) -> None:
-        """What was held while paused: the runs in progress go on, partitions waiting for a
-        slot get the free ones, then every other partition is evaluated (inputs that arrived
-        meanwhile trigger once per partition), and the retries that came due are asked for."""
-        tasks = self.app.pipelines[st.name].tasks
-        for key in list(st.active):
-            self._evaluate(st, key, tasks, now, d)
-        self._admit_waiting(st, now, d)
-        for key in list(st.partitions):
-            if key not in st.active and key not in st.waiting:
-                self._evaluate(st, key, tasks, now, d)
-        for key in list(st.active):
-            self._finish_if_done(st, key, now, d)
-        wake = self.next_wake(st)
-        if wake is not None:
-            d.commands.append(Wake(wake, st.name))
-
-    def _rerun(self, st: PipelineState, data: PipelineActionData, now: float, d: Decision) -> None:
-        key = data.partition
-        part = st.partitions.get(key)
-        if data.action == "rerun_task":
-            task = self.app.tasks.get(data.task or "")
-            if task is None or task.pipeline != st.name:
-                raise EventError(f"pipeline {st.name!r} has no task {data.task!r}")
-            names = [task.name]
-        else:
-            if part is not None and part.run is not None:
-                raise EventError(
-                    f"pipeline {st.name!r} has run {part.run.run_id!r} in progress in partition "
-                    f"{key!r}: cancel it first, or rerun single tasks"
-                )
-            names = [t.name for t in self.entry_tasks(st.name) if part and t.name in part.runs]
-            if not names:
-                raise EventError(f"pipeline {st.name!r} never ran in partition {key!r}")
-        for name in names:
-            tr = part.runs.get(name) if part is not None else None
-            if part is None or tr is None:
-                raise EventError(f"task {name!r} never ran in partition {key!r}")
-            if tr.status in IN_FLIGHT:
-                raise EventError(
-                    f"task {name!r} is in flight in partition {key!r} ({tr.status}, run "
-                    f"{tr.run_id!r}): wait for it to end, or cancel the run"
-                )
-            if name in part.reruns:
-                raise EventError(f"a rerun of task {name!r} in partition {key!r} already waits")
-        assert part is not None
-        cause = data.describe()
-        for name in names:
-            part.rerun_seq += 1
-            part.reruns[name] = Rerun(part.rerun_seq, cause)
-            if part.run is not None:  # its earlier failure in this run is superseded
-                failed = f"task {name!r} failed"
-                part.run.failures = [f for f in part.run.failures if not f.startswith(failed)]
-        d.dirty.add(key)
-        self._evaluate(st, key, [self.app.tasks[n] for n in names], now, d)
-
-    def _cancel(self, st: PipelineState, data: PipelineActionData, now: float, d: Decision) -> None:
-        """The active run ends failed, its attempts in flight stopped and not retried; a
-        partition waiting for a run slot stops waiting, and what it waited for is dropped."""
-        key = data.partition
-        part = st.partitions.get(key)
-        run = part.run if part is not None else None
-        if part is None or (run is None and key not in st.waiting):
-            raise EventError(
-                f"pipeline {st.name!r} has no run in progress or waiting in partition {key!r}"
-            )
-        cause = data.describe()
-        tasks = self.app.pipelines[st.name].tasks
-        d.dirty.add(key)
-        part.reruns.clear()
-        if run is None:
-            st.waiting.remove(key)
-            for task in tasks:
-                versions = self.fresh_inputs(st, part, task)
-                if versions is not None and task.partitioning.partitioned != (key == UNPARTITIONED):
-                    part.consumed[task.name] = versions
-            return
-        for name in run.tasks:
-            tr = part.runs[name]
-            if tr.status not in IN_FLIGHT:
-                continue
-            task = self.app.tasks[name]
-            if tr.status in ("queued", "running"):
-                d.commands.append(Release(tr.run_id, task.pool))
-                failed = TaskFailedData(
-                    run_id=tr.run_id,
-                    task=name,
-                    pipeline=st.name,
-                    partition=key,
-                    attempt=tr.attempt,
-                    worker=tr.worker or "",
-                    error=cause,
-                    kind="cancelled",
-                    retriable=False,
-                )
-                d.commands.append(Publish(self._event(TaskFailed, failed, run.run_id)))
-            tr.status = "failed"
-            tr.error = cause
-            tr.retry_at = None
-        # Outputs of this run still on their way through the router: its consumers here do not
-        # run on them when they arrive.
-        for ds, version in run.expected.items():
-            for consumer in self.app.consumers.get(ds, ()):
-                if consumer.pipeline == st.name:
-                    part.consumed.setdefault(consumer.name, {})[ds] = version
-        run.expected.clear()
-        run.failures.insert(0, cause)
-        self._finish_if_done(st, key, now, d, hold=False)
-
     def on_input(self, st: PipelineState, data: PipelineInputData, now: float) -> Decision:
         """A routed dataset version (after its checks) for a pipeline that consumes it."""
         d = Decision()
@@ -317,7 +165,7 @@ class Runs:
             if known is None or data.version > known.version:
                 part.rejected[data.dataset] = (data.version, data.reason)  # for `explain`
                 d.dirty.add(data.partition)
-            self._finish_if_done(st, data.partition, now, d)
+            self.finish_if_done(st, data.partition, now, d)
             return d
         if known is None or data.version > known.version:
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
@@ -328,10 +176,10 @@ class Runs:
             ]
             if data.partition == UNPARTITIONED:
                 for key in list(st.partitions):
-                    self._evaluate(st, key, consumers, now, d)
+                    self.evaluate(st, key, consumers, now, d)
             else:
-                self._evaluate(st, data.partition, consumers, now, d)
-        self._finish_if_done(st, data.partition, now, d)
+                self.evaluate(st, data.partition, consumers, now, d)
+        self.finish_if_done(st, data.partition, now, d)
         return d
 
     def on_started(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
@@ -385,8 +233,8 @@ class Runs:
                 producer=data.run_id,
             )
             d.commands.append(Publish(self._event(DatasetProduced, produced, tr.pipeline_run)))
-        self._evaluate(st, data.partition, [task], now, d)
-        self._finish_if_done(st, data.partition, now, d)
+        self.evaluate(st, data.partition, [task], now, d)
+        self.finish_if_done(st, data.partition, now, d)
         return d
 
     def on_failed(self, st: PipelineState, data: TaskFailedData, now: float) -> Decision:
@@ -397,7 +245,7 @@ class Runs:
             return d
         if tr.run_id == data.run_id and tr.status in ("queued", "running"):
             self._fail(st, data.partition, task, tr, data, now, d)
-            self._finish_if_done(st, data.partition, now, d)
+            self.finish_if_done(st, data.partition, now, d)
         return d
 
     def _ended(self, st: PipelineState, task: Task, data: TaskProgressData) -> Decision:
@@ -456,7 +304,7 @@ class Runs:
                         kind=kind,
                     )
                     self._fail(st, key, task, tr, failure, now, d)
-            self._finish_if_done(st, key, now, d)
+            self.finish_if_done(st, key, now, d)
         wake = self.next_wake(st, judge_from)
         if wake is not None:
             d.commands.append(Wake(wake, st.name))
@@ -493,7 +341,7 @@ class Runs:
         return min(times) if times else None
 
     # -- triggering ------------------------------------------------------------------------------
-    def _evaluate(
+    def evaluate(
         self, st: PipelineState, key: str, tasks: list[Task], now: float, d: Decision
     ) -> None:
         if st.paused is not None:
@@ -572,15 +420,6 @@ class Runs:
                 if seen is None:
                     return None
         return versions if newer and met else None
-
-    def entry_tasks(self, pipeline: str) -> list[Task]:
-        """Tasks of the pipeline whose inputs no task of the same pipeline produces."""
-        found = []
-        for task in self.app.pipelines[pipeline].tasks:
-            producers = (self.app.producer.get(ds) for ds in task.inputs)
-            if all(p is None or p.pipeline != pipeline for p in producers):
-                found.append(task)
-        return found
 
     def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
         part = st.partitions[key]
@@ -693,7 +532,7 @@ class Runs:
             tries = f" after {tr.attempt} attempts" if tr.attempt > 1 else ""
             run.failures.append(f"task {task.name!r} failed{tries}: {tr.error}")
 
-    def _finish_if_done(
+    def finish_if_done(
         self, st: PipelineState, key: str, now: float, d: Decision, *, hold: bool = True
     ) -> None:
         """End the partition's run if nothing of it is in flight or on its way; `hold` keeps it
@@ -728,16 +567,16 @@ class Runs:
         st.active.remove(key)
         d.dirty.add(key)
         tasks = self.app.pipelines[st.name].tasks
-        self._admit_waiting(st, now, d)
+        self.admit_waiting(st, now, d)
         # Inputs that arrived while this run held the partition may trigger a new run now.
-        self._evaluate(st, key, tasks, now, d)
+        self.evaluate(st, key, tasks, now, d)
 
-    def _admit_waiting(self, st: PipelineState, now: float, d: Decision) -> None:
+    def admit_waiting(self, st: PipelineState, now: float, d: Decision) -> None:
         """Partitions waiting for a run slot get the free ones, first come first served."""
         tasks = self.app.pipelines[st.name].tasks
         while st.waiting and st.paused is None and self.slot_free(st):
             nxt = st.waiting.pop(0)
-            self._evaluate(st, nxt, tasks, now, d)
+            self.evaluate(st, nxt, tasks, now, d)
             d.dirty.add(nxt)
 
     def _outcomes(self, pipeline: str, part: PartitionState, run: RunState) -> list[TaskOutcome]:
