@@ -11,7 +11,6 @@ from __future__ import annotations
 from ..definitions import App, Task
 from ..errors import EventError
 from ..events import PipelineActionData, TaskFailed, TaskFailedData
-from ..partitions import UNPARTITIONED
 from .runs import Runs
 from .state import IN_FLIGHT, Decision, Pause, PipelineState, Publish, Release, Rerun, Wake
 
@@ -133,8 +132,8 @@ class Actions:
         if run is None:
             st.waiting.remove(key)
             for task in tasks:
-                versions = self.runs.fresh_inputs(st, part, task)
-                if versions is not None and task.partitioning.partitioned != (key == UNPARTITIONED):
+                versions = self.runs.wanted(st, key, part, task)
+                if versions is not None:
                     part.consumed[task.name] = versions
             return
         for name in run.tasks:

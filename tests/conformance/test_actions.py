@@ -153,3 +153,18 @@ async def test_an_action_that_cannot_be_carried_out_is_dead_lettered_with_the_re
     [letter] = h.dead_letters()
     assert "task 'first' never ran in partition '2026-11-21'" in letter.reason
     assert [c[0] for c in rec.calls] == ["first", "second"]
+
+
+async def test_a_pause_survives_a_restart(start: Start) -> None:
+    rec = Recorder()
+    async with start(chain(rec, set())) as h:
+        await h.act("p", "pause")
+        await h.wait_idle()
+        await h.restart()
+        await h.emit("raw", D1, version=1)
+        await h.wait_idle()
+        assert not rec.calls, "still paused after the restart"
+        await h.act("p", "resume")
+        await h.wait_for_runs(1)
+        await h.wait_idle()
+    assert [c[0] for c in rec.calls] == ["first", "second"]
