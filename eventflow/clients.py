@@ -1,4 +1,5 @@
-"""Clients for systems outside eventflow: announce datasets, react to pipeline-run outcomes.
+"""Clients for systems outside eventflow: announce datasets, react to pipeline-run outcomes,
+and operators' tools: act on pipelines.
 
 Both talk to a running `eventflow dev` over its control socket, or to Kafka when
 `Settings.kafka_bootstrap` is set.
@@ -12,19 +13,23 @@ from datetime import datetime
 from typing import Any
 
 from .embedded.control import ControlClient
-from .errors import BrokerError, EventError
+from .errors import BrokerError, ConfigurationError, EventError
 from .events import (
     PIPELINE_RUN_EVENTS,
+    Action,
     DatasetProduced,
     DatasetProducedData,
     Event,
+    PipelineAction,
     PipelineRunData,
     check_metadata,
     encode,
+    pipeline_action,
     version_now,
 )
 from .lifecycle import Lifecycle
 from .settings import Settings
+from .topics import destination
 
 
 class Publisher(Lifecycle):
@@ -92,14 +97,51 @@ class Publisher(Lifecycle):
         if not reply.get("ok", False):
             raise BrokerError(f"not published: {reply.get('error', 'no reason given')}")
 
-    async def publish_raw(self, raw: bytes, key: str | None = None) -> dict[str, Any]:
-        """Bytes as any producer would send them. From a dev instance the reply says whether
-        they were dead-lettered; Kafka only acknowledges them."""
+    async def publish_raw(
+        self, raw: bytes, key: str | None = None, *, topic: str = "eventflow.datasets"
+    ) -> dict[str, Any]:
+        """Bytes as any producer would send them (on Kafka, to `topic`). From a dev instance
+        the reply says whether they were dead-lettered; Kafka only acknowledges them."""
         if self._kafka is not None:
-            await self._kafka.send(raw, key)
+            await self._kafka.send(raw, key, topic)
             return {"ok": True}
         assert self._dev is not None
         return await self._dev.publish_raw(raw)
+
+    async def act(
+        self,
+        pipeline: str,
+        action: Action,
+        *,
+        reason: str,
+        operator: str,
+        partition: str = "",
+        task: str | None = None,
+    ) -> PipelineAction:
+        """An operator's action on a pipeline: `pause`, `resume`, `rerun_task` (with `task`
+        and `partition`), `rerun_run` or `cancel` (with `partition`). The coordinator decides
+        it like any input, once. To a dev instance this returns once it is decided, and raises
+        `EventError` with the reason if it was refused (a rerun of a task in flight, a cancel
+        with no run); on Kafka it returns once the broker has it (a refusal becomes a dead
+        letter) and needs `EVENTFLOW_SIGNING_KEY`, since only eventflow's own tools may act."""
+        event = pipeline_action(
+            pipeline,
+            action,
+            reason=reason,
+            operator=operator,
+            partition=partition,
+            task=task,
+            source=self.settings.source,
+        )
+        if self._kafka is not None and not self._kafka.signer.enabled:
+            raise ConfigurationError("an action on Kafka is signed: set EVENTFLOW_SIGNING_KEY")
+        topic, key = destination(event)
+        reply = await self.publish_raw(encode(event), key=key, topic=topic)
+        if reply.get("dead_letter"):
+            raise EventError(reply["dead_letter"])
+        if not reply.get("ok", False):
+            raise BrokerError(f"not published: {reply.get('error', 'no reason given')}")
+        return event
 
 
 def publish(

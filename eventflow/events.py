@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from typing_extensions import TypeVar
 
@@ -164,10 +165,10 @@ class TaskFailedData(TaskProgressData):
     """A task run that failed, and whether the retry policy may run it again."""
 
     error: Text = Field(description="What went wrong, one line.")
-    kind: Literal["error", "timeout", "lost", "definition"] = Field(
+    kind: Literal["error", "timeout", "lost", "definition", "cancelled"] = Field(
         description="`error`: the body raised; `timeout`: it ran too long; `lost`: its worker "
         "stopped reporting; `definition`: the worker does not know the task, or the body emitted "
-        "an output the task does not declare."
+        "an output the task does not declare; `cancelled`: an operator cancelled its run."
     )
     retriable: bool = Field(
         default=True,
@@ -258,6 +259,53 @@ class TaskLogData(TaskRef):
     )
 
 
+#: What an operator may do to a pipeline (`PipelineActionData.action`).
+Action: TypeAlias = Literal["pause", "resume", "rerun_task", "rerun_run", "cancel"]
+#: Actions aimed at one partition (pause and resume concern the whole pipeline).
+PARTITION_ACTIONS: frozenset[str] = frozenset({"rerun_task", "rerun_run", "cancel"})
+
+
+class PipelineActionData(Payload):
+    """An operator's action on a pipeline, decided by the coordinator like any other input."""
+
+    pipeline: Name = Field(description="The pipeline acted on.")
+    action: Action = Field(
+        description="`pause`: no new run or task attempt starts until `resume` (inputs are kept "
+        "and decided on resume); `rerun_task`: a new attempt series of `task` in `partition` on "
+        "the input versions it last consumed; `rerun_run`: the same for the pipeline's entry "
+        "tasks; `cancel`: the active run of `partition` ends failed, its attempts stopped."
+    )
+    partition: PartitionKey = Field(
+        default="", description="Partition of `rerun_task`, `rerun_run` and `cancel`."
+    )
+    task: Name | None = Field(default=None, description="The task of `rerun_task`, only.")
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] = Field(
+        description="Why the operator acts (kept in the event log and in the run's outcome)."
+    )
+    operator: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
+        description="Who acts: a person or a tool."
+    )
+
+    @model_validator(mode="after")
+    def _fits_action(self) -> Self:
+        if (self.task is not None) != (self.action == "rerun_task"):
+            raise ValueError("`task` is given with `rerun_task` and only with it")
+        if self.partition and self.action not in PARTITION_ACTIONS:
+            raise ValueError(f"`{self.action}` concerns the whole pipeline: give no partition")
+        return self
+
+    def describe(self) -> str:
+        """The action as the run outcome and logs tell it."""
+        what = {
+            "pause": "paused",
+            "resume": "resumed",
+            "rerun_task": f"task {self.task!r} rerun",
+            "rerun_run": "run rerun",
+            "cancel": "cancelled",
+        }[self.action]
+        return f"{what} by {self.operator}: {self.reason}"
+
+
 class PoolReleasedData(Payload):
     """A pool slot freed because the task run holding it ended."""
 
@@ -294,7 +342,11 @@ class PipelineRunData(Payload):
     started_at: datetime = Field(description="When the first task triggered.")
     finished_at: datetime | None = Field(default=None, description="When the last one finished.")
     tasks: list[TaskOutcome] = Field(default_factory=list, description="Outcome of each task.")
-    reason: str = Field(default="", description="Why the run failed.")
+    reason: str = Field(
+        default="",
+        description="Why the run failed, and what an operator did to it (a rerun that started "
+        "it, a cancel that ended it).",
+    )
 
 
 class DeadLetterData(Payload):
@@ -382,6 +434,8 @@ class Event(BaseModel, Generic[D]):
             return f"{data.dataset}/{data.partition}" if data.partition else data.dataset
         if isinstance(data, PipelineRunData):
             return data.run_id
+        if isinstance(data, PipelineActionData):
+            return f"{data.pipeline}/{data.partition}" if data.partition else data.pipeline
         return None
 
 
@@ -471,6 +525,12 @@ class TaskLog(Event[TaskLogData]):
     type: EventType[Literal["eventflow.task.log"]] = "eventflow.task.log"
 
 
+class PipelineAction(Event[PipelineActionData]):
+    """An operator paused, resumed, reran or cancelled (part of) a pipeline."""
+
+    type: EventType[Literal["eventflow.pipeline.action"]] = "eventflow.pipeline.action"
+
+
 class PoolReleased(Event[PoolReleasedData]):
     """A task run gave back its pool slot."""
 
@@ -498,13 +558,14 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PipelineRunStarted,
     PipelineRunSucceeded,
     PipelineRunFailed,
+    PipelineAction,
     PoolReleased,
     DeadLetter,
 )
 BY_TYPE: dict[str, type[Event]] = {cls.event_type: cls for cls in EVENT_TYPES}
 PIPELINE_RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 #: Operator decisions: they go through the log like any other, from operators' tools only.
-OPERATOR_EVENTS: tuple[type[Event], ...] = (DatasetReset,)
+OPERATOR_EVENTS: tuple[type[Event], ...] = (DatasetReset, PipelineAction)
 
 # A union of classes listed at run time: `X | Y` cannot spell it, and mypy cannot check it.
 _any_event: TypeAdapter[Event] = TypeAdapter(
@@ -533,10 +594,11 @@ def decode(raw: bytes, *, max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) 
         raise EventError(f"invalid {kind}: {_first_error(e)}") from None
 
 
-def _first_error(error: ValidationError) -> str:
+def _first_error(error: ValidationError, skip: int = 1) -> str:
+    """The first problems; `skip` leading parts of their location (`data` of an envelope)."""
     problems = []
     for item in error.errors()[:3]:
-        where = ".".join(str(p) for p in item["loc"][1:]) or "event"
+        where = ".".join(str(p) for p in item["loc"][skip:]) or "event"
         problems.append(f"{where}: {item['msg']}")
     more = error.error_count() - len(problems)
     return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
@@ -565,9 +627,37 @@ def version_now(now: float | None = None) -> int:
     return time.time_ns() // 1000
 
 
+def pipeline_action(
+    pipeline: str,
+    action: Action,
+    *,
+    reason: str,
+    operator: str,
+    partition: str = "",
+    task: str | None = None,
+    source: str = "eventflow",
+) -> PipelineAction:
+    """An operator's action as an event; `EventError` says why the fields do not fit it."""
+    try:
+        data = PipelineActionData(
+            pipeline=pipeline,
+            action=action,
+            partition=partition,
+            task=task,
+            reason=reason,
+            operator=operator,
+        )
+    except ValidationError as e:
+        raise EventError(f"invalid {PipelineAction.event_type}: {_first_error(e, 0)}") from None
+    return PipelineAction.of(data, source=source)
+
+
 def is_operator(event: Event) -> bool:
-    """An operator's decision (a dataset reset), as sent by `eventflow datasets reset`."""
-    return isinstance(event, DatasetReset) and event.data.pipeline is None
+    """An operator's decision: a dataset reset (as `eventflow datasets reset` sends it, not yet
+    routed) or an action on a pipeline."""
+    if isinstance(event, DatasetReset):
+        return event.data.pipeline is None
+    return isinstance(event, PipelineAction)
 
 
 def is_external(event: Event) -> bool:

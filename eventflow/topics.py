@@ -22,6 +22,7 @@ from .events import (
     DatasetReset,
     DeadLetter,
     Event,
+    PipelineAction,
     PipelineInput,
     PipelineRunFailed,
     PipelineRunStarted,
@@ -72,9 +73,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "eventflow.pipeline-inputs",
         "Dataset versions (and operators' resets) routed to each consuming pipeline, after "
-        "their checks.",
+        "their checks, and operators' actions on pipelines.",
         key="pipeline",
-        events=_types(PipelineInput, DatasetReset),
+        events=_types(PipelineInput, DatasetReset, PipelineAction),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(

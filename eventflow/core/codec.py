@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .engine import Effects, Engine
-from .state import DatasetState, PartitionState, dump, load_dataset, load_partition
+from .state import DatasetState, PartitionState, Pause, dump, load_dataset, load_partition
 
 SEP = "\x00"
 
@@ -38,7 +38,9 @@ def pool_key(pool: str) -> bytes:
 
 def header(engine: Engine, pipeline: str) -> bytes:
     pst = engine.pipelines[pipeline]
-    return orjson.dumps({"active": pst.active, "waiting": pst.waiting})
+    return orjson.dumps(
+        {"active": pst.active, "waiting": pst.waiting, "paused": pst.paused, "acted": pst.acted}
+    )
 
 
 def changes(engine: Engine, fx: Effects) -> list[Record]:
@@ -48,7 +50,7 @@ def changes(engine: Engine, fx: Effects) -> list[Record]:
         part = engine.pipelines[pipeline].partitions.get(key)
         if part is not None:
             records.append((partition_key(pipeline, key), dump(part)))
-    for pipeline in {p for p, _ in fx.dirty_partitions}:
+    for pipeline in {p for p, _ in fx.dirty_partitions} | fx.dirty_headers:
         records.append((header_key(pipeline), header(engine, pipeline)))
     for dataset, key in fx.dirty_datasets:
         records.append((dataset_key(dataset, key), dump(engine.datasets[(dataset, key)])))
@@ -65,6 +67,10 @@ class Snapshot:
     partitions: dict[str, dict[str, PartitionState]] = field(default_factory=dict)
     #: pipeline -> (active, waiting) partition keys
     headers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    #: pipeline -> who paused it (None: not paused), from its header
+    pauses: dict[str, Pause | None] = field(default_factory=dict)
+    #: pipeline -> ids of the operators' actions carried out last, from its header
+    acted: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
     #: pool -> its serialized gate state (small; the gate decodes it)
     pools: dict[str, bytes] = field(default_factory=dict)
@@ -82,6 +88,9 @@ class Snapshot:
         elif kind == "h":
             head = orjson.loads(value)
             self.headers[rest] = (head["active"], head["waiting"])
+            paused = head.get("paused")  # absent from headers written before pauses existed
+            self.pauses[rest] = Pause(**paused) if paused is not None else None
+            self.acted[rest] = head.get("acted", [])
         elif kind == "d":
             dataset, _, partition = rest.partition(SEP)
             self.datasets[(dataset, partition)] = load_dataset(value)
@@ -109,6 +118,8 @@ class Snapshot:
                 present = pst.partitions
                 pst.active = [k for k in active if k in present]
                 pst.waiting = [k for k in waiting if k in present]
+                pst.paused = self.pauses.get(name)
+                pst.acted = self.acted.get(name, [])
         for where, dst in self.datasets.items():
             if merge:
                 engine.datasets.setdefault(where, dst)

@@ -19,6 +19,7 @@ from ..events import (
     DatasetReset,
     DeadLetter,
     Event,
+    PipelineAction,
     PipelineInput,
     PoolReleased,
     PoolReleasedData,
@@ -31,6 +32,8 @@ from ..events import (
     TaskStarted,
     TaskSucceeded,
 )
+from .actions import Actions
+from .explain import Explanation, explain
 from .pools import PoolGate
 from .router import Router
 from .runs import Runs
@@ -74,6 +77,8 @@ class Effects:
     dirty_partitions: set[tuple[str, str]] = field(default_factory=set)
     dirty_datasets: set[tuple[str, str]] = field(default_factory=set)
     dirty_pools: set[str] = field(default_factory=set)
+    #: Pipelines whose header record (active, waiting, paused) changed.
+    dirty_headers: set[str] = field(default_factory=set)
 
     def merge(self, other: Effects) -> None:
         self.events += other.events
@@ -86,6 +91,7 @@ class Effects:
         self.dirty_partitions |= other.dirty_partitions
         self.dirty_datasets |= other.dirty_datasets
         self.dirty_pools |= other.dirty_pools
+        self.dirty_headers |= other.dirty_headers
 
 
 class Engine:
@@ -108,6 +114,7 @@ class Engine:
             heartbeat_timeout_s=heartbeat_timeout_s,
             source=source,
         )
+        self.actions = Actions(self.runs)
         self.router = Router(app, default_timeout_s=default_timeout_s, source=source)
         self.gate = PoolGate({p.name: p.slots for p in app.pools.values()})
         self.pipelines: dict[str, PipelineState] = {}
@@ -154,8 +161,16 @@ class Engine:
             st = self.datasets.setdefault((reset.dataset, reset.partition), DatasetState())
             decision = self.router.on_reset(st, reset, event.correlationid)
             return self._effects(decision, dataset=reset.dataset)
+        if isinstance(event, PipelineAction):
+            pst = self._pipeline(event.data.pipeline)
+            decision = self.actions.on_action(pst, event.data, now, event.id)
+            return self._effects(decision, pst.name)
         if isinstance(event, DeadLetter | TaskLog):
             return Effects()  # logged, not decided on
+        if isinstance(event, TaskFailed) and event.data.kind == "cancelled":
+            # The record a cancel made of the attempts it stopped, read back (Kafka).
+            self.runs.validate(self._pipeline(event.data.pipeline), event.data)
+            return Effects()
         if isinstance(event, TaskRequested | PoolReleased):
             return self._pool_stage(event.data)
         handler = self._task_events.get(type(event))
@@ -209,6 +224,11 @@ class Engine:
             out.checks += self.router.pending_checks(dst, dataset, partition)
         return out
 
+    def explain(self, pipeline: str, task: str, partition: str) -> Explanation:
+        """Why `task` runs, waits or would run now in `partition`, read from the state this
+        engine decides on. Raises `EventError` for an unknown pipeline, task or partition."""
+        return explain(self, pipeline, task, partition)
+
     def idle(self) -> bool:
         """No run in progress and no version waiting for checks."""
         if any(p.active or p.waiting for p in self.pipelines.values()):
@@ -238,6 +258,8 @@ class Engine:
                 out.wakes.append((command.at, command.pipeline))
         if pipeline:
             out.dirty_partitions = {(pipeline, key) for key in decision.dirty}
+            if decision.header:
+                out.dirty_headers = {pipeline}
         if dataset:
             out.dirty_datasets = {(dataset, key) for key in decision.dirty}
         return out

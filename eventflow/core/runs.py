@@ -55,10 +55,14 @@ from .state import (
 TIMEOUT_GRACE_S = 2.0
 
 
-def run_key(task: str, partition: str, inputs: dict[str, int]) -> str:
-    """Identity of a task run's input versions: equal inputs, equal key, never a second run."""
-    canonical = "|".join([task, partition, *(f"{d}={v}" for d, v in sorted(inputs.items()))])
-    return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+def run_key(task: str, partition: str, inputs: dict[str, int], rerun: int = 0) -> str:
+    """Identity of a task run's input versions: equal inputs, equal key, never a second run.
+    An operator's rerun salts it with the partition's rerun counter, so the rerun's ids differ
+    from every earlier one (workers skip a run id they have finished)."""
+    parts = [task, partition, *(f"{d}={v}" for d, v in sorted(inputs.items()))]
+    if rerun:
+        parts.append(f"rerun={rerun}")
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
 
 
 def run_id(task: str, partition: str, key: str, attempt: int) -> str:
@@ -153,25 +157,29 @@ class Runs:
         if run is not None and expected:
             del run.expected[data.dataset]
             d.dirty.add(data.partition)
+        known = part.inputs.get(data.dataset)
         if not data.accepted:
             if run is not None and expected:
                 run.failures.append(f"{data.dataset}@{data.version} rejected: {data.reason}")
                 run.blocked.append(data.dataset)
-            self._finish_if_done(st, data.partition, now, d)
+            if known is None or data.version > known.version:
+                part.rejected[data.dataset] = (data.version, data.reason)  # for `explain`
+                d.dirty.add(data.partition)
+            self.finish_if_done(st, data.partition, now, d)
             return d
-        known = part.inputs.get(data.dataset)
         if known is None or data.version > known.version:
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
+            part.rejected.pop(data.dataset, None)
             d.dirty.add(data.partition)
             consumers = [
                 t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name
             ]
             if data.partition == UNPARTITIONED:
                 for key in list(st.partitions):
-                    self._evaluate(st, key, consumers, now, d)
+                    self.evaluate(st, key, consumers, now, d)
             else:
-                self._evaluate(st, data.partition, consumers, now, d)
-        self._finish_if_done(st, data.partition, now, d)
+                self.evaluate(st, data.partition, consumers, now, d)
+        self.finish_if_done(st, data.partition, now, d)
         return d
 
     def on_started(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
@@ -225,8 +233,8 @@ class Runs:
                 producer=data.run_id,
             )
             d.commands.append(Publish(self._event(DatasetProduced, produced, tr.pipeline_run)))
-        self._evaluate(st, data.partition, [task], now, d)
-        self._finish_if_done(st, data.partition, now, d)
+        self.evaluate(st, data.partition, [task], now, d)
+        self.finish_if_done(st, data.partition, now, d)
         return d
 
     def on_failed(self, st: PipelineState, data: TaskFailedData, now: float) -> Decision:
@@ -237,7 +245,7 @@ class Runs:
             return d
         if tr.run_id == data.run_id and tr.status in ("queued", "running"):
             self._fail(st, data.partition, task, tr, data, now, d)
-            self._finish_if_done(st, data.partition, now, d)
+            self.finish_if_done(st, data.partition, now, d)
         return d
 
     def _ended(self, st: PipelineState, task: Task, data: TaskProgressData) -> Decision:
@@ -271,7 +279,8 @@ class Runs:
             for name, tr in list(part.runs.items()):
                 task = self.app.tasks[name]
                 if tr.status == "retry_wait" and tr.retry_at is not None and tr.retry_at <= now:
-                    self._request(st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d)
+                    if st.paused is None:
+                        self._retry(st, key, task, tr, now, d)
                 elif tr.status == "running" and tr.started_at is not None and judging:
                     timeout = self.app.timeout_of(task, self.default_timeout_s)
                     kind: Literal["timeout", "lost"]
@@ -295,7 +304,7 @@ class Runs:
                         kind=kind,
                     )
                     self._fail(st, key, task, tr, failure, now, d)
-            self._finish_if_done(st, key, now, d)
+            self.finish_if_done(st, key, now, d)
         wake = self.next_wake(st, judge_from)
         if wake is not None:
             d.commands.append(Wake(wake, st.name))
@@ -323,7 +332,8 @@ class Runs:
         for key in st.active:
             for name, tr in st.partitions[key].runs.items():
                 if tr.status == "retry_wait" and tr.retry_at is not None:
-                    times.append(tr.retry_at)
+                    if st.paused is None:  # a resume asks for the wake again
+                        times.append(tr.retry_at)
                 elif tr.status == "running":
                     seen = tr.seen_at or tr.requested_at
                     deadline = self._deadline(self.app.tasks[name], tr, seen)
@@ -331,52 +341,85 @@ class Runs:
         return min(times) if times else None
 
     # -- triggering ------------------------------------------------------------------------------
-    def _evaluate(
+    def evaluate(
         self, st: PipelineState, key: str, tasks: list[Task], now: float, d: Decision
     ) -> None:
+        if st.paused is not None:
+            return  # the inputs are kept; `resume` evaluates every partition
         part = st.partitions.get(key)
         if part is None:
             return
         for task in tasks:
-            if task.partitioning.partitioned == (key == UNPARTITIONED):
-                continue
-            current = part.runs.get(task.name)
-            if current is not None and current.status in IN_FLIGHT:
-                continue
-            versions = self._fresh_inputs(st, part, task)
+            versions = self.wanted(st, key, part, task)
             if versions is None:
                 continue
             run = part.run
             if run is None:
-                limit = self.app.pipelines[st.name].max_active_runs
-                if limit is not None and len(st.active) >= limit:
+                if not self.slot_free(st):
                     if key not in st.waiting:
                         st.waiting.append(key)
                     return
                 run = self._start_run(st, key, now, d)
-            self._request(st, key, task, versions, 1, run.run_id, now, d)
+            rerun = part.reruns.pop(task.name, None)
+            if rerun is not None and rerun.cause not in run.causes:
+                run.causes.append(rerun.cause)
+            salt = rerun.salt if rerun is not None else 0
+            self._request(st, key, task, versions, 1, run.run_id, now, d, rerun=salt)
 
-    def _fresh_inputs(
-        self, st: PipelineState, part: PartitionState, task: Task
+    def wanted(
+        self, st: PipelineState, key: str, part: PartitionState, task: Task
     ) -> dict[str, int] | None:
-        """Input versions to run on, or None when the trigger rule is not met."""
+        """The input versions `task` would run on in this partition now that a run slot is
+        free and the pipeline not paused, or None: it runs elsewhere, is in flight, or neither
+        an operator's rerun nor its trigger rule asks for it."""
+        if task.partitioning.partitioned == (key == UNPARTITIONED):
+            return None
+        current = part.runs.get(task.name)
+        if current is not None and current.status in IN_FLIGHT:
+            return None
+        if current is not None and task.name in part.reruns:
+            return dict(current.inputs)
+        return self.fresh_inputs(st, part, task)
+
+    def slot_free(self, st: PipelineState) -> bool:
+        """Whether a new pipeline run may start (`max_active_runs`)."""
+        limit = self.app.pipelines[st.name].max_active_runs
+        return limit is None or len(st.active) < limit
+
+    def fresh_inputs(
+        self,
+        st: PipelineState,
+        part: PartitionState,
+        task: Task,
+        seen: list[tuple[str, InputState | None, int | None]] | None = None,
+    ) -> dict[str, int] | None:
+        """Input versions to run on, or None when the trigger rule is not met. `seen`, if
+        given, receives (dataset, latest version known, version last consumed) per input, in
+        the task's order: what `explain` shows of this same verdict."""
         last = part.consumed.get(task.name, {})
         shared = st.partitions.get(UNPARTITIONED)
         versions: dict[str, int] = {}
         newer = 0
+        met = True
         for ds in task.inputs:
             source = part if self.app.datasets[ds].partitions.partitioned else shared
             have = source.inputs.get(ds) if source is not None else None
+            if seen is not None:
+                seen.append((ds, have, last.get(ds)))
             if have is None:
                 if task.trigger == "all":
-                    return None
+                    met = False
+                    if seen is None:
+                        return None
                 continue
             versions[ds] = have.version
             if have.version > last.get(ds, -1):
                 newer += 1
             elif task.trigger == "all":
-                return None
-        return versions if newer else None
+                met = False
+                if seen is None:
+                    return None
+        return versions if newer and met else None
 
     def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
         part = st.partitions[key]
@@ -396,6 +439,13 @@ class Runs:
         d.commands.append(Publish(self._event(PipelineRunStarted, data, run.run_id)))
         return run
 
+    def _retry(
+        self, st: PipelineState, key: str, task: Task, tr: TaskRun, now: float, d: Decision
+    ) -> None:
+        self._request(
+            st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d, rerun=tr.rerun
+        )
+
     def _request(
         self,
         st: PipelineState,
@@ -406,9 +456,11 @@ class Runs:
         pipeline_run: str,
         now: float,
         d: Decision,
+        *,
+        rerun: int = 0,
     ) -> None:
         part = st.partitions[key]
-        rkey = run_key(task.name, key, versions)
+        rkey = run_key(task.name, key, versions, rerun)
         part.consumed[task.name] = dict(versions)
         tr = part.runs[task.name] = TaskRun(
             run_id=run_id(task.name, key, rkey, attempt),
@@ -418,6 +470,7 @@ class Runs:
             inputs=dict(versions),
             pipeline_run=pipeline_run,
             requested_at=now,
+            rerun=rerun,
         )
         run = part.run
         if run is not None and task.name not in run.tasks:
@@ -479,13 +532,25 @@ class Runs:
             tries = f" after {tr.attempt} attempts" if tr.attempt > 1 else ""
             run.failures.append(f"task {task.name!r} failed{tries}: {tr.error}")
 
-    def _finish_if_done(self, st: PipelineState, key: str, now: float, d: Decision) -> None:
+    def finish_if_done(
+        self, st: PipelineState, key: str, now: float, d: Decision, *, hold: bool = True
+    ) -> None:
+        """End the partition's run if nothing of it is in flight or on its way; `hold` keeps it
+        open while a pause holds back one of its tasks."""
         part = st.partitions.get(key)
         run = part.run if part is not None else None
         if part is None or run is None or run.expected:
             return
         if any(part.runs[t].status in IN_FLIGHT for t in run.tasks):
             return
+        if (
+            hold
+            and st.paused is not None
+            and any(
+                self.wanted(st, key, part, t) is not None for t in self.app.pipelines[st.name].tasks
+            )
+        ):
+            return  # a task of this run is held by the pause: the run goes on after `resume`
         data = PipelineRunData(
             pipeline=st.name,
             partition=key,
@@ -494,7 +559,7 @@ class Runs:
             started_at=_at(run.started_at),
             finished_at=_at(now),
             tasks=self._outcomes(st.name, part, run),
-            reason="; ".join(run.failures),
+            reason="; ".join([*run.causes, *run.failures]),
         )
         kind = PipelineRunFailed if run.failures else PipelineRunSucceeded
         d.commands.append(Publish(self._event(kind, data, run.run_id)))
@@ -502,13 +567,17 @@ class Runs:
         st.active.remove(key)
         d.dirty.add(key)
         tasks = self.app.pipelines[st.name].tasks
-        limit = self.app.pipelines[st.name].max_active_runs
-        while st.waiting and (limit is None or len(st.active) < limit):
-            nxt = st.waiting.pop(0)
-            self._evaluate(st, nxt, tasks, now, d)
-            d.dirty.add(nxt)
+        self.admit_waiting(st, now, d)
         # Inputs that arrived while this run held the partition may trigger a new run now.
-        self._evaluate(st, key, tasks, now, d)
+        self.evaluate(st, key, tasks, now, d)
+
+    def admit_waiting(self, st: PipelineState, now: float, d: Decision) -> None:
+        """Partitions waiting for a run slot get the free ones, first come first served."""
+        tasks = self.app.pipelines[st.name].tasks
+        while st.waiting and st.paused is None and self.slot_free(st):
+            nxt = st.waiting.pop(0)
+            self.evaluate(st, nxt, tasks, now, d)
+            d.dirty.add(nxt)
 
     def _outcomes(self, pipeline: str, part: PartitionState, run: RunState) -> list[TaskOutcome]:
         outcomes: list[TaskOutcome] = []

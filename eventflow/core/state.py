@@ -47,6 +47,25 @@ class TaskRun:
     error: str | None = None
     outputs: list[str] = field(default_factory=list)
     worker: str | None = None
+    #: Rerun counter salted into `key` (0: a run triggered by its inputs).
+    rerun: int = 0
+
+
+@dataclass(slots=True)
+class Rerun:
+    """An operator's rerun of a task, waiting to start (for a run slot, or a resume)."""
+
+    salt: int
+    cause: str
+
+
+@dataclass(slots=True)
+class Pause:
+    """Who paused a pipeline, when and why."""
+
+    operator: str
+    reason: str
+    at: float
 
 
 @dataclass(slots=True)
@@ -59,6 +78,8 @@ class RunState:
     failures: list[str] = field(default_factory=list)
     expected: dict[str, int] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
+    #: What operators did to this run (a rerun started it, a cancel ended it).
+    causes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -70,6 +91,12 @@ class PartitionState:
     runs: dict[str, TaskRun] = field(default_factory=dict)
     run: RunState | None = None
     run_seq: int = 0
+    #: Operators' reruns by task, waiting to start.
+    reruns: dict[str, Rerun] = field(default_factory=dict)
+    #: Reruns ever asked for here: each one's salt, so no run id repeats.
+    rerun_seq: int = 0
+    #: Newest version of an input a blocking check rejected, and why: (version, reason).
+    rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -80,6 +107,11 @@ class PipelineState:
     partitions: dict[str, PartitionState] = field(default_factory=dict)
     active: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    #: Set while an operator has the pipeline paused; kept in its header record.
+    paused: Pause | None = None
+    #: Ids of the last operators' actions carried out (`ACTIONS_KEPT`), so a replayed one is
+    #: refused rather than carried out twice; kept in the header record.
+    acted: list[str] = field(default_factory=list)
 
     def partition(self, key: str) -> PartitionState:
         found = self.partitions.get(key)
@@ -143,6 +175,8 @@ Command = Dispatch | Release | Publish | Wake
 class Decision:
     commands: list[Command] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
+    #: The pipeline's header (active, waiting, paused) changed though no partition did.
+    header: bool = False
     #: Why the input is refused (dead-lettered), though its commands are carried out.
     refused: str | None = None
 

@@ -19,6 +19,7 @@ from ..events import (
     DatasetProduced,
     DatasetReset,
     Event,
+    PipelineAction,
     PipelineInput,
     TaskRef,
 )
@@ -49,6 +50,17 @@ class Pager:
             await self._partition(pipeline, partition, everything=not partition)
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
+        elif isinstance(event, PipelineAction):
+            if event.data.action == "resume":  # evaluates every partition
+                await self._partition(event.data.pipeline, "", everything=True)
+            else:
+                await self._partition(event.data.pipeline, event.data.partition)
+
+    async def page_in_partition(self, pipeline: str, partition: str) -> None:
+        """Read in one partition of a pipeline and its unpartitioned inputs, to read them
+        (`EmbeddedRuntime.explain`)."""
+        await self._partition(pipeline, partition)
+        await self._partition(pipeline, UNPARTITIONED)
 
     def touched(
         self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]

@@ -15,16 +15,18 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from ..core import Effects, Engine
+from ..core import Effects, Engine, Explanation
 from ..definitions import App
 from ..errors import EventError, NotRunning, StorageError
 from ..events import (
+    Action,
     CheckRequestedData,
     DatasetProduced,
     DatasetProducedData,
     Event,
     TaskRequestedData,
     is_external,
+    pipeline_action,
     version_now,
 )
 from ..execution import Executor, one_line
@@ -188,6 +190,35 @@ class EmbeddedRuntime(Service):
             metadata=metadata or {},
         )
         return await self.publish(DatasetProduced.of(data, source=self.settings.source))
+
+    async def act(
+        self,
+        pipeline: str,
+        action: Action,
+        *,
+        reason: str,
+        operator: str,
+        partition: str = "",
+        task: str | None = None,
+    ) -> Receipt:
+        """Carry out an operator's action (see `PipelineActionData`) as `Publisher.act` would
+        from outside; a refused action comes back with its `dead_letter` reason."""
+        event = pipeline_action(
+            pipeline,
+            action,
+            reason=reason,
+            operator=operator,
+            partition=partition,
+            task=task,
+            source=self.settings.source,
+        )
+        return await self.publish(event)
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        """`Engine.explain` on this instance's state (read in from the file if idle). Raises
+        `EventError` for an unknown pipeline, task or partition."""
+        await self.pager.page_in_partition(pipeline, partition)
+        return self.engine.explain(pipeline, task, partition)
 
     def subscribe(self) -> asyncio.Queue[Event]:
         """Every event committed from now on (bounded; a subscriber that falls behind is cut)."""
@@ -358,6 +389,9 @@ class EmbeddedRuntime(Service):
         self._start_work()
 
     def _carry_out(self, fx: Effects) -> None:
+        if fx.cancel:
+            stopped = set(fx.cancel)
+            self._work = deque(w for w in self._work if w.run_id not in stopped)
         for run_id in fx.cancel:
             running = self._running.get(run_id)
             if running is not None and not running.done():

@@ -8,7 +8,7 @@ loop after each: a million states take tens of seconds to decode, and meanwhile 
 must keep heartbeating, polling and processing its other stream tasks. Only a complete snapshot
 is installed, so a restore cancelled by a rebalance leaves nothing behind. `TaskStates` knows
 which of the engine's state belongs to which task, installs a snapshot in one synchronous step and
-drops a task's state a batch at a time.
+drops a task's state a batch at a time. `explain` reads the same records to answer for a task.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..core import Engine, codec
+from ..core import Engine, Explanation, codec
 from ..core.state import bulk_load
+from ..definitions import App
 from .config import KafkaConfig, partition_for
 
 #: Records fetched and decoded between two yields to the event loop (about 15 ms of decoding
@@ -73,6 +74,23 @@ async def read(config: KafkaConfig, n: int, *, batch: int = BATCH) -> Snapshot:
     return snapshot
 
 
+async def explain(
+    app: App, config: KafkaConfig, pipeline: str, task: str, partition: str = ""
+) -> Explanation:
+    """`Engine.explain` from outside the coordinators (an API server, an operator's tool): the
+    stream tasks holding the pipeline's state, its inputs' router state and the task's pool are
+    read from their changelog partitions, as committed, into an engine of their own."""
+    found = app.tasks.get(task)
+    names = [pipeline, *(found.inputs if found is not None else ())]
+    if found is not None and found.pool is not None:
+        names.append(found.pool)
+    tasks = config.partitions("eventflow.pipeline-inputs")
+    engine = Engine(app)
+    for n in sorted({partition_for(name, tasks) for name in names}):
+        (await read(config, n)).install(engine)
+    return engine.explain(pipeline, task, partition)
+
+
 class TaskStates:
     """Which of the engine's state belongs to which stream task, and which tasks' state it holds
     (owned, or revoked and kept in case the task comes back)."""
@@ -109,7 +127,7 @@ class TaskStates:
         for name, pst in self.engine.pipelines.items():
             if self.task_of(name) == n:
                 parts, pst.partitions = pst.partitions, {}
-                pst.active, pst.waiting = [], []
+                pst.active, pst.waiting, pst.paused, pst.acted = [], [], None, []
                 while parts:
                     for _ in range(min(batch, len(parts))):
                         parts.popitem()

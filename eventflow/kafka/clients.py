@@ -31,8 +31,9 @@ async def _connected(client: Any, config: KafkaConfig) -> Any:
 
 
 class KafkaPublisher:
-    """An idempotent producer with acks=all onto `eventflow.datasets`, keyed by dataset. With
-    a signing key (operators' tools) what it sends is signed, as a reset must be."""
+    """An idempotent producer with acks=all onto `eventflow.datasets` (keyed by dataset), or
+    the topic an operator's action goes to. With a signing key (operators' tools) what it sends
+    is signed, as a reset or an action must be."""
 
     def __init__(self, settings: Settings) -> None:
         self.config = KafkaConfig(settings)
@@ -50,20 +51,20 @@ class KafkaPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def send(self, raw: bytes, key: str | None) -> None:
+    async def send(self, raw: bytes, key: str | None, topic: str = "eventflow.datasets") -> None:
+        """`topic` unprefixed, as `eventflow.topics` names it."""
         if self._producer is None:
             raise BrokerError("the publisher is not started", retriable=False)
         try:
             await self._producer.send_and_wait(
-                self.config.topic("eventflow.datasets"),
+                self.config.topic(topic),
                 raw,
                 key=key.encode() if key else None,
-                headers=self.signer.headers("eventflow.datasets", raw),
+                headers=self.signer.headers(topic, raw),
             )
         except UnknownTopicOrPartitionError as e:
             raise BrokerError(
-                f"topic {self.config.topic('eventflow.datasets')} does not exist "
-                "(run `eventflow topics apply`)",
+                f"topic {self.config.topic(topic)} does not exist (run `eventflow topics apply`)",
                 retriable=False,
             ) from e
         except KafkaError as e:

@@ -77,8 +77,8 @@ class KafkaOperations(Operations):
 
     async def submit(self, event: Event) -> Submitted:
         """Published, not yet decided: the coordinator dead-letters what it refuses."""
-        _, key = destination(event)
-        await self.publisher.send(encode(event), key)
+        topic, key = destination(event)
+        await self.publisher.send(encode(event), key, topic)
         return Submitted(event.id)
 
     def live(self) -> Feed:

@@ -18,10 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import Explanation
 from ..definitions import App
+from ..embedded.control import control_allows
 from ..embedded.runtime import EmbeddedRuntime
+from ..errors import EventError
 from ..events import (
     PIPELINE_RUN_EVENTS,
+    Action,
     CheckCompletedData,
     DatasetProduced,
     DatasetProducedData,
@@ -32,6 +36,7 @@ from ..events import (
     TaskLogData,
     TaskSucceededData,
     encode,
+    pipeline_action,
 )
 from ..lifecycle import Lifecycle
 from ..runtime.clock import Clock
@@ -77,6 +82,26 @@ class Harness(Lifecycle):
     async def publish(self, event: Event) -> None:
         """An event as an outside producer sends it."""
         await self.publish_raw(encode(event))
+
+    async def act(
+        self,
+        pipeline: str,
+        action: Action,
+        *,
+        reason: str = "test",
+        operator: str = "tester",
+        partition: str = "",
+        task: str | None = None,
+    ) -> None:
+        """An operator's action, sent the way operators' tools send it (the control socket's
+        door; signed on Kafka). A dev instance's refusal raises `EventError`; on Kafka it
+        becomes a dead letter."""
+        raise NotImplementedError
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        """Why `task` runs, waits or would run in `partition` (`Engine.explain`), from the
+        state the runtime has committed."""
+        raise NotImplementedError
 
     async def restart(self) -> None:
         """Stop the runtime (bodies running are cancelled) and start a new one on its state."""
@@ -267,6 +292,28 @@ class EmbeddedHarness(Harness):
     async def publish_raw(self, raw: bytes) -> None:
         await self.runtime.publish_raw(raw, origin="test")
 
+    async def act(
+        self,
+        pipeline: str,
+        action: Action,
+        *,
+        reason: str = "test",
+        operator: str = "tester",
+        partition: str = "",
+        task: str | None = None,
+    ) -> None:
+        event = pipeline_action(
+            pipeline, action, reason=reason, operator=operator, partition=partition, task=task
+        )
+        receipt = await self.runtime.publish_raw(
+            encode(event), origin="control", allowed=control_allows
+        )
+        if receipt.dead_letter is not None:
+            raise EventError(receipt.dead_letter)
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        return await self.runtime.explain(pipeline, task, partition)
+
     async def wait_idle(self, timeout: float = 30) -> None:
         await asyncio.wait_for(self.runtime.wait_idle(), timeout)
         self._drain()
@@ -325,6 +372,7 @@ class KafkaHarness(Harness):
             KafkaSubscriber(self.settings, topic=topic, from_beginning=True)
             for topic in (
                 "eventflow.datasets",
+                "eventflow.pipeline-inputs",
                 "eventflow.pipeline-runs",
                 "eventflow.deadletter",
                 "eventflow.task-events",
@@ -385,6 +433,26 @@ class KafkaHarness(Harness):
 
     async def publish_raw(self, raw: bytes) -> None:
         await self._publisher().publish_raw(raw, key="raw")  # one key: kept in order
+
+    async def act(
+        self,
+        pipeline: str,
+        action: Action,
+        *,
+        reason: str = "test",
+        operator: str = "tester",
+        partition: str = "",
+        task: str | None = None,
+    ) -> None:
+        await self._publisher().act(
+            pipeline, action, reason=reason, operator=operator, partition=partition, task=task
+        )
+
+    async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
+        from ..kafka.changelog import explain
+        from ..kafka.config import KafkaConfig
+
+        return await explain(self.app, KafkaConfig(self.settings), pipeline, task, partition)
 
     async def wait_idle(self, timeout: float = 60) -> None:
         """Every input processed and no run in progress, twice in a row 50 ms apart. Kafka

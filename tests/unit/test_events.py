@@ -70,6 +70,11 @@ def samples() -> list[ev.Event]:
         ev.PipelineRunStarted.of(run.model_copy(update={"status": "running"})),
         ev.PipelineRunSucceeded.of(run.model_copy(update={"status": "succeeded"})),
         ev.PipelineRunFailed.of(run, correlationid="p:d:1"),
+        ev.PipelineAction.of(
+            ev.PipelineActionData(
+                pipeline="p", action="rerun_task", partition="d", task="t", reason="r", operator="o"
+            )
+        ),
         ev.PoolReleased.of(ev.PoolReleasedData(run_id="t:d:k:1", pool="cpu")),
         ev.dead_letter(b"\xff\x00", "not JSON", origin="eventflow.datasets"),
     ]

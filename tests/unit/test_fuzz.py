@@ -86,7 +86,7 @@ payload = st.fixed_dictionaries(
         "inputs": st.lists(version_ref, max_size=2),
         "duration_ms": st.just(1),
         "error": st.just("e"),
-        "kind": st.sampled_from(["error", "lost", "bogus"]),
+        "kind": st.sampled_from(["error", "lost", "cancelled", "bogus"]),
         "retriable": st.booleans(),
         "check": st.sampled_from(["nonempty", "nope"]),
         "target": version_ref,
@@ -100,6 +100,8 @@ payload = st.fixed_dictionaries(
         "status": st.sampled_from(["running", "succeeded"]),
         "started_at": st.just("2026-11-22T00:00:00Z"),
         "reason": st.just("r"),
+        "action": st.sampled_from(["pause", "resume", "rerun_task", "rerun_run", "cancel", "no"]),
+        "operator": st.just("o"),
         "original": st.just("AA=="),
     }
 )
@@ -139,6 +141,7 @@ shaped = st.builds(
                     "producer",
                     "metadata",
                     "accepted",
+                    "action",
                 ]
             )
         ),

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eventflow as ef
+from eventflow.events import Action, pipeline_action
 
 from .sim import Sim, produced
 
@@ -41,14 +42,36 @@ events = st.lists(
 def test_any_interleaving_and_duplication_yields_one_run_per_input_set(
     events: list[tuple[str, str, int]], data: st.DataObject
 ) -> None:
-    sim = Sim(app())
+    deliver(Sim(app()), events, data, pauses=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events, data=st.data())
+def test_pauses_anywhere_lose_nothing_and_run_no_input_set_twice(
+    events: list[tuple[str, str, int]], data: st.DataObject
+) -> None:
+    deliver(Sim(app()), events, data, pauses=True)
+
+
+def deliver(
+    sim: Sim, events: list[tuple[str, str, int]], data: st.DataObject, *, pauses: bool
+) -> None:
+    """Every event twice in some order, workers finishing runs in between (and an operator
+    pausing and resuming the pipeline at random, if `pauses`), then the invariants."""
+    paused = False
     for dataset, partition, version in events + data.draw(st.permutations(events)):
         sim.send(produced(dataset, partition, version))
+        if pauses and data.draw(st.booleans()):
+            paused = not paused
+            action: Action = "pause" if paused else "resume"
+            sim.send(pipeline_action("prop", action, reason="r", operator="o"))
         # workers finish a random number of queued runs between deliveries
         for _ in range(data.draw(st.integers(0, len(sim.queue)))):
             req = sim.queue.popleft()
             sim.start(req)
             sim.succeed(req)
+    if paused:
+        sim.send(pipeline_action("prop", "resume", reason="r", operator="o"))
     sim.run_all()
 
     keys = [
