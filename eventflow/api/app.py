@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
+from ..core import Explanation
 from ..errors import EventError
 from ..events import (
+    Action,
     DatasetProduced,
     DatasetProducedData,
     Event,
     check_metadata,
     encode,
+    pipeline_action,
     version_now,
 )
 from ..history.models import (
@@ -40,6 +43,7 @@ from .auth import guard
 T = TypeVar("T")
 #: The longest page a list endpoint returns.
 PAGE_MAX = 1000
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": models.Problem}}
 
 
 def create_app(ops: Operations, token: str) -> FastAPI:
@@ -63,13 +67,88 @@ def create_app(ops: Operations, token: str) -> FastAPI:
 
     @reads.get("/pipelines", tags=["definitions"])
     async def pipelines() -> list[models.PipelineInfo]:
-        return [models.pipeline_info(app, name) for name in app.pipelines]
+        """Every pipeline with its tasks, whether it is paused, and its active runs."""
+        engine = await ops.engine()
+        return [models.pipeline_info(app, p, engine.pipelines[p]) for p in app.pipelines]
 
-    @reads.get("/pipelines/{name}", tags=["definitions"])
+    @reads.get("/pipelines/{name}", tags=["definitions"], responses=NOT_FOUND)
     async def pipeline(name: str) -> models.PipelineInfo:
+        _pipeline(name)
+        return models.pipeline_info(app, name, await ops.pipeline_state(name))
+
+    @reads.get(
+        "/pipelines/{name}/tasks/{task}/explain",
+        tags=["runs"],
+        responses={**NOT_FOUND, 422: {"model": models.Problem}},
+    )
+    async def explain(name: str, task: str, partition: str = "") -> Explanation:
+        """Why the task runs, waits, or would run in `partition`: a checklist read top to
+        bottom, from the state the coordinators decide on."""
+        _pipeline(name)
+        if app.tasks.get(task) is None or app.tasks[task].pipeline != name:
+            missing = f"pipeline {name!r} has no task {task!r}"
+            raise HTTPException(status.HTTP_404_NOT_FOUND, missing)
+        try:
+            return await ops.explain(name, task, partition)
+        except EventError as e:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, e.reason) from None
+
+    async def act(
+        name: str,
+        action: Action,
+        body: models.ActionRequest,
+        *,
+        partition: str = "",
+        task: str | None = None,
+    ) -> models.ActionDone:
+        _pipeline(name)
+        try:
+            event = pipeline_action(
+                name,
+                action,
+                reason=body.reason,
+                operator=body.operator,
+                partition=partition,
+                task=task,
+                source=settings.source,
+            )
+        except EventError as e:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, e.reason) from None
+        done = await ops.submit(event)
+        if done.dead_letter is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, done.dead_letter)
+        return models.ActionDone(id=done.id, status="applied" if done.decided else "published")
+
+    refusals: dict[int | str, dict[str, Any]] = {
+        **NOT_FOUND,
+        409: {"model": models.Problem, "description": "Refused in this state, with the reason."},
+    }
+
+    @writes.post("/pipelines/{name}/pause", tags=["actions"], responses=refusals)
+    async def pause(name: str, body: models.ActionRequest) -> models.ActionDone:
+        """No new run or attempt starts until resumed; what arrives meanwhile is kept."""
+        return await act(name, "pause", body)
+
+    @writes.post("/pipelines/{name}/resume", tags=["actions"], responses=refusals)
+    async def resume(name: str, body: models.ActionRequest) -> models.ActionDone:
+        """Decide what arrived while paused: one run per partition with newer inputs."""
+        return await act(name, "resume", body)
+
+    @writes.post("/pipelines/{name}/rerun", tags=["actions"], responses=refusals)
+    async def rerun(name: str, body: models.Rerun) -> models.ActionDone:
+        """A new attempt series of a task (or of the run's entry tasks) in a partition, on the
+        input versions it last consumed; downstream runs again as if fresh."""
+        kind: Action = "rerun_task" if body.task is not None else "rerun_run"
+        return await act(name, kind, body, partition=body.partition, task=body.task)
+
+    @writes.post("/pipelines/{name}/cancel", tags=["actions"], responses=refusals)
+    async def cancel(name: str, body: models.PartitionAction) -> models.ActionDone:
+        """End the partition's active run as failed; its running attempts are stopped."""
+        return await act(name, "cancel", body, partition=body.partition)
+
+    def _pipeline(name: str) -> None:
         if name not in app.pipelines:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline {name!r}")
-        return models.pipeline_info(app, name)
 
     @reads.get("/graph", tags=["definitions"])
     async def graph() -> models.Graph:
@@ -123,12 +202,12 @@ def create_app(ops: Operations, token: str) -> FastAPI:
             cursor=cursor,
         )
 
-    @reads.get("/runs/{run_id}", tags=["runs"], responses={404: {"model": models.Problem}})
+    @reads.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
     async def run(run_id: str) -> RunDetail:
         """A pipeline run with every task attempt, in the order they were requested."""
         return _found(await history.run(run_id), f"no pipeline run {run_id!r}")
 
-    @reads.get("/attempts/{run_id}", tags=["runs"], responses={404: {"model": models.Problem}})
+    @reads.get("/attempts/{run_id}", tags=["runs"], responses=NOT_FOUND)
     async def attempt(run_id: str) -> TaskAttempt:
         """One task attempt by its run id."""
         return _found(await history.attempt(run_id), f"no task attempt {run_id!r}")

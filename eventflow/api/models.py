@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..core.state import PipelineState
 from ..definitions import App
-from ..events import MAX_NAME, MAX_VERSION, Metadata
+from ..events import MAX_NAME, MAX_TEXT, MAX_VERSION, Metadata
 from ..history.models import CheckOutcome, DatasetVersionRecord, Freshness
 
 
@@ -22,9 +24,20 @@ class TaskInfo(BaseModel):
     timeout_s: float | None
 
 
+class Paused(BaseModel):
+    operator: str
+    reason: str
+    at: datetime
+
+
 class PipelineInfo(BaseModel):
     name: str
     description: str
+    paused: Paused | None = Field(default=None, description="Who paused it, when and why.")
+    active: list[str] = Field(default_factory=list, description="Partitions with a run.")
+    waiting: list[str] = Field(
+        default_factory=list, description="Partitions waiting for a run slot (max_active_runs)."
+    )
     max_active_runs: int | None
     tasks: list[TaskInfo]
     checks: list[str]
@@ -77,6 +90,31 @@ class DatasetHistory(BaseModel):
     checks: list[CheckOutcome] = Field(description="Check outcomes, newest first.")
 
 
+class ActionRequest(BaseModel):
+    """An operator's action; `reason` is kept in the log and in the run's outcome."""
+
+    reason: str = Field(min_length=1, max_length=MAX_TEXT)
+    operator: str = Field(default="api", min_length=1, max_length=MAX_NAME, description="Who.")
+
+
+class PartitionAction(ActionRequest):
+    partition: str = Field(default="", max_length=MAX_NAME)
+
+
+class Rerun(PartitionAction):
+    task: str | None = Field(
+        default=None, max_length=MAX_NAME, description="One task; unset: the whole run."
+    )
+
+
+class ActionDone(BaseModel):
+    id: str = Field(description="The action event's id.")
+    status: Literal["applied", "published"] = Field(
+        description="`applied`: a coordinator carried it out; `published`: sent, not decided "
+        "within the wait (it will be, or be dead-lettered)."
+    )
+
+
 class Problem(BaseModel):
     detail: Any
 
@@ -95,11 +133,19 @@ def task_info(app: App, name: str) -> TaskInfo:
     )
 
 
-def pipeline_info(app: App, name: str) -> PipelineInfo:
+def pipeline_info(app: App, name: str, state: PipelineState) -> PipelineInfo:
     pipeline = app.pipelines[name]
+    pause = state.paused
     return PipelineInfo(
         name=pipeline.name,
         description=pipeline.description,
+        paused=Paused(
+            operator=pause.operator, reason=pause.reason, at=datetime.fromtimestamp(pause.at, UTC)
+        )
+        if pause is not None
+        else None,
+        active=list(state.active),
+        waiting=list(state.waiting),
         max_active_runs=pipeline.max_active_runs,
         tasks=[task_info(app, t.name) for t in pipeline.tasks],
         checks=[c.name for c in pipeline.checks],

@@ -140,6 +140,8 @@ class Snapshot:
             pst = pipelines.get(name)
             if pst is not None:
                 pst.active, pst.waiting = active, waiting
+                pst.paused = self.pauses.get(name)
+                pst.acted = self.acted.get(name, [])
         engine.datasets.update(self.datasets)
         for pool, raw in self.pools.items():
             engine.gate.load(pool, raw)

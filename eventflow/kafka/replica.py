@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -86,6 +87,12 @@ class StateReplica(Service):
             if await consumer.position(tp) < end:
                 return False
         return True
+
+    async def until(self, holds: Callable[[Engine], bool]) -> None:
+        """Wait until `holds(engine)` is true of the state read so far."""
+        async with self._read:
+            while not holds(self.engine):
+                await self._read.wait()
 
     async def sync(self, timeout: float = 10.0) -> None:
         """Wait until the replica holds every step committed before this call (read your own

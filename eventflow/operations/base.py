@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import Engine, Explanation
+from ..core.state import PipelineState
 from ..definitions import App
 from ..events import Event
 from ..history import HistoryStore
@@ -22,10 +24,12 @@ from ..settings import Settings
 
 @dataclass(frozen=True)
 class Submitted:
-    """What became of an event handed in: its id, and why it was refused if it was."""
+    """What became of an event handed in: its id, why it was refused if it was, and whether it
+    was decided before the answer (on Kafka a coordinator decides a moment later)."""
 
     id: str
     dead_letter: str | None = None
+    decided: bool = True
 
 
 class Feed:
@@ -91,3 +95,17 @@ class Operations(Service):
     @abstractmethod
     def live(self) -> Feed:
         """Every event from the call on, in the order this side learns of them."""
+
+    @abstractmethod
+    async def explain(self, pipeline: str, task: str, partition: str) -> Explanation:
+        """`Engine.explain` on the state the coordinators decide on; `EventError` for an
+        unknown pipeline, task or partition."""
+
+    async def pipeline_state(self, pipeline: str) -> PipelineState:
+        """A pipeline's state as the coordinators hold it (partitions may be partly paged
+        out in embedded mode): for its pause and its active and waiting partitions."""
+        return (await self.engine()).pipelines[pipeline]
+
+    @abstractmethod
+    async def engine(self) -> Engine:
+        """The engine holding the coordinators' state, brought up to date."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core import Engine, Explanation
 from ..embedded import EmbeddedRuntime
 from ..embedded.control import control_allows
 from ..events import Event, encode
@@ -28,6 +29,12 @@ class EmbeddedOperations(Operations):
         """As the control socket takes it: logged, decided, or dead-lettered with the reason."""
         receipt = await self.runtime.publish_raw(encode(event), "api", allowed=control_allows)
         return Submitted(receipt.event.id, receipt.dead_letter)
+
+    async def explain(self, pipeline: str, task: str, partition: str) -> Explanation:
+        return await self.runtime.explain(pipeline, task, partition)
+
+    async def engine(self) -> Engine:
+        return self.runtime.engine
 
     def live(self) -> Feed:
         queue = self.runtime.subscribe()

@@ -5,10 +5,13 @@ replica of the coordinators' state to explain from."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from asyncio import FIRST_COMPLETED
 
+from ..core import Engine, Explanation
 from ..definitions import App
-from ..events import Event, encode
+from ..events import DeadLetter, Event, PipelineAction, encode
 from ..kafka.clients import KafkaPublisher, KafkaSubscriber
 from ..kafka.history import HistoryProjector
 from ..kafka.replica import StateReplica
@@ -19,6 +22,9 @@ from ..topics import TOPICS, destination
 from .base import Fanout, Feed, Operations, Submitted
 
 log = logging.getLogger("eventflow.operations")
+
+#: Seconds an operator's action is waited for before the answer says "not decided yet".
+DECIDE_S = 10.0
 
 #: Every topic that carries CloudEvents, for the live feed.
 EVENT_TOPICS = [spec.name for spec in TOPICS if spec.events]
@@ -76,10 +82,50 @@ class KafkaOperations(Operations):
             self.fanout.put(event)
 
     async def submit(self, event: Event) -> Submitted:
-        """Published, not yet decided: the coordinator dead-letters what it refuses."""
+        """Published; an operator's action is also waited for until a coordinator carried it
+        out (its id in the pipeline's state) or refused it (a dead letter of its bytes), for
+        `DECIDE_S` at most."""
+        raw = encode(event)
         topic, key = destination(event)
-        await self.publisher.send(encode(event), key, topic)
-        return Submitted(event.id)
+        if not isinstance(event, PipelineAction):
+            await self.publisher.send(raw, key, topic)
+            return Submitted(event.id, decided=False)
+        feed = self.live()  # before sending: the refusal cannot come before the feed
+        try:
+            await self.publisher.send(raw, key, topic)
+            return await self._decided(event, raw, feed)
+        finally:
+            feed.close()
+
+    async def _decided(self, event: PipelineAction, raw: bytes, feed: Feed) -> Submitted:
+        digest = hashlib.sha256(raw).hexdigest()
+
+        async def refused() -> str | None:
+            async for seen in feed:
+                if isinstance(seen, DeadLetter) and seen.data.sha256 == digest:
+                    return seen.data.reason
+            return None  # the feed was cut: no answer from it
+
+        pipeline = event.data.pipeline
+        applied = asyncio.ensure_future(
+            self.replica.until(lambda e: event.id in e.pipelines[pipeline].acted)
+        )
+        refusal = asyncio.ensure_future(refused())
+        try:
+            await asyncio.wait([applied, refusal], timeout=DECIDE_S, return_when=FIRST_COMPLETED)
+        finally:
+            for waiting in (applied, refusal):
+                waiting.cancel()
+        if refusal.done() and not refusal.cancelled() and refusal.result() is not None:
+            return Submitted(event.id, refusal.result())
+        return Submitted(event.id, decided=applied.done() and not applied.cancelled())
 
     def live(self) -> Feed:
         return self.fanout.feed()
+
+    async def engine(self) -> Engine:
+        await self.replica.sync()
+        return self.replica.engine
+
+    async def explain(self, pipeline: str, task: str, partition: str) -> Explanation:
+        return (await self.engine()).explain(pipeline, task, partition)

@@ -96,7 +96,8 @@ async def api(
     ops: Operations
     if runtime == "kafka":
         broker: Broker = request.getfixturevalue("kafka")
-        harness = KafkaHarness(api_app, broker.bootstrap, **settings)
+        # The history file too goes to the test's folder, not to ./.eventflow.
+        harness = KafkaHarness(api_app, broker.bootstrap, home=tmp_path / "home", **settings)
         ops = KafkaOperations(harness.app, harness.settings)
     else:
         harness = EmbeddedHarness(api_app, tmp_path / "home", **settings)
@@ -108,6 +109,9 @@ async def api(
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
             yield Api(client, harness, server)
 
+
+#: For what the API checks before any runtime is involved (tokens, bounds, definitions).
+EMBEDDED_ONLY = [pytest.param(("embedded", "sqlite"), id="embedded")]
 
 #: Every runtime on every history store, for the tests of history queries.
 EVERYWHERE = [

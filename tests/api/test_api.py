@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from .conftest import TOKEN, Api
+from .conftest import EMBEDDED_ONLY, TOKEN, Api
 
 
 def announced(api: Api) -> list[tuple[str, str]]:
@@ -16,6 +16,7 @@ def announced(api: Api) -> list[tuple[str, str]]:
     return [key for key in api.engine.datasets if key[0] != "tick"]
 
 
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
 async def test_reads_and_writes_need_the_token(api: Api) -> None:
     async with httpx.AsyncClient(base_url=api.url) as anonymous:
         for method, path in [("GET", "/api/pipelines"), ("POST", "/api/datasets/raw/events")]:
@@ -29,11 +30,13 @@ async def test_reads_and_writes_need_the_token(api: Api) -> None:
     assert announced(api) == [], "a refused request published nothing"
 
 
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
 async def test_the_server_listens_on_loopback_only(api: Api) -> None:
     assert api.server.host == "127.0.0.1"
     assert api.url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
 async def test_pipelines_and_the_graph(api: Api) -> None:
     pipelines = (await api.client.get("/api/pipelines")).json()
     assert [p["name"] for p in pipelines] == ["ingest", "publish"]
@@ -77,6 +80,7 @@ async def test_publishing_a_dataset_version_triggers_its_consumers(api: Api) -> 
     assert state.runs["tidy"].status == "succeeded"
 
 
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
 @pytest.mark.parametrize(
     ("dataset", "body", "status", "says"),
     [
