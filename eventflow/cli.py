@@ -26,6 +26,7 @@ from .events import (
     encode,
     version_now,
 )
+from .fate import announce
 from .graph import graph_dot, graph_text
 from .loader import load_app
 from .settings import Settings
@@ -182,6 +183,13 @@ def dev(
     default=None,
     help="Send this file's bytes (a CloudEvent as JSON; '-' for stdin) as they are.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the decisions it gets (0: publish only).",
+)
 @home_option
 @bootstrap_option
 def emit(
@@ -190,10 +198,12 @@ def emit(
     version: int | None,
     meta: tuple[str, ...],
     raw: Any,
+    wait: float,
     home: Path | None,
     bootstrap: str | None,
 ) -> None:
-    """Publish a dataset version to a running `eventflow dev`, or to Kafka."""
+    """Publish a dataset version to a running `eventflow dev`, or to Kafka, and say what became
+    of it: the runs it triggered, or why none (exit 3), or why it was refused (exit 1)."""
     settings = _settings(home, bootstrap)
     if raw is not None:
         payload = raw.read()
@@ -210,20 +220,17 @@ def emit(
     else:
         raise click.UsageError("give a DATASET or --raw FILE")
 
-    async def send() -> dict[str, Any]:
-        async with Publisher(settings) as publisher:
-            reply = await publisher.publish_raw(payload, key=dataset)
-        reply.setdefault("id", orjson.loads(payload).get("id", "") if raw is None else "")
-        return reply
-
-    reply = _run(send())
-    if reply.get("dead_letter"):
-        click.echo(f"error: dead-lettered: {reply['dead_letter']}", err=True)
+    fate = _run(announce(settings, payload, dataset, wait))
+    if fate.dead_letter is not None:
+        click.echo(f"error: dead-lettered: {fate.dead_letter}", err=True)
         sys.exit(1)
-    if not reply.get("ok", False):
-        click.echo(f"error: not published: {reply.get('error', 'no reason given')}", err=True)
-        sys.exit(2)
-    click.echo(f"published {reply['id']}".rstrip())
+    click.echo(f"published {fate.id}".rstrip())
+    for line in fate.lines():
+        click.echo(f"  {line}")
+    if wait and not fate.complete:
+        click.echo(f"no decision seen within {wait:g}s: is a coordinator running?", err=True)
+    elif wait and not fate.triggered and not fate.pending:
+        sys.exit(serving.NOTHING)
 
 
 @cli.command()

@@ -306,6 +306,36 @@ class PipelineActionData(Payload):
         return f"{what} by {self.operator}: {self.reason}"
 
 
+#: What became of an input from outside, at one stage (`DecisionData.outcome`).
+Outcome: TypeAlias = Literal[
+    "routed", "held", "ignored", "unused", "rejected", "triggered", "waiting", "paused"
+]
+
+
+class DecisionData(Payload):
+    """What a stage decided about a dataset version announced from outside: the router (routed
+    to its pipelines, held for checks, ignored as not newer) and then each consuming pipeline
+    (runs triggered, or why not). `correlation` ties them to the announcement: its
+    `correlationid`, or its id if it had none."""
+
+    correlation: RunId = Field(description="The announcement's correlation id (or its id).")
+    stage: Literal["router", "pipeline"] = Field(description="Who decided.")
+    dataset: Name = Field(description="The dataset announced.")
+    partition: PartitionKey = Field(default="", description="Its partition; empty if none.")
+    version: Version
+    pipeline: Name | None = Field(default=None, description="The pipeline, at its stage.")
+    outcome: Outcome = Field(
+        description="router: `routed` (to `pipelines`), `held` (for checks), `ignored` (not "
+        "newer than a version seen), `unused` (no pipeline consumes it); pipeline: `rejected` "
+        "(a blocking check failed), `ignored`, `triggered` (`runs`, `tasks`), `waiting` or "
+        "`paused` (`detail` says for what)."
+    )
+    detail: Text = Field(description="The decision in words.")
+    pipelines: list[Name] = Field(default_factory=list, description="Routed to these.")
+    runs: list[RunId] = Field(default_factory=list, description="Pipeline runs it set going.")
+    tasks: list[Name] = Field(default_factory=list, description="Tasks it requested.")
+
+
 class PoolReleasedData(Payload):
     """A pool slot freed because the task run holding it ended."""
 
@@ -531,6 +561,12 @@ class PipelineAction(Event[PipelineActionData]):
     type: EventType[Literal["eventflow.pipeline.action"]] = "eventflow.pipeline.action"
 
 
+class Decided(Event[DecisionData]):
+    """What a stage decided about a dataset version announced from outside."""
+
+    type: EventType[Literal["eventflow.decision"]] = "eventflow.decision"
+
+
 class PoolReleased(Event[PoolReleasedData]):
     """A task run gave back its pool slot."""
 
@@ -559,6 +595,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PipelineRunSucceeded,
     PipelineRunFailed,
     PipelineAction,
+    Decided,
     PoolReleased,
     DeadLetter,
 )

@@ -21,6 +21,7 @@ from .events import (
     DatasetProduced,
     DatasetReset,
     DeadLetter,
+    Decided,
     Event,
     PipelineAction,
     PipelineInput,
@@ -131,6 +132,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         key="pipeline",
         events=_types(PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed),
         config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.decisions",
+        "What became of each dataset version announced from outside: the router's decision, "
+        "then each consuming pipeline's, keyed by the announcement's correlation id.",
+        key="correlation",
+        events=_types(Decided),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
         "eventflow.deadletter",

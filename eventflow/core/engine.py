@@ -32,6 +32,7 @@ from ..events import (
     TaskStarted,
     TaskSucceeded,
 )
+from . import notes
 from .actions import Actions
 from .explain import Explanation, explain
 from .pools import PoolGate
@@ -142,16 +143,29 @@ class Engine:
             data = self.router.validate(event.data)
             key = (data.dataset, data.partition)
             st = self.datasets.setdefault(key, DatasetState())
-            decision = self.router.on_produced(st, data, event.correlationid)
-            return self._effects(decision, dataset=data.dataset)
+            if data.producer is not None:
+                decision = self.router.on_produced(st, data, event.correlationid)
+                return self._effects(decision, dataset=data.dataset)
+            # From outside: what it sets going carries its correlation, and a note says so.
+            correlation = event.correlationid or event.id
+            seen = st.seen
+            fx = self._effects(self.router.on_produced(st, data, correlation), dataset=data.dataset)
+            fx.events.append(notes.routed(self, data, seen, fx, correlation))
+            return fx
         if isinstance(event, CheckCompleted):
             target = self.router.validate_check(event.data)
             st = self.datasets.setdefault((target.dataset, target.partition), DatasetState())
             return self._effects(self.router.on_check(st, event.data), dataset=target.dataset)
         if isinstance(event, PipelineInput):
-            pst = self._pipeline(event.data.pipeline)
-            self.router.validate_routed(event.data.dataset, event.data.partition, pst.name)
-            return self._effects(self.runs.on_input(pst, event.data, now), pst.name)
+            routed = event.data
+            pst = self._pipeline(routed.pipeline)
+            self.router.validate_routed(routed.dataset, routed.partition, pst.name)
+            if routed.producer is not None or event.correlationid is None:
+                return self._effects(self.runs.on_input(pst, routed, now), pst.name)
+            known = self.runs.known_version(pst, routed.dataset, routed.partition)
+            fx = self._effects(self.runs.on_input(pst, routed, now), pst.name)
+            fx.events.append(notes.evaluated(self, routed, known, fx, event.correlationid))
+            return fx
         if isinstance(event, DatasetReset):
             reset = event.data
             self.router.validate_routed(reset.dataset, reset.partition, reset.pipeline)

@@ -148,6 +148,12 @@ class Runs:
                     d.dirty.add(key)
         return d
 
+    def known_version(self, st: PipelineState, dataset: str, partition: str) -> int | None:
+        """The newest version of `dataset` the pipeline holds for `partition`, if any."""
+        part = st.partitions.get(partition)
+        have = part.inputs.get(dataset) if part is not None else None
+        return have.version if have is not None else None
+
     def on_input(self, st: PipelineState, data: PipelineInputData, now: float) -> Decision:
         """A routed dataset version (after its checks) for a pipeline that consumes it."""
         d = Decision()

@@ -196,6 +196,8 @@ def test_emit_watch_and_status_against_a_running_dev(tmp_path: Path) -> None:
             sent = cli(home, "emit", "greetings.requested", "--meta", "name=grace", "-v", "42")
             assert sent.returncode == 0, sent.stderr
             assert sent.stdout.startswith("published ")
+            assert "  router: routed to hello\n" in sent.stdout
+            assert "  hello: requested draft in hello:-:1\n" in sent.stdout
             assert watcher.stdout is not None
             started = watcher.stdout.readline()
             finished = watcher.stdout.readline()
@@ -210,6 +212,21 @@ def test_emit_watch_and_status_against_a_running_dev(tmp_path: Path) -> None:
     assert "greetings.requested" in status.stdout and " 42 " in status.stdout
     assert "greetings.sent" in status.stdout
     assert "hello  -  ok" in status.stdout
+
+
+def test_emit_says_when_nothing_happened_and_why(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with dev(home, HELLO):
+        assert cli(home, "emit", "greetings.requested", "-v", "42").returncode == 0
+        older = cli(home, "emit", "greetings.requested", "-v", "41")
+        assert older.returncode == 3, older.stdout + older.stderr
+        assert "router: version 41 is not newer than 42, already seen" in older.stdout
+        typo = cli(home, "emit", "greetings.requsted")
+        assert typo.returncode == 1
+        assert typo.stderr == "error: dead-lettered: unknown dataset 'greetings.requsted'\n"
+        unused = cli(home, "emit", "greetings.sent")
+        assert unused.returncode == 3
+        assert "router: no pipeline consumes greetings.sent" in unused.stdout
 
 
 def test_malformed_input_lands_in_the_dead_letter_log(tmp_path: Path) -> None:

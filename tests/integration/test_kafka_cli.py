@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 import eventflow as ef
+from eventflow.topics import TOPICS
 
 from ..kafka_broker import Broker
 from .cluster import Cluster
@@ -42,7 +43,7 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
     drift = run(cluster, "topics", "check")
     assert drift.returncode == 1 and "eventflow.datasets: missing" in drift.stdout
     applied = run(cluster, "topics", "apply")
-    assert applied.returncode == 0 and "9 changes applied" in applied.stdout
+    assert applied.returncode == 0 and f"{len(TOPICS)} changes applied" in applied.stdout
     assert run(cluster, "topics", "check").stdout.strip() == "no drift"
     try:
         coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
@@ -57,10 +58,17 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
         try:
             assert watch.stderr is not None and watch.stdout is not None
             assert watch.stderr.readline().startswith("watching 127.0.0.1:")
-            sent = run(cluster, "emit", "greetings.requested", "--meta", "name=kafka")
+            sent = run(cluster, "emit", "greetings.requested", "--meta", "name=kafka", "-v", "7")
             assert sent.returncode == 0 and sent.stdout.startswith("published "), sent.stderr
+            assert "  hello: requested draft in hello:-:1\n" in sent.stdout
             assert "hello  -  running" in watch.stdout.readline()
             assert "hello  -  ok" in watch.stdout.readline()
+            older = run(cluster, "emit", "greetings.requested", "-v", "6")
+            assert older.returncode == 3, older.stdout + older.stderr
+            assert "router: version 6 is not newer than 7, already seen" in older.stdout
+            typo = run(cluster, "emit", "greetings.requsted")
+            assert typo.returncode == 1
+            assert typo.stderr == "error: dead-lettered: unknown dataset 'greetings.requsted'\n"
         finally:
             watch.terminate()
             watch.communicate(timeout=10)

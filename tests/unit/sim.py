@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventflow.core import Engine, is_followed
+from eventflow.core import Effects, Engine, is_followed
 from eventflow.definitions import App
 from eventflow.events import (
     PIPELINE_RUN_EVENTS,
@@ -17,6 +17,7 @@ from eventflow.events import (
     DatasetProducedData,
     DatasetVersion,
     Event,
+    PipelineInput,
     PipelineRunData,
     TaskFailed,
     TaskFailedData,
@@ -34,6 +35,11 @@ Outcome = Callable[[TaskRequestedData], Any]
 def produced(dataset: str, partition: str = "", version: int = 1, **meta: Any) -> Event:
     data = DatasetProducedData(dataset=dataset, partition=partition, version=version, metadata=meta)
     return DatasetProduced.of(data)
+
+
+def routed_inputs(fx: Effects) -> list[PipelineInput]:
+    """The routed inputs among a decision's events (notes aside)."""
+    return [e for e in fx.events if isinstance(e, PipelineInput)]
 
 
 @dataclass

@@ -27,7 +27,7 @@ from eventflow.events import (
 from eventflow.kafka.signing import Signer
 from eventflow.topics import destination
 
-from .sim import Sim, produced
+from .sim import Sim, produced, routed_inputs
 from .test_runs import chain_app, noop
 
 D, D2, D3 = "2026-11-22", "2026-11-23", "2026-11-24"
@@ -293,7 +293,7 @@ def test_outputs_of_a_cancelled_run_still_on_their_way_trigger_nothing() -> None
     """On Kafka an output crosses the router before its consumers see it; a cancel may come
     between."""
     engine = Engine(chain_app())
-    [routed] = engine.handle(produced("raw", D, 1), 1.0).events
+    [routed] = routed_inputs(engine.handle(produced("raw", D, 1), 1.0))
     [first] = engine.handle(routed, 1.0).dispatch
     sim = Sim(chain_app())
     sim.engine = engine

@@ -75,6 +75,20 @@ def samples() -> list[ev.Event]:
                 pipeline="p", action="rerun_task", partition="d", task="t", reason="r", operator="o"
             )
         ),
+        ev.Decided.of(
+            ev.DecisionData(
+                correlation="e-1",
+                stage="pipeline",
+                dataset="a",
+                partition="d",
+                version=1,
+                pipeline="p",
+                outcome="triggered",
+                detail="requested t in p:d:1",
+                runs=["p:d:1"],
+                tasks=["t"],
+            )
+        ),
         ev.PoolReleased.of(ev.PoolReleasedData(run_id="t:d:k:1", pool="cpu")),
         ev.dead_letter(b"\xff\x00", "not JSON", origin="eventflow.datasets"),
     ]

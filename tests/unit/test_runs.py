@@ -24,7 +24,7 @@ from eventflow.events import (
 )
 from eventflow.runtime.step import Inbound, Step
 
-from .sim import Sim, produced
+from .sim import Sim, produced, routed_inputs
 
 D = "2026-11-22"
 
@@ -334,7 +334,7 @@ def test_a_result_frees_the_slot_its_run_holds_though_no_run_asked_for_it() -> N
     engine = Engine(pooled_app(), local_pools=False)
     stray = pooled_request(1)
     assert engine.handle(TaskRequested.of(stray), 1000.0).dispatch == [stray]  # signed, plausible
-    [routed] = engine.handle(produced("raw", D, 2), 1000.0).events
+    [routed] = routed_inputs(engine.handle(produced("raw", D, 2), 1000.0))
     [wanted] = engine.handle(routed, 1000.0).pool_requests
     assert engine.handle(TaskRequested.of(wanted), 1000.0).dispatch == [], "the stray holds it"
     for kind in (TaskFailed, TaskSucceeded):

@@ -1,0 +1,102 @@
+"""Decision notes: what became of a dataset version announced from outside, said by the stage
+that decided it, from the effects of its decision and the state it decided on.
+
+Only announcements from outside (no `producer`) get notes: they are what a person or a tool sent
+and wants an answer for (`eventflow emit` waits for them), while task outputs are followed by the
+runs they set going. A note costs one event per stage and is never decided on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..events import (
+    DatasetProducedData,
+    Decided,
+    DecisionData,
+    Outcome,
+    PipelineInput,
+    PipelineInputData,
+)
+from ..partitions import UNPARTITIONED
+from .explain import explain
+
+if TYPE_CHECKING:
+    from .engine import Effects, Engine
+
+
+def routed(
+    engine: Engine, data: DatasetProducedData, seen: int, fx: Effects, correlation: str
+) -> Decided:
+    """The router's decision on an announcement; `seen` is the newest version it knew before."""
+    pipelines = [e.data.pipeline for e in fx.events if isinstance(e, PipelineInput)]
+    outcome: Outcome
+    if pipelines:
+        outcome, detail = "routed", f"routed to {', '.join(pipelines)}"
+    elif fx.checks:
+        names = ", ".join(sorted({c.data.check for c in fx.checks}))
+        outcome, detail = "held", f"held until its checks report: {names}"
+    elif data.version <= seen:
+        outcome = "ignored"
+        detail = f"version {data.version} is not newer than {seen}, already seen"
+    else:
+        outcome, detail = "unused", f"no pipeline consumes {data.dataset}"
+    note = DecisionData(
+        correlation=correlation,
+        stage="router",
+        dataset=data.dataset,
+        partition=data.partition,
+        version=data.version,
+        outcome=outcome,
+        detail=detail,
+        pipelines=pipelines,
+    )
+    return Decided.of(note, source=engine.runs.source, correlationid=correlation)
+
+
+def evaluated(
+    engine: Engine, data: PipelineInputData, known: int | None, fx: Effects, correlation: str
+) -> Decided:
+    """A pipeline's decision on a routed announcement; `known` is the version of the dataset
+    it held before."""
+    requests = [*fx.dispatch, *fx.pool_requests]
+    runs = sorted({r.pipeline_run_id for r in requests if r.pipeline_run_id})
+    tasks = sorted({r.task for r in requests})
+    pst = engine.pipelines[data.pipeline]
+    outcome: Outcome
+    if not data.accepted:
+        outcome, detail = "rejected", f"rejected: {data.reason}"
+    elif known is not None and data.version <= known:
+        outcome, detail = "ignored", f"version {data.version} is not newer than {known}"
+    elif tasks:
+        outcome, detail = "triggered", f"requested {', '.join(tasks)} in {', '.join(runs)}"
+    else:
+        outcome = "paused" if pst.paused is not None else "waiting"
+        detail = _waiting(engine, data)
+    note = DecisionData(
+        correlation=correlation,
+        stage="pipeline",
+        dataset=data.dataset,
+        partition=data.partition,
+        version=data.version,
+        pipeline=data.pipeline,
+        outcome=outcome,
+        detail=detail,
+        runs=runs,
+        tasks=tasks,
+    )
+    return Decided.of(note, source=engine.runs.source, correlationid=correlation)
+
+
+def _waiting(engine: Engine, data: PipelineInputData) -> str:
+    """Why no consumer of the dataset runs: each one's verdict, as explain gives it."""
+    verdicts = []
+    for task in engine.app.consumers.get(data.dataset, ()):
+        if task.pipeline != data.pipeline:
+            continue
+        if task.partitioning.partitioned and data.partition == UNPARTITIONED:
+            verdicts.append(f"{task.name}: no partition became due")
+            continue
+        why = explain(engine, data.pipeline, task.name, data.partition).verdict
+        verdicts.append(f"{task.name}: {why}")
+    return "; ".join(verdicts) or "no task of this pipeline runs on it"
