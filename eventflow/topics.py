@@ -103,6 +103,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
+        "eventflow.task-stops",
+        "Attempts a coordinator ended that may still run (an operator cancelled their run): "
+        "the worker running one stops its body.",
+        key="run_id",
+        events=_types(TaskFailed),
+        config={"cleanup.policy": "delete", "retention.ms": str(1 * DAY_MS)},
+    ),
+    TopicSpec(
         "eventflow.pools",
         "Requests of pooled tasks waiting for a slot, and slots released.",
         key="pool",
@@ -156,10 +164,14 @@ SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
 
 
 def destination(event: Event) -> tuple[str, str]:
-    """The topic an event goes to and its record key, as the specs above say. Pooled task
-    requests are the exception the coordinator makes: they go through `eventflow.pools` first."""
+    """The topic an event goes to and its record key, as the specs above say: a reset routed to
+    a pipeline goes to the pipeline's inputs, a cancelled attempt to the workers' stops. Pooled
+    task requests are the exception the coordinator makes: they go through `eventflow.pools`
+    first."""
     if isinstance(event, DatasetReset) and event.data.pipeline is not None:
         return "eventflow.pipeline-inputs", event.data.pipeline
+    if isinstance(event, TaskFailed) and event.data.kind == "cancelled":
+        return "eventflow.task-stops", event.data.run_id
     for spec in TOPICS:
         if event.type in spec.events:
             if isinstance(event, CheckCompleted):

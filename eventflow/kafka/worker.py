@@ -47,6 +47,8 @@ from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
 
+#: Where coordinators say which attempts to stop.
+STOPS = "eventflow.task-stops"
 #: Seconds a revoked partition's running requests get to finish before they are cancelled.
 REVOKE_GRACE_S = 5.0
 
@@ -119,6 +121,11 @@ class KafkaWorker(Service):
         self._results: dict[TopicPartition, AIOKafkaProducer] = {}
         self._commit_lock = asyncio.Lock()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
+        #: Run id -> the body running it here, for stops to find.
+        self._bodies: dict[str, asyncio.Task[None]] = {}
+        #: Run ids whose body a coordinator stopped: finished without a result.
+        self._stopped: set[str] = set()
+        self._stops: AIOKafkaConsumer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -138,22 +145,35 @@ class KafkaWorker(Service):
             client_id=f"eventflow-worker-{self.instance}",
             **client,
         )
+        self._stops = AIOKafkaConsumer(
+            enable_auto_commit=False, isolation_level="read_committed", **client
+        )
         with broker_errors(f"cannot reach Kafka at {self.config.bootstrap}"):
             await self._progress.start()
             await self._consumer.start()
+            await self._stops.start()
+            stops = self.config.topic(STOPS)
+            tps = [TopicPartition(stops, n) for n in range(self.config.partitions(STOPS))]
+            self._stops.assign(tps)
+            await self._stops.seek_to_end(*tps)
+            for tp in tps:
+                await self._stops.position(tp)  # resolved now: no stop from here on is missed
         self._consumer.subscribe(
             [self.config.topic("eventflow.task-requests")], listener=_Rebalance(self)
         )
         self.spawn(self._fetch(), "eventflow worker fetch")
         self.spawn(self._commit(), "eventflow worker commit")
+        self.spawn(self._follow_stops(self._stops), "eventflow worker stops")
 
     async def _close(self) -> None:
         """Stop taking requests; running ones are cancelled and will be redelivered."""
         consumer, self._consumer = self._consumer, None
-        await self._stop_loops()  # fetching, committing, and partitions being taken over
+        stops, self._stops = self._stops, None
+        await self._stop_loops()  # fetching, committing, stops, partitions being taken over
         await self.cancel(*self.running.values())
-        if consumer is not None:
-            await consumer.stop()
+        for reader in (consumer, stops):
+            if reader is not None:
+                await reader.stop()
         for producer in [*self._results.values(), self._progress]:
             if producer is not None:
                 await producer.stop()
@@ -357,9 +377,10 @@ class KafkaWorker(Service):
             self._finish(_Finished(tp, record.offset, None, self._ran_again(request)))
             return
         key = (tp, record.offset)
-        self.running[key] = asyncio.create_task(
+        body = self.running[key] = asyncio.create_task(
             self._run(tp, record.offset, request), name=f"run {request.run_id}"
         )
+        self._bodies[request.run_id] = body
 
     def _ran_again(self, request: TaskRequestedData | CheckRequestedData) -> list[Event]:
         """A pooled request that already ran, delivered again, frees the slot the pool stage
@@ -374,13 +395,45 @@ class KafkaWorker(Service):
             # The last log chunks go in the result's transaction, before the result.
             events = await self.executor.run(request, self._report)
             self._finish(_Finished(tp, offset, request.run_id, events))
+        except asyncio.CancelledError:
+            if request.run_id not in self._stopped:
+                raise  # stopping or revoked: the request is redelivered
+            # A coordinator ended this attempt (its run was cancelled): done, with no result.
+            log.info("%s: %s stopped by its coordinator", self.instance, request.run_id)
+            self._finish(_Finished(tp, offset, request.run_id, []))
         except Exception as e:
             # The executor turns whatever a body does into a result; raising is its own bug.
             # Left alone, the offset would hold the partition's commit position for good.
             self.fail(e, f"run {request.run_id}")
         finally:
             self.running.pop((tp, offset), None)
+            if self._bodies.get(request.run_id) is asyncio.current_task():
+                del self._bodies[request.run_id]
+            self._stopped.discard(request.run_id)
             self._capacity.set()
+
+    async def _follow_stops(self, reader: AIOKafkaConsumer) -> None:
+        """Stop the bodies of attempts a coordinator ended while they ran here."""
+        while True:
+            with broker_errors(f"reading {STOPS}"):
+                fetched = await reader.getmany(timeout_ms=1000)
+            for records in fetched.values():
+                for record in records:
+                    self._stop(record)
+
+    def _stop(self, record: Any) -> None:
+        value = record.value or b""
+        try:
+            event = decode(value, max_metadata_bytes=self.settings.max_metadata_bytes)
+            self.signer.check(STOPS, event, value, record.headers or ())
+        except EventError as e:
+            log.warning("%s: skipping a record of %s: %s", self.instance, STOPS, e.reason)
+            return
+        run_id = getattr(event.data, "run_id", None)
+        body = self._bodies.get(run_id) if isinstance(run_id, str) else None
+        if run_id is not None and body is not None and not body.done():
+            self._stopped.add(run_id)
+            body.cancel()
 
     async def _report(self, event: Event) -> None:
         """Started and heartbeat events and log chunks of running tasks: not transactional,
