@@ -49,6 +49,8 @@ log = logging.getLogger("eventflow.worker")
 
 #: Where coordinators say which attempts to stop.
 STOPS = "eventflow.task-stops"
+#: Stopped run ids remembered for requests that have not come yet.
+STOPS_KEPT = 10_000
 #: Seconds a revoked partition's running requests get to finish before they are cancelled.
 REVOKE_GRACE_S = 5.0
 
@@ -125,6 +127,8 @@ class KafkaWorker(Service):
         self._bodies: dict[str, asyncio.Task[None]] = {}
         #: Run ids whose body a coordinator stopped: finished without a result.
         self._stopped: set[str] = set()
+        #: Run ids stopped before their request ran here (the last `STOPS_KEPT`, oldest first).
+        self._stop_before: dict[str, None] = {}
         self._stops: AIOKafkaConsumer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -372,6 +376,10 @@ class KafkaWorker(Service):
             state.running.add(record.offset)
             return
         state.running.add(record.offset)
+        if request.run_id in self._stop_before:
+            log.info("%s: %s was stopped before it ran", self.instance, request.run_id)
+            self._finish(_Finished(tp, record.offset, request.run_id, []))
+            return
         if request.run_id in state.done:
             log.info("%s: %s already ran; acknowledging", self.instance, request.run_id)
             self._finish(_Finished(tp, record.offset, None, self._ran_again(request)))
@@ -430,10 +438,17 @@ class KafkaWorker(Service):
             log.warning("%s: skipping a record of %s: %s", self.instance, STOPS, e.reason)
             return
         run_id = getattr(event.data, "run_id", None)
-        body = self._bodies.get(run_id) if isinstance(run_id, str) else None
-        if run_id is not None and body is not None and not body.done():
+        if not isinstance(run_id, str):
+            return
+        body = self._bodies.get(run_id)
+        if body is not None and not body.done():
             self._stopped.add(run_id)
             body.cancel()
+        else:  # not here yet, or never here: if its request comes, it is not run
+            self._stop_before.pop(run_id, None)
+            self._stop_before[run_id] = None
+            while len(self._stop_before) > STOPS_KEPT:
+                del self._stop_before[next(iter(self._stop_before))]
 
     async def _report(self, event: Event) -> None:
         """Started and heartbeat events and log chunks of running tasks: not transactional,
