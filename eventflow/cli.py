@@ -503,7 +503,8 @@ def _act(
     if as_json:
         _echo_json(done)
         return
-    what = " ".join([action, pipeline, *(str(body[k]) for k in ("partition", "task") if k in body)])
+    named = [str(body[k]) for k in ("partition", "task") if body.get(k)]
+    what = " ".join([action, pipeline, *named])
     result = "applied" if done["status"] == "applied" else "published, not yet decided"
     click.echo(f"{what}: {result} ({done['id']})")
 

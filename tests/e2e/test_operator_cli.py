@@ -120,6 +120,16 @@ def test_every_command_and_action_against_a_dev_instance(tmp_path: Path) -> None
         never = cli(home, "rerun", "ops", "2026-11-21", "--reason", "x")
         assert never.returncode == 1 and "never ran in partition '2026-11-21'" in never.stderr
 
+        page = js(home, "runs", "--limit", "2")
+        assert [r["run_id"] for r in page["items"]] == [third["run_id"], second["run_id"]]
+        assert f"2 of 3 runs; next page: --cursor {page['next_cursor']}" in ok(
+            home, "runs", "--limit", "2"
+        )
+        rest = runs(home, "--limit", "2", "--cursor", page["next_cursor"])
+        assert [r["run_id"] for r in rest] == [first["run_id"]]
+        bogus = cli(home, "runs", "--cursor", "bogus")
+        assert bogus.returncode == 2 and "error: not a cursor of this query" in bogus.stderr
+
         # cancel a running run, its log followed meanwhile
         ok(home, "emit", "gate", "-p", D, "--meta", f"release={release}")
         wait_for(lambda: any(a["status"] == "running" for a in _attempts(home, "held")))
