@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import re
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 import orjson
 
-from . import serving
+from . import operator, serving
+from .api.client import ApiClient, ApiError
 from .clients import Publisher
-from .embedded import ControlClient, Store
-from .errors import ConfigurationError, EventflowError
+from .core import Explanation
+from .embedded import ControlClient
+from .errors import ConfigurationError, EventflowError, NotRunning
 from .events import (
     MAX_VERSION,
     PIPELINE_RUN_EVENTS,
@@ -28,9 +34,11 @@ from .events import (
 )
 from .fate import announce
 from .graph import graph_dot, graph_text
+from .history import HistoryStore
+from .history.models import Freshness, Lineage, LogLine, Page, PipelineRun, RunDetail, TaskAttempt
 from .loader import load_app
 from .settings import Settings
-from .summary import freshness_table, run_line
+from .summary import run_line
 
 T = TypeVar("T")
 
@@ -293,29 +301,362 @@ def watch(
         _run(stream())
 
 
+# -- the operator's commands, through the API ---------------------------------------------------
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+
+
+def _ask(settings: Settings, call: Callable[[ApiClient], Awaitable[T]]) -> T:
+    async def ask() -> T:
+        async with ApiClient(settings) as client:
+            return await call(client)
+
+    return _run(ask())
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def _partition(value: str) -> str:
+    """`-` (as runs print it) or nothing: no partition."""
+    return "" if value == "-" else value
+
+
+def _since(value: str | None) -> str | None:
+    """An ISO time as it is, or an age (`90s`, `30m`, `2h`, `7d`) as the time that long ago."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value)
+    if match is None:
+        return value
+    size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    return (datetime.now(UTC) - timedelta(seconds=float(match[1]) * size)).isoformat()
+
+
 @cli.command()
 @click.option("--runs", default=10, show_default=True, help="Recent runs to list.")
+@json_option
 @home_option
-def status(runs: int, home: Path | None) -> None:
-    """Dataset freshness and recent runs, from the state folder."""
+def status(runs: int, as_json: bool, home: Path | None) -> None:
+    """Dataset freshness per partition and recent runs, from a running instance's API."""
     settings = _settings(home)
-    if not settings.database.exists():
-        click.echo(f"No state in {settings.home} yet: nothing has run here.")
+
+    async def read(client: ApiClient) -> tuple[Any, Any]:
+        return await client.get("/api/datasets"), await client.get("/api/runs", limit=runs)
+
+    fresh, recent = _ask(settings, read)
+    if as_json:
+        _echo_json({"datasets": fresh, "runs": recent["items"]})
         return
+    page = Page[PipelineRun].model_validate(recent)
+    datasets = [Freshness.model_validate(row) for row in fresh]
+    click.echo(operator.status(datasets, page.items))
 
-    async def read() -> tuple[list[dict[str, Any]], list[Any]]:
-        async with Store(settings.database) as store:
-            return await store.read(runs)
 
-    fresh, recent = _run(read())
-    click.echo("Datasets")
-    click.echo(freshness_table(fresh))
-    click.echo("")
-    click.echo("Recent runs")
-    if not recent:
-        click.echo("No pipeline run yet.")
-    for event in recent:
-        click.echo(run_line(event.data))
+@cli.command("runs")
+@click.option("--pipeline", default=None, help="Runs of this pipeline.")
+@click.option("--partition", default=None, help="Runs of this partition.")
+@click.option(
+    "--status", type=click.Choice(["running", "succeeded", "failed"]), default=None, help="Status."
+)
+@click.option("--since", default=None, metavar="TIME|AGE", help="Started at or after (ISO or 2h).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cursor", default=None, help="The next page, as the last page said.")
+@json_option
+@home_option
+def runs_command(
+    pipeline: str | None,
+    partition: str | None,
+    status: str | None,
+    since: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Pipeline runs, newest first, a page at a time."""
+    query = {
+        "pipeline": pipeline,
+        "partition": _partition(partition) if partition is not None else None,
+        "status": status,
+        "since": _since(since),
+        "limit": limit,
+        "cursor": cursor,
+    }
+    found = _ask(_settings(home), lambda client: client.get("/api/runs", **query))
+    if as_json:
+        _echo_json(found)
+    else:
+        click.echo(operator.runs(Page[PipelineRun].model_validate(found)))
+
+
+async def _run_detail(client: ApiClient, run_id: str) -> Any:
+    """The pipeline run `run_id`, or the one a task attempt of that id belongs to."""
+    try:
+        return await client.get(f"/api/runs/{quote(run_id, safe='')}")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+    try:
+        attempt = await client.get(f"/api/attempts/{quote(run_id, safe='')}")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        raise ApiError(404, f"no pipeline run or task attempt {run_id!r}") from None
+    if attempt.get("pipeline_run_id") is None:
+        raise ApiError(404, f"task attempt {run_id!r} belongs to no pipeline run")
+    return await client.get(f"/api/runs/{quote(attempt['pipeline_run_id'], safe='')}")
+
+
+@cli.command("run")
+@click.argument("run_id")
+@json_option
+@home_option
+def run_command(run_id: str, as_json: bool, home: Path | None) -> None:
+    """A pipeline run (or the run of a task attempt) with every attempt and what it consumed."""
+    found = _ask(_settings(home), lambda client: _run_detail(client, run_id))
+    if as_json:
+        _echo_json(found)
+    else:
+        click.echo(operator.run(RunDetail.model_validate(found)))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Print lines as they come, until it ends.")
+@json_option
+@home_option
+def logs(run_id: str, follow: bool, as_json: bool, home: Path | None) -> None:
+    """What a task attempt logged (RUN_ID of the attempt); given a pipeline run, every
+    attempt's log. With --follow and --json, one JSON line per log line."""
+
+    async def show(client: ApiClient) -> None:
+        key = quote(run_id, safe="")
+        try:
+            found = [TaskAttempt.model_validate(await client.get(f"/api/attempts/{key}"))]
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            try:
+                detail = RunDetail.model_validate(await client.get(f"/api/runs/{key}"))
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                raise ApiError(404, f"no task attempt or pipeline run {run_id!r}") from None
+            found = detail.attempts
+        if follow and [a.run_id for a in found] != [run_id]:
+            raise click.UsageError("--follow takes the run id of a task attempt")
+        if follow:
+            async for line in operator.follow(client, found[0]):
+                click.echo(line.model_dump_json() if as_json else operator.log_line(line))
+            return
+        logged = {
+            a.run_id: [
+                LogLine.model_validate(line)
+                for line in await client.get(f"/api/attempts/{quote(a.run_id, safe='')}/logs")
+            ]
+            for a in found
+        }
+        if as_json:
+            _echo_json({k: [line.model_dump(mode="json") for line in v] for k, v in logged.items()})
+            return
+        click.echo("\n\n".join(operator.logs(a, logged[a.run_id]) for a in found))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _ask(_settings(home), show)
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.argument("task")
+@click.argument("partition", default="")
+@json_option
+@home_option
+def explain(pipeline: str, task: str, partition: str, as_json: bool, home: Path | None) -> None:
+    """Why TASK runs, waits or would run in PARTITION: the verdict, then a checklist."""
+    path = f"/api/pipelines/{quote(pipeline, safe='')}/tasks/{quote(task, safe='')}/explain"
+    found = _ask(_settings(home), lambda c: c.get(path, partition=_partition(partition)))
+    if as_json:
+        _echo_json(found)
+    else:
+        click.echo(operator.explain(Explanation.model_validate(found)))
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        return "operator"
+
+
+reason_option = click.option("--reason", required=True, help="Why (kept in the log and the run).")
+operator_option = click.option(
+    "--operator", "who", default=None, help="Who acts (default: the OS user)."
+)
+
+
+def _act(
+    home: Path | None, pipeline: str, action: str, body: dict[str, Any], as_json: bool
+) -> None:
+    """POST an action; print what became of it, or the refusal with exit 1."""
+    path = f"/api/pipelines/{quote(pipeline, safe='')}/{action}"
+    body = {k: v for k, v in body.items() if v is not None}
+    body.setdefault("operator", _operator())
+    try:
+        done = _ask(_settings(home), lambda client: client.post(path, body))
+    except ApiError as e:
+        click.echo(f"refused: {e.reason}", err=True)
+        sys.exit(1)
+    if as_json:
+        _echo_json(done)
+        return
+    named = [str(body[k]) for k in ("partition", "task") if body.get(k)]
+    what = " ".join([action, pipeline, *named])
+    result = "applied" if done["status"] == "applied" else "published, not yet decided"
+    click.echo(f"{what}: {result} ({done['id']})")
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.argument("partition", default="")
+@click.option("--task", default=None, help="Rerun this task only (default: the whole run).")
+@reason_option
+@operator_option
+@json_option
+@home_option
+def rerun(
+    pipeline: str,
+    partition: str,
+    task: str | None,
+    reason: str,
+    who: str | None,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Run a task (or the run's entry tasks) again in PARTITION on the input versions it last
+    consumed; downstream runs again as if fresh."""
+    body = {"partition": _partition(partition), "task": task, "reason": reason, "operator": who}
+    _act(home, pipeline, "rerun", body, as_json)
+
+
+@cli.command()
+@click.argument("pipeline")
+@reason_option
+@operator_option
+@json_option
+@home_option
+def pause(pipeline: str, reason: str, who: str | None, as_json: bool, home: Path | None) -> None:
+    """Start no run or attempt of PIPELINE until resumed; what arrives meanwhile is kept."""
+    _act(home, pipeline, "pause", {"reason": reason, "operator": who}, as_json)
+
+
+@cli.command()
+@click.argument("pipeline")
+@reason_option
+@operator_option
+@json_option
+@home_option
+def resume(pipeline: str, reason: str, who: str | None, as_json: bool, home: Path | None) -> None:
+    """Decide what arrived while PIPELINE was paused: one run per partition with newer inputs."""
+    _act(home, pipeline, "resume", {"reason": reason, "operator": who}, as_json)
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.argument("partition", default="")
+@reason_option
+@operator_option
+@json_option
+@home_option
+def cancel(
+    pipeline: str, partition: str, reason: str, who: str | None, as_json: bool, home: Path | None
+) -> None:
+    """End PIPELINE's active run in PARTITION as failed; its running attempts are stopped."""
+    body = {"partition": _partition(partition), "reason": reason, "operator": who}
+    _act(home, pipeline, "cancel", body, as_json)
+
+
+@cli.command()
+@click.argument("dataset")
+@click.argument("partition", default="")
+@click.option("--version", "-v", "version", type=int, default=None, help="Default: the newest.")
+@click.option("--depth", type=click.IntRange(0, 10), default=3, show_default=True)
+@json_option
+@home_option
+def lineage(
+    dataset: str, partition: str, version: int | None, depth: int, as_json: bool, home: Path | None
+) -> None:
+    """Where a version of DATASET in PARTITION came from, and what was made of it."""
+    key = _partition(partition)
+    name = quote(dataset, safe="")
+
+    async def read(client: ApiClient) -> Any:
+        at = version
+        if at is None:
+            found = await client.get(f"/api/datasets/{name}", partition=key, limit=1)
+            newest = [f for f in found["freshness"] if f["partition"] == key]
+            if not newest:
+                raise ApiError(404, f"no version of {dataset!r} in partition {key!r} yet")
+            at = newest[0]["version"]
+        return await client.get(
+            f"/api/datasets/{name}/lineage", version=at, partition=key, depth=depth
+        )
+
+    found = _ask(_settings(home), read)
+    if as_json:
+        _echo_json(found)
+    else:
+        click.echo(operator.lineage(Lineage.model_validate(found)))
+
+
+@cli.group()
+def history() -> None:
+    """The history store that the operator's commands and the API read."""
+
+
+@history.command("rebuild")
+@click.option(
+    "--app",
+    "target",
+    default=None,
+    metavar="FILE.py|module:obj",
+    help="Kafka: the App `eventflow server` serves, so that outside announcements it would "
+    "refuse are left out as it leaves them out.",
+)
+@home_option
+@bootstrap_option
+def history_rebuild(target: str | None, home: Path | None, bootstrap: str | None) -> None:
+    """Empty the history store and replay the event log into it (embedded: the state file's
+    log; Kafka: the event topics, with `eventflow server` stopped)."""
+    settings = _settings(home, bootstrap)
+    store = HistoryStore.of(settings)
+    if settings.kafka_bootstrap:
+        from .kafka.history import rebuild
+
+        app = load_app(target) if target else None
+        _run(rebuild(settings, store, app=app))
+        click.echo(f"history rebuilt from the topics into {store.url}")
+        return
+    from .embedded.history import rebuild as rebuild_embedded
+
+    if not settings.database.exists():
+        raise ConfigurationError(f"no state in {settings.home}: no event log to rebuild from")
+
+    async def running() -> bool:
+        try:
+            async with ControlClient(settings.control_socket) as client:
+                await client.ping()
+        except NotRunning:
+            return False
+        return True
+
+    if _run(running()):
+        raise ConfigurationError(
+            f"an eventflow dev instance is running in {settings.home} and feeds this history "
+            "store: stop it first"
+        )
+    read = _run(rebuild_embedded(settings.database, store))
+    click.echo(f"history rebuilt from {read} events of {settings.database}")
 
 
 @cli.group()

@@ -1,9 +1,6 @@
-"""Plain-text rendering of run outcomes and dataset freshness, for the CLI and scripts."""
+"""Plain-text rendering of run outcomes, for `eventflow dev` and `eventflow watch`."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from typing import Any
 
 from .events import PipelineRunData
 
@@ -50,25 +47,3 @@ def run_summary(runs: list[PipelineRunData]) -> str:
             text = "  ".join(detail)
             lines.append(f"  {outcome.task:<{width}}  {MARKS[outcome.status]:<15}  {text}".rstrip())
     return "\n".join(lines)
-
-
-def freshness_table(rows: list[dict[str, Any]], now: datetime | None = None) -> str:
-    """The newest version of each dataset partition and its age."""
-    if not rows:
-        return "No dataset has been produced yet."
-    now = now or datetime.now(UTC)
-    out = [f"{'dataset':<28} {'partition':<14} {'version':>17}  age"]
-    for row in rows:
-        age = now - datetime.fromisoformat(row["produced_at"])
-        out.append(
-            f"{row['dataset']:<28} {row['partition'] or '-':<14} {row['version']:>17}  "
-            f"{_age(age.total_seconds())}"
-        )
-    return "\n".join(out)
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"

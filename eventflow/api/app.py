@@ -192,15 +192,18 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
     ) -> Page[PipelineRun]:
         """Pipeline runs, newest first."""
-        return await history.runs(
-            pipeline=pipeline,
-            partition=partition,
-            status=status,
-            since=since,
-            until=until,
-            limit=limit,
-            cursor=cursor,
-        )
+        try:
+            return await history.runs(
+                pipeline=pipeline,
+                partition=partition,
+                status=status,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        except ValueError as e:  # a cursor this query did not make (`status` is the filter here)
+            raise HTTPException(422, str(e)) from None
 
     @reads.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
     async def run(run_id: str) -> RunDetail:

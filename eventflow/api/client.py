@@ -7,6 +7,7 @@ the address and token it wrote to `HOME/api.json`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -64,10 +65,46 @@ class ApiClient(Lifecycle):
             await http.aclose()
 
     async def get(self, path: str, **params: Any) -> Any:
-        return await self._call("GET", path, params={k: v for k, v in params.items() if v})
+        """The JSON the API answers; parameters that are None are left out."""
+        return await self._call("GET", path, params=_params(params))
 
     async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return await self._call("POST", path, json=body or {})
+
+    async def stream(self, path: str, **params: Any) -> AsyncGenerator[dict[str, Any]]:
+        """The server-sent events of `path`, each as a dict: `event`, `id` and `data` (the
+        CloudEvent, decoded); a comment (such as the opening `live`) as `{"comment": text}`."""
+        if self._http is None:
+            raise NotRunning("the API client is not started")
+        timeout = httpx.Timeout(self.timeout, read=None)  # a quiet stream is not a dead one
+        try:
+            async with self._http.stream(
+                "GET", path, params=_params(params), timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._raise_for(response)
+                fields: dict[str, Any] = {}
+                async for line in response.aiter_lines():
+                    if line.startswith(":"):
+                        yield {"comment": line[1:].strip()}
+                    elif line:
+                        name, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        # A value over several lines comes as several `data:` lines.
+                        fields[name] = f"{fields[name]}\n{value}" if name in fields else value
+                    elif "data" in fields:
+                        fields["data"] = orjson.loads(fields["data"])
+                        yield fields
+                        fields = {}
+        except httpx.TransportError as e:
+            raise self._unreachable(e) from e
+
+    def _unreachable(self, e: Exception) -> NotRunning:
+        return NotRunning(
+            f"no eventflow API at {self.url} ({e or type(e).__name__}): start `eventflow dev "
+            "FILE`, or `eventflow server` and point EVENTFLOW_API_URL at it"
+        )
 
     async def _call(self, method: str, path: str, **options: Any) -> Any:
         if self._http is None:
@@ -75,7 +112,11 @@ class ApiClient(Lifecycle):
         try:
             response = await self._http.request(method, path, **options)
         except httpx.TransportError as e:
-            raise NotRunning(f"no eventflow API at {self.url}: {e or type(e).__name__}") from e
+            raise self._unreachable(e) from e
+        self._raise_for(response)
+        return response.json()
+
+    def _raise_for(self, response: httpx.Response) -> None:
         if response.status_code in (401, 403):
             raise ConfigurationError(
                 f"the API at {self.url} refused the token ({_reason(response)}): set "
@@ -83,7 +124,10 @@ class ApiClient(Lifecycle):
             )
         if response.status_code >= 400:
             raise ApiError(response.status_code, _reason(response))
-        return response.json()
+
+
+def _params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def _reason(response: httpx.Response) -> str:

@@ -297,13 +297,6 @@ class Store(Lifecycle):
         return max(dropped, 0)
 
     # -- reads for status, watch and tests -----------------------------------------------------
-    async def read(self, runs: int) -> tuple[list[dict[str, Any]], list[Event]]:
-        """Freshness and the latest runs, for `eventflow status`."""
-        try:
-            return await self.freshness(), await self.runs(runs)
-        except (sqlite3.Error, ValueError) as e:
-            raise StorageError(f"cannot read {self.path}: {e}") from e
-
     async def events(
         self, *types: str, after: int = 0, limit: int = 10_000
     ) -> list[tuple[int, Event]]:
