@@ -46,7 +46,7 @@ faust-experiment: $(STAMP)
 
 schemas: $(STAMP)
 	$(PY) -m eventflow.topics topics
-	$(PY) -m eventflow.api.openapi docs/openapi.json
+	$(PY) -m eventflow.openapi docs/openapi.json
 
 clean: kafka-down
 	rm -rf $(VENV) .eventflow .pytest_cache .mypy_cache

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from eventflow.api.openapi import document, render
+from eventflow.openapi import document, render
 
 PUBLISHED = Path(__file__).parents[2] / "docs" / "openapi.json"
 
