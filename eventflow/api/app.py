@@ -44,6 +44,16 @@ T = TypeVar("T")
 #: The longest page a list endpoint returns.
 PAGE_MAX = 1000
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": models.Problem}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.Problem, "description": "No token given."},
+    403: {"model": models.Problem, "description": "Another token given."},
+}
+#: Every route: a request well-formed but outside what eventflow takes (a partition key not of
+#: the dataset's scheme, metadata over the limit, a cursor of another query), or a body that is
+#: not JSON. A request that does not fit the schema gets FastAPI's 422.
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Problem, "description": "Refused, with the reason."}
+}
 
 
 def create_app(ops: Operations, token: str) -> FastAPI:
@@ -57,9 +67,15 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         version="1",
     )
     reads = APIRouter(
-        prefix="/api", dependencies=[Depends(guard(token, required=not settings.api_open_reads))]
+        prefix="/api",
+        dependencies=[Depends(guard(token, required=not settings.api_open_reads))],
+        responses={**BAD_REQUEST, **(UNAUTHORIZED if not settings.api_open_reads else {})},
     )
-    writes = APIRouter(prefix="/api", dependencies=[Depends(guard(token))])
+    writes = APIRouter(
+        prefix="/api",
+        dependencies=[Depends(guard(token))],
+        responses={**BAD_REQUEST, **UNAUTHORIZED},
+    )
 
     @reads.get("/health", tags=["service"])
     async def health() -> dict[str, str]:
@@ -79,7 +95,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
     @reads.get(
         "/pipelines/{name}/tasks/{task}/explain",
         tags=["runs"],
-        responses={**NOT_FOUND, 422: {"model": models.Problem}},
+        responses=NOT_FOUND,
     )
     async def explain(name: str, task: str, partition: str = "") -> Explanation:
         """Why the task runs, waits, or would run in `partition`: a checklist read top to
@@ -91,7 +107,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         try:
             return await ops.explain(name, task, partition)
         except EventError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, e.reason) from None
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, e.reason) from None
 
     async def act(
         name: str,
@@ -113,7 +129,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
                 source=settings.source,
             )
         except EventError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, e.reason) from None
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, e.reason) from None
         done = await ops.submit(event)
         if done.dead_letter is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, done.dead_letter)
@@ -158,7 +174,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
         "/datasets/{name}/events",
         tags=["actions"],
         status_code=status.HTTP_202_ACCEPTED,
-        responses={404: {"model": models.Problem}, 422: {"model": models.Problem}},
+        responses=NOT_FOUND,
     )
     async def publish(name: str, body: models.Publish) -> models.Submitted:
         """Announce a version of a dataset, as an outside producer would."""
@@ -172,10 +188,10 @@ def create_app(ops: Operations, token: str) -> FastAPI:
                 metadata=check_metadata(body.metadata, settings.max_metadata_bytes),
             )
         except (EventError, ValidationError) as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
         done = await ops.submit(DatasetProduced.of(data, source=settings.source))
         if done.dead_letter is not None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, done.dead_letter)
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, done.dead_letter)
         kafka = settings.kafka_bootstrap is not None
         return models.Submitted(id=done.id, status="published" if kafka else "accepted")
 
@@ -185,7 +201,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
     async def runs(
         pipeline: str | None = None,
         partition: str | None = None,
-        status: RunStatus | None = None,
+        run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
         since: Annotated[datetime | None, Query(description="Started at or after.")] = None,
         until: Annotated[datetime | None, Query(description="Started before.")] = None,
         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
@@ -196,14 +212,14 @@ def create_app(ops: Operations, token: str) -> FastAPI:
             return await history.runs(
                 pipeline=pipeline,
                 partition=partition,
-                status=status,
+                status=run_status,
                 since=since,
                 until=until,
                 limit=limit,
-                cursor=cursor,
+                cursor=cursor or None,
             )
         except ValueError as e:  # a cursor this query did not make (`status` is the filter here)
-            raise HTTPException(422, str(e)) from None
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
 
     @reads.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
     async def run(run_id: str) -> RunDetail:

@@ -85,12 +85,12 @@ async def test_publishing_a_dataset_version_triggers_its_consumers(api: Api) -> 
     ("dataset", "body", "status", "says"),
     [
         ("nope", {"partition": "2026-01-01"}, 404, "no dataset 'nope'"),
-        ("raw", {"partition": "yesterday"}, 422, "partition"),
+        ("raw", {"partition": "yesterday"}, 400, "partition"),
         ("raw", {"partition": "2026-01-01", "version": 0}, 422, "greater than or equal to 1"),
         ("raw", {"partition": "2026-01-01", "version": "5"}, 422, "valid integer"),
         ("raw", {"partition": "2026-01-01", "version": True}, 422, "valid integer"),
         ("raw", {"partition": "x" * 201}, 422, "at most 200 characters"),
-        ("raw", {"partition": "2026-01-01", "metadata": {"x": "y" * 70_000}}, 422, "metadata"),
+        ("raw", {"partition": "2026-01-01", "metadata": {"x": "y" * 70_000}}, 400, "metadata"),
     ],
 )
 async def test_bad_publications_are_refused_with_the_reason(
