@@ -98,7 +98,9 @@ def test_every_command_and_action_against_a_dev_instance(tmp_path: Path) -> None
         assert paused.startswith("pause ops: applied (")
         again = cli(home, "pause", "ops", "--reason", "again")
         assert again.returncode == 1 and "refused: pipeline 'ops' is already paused" in again.stderr
-        ok(home, "emit", "raw", "-p", D, "-v", "6")
+        kept = cli(home, "emit", "raw", "-p", D, "-v", "6")
+        assert kept.returncode == 3, kept.stdout + kept.stderr  # nothing happened: paused
+        assert "  ops: tidy: waiting for resume (paused by ada)\n" in kept.stdout
         wait_for(lambda: "latest version 6" in ok(home, "explain", "ops", "tidy", D))
         held = ok(home, "explain", "ops", "tidy", D).splitlines()
         assert held[0] == f"ops.tidy in {D}: waiting: waiting for resume (paused by ada)"

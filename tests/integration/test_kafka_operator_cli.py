@@ -100,7 +100,9 @@ def test_operator_commands_through_eventflow_server(kafka: Broker, tmp_path: Pat
 
         assert acted(op.ok("pause", "ops", "--reason", "db down", "--operator", "ada"), "pause ops")
         wait_for(lambda: "✗ pipeline paused" in op.ok("explain", "ops", "tidy", D), 60, "pause")
-        op.ok("emit", "raw", "-p", D, "-v", "6")
+        kept = op("emit", "raw", "-p", D, "-v", "6")
+        assert kept.returncode == 3, kept.stdout + kept.stderr  # nothing happened: paused
+        assert "  ops: tidy: waiting for resume (paused by ada)\n" in kept.stdout
         wait_for(lambda: "latest version 6" in op.ok("explain", "ops", "tidy", D), 60, "v6")
         assert len(op.runs("ops")) == 1, "nothing runs while paused"
         assert acted(op.ok("resume", "ops", "--reason", "back"), "resume ops")
