@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..events import (
+    MAX_TEXT,
     DatasetProducedData,
     Decided,
     DecisionData,
@@ -32,9 +33,9 @@ def routed(
     pipelines = [e.data.pipeline for e in fx.events if isinstance(e, PipelineInput)]
     outcome: Outcome
     if pipelines:
-        outcome, detail = "routed", f"routed to {', '.join(pipelines)}"
+        outcome, detail = "routed", f"routed to {_some(pipelines)}"
     elif fx.checks:
-        names = ", ".join(sorted({c.data.check for c in fx.checks}))
+        names = _some(sorted({c.data.check for c in fx.checks}))
         outcome, detail = "held", f"held until its checks report: {names}"
     elif data.version <= seen:
         outcome = "ignored"
@@ -48,7 +49,7 @@ def routed(
         partition=data.partition,
         version=data.version,
         outcome=outcome,
-        detail=detail,
+        detail=detail[:MAX_TEXT],
         pipelines=pipelines,
     )
     return Decided.of(note, source=engine.runs.source, correlationid=correlation)
@@ -69,7 +70,7 @@ def evaluated(
     elif known is not None and data.version <= known:
         outcome, detail = "ignored", f"version {data.version} is not newer than {known}"
     elif tasks:
-        outcome, detail = "triggered", f"requested {', '.join(tasks)} in {', '.join(runs)}"
+        outcome, detail = "triggered", f"requested {_some(tasks)} in {_some(runs)}"
     else:
         outcome = "paused" if pst.paused is not None else "waiting"
         detail = _waiting(engine, data)
@@ -81,22 +82,35 @@ def evaluated(
         version=data.version,
         pipeline=data.pipeline,
         outcome=outcome,
-        detail=detail,
+        detail=detail[:MAX_TEXT],
         runs=runs,
         tasks=tasks,
     )
     return Decided.of(note, source=engine.runs.source, correlationid=correlation)
 
 
+#: Names a note spells out before it only counts the rest (a note stays small at any fan-out).
+NAMED = 10
+
+
+def _some(names: list[str]) -> str:
+    if len(names) <= NAMED:
+        return ", ".join(names)
+    return f"{', '.join(names[:NAMED])} and {len(names) - NAMED} more"
+
+
 def _waiting(engine: Engine, data: PipelineInputData) -> str:
-    """Why no consumer of the dataset runs: each one's verdict, as explain gives it."""
+    """Why no consumer of the dataset runs: each one's verdict, as explain gives it (for the
+    first `NAMED` consumers: explaining costs, and the rest wait alike)."""
     verdicts = []
-    for task in engine.app.consumers.get(data.dataset, ()):
-        if task.pipeline != data.pipeline:
-            continue
+    consumers = [
+        t for t in engine.app.consumers.get(data.dataset, ()) if t.pipeline == data.pipeline
+    ]
+    for task in consumers[:NAMED]:
         if task.partitioning.partitioned and data.partition == UNPARTITIONED:
             verdicts.append(f"{task.name}: no partition became due")
             continue
         why = explain(engine, data.pipeline, task.name, data.partition).verdict
         verdicts.append(f"{task.name}: {why}")
-    return "; ".join(verdicts) or "no task of this pipeline runs on it"
+    more = f"; and {len(consumers) - NAMED} more tasks" if len(consumers) > NAMED else ""
+    return ("; ".join(verdicts) or "no task of this pipeline runs on it") + more

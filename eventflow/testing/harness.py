@@ -377,6 +377,7 @@ class KafkaHarness(Harness):
                 "eventflow.deadletter",
                 "eventflow.task-events",
                 "eventflow.task-logs",
+                "eventflow.task-stops",
             )
         ]
         for reader in readers:

@@ -21,11 +21,15 @@ def test_a_corrupt_state_file_ends_the_process_with_one_line(tmp_path: Path) -> 
     home = tmp_path / "home"
     home.mkdir()
     (home / "eventflow.db").write_bytes(b"this is not a database" * 100)
-    for args in (["dev", str(HELLO)], ["status"]):
-        done = cli(home, *args)  # bounded by cli()'s timeout: it must not hang
-        assert done.returncode == 2, done
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: cannot open"), done.stderr
+    done = cli(home, "dev", str(HELLO))  # bounded by cli()'s timeout: it must not hang
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open"), done.stderr
+    # With no instance serving, `status` says so in one line, whatever the files hold.
+    status = cli(home, "status")
+    assert status.returncode == 2, status
+    assert status.stderr.startswith("error: no eventflow dev running in ")
+    assert len(status.stderr.strip().splitlines()) == 1
 
 
 def test_state_is_private_to_its_owner(tmp_path: Path) -> None:

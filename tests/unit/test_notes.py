@@ -102,3 +102,19 @@ def test_task_outputs_get_no_notes() -> None:
     engine = Engine(app())
     data = DatasetProducedData(dataset="out", partition=D, version=1, producer="first:x:1")
     assert notes(engine.handle(DatasetProduced.of(data), 1.0).events) == []
+
+
+def test_a_note_stays_small_at_any_fan_out() -> None:
+    source = ef.Dataset("source", ef.daily())
+    wide = ef.Pipeline("wide")
+    for n in range(50):
+
+        @wide.task(inputs=[source], name=f"leaf{n:02}")
+        def leaf(ctx: ef.TaskContext) -> None:
+            pass
+
+    engine = Engine(ef.App([wide]))
+    [routed] = routed_inputs(engine.handle(produced("source", D, 1), 1.0))
+    [note] = notes(engine.handle(routed, 1.0).events)
+    assert note.outcome == "triggered" and len(note.tasks) == 50
+    assert note.detail.startswith("requested leaf00, leaf01,") and "and 40 more" in note.detail
