@@ -153,6 +153,7 @@ def cli() -> None:
     default=None,
     help="Port of the HTTP API (default: $EVENTFLOW_API_PORT or 8787; 0: any free one).",
 )
+@click.option("--ui", is_flag=True, help="Serve the web UI beside the API, and print its address.")
 def dev(
     file: str,
     emits: tuple[str, ...],
@@ -161,6 +162,7 @@ def dev(
     home: Path | None,
     metrics_port: int | None,
     port: int | None,
+    ui: bool,
 ) -> None:
     """Run coordinator, workers, schedules and the HTTP API of FILE in this process (Ctrl-C
     stops)."""
@@ -170,7 +172,9 @@ def dev(
     for spec in emits:
         dataset, _, partition = spec.partition("@")
         targets.append((dataset, partition))
-    sys.exit(serving.dev(file, settings, emits=targets, metadata=metadata, until_idle=until_idle))
+    sys.exit(
+        serving.dev(file, settings, emits=targets, metadata=metadata, until_idle=until_idle, ui=ui)
+    )
 
 
 @cli.command()

@@ -160,13 +160,14 @@ def dev(
     emits: list[tuple[str, str]],
     metadata: dict[str, Any],
     until_idle: bool,
+    ui: bool = False,
 ) -> int:
     """Run the App of `target` embedded until a signal, or with `until_idle` until nothing is
-    left to do; the exit status."""
+    left to do; the exit status. `ui`: serve the web UI beside the API."""
     setup_logging(settings.log_level)
     app = load_app(target)
     metrics.serve(settings)
-    return asyncio.run(_dev(app, settings, emits, metadata, until_idle))
+    return asyncio.run(_dev(app, settings, emits, metadata, until_idle, ui))
 
 
 async def _dev(
@@ -175,12 +176,13 @@ async def _dev(
     emits: list[tuple[str, str]],
     metadata: dict[str, Any],
     until_idle: bool,
+    ui: bool,
 ) -> int:
     runtime = EmbeddedRuntime(app, settings)
     # The socket first: a second instance on the same folder stops before opening the store.
     control = ControlServer(runtime, settings.control_socket)
     ops = EmbeddedOperations(runtime)
-    api = _api(ops)
+    api = _api(ops, ui=ui)
     finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
     refused: list[str] = []
 
@@ -205,6 +207,8 @@ async def _dev(
                         f"state in {settings.database}; API at {api.url}; emit with "
                         "`eventflow emit DATASET`. Ctrl-C stops."
                     )
+                    if ui:
+                        click.echo(f"web UI: {ui_address(api)}")
                 done = await supervisor.run(work())
                 await asyncio.sleep(0)  # let the printer take the last events
         finally:
@@ -223,7 +227,14 @@ async def _dev(
     return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
 
 
-def _api(ops: Operations) -> ApiServer:
+def ui_address(api: ApiServer) -> str:
+    """Where to open the web UI; a link that signs in with the token unless reads are open."""
+    if api.settings.api_open_reads:
+        return f"{api.url}/ui/"
+    return f"{api.url}/ui/login#token={api.token}"
+
+
+def _api(ops: Operations, *, ui: bool = False) -> ApiServer:
     """The API server of `ops`, with the settings' token or, for a dev instance, a new one."""
     settings = ops.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -234,7 +245,7 @@ def _api(ops: Operations) -> ApiServer:
                 "operators' actions"
             )
         token = secrets.token_urlsafe(32)
-    return ApiServer(ops, token=token)
+    return ApiServer(ops, token=token, ui=ui)
 
 
 @contextlib.contextmanager
@@ -245,7 +256,10 @@ def _announced(api: ApiServer, settings: Settings) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(orjson.dumps({"url": api.url, "token": api.token, "pid": os.getpid()}))
+        found = {"url": api.url, "token": api.token, "pid": os.getpid()}
+        if api.ui:
+            found["ui"] = f"{api.url}/ui/"
+        out.write(orjson.dumps(found))
     try:
         yield
     finally:
@@ -309,7 +323,7 @@ def server(target: str, settings: Settings) -> int:
     app = load_app(target)
     metrics.serve(settings)
     ops = KafkaOperations(app, settings)
-    api = _api(ops)
+    api = _api(ops, ui=True)
     return asyncio.run(_server(ops, api))
 
 
@@ -318,7 +332,10 @@ async def _server(ops: Operations, api: ApiServer) -> int:
 
     await _topics_exist(KafkaConfig(ops.settings))
     async with Supervisor(ops, api) as supervisor:
-        click.echo(f"eventflow server: API at {api.url}; SIGTERM stops", err=True)
+        click.echo(
+            f"eventflow server: API at {api.url}, web UI at {api.url}/ui/; SIGTERM stops",
+            err=True,
+        )
         await supervisor.run()
     if (failure := supervisor.failure) is not None:
         return failed(failure)

@@ -56,9 +56,9 @@ BAD_REQUEST: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(ops: Operations, token: str) -> FastAPI:
-    """The API of `ops`; every mutating endpoint needs `token`, reads too unless
-    `settings.api_open_reads`."""
+def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
+    """The API of `ops`, with the web UI under `/ui` if `ui`; every mutating endpoint needs
+    `token`, reads too unless `settings.api_open_reads`."""
     app = ops.app
     settings = ops.settings
     api = FastAPI(
@@ -68,7 +68,7 @@ def create_app(ops: Operations, token: str) -> FastAPI:
     )
     reads = APIRouter(
         prefix="/api",
-        dependencies=[Depends(guard(token, required=not settings.api_open_reads))],
+        dependencies=[Depends(guard(token, required=not settings.api_open_reads, cookie=True))],
         responses={**BAD_REQUEST, **(UNAUTHORIZED if not settings.api_open_reads else {})},
     )
     writes = APIRouter(
@@ -343,6 +343,10 @@ def create_app(ops: Operations, token: str) -> FastAPI:
 
     api.include_router(reads)
     api.include_router(writes)
+    if ui:
+        from ..ui import mount
+
+        mount(api, ops, token)
     return api
 
 

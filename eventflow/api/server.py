@@ -31,10 +31,12 @@ class ApiServer(Service):
 
     name = "api server"
 
-    def __init__(self, ops: Operations, *, token: str) -> None:
+    def __init__(self, ops: Operations, *, token: str, ui: bool = False) -> None:
         super().__init__()
         self.token = token
-        self.app = create_app(ops, token)
+        self.ui = ui
+        self.settings = ops.settings
+        self.app = create_app(ops, token, ui=ui)
         self.host = ops.settings.api_host
         self.port = ops.settings.api_port
         self._server: _Uvicorn | None = None

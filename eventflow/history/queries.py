@@ -320,11 +320,14 @@ class Queries:
         pipeline: str | None = None,
         after_seq: int | None = None,
         after_id: str | None = None,
+        before_seq: int | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[EventRecord]:
-        """Events in the order the store received them, filtered: a live feed passes the last
-        `seq` it saw as `after_seq` (or the last event id as `after_id`)."""
+        """Events in the order the store received them (or the reverse), filtered: a live feed
+        passes the last `seq` it saw as `after_seq` (or the last event id as `after_id`); a
+        page of older ones, the first `seq` it shows as `before_seq`."""
         e = t.events
         where: list[Any] = []
         if types:
@@ -337,9 +340,12 @@ class Queries:
             where.append(e.c.seq > after_seq)
         if after_id is not None:
             where.append(e.c.seq > select(e.c.seq).where(e.c.id == after_id).scalar_subquery())
+        if before_seq is not None:
+            where.append(e.c.seq < before_seq)
         if since is not None:
             where.append(e.c.time >= since)
-        sql = select(e).where(*where).order_by(e.c.seq).limit(_limit(limit))
+        order = e.c.seq.desc() if newest_first else e.c.seq
+        sql = select(e).where(*where).order_by(order).limit(_limit(limit))
         async with self._read() as conn:
             return [EventRecord(**row) for row in (await conn.execute(sql)).mappings()]
 

@@ -10,7 +10,7 @@ nor (thanks to the event ids) doubles anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,9 @@ class HistoryStore(Queries, Lifecycle):
         self.retention_days = retention_days
         self._parsed = parsed
         self._engine: AsyncEngine | None = None
+        #: Called with the events of each committed `apply` that were new to the store: what
+        #: a reader of the history (the web UI) can now find in it.
+        self.listeners: list[Callable[[Sequence[Event]], None]] = []
 
     @classmethod
     def of(cls, settings: Settings) -> HistoryStore:
@@ -150,6 +153,9 @@ class HistoryStore(Queries, Lifecycle):
                     )
         except SQLAlchemyError as e:
             raise StorageError(f"cannot write the history store {self!r}: {e}") from e
+        if fresh:
+            for listener in self.listeners:
+                listener(fresh)
         return len(fresh)
 
     async def positions(self, prefix: str = "") -> dict[str, int]:

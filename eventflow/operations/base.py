@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,10 @@ class Fanout:
         self.limit = limit
         self._queues: set[asyncio.Queue[Event | None]] = set()
 
+    def put_all(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.put(event)
+
     def put(self, event: Event) -> None:
         for queue in list(self._queues):
             try:
@@ -86,6 +90,13 @@ class Operations(Service):
         self.settings = settings
         #: The projection of the event log that history queries read.
         self.history = history
+        self._stored = Fanout()
+        history.listeners.append(self._stored.put_all)
+
+    def stored(self) -> Feed:
+        """Every event from the call on, once the history holds it: a page re-read on one of
+        these finds what the event changed."""
+        return self._stored.feed()
 
     @abstractmethod
     async def submit(self, event: Event) -> Submitted:

@@ -17,7 +17,7 @@ import eventflow
 PACKAGE = Path(eventflow.__file__).parent
 
 #: Layer -> the layers of eventflow it must not import.
-ABOVE_ADAPTERS = {"operations", "api", "cli", "serving"}
+ABOVE_ADAPTERS = {"operations", "api", "ui", "cli", "serving"}
 FORBIDDEN = {
     "core": {"runtime", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
     "runtime": {"embedded", "kafka", "testing", *ABOVE_ADAPTERS},
@@ -26,6 +26,8 @@ FORBIDDEN = {
     "operations": {"api", "cli", "serving"},
     # The API sees a runtime only through the operations port.
     "api": {"embedded", "kafka", "cli", "serving"},
+    # The web UI too, and it reads what the API reads.
+    "ui": {"embedded", "kafka", "cli", "serving"},
     # A projection of the event log: it reads events, never decides or runs them.
     "history": {"core", "runtime", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
 }

@@ -1,0 +1,132 @@
+// eventflow web UI: live refresh from server-sent events, and operator actions with the token.
+"use strict";
+const ef = (() => {
+  const main = () => document.getElementById("main");
+  let refreshing = null;
+  let again = false;
+  let refreshes = 0;
+
+  function notice(text, kind) {
+    const box = document.getElementById("notice");
+    box.textContent = text;
+    box.className = kind || "";
+    box.hidden = false;
+  }
+
+  // Re-read the page's <main> from the server: the history has just taken in an event.
+  async function refresh() {
+    if (refreshing) { again = true; return refreshing; }
+    refreshing = (async () => {
+      do {
+        again = false;
+        const open = [...main().querySelectorAll("details[open][id]")].map((d) => d.id);
+        const response = await fetch(location.href, { headers: { "X-Eventflow-Fragment": "1" } });
+        if (response.redirected || response.status === 401 || response.status === 403) {
+          location.reload();
+          return;
+        }
+        if (!response.ok) continue;
+        main().innerHTML = await response.text();
+        for (const id of open) document.getElementById(id)?.setAttribute("open", "");
+        main().dataset.refreshes = String(++refreshes);
+        document.dispatchEvent(new CustomEvent("ef:refreshed"));
+      } while (again);
+    })();
+    try { await refreshing; } finally { refreshing = null; }
+  }
+
+  function live() {
+    const url = document.body.dataset.stream;
+    if (!url) return;
+    const status = document.getElementById("live");
+    const source = new EventSource(url);
+    let opened = false;
+    source.onopen = () => {
+      status.textContent = "● live";
+      status.className = "live on";
+      document.body.dataset.live = "open";
+      if (opened) refresh(); // reconnected: events may have passed meanwhile
+      opened = true;
+    };
+    source.onerror = () => {
+      status.textContent = "reconnecting…";
+      status.className = "live off";
+      document.body.dataset.live = "closed";
+    };
+    source.onmessage = (message) => {
+      document.dispatchEvent(new CustomEvent("ef:event", { detail: JSON.parse(message.data) }));
+      refresh();
+    };
+  }
+
+  // The dialog asking for the token (and a reason) before an action; resolves to both, or null.
+  function ask(title, refused) {
+    const dialog = document.getElementById("token-dialog");
+    const input = document.getElementById("token-input");
+    const shown = document.getElementById("token-refused");
+    let reason = dialog.querySelector("#reason-input");
+    if (!reason) {
+      const label = document.createElement("label");
+      label.innerHTML = 'Reason <input name="reason" id="reason-input" required maxlength="1000">';
+      input.parentElement.after(label);
+      reason = label.querySelector("input");
+    }
+    reason.value = reason.value || "from the web UI";
+    input.value = sessionStorage.getItem("eventflow-token") || "";
+    shown.hidden = !refused;
+    shown.textContent = refused || "";
+    dialog.querySelector("p").dataset.action = title;
+    return new Promise((resolve) => {
+      dialog.onclose = () => resolve(dialog.returnValue === "ok"
+        ? { token: input.value.trim(), reason: reason.value.trim() } : null);
+      dialog.showModal();
+    });
+  }
+
+  async function act(button) {
+    const title = button.dataset.title || button.textContent.trim();
+    let refused = null;
+    for (;;) {
+      const given = await ask(title, refused);
+      if (!given) return;
+      const body = { ...JSON.parse(button.dataset.body || "{}"), reason: given.reason, operator: "web UI" };
+      const response = await fetch(button.dataset.action, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${given.token}` },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json().catch(() => ({}));
+      if (response.status === 401 || response.status === 403) {
+        sessionStorage.removeItem("eventflow-token");
+        refused = `Refused (${response.status}): ${answer.detail || "wrong API token"}`;
+        notice(`${title}: ${refused}`, "refused");
+        continue;
+      }
+      if (!response.ok) {
+        const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail);
+        notice(`${title}: refused (${response.status}): ${detail}`, "refused");
+        return;
+      }
+      sessionStorage.setItem("eventflow-token", given.token);
+      notice(`${title}: ${answer.status}`, "done");
+      refresh();
+      return;
+    }
+  }
+
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    if (button) { e.preventDefault(); act(button); }
+  });
+
+  function signInFromLink() {
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (!token) return;
+    history.replaceState(null, "", location.pathname + location.search);
+    document.getElementById("login-token").value = token;
+    document.getElementById("login").submit();
+  }
+
+  document.addEventListener("DOMContentLoaded", live);
+  return { refresh, notice, signInFromLink, act };
+})();
