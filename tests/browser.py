@@ -78,13 +78,15 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module, not per session: Playwright's sync API keeps an asyncio loop running in this
+    thread until it stops, and pytest-asyncio cannot run the suite's async tests beside it."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, chromium: str) -> Iterator[Browser]:
     """Chromium with a fresh profile of its own (Playwright makes one per launch)."""
     found = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
