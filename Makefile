@@ -14,10 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# UI=1: then serve the web UI over the demo's runtime and print its address, until Ctrl-C.
 demo: $(STAMP)
-	$(PY) examples/ml_pipeline.py
+	$(PY) examples/ml_pipeline.py $(if $(filter 1,$(UI)),--ui)
 
+# The web UI's tests need Chromium: installed first (as root, with apt-get) when missing.
 test: $(STAMP)
+	$(PY) -m tests.browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

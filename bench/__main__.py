@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from . import scenarios, soak
+from . import scenarios, soak, ui
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover")
+SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover", "ui")
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
@@ -75,6 +77,12 @@ async def run(
                         kills=args.kills, session_timeout_ms=session_ms, bootstrap=bootstrap
                     )
                 continue
+            elif name == "ui":
+                if runtime != "embedded":
+                    continue  # the same pages over the same history queries on either runtime
+                figures = await ui.ui_pages(
+                    runs=args.ui_runs, loads=args.loads, chromium=args.chromium or None
+                )
             elif name == "throughput":
                 figures = await scenarios.throughput(
                     runtime,
@@ -151,6 +159,16 @@ def main() -> None:
         nargs="+",
         default=[2000, 10000],
         help="consumer-group session timeouts to run failover with",
+    )
+    pages = parser.add_argument_group("ui")
+    pages.add_argument(
+        "--ui-runs", type=int, default=1000, help="runs, one per partition, of the pipeline (ui)"
+    )
+    pages.add_argument("--loads", type=int, default=20, help="timed loads of each page (ui)")
+    pages.add_argument(
+        "--chromium",
+        default=os.environ.get("EVENTFLOW_CHROMIUM") or shutil.which("chromium") or "",
+        help="the browser for the pages' load times ('' to leave them out)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()

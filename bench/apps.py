@@ -72,3 +72,11 @@ for n, name in enumerate(SOAK_TASKS, 1):
         _stamp(soak_steps[n])
     )
 soak = ef.App([_soak])
+
+# Web UI: one pipeline, a three-task chain over daily partitions; one run per partition.
+UI_TASKS = ("ui.extract", "ui.transform", "ui.load")
+ui_steps = [ef.Dataset(f"bench.ui{n}", ef.daily()) for n in range(len(UI_TASKS) + 1)]
+_ui = ef.Pipeline("daily")
+for n, name in enumerate(UI_TASKS, 1):
+    _ui.task(inputs=[ui_steps[n - 1]], outputs=[ui_steps[n]], name=name)(_stamp(ui_steps[n]))
+ui = ef.App([_ui])

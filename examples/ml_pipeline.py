@@ -1,6 +1,7 @@
 """Nightly feature pipeline: raw trips -> features -> quality gate -> training -> evaluation gate.
 
     python examples/ml_pipeline.py          # self-contained demo (what `make demo` runs)
+    python examples/ml_pipeline.py --ui     # ... then its web UI until Ctrl-C (make demo UI=1)
     eventflow dev examples/ml_pipeline.py   # as a service; then announce data with
     python examples/publisher.py            # ... an external system saying raw data is ready
 
@@ -18,6 +19,8 @@ import csv
 import json
 import math
 import random
+import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,6 +29,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import eventflow as ef
+from eventflow.api import ApiServer
+from eventflow.operations.embedded import EmbeddedOperations
+from eventflow.serving import Supervisor, ui_address
 
 raw_trips = ef.Dataset("raw.trips", ef.daily(), "GPS trips exported by the ingestion job")
 speed = ef.Dataset("features.speed", ef.daily())
@@ -191,8 +197,27 @@ def generate_trips(folder: Path, day: str, n: int = 5000) -> Path:
     return path
 
 
-async def demo() -> int:
+async def serve_ui(runtime: ef.EmbeddedRuntime) -> None:
+    """The web UI over the demo's runtime, as `eventflow dev --ui` serves it, until Ctrl-C."""
+    ops = EmbeddedOperations(runtime)
+    api = ApiServer(ops, token=secrets.token_urlsafe(32), ui=True)
+    async with Supervisor(ops, api) as supervisor:
+        print(f"\nweb UI: {ui_address(api)}\nCtrl-C stops.", flush=True)
+        await supervisor.run()
+
+
+async def demo(ui: bool = False) -> int:
+    """`ui`: after the cascade, serve the web UI over the runtime until Ctrl-C, then remove the
+    demo's files (without it they stay, for a look at them)."""
     work = Path(tempfile.mkdtemp(prefix="eventflow-ml-"))
+    try:
+        return await _demo(work, ui)
+    finally:
+        if ui:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def _demo(work: Path, ui: bool) -> int:
     settings = ef.Settings(home=work / ".eventflow")
     day = (date.today() - timedelta(days=1)).isoformat()
     raw = generate_trips(work / day, day)
@@ -204,6 +229,15 @@ async def demo() -> int:
         print(f"ingestion: announced raw.trips@{day}")
         await runtime.wait_idle()
         elapsed = time.perf_counter() - sent
+        runtime.unsubscribe(events)
+        status = _report(events, elapsed, work, kept=not ui)
+        if ui:
+            await serve_ui(runtime)
+    return status
+
+
+def _report(events: asyncio.Queue[ef.Event], elapsed: float, work: Path, *, kept: bool) -> int:
+    """What the cascade did, from its events; the exit status."""
     runs, checks, announced, first_start = [], [], None, None
     while not events.empty():
         event = events.get_nowait()
@@ -224,9 +258,10 @@ async def demo() -> int:
     if announced and first_start:
         reaction = (first_start - announced).total_seconds() * 1000
         print(f"first task started {reaction:.1f} ms after raw.trips was announced")
-    print(f"whole cascade: {elapsed:.2f}s; files and state in {work}")
+    where = "" if kept else " (removed when the web UI stops)"
+    print(f"whole cascade: {elapsed:.2f}s; files and state in {work}{where}")
     return 0 if runs and all(r.status == "succeeded" for r in runs) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(demo()))
+    sys.exit(asyncio.run(demo(ui="--ui" in sys.argv[1:])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,10 @@ def bench(out: Path, *args: str) -> dict[str, object]:
             "1",
             "--states",
             "2000",
+            "--ui-runs",
+            "10",
+            "--loads",
+            "2",
             "--out",
             str(out),
         ],
@@ -58,6 +63,7 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["throughput/embedded"]["all_events_per_s"] > 0
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
+    assert results["ui/embedded"]["runs"] == 10
 
 
 @pytest.mark.kafka
@@ -147,3 +153,27 @@ def test_soak_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     for sample in figures["samples"]:  # read from each service's eventflow_consumer_lag
         assert isinstance(sample["lag"]["coordinator"], int)
         assert isinstance(sample["lag"]["worker"], int)
+
+
+@pytest.mark.timeout(300)
+def test_bench_ui_measures_each_page_it_serves(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["ui", "--runtime", "embedded", "--ui-runs", "10", "--loads", "2", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures: Any = orjson.loads(out.read_bytes())["results"]["ui/embedded"]
+    assert figures["runs"] == figures["partitions"] == 10 and figures["errors"] == "none"
+    missing = [m for m in figures["missing"].split(", ") if m != "none"]
+    pages = ("graph", "datasets", "dataset", "pipelines", "pipeline", "run", "why", "events")
+    for page in (*pages, "deadletters"):
+        # every page is measured, or reported as not in this build
+        assert page in missing or figures[f"server_ms.{page}"]["n"] == 2
+    assert figures["server_ms.events"]["bytes"] > 1000  # ten runs' events, not an empty page
+    if shutil.which("chromium"):
+        assert figures["browser_ms.events"]["n"] == 2

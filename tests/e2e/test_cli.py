@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.request import urlopen
 
+import httpx
 import orjson
 import pytest
 
@@ -362,6 +363,34 @@ def test_demo_runs_the_ml_cascade_end_to_end() -> None:
         "quality_gate passed",
     ):
         assert line in done.stdout
+
+
+def test_demo_with_ui_serves_the_cascade_until_ctrl_c_then_removes_its_files(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "demo.out"
+    with open(out, "w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "ml_pipeline.py"), "--ui"],
+            env={**env(tmp_path / "unused"), "EVENTFLOW_API_PORT": "0"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Ctrl-C stops" in out.read_text() or demo.poll() is not None, 120)
+        printed = out.read_text()
+        assert demo.poll() is None, printed
+        address = printed.split("web UI: ", 1)[1].split()[0]
+        base, token = address.split("/ui/login#token=")
+        page = httpx.get(f"{base}/ui/events", cookies={"eventflow_token": token})
+        assert page.status_code == 200 and "eventflow.pipeline.run.succeeded" in page.text
+        work = Path(printed.split("files and state in ", 1)[1].split()[0])
+        assert work.is_dir()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)
+    assert demo.returncode == 0, out.read_text()
+    assert not work.exists()
 
 
 def test_sigterm_stops_dev_gracefully(tmp_path: Path) -> None:

@@ -1,11 +1,8 @@
 """The web UI on a real `eventflow dev --ui` process, driven by Playwright in headless Chromium
-(Debian's `chromium`; Playwright's own browser download is not used). With
-EVENTFLOW_REQUIRE_BROWSER=1 a missing browser fails the run instead of skipping it."""
+(the browser fixtures of `tests/browser.py`)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,76 +13,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
+from ..browser import browser, chromium, context, live, playwright, screenshot, sign_in
 from ..e2e.test_cli import env, wait_for
+
+__all__ = ["browser", "chromium", "context", "live", "playwright", "screenshot"]
 
 SHOP = Path(__file__).parent / "shop.py"
 TOKEN = "ui-test-token-0123456789"
-#: Where the test run leaves a screenshot of each view (the README shows two of them).
-SCREENSHOTS = Path(os.environ.get("EVENTFLOW_SCREENSHOTS", "build/screenshots"))
-#: Chromium's flags for a machine without a display or outside network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_tasks() -> None:
     """These tests run no asyncio loop of their own (Playwright's sync API runs one, which the
     suite's per-test check would collide with); the server is another process."""
-
-
-def _chromium() -> str | None:
-    given = os.environ.get("EVENTFLOW_CHROMIUM")
-    if given:
-        return given
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The browser's path; installed with apt-get (as root) when missing."""
-    found = _chromium()
-    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            "apt-get update -qq && apt-get install -y -qq chromium",
-            shell=True,
-            capture_output=True,
-            timeout=900,
-        )
-        found = _chromium()
-    if found is None:
-        why = "no Chromium (apt-get install chromium, or set EVENTFLOW_CHROMIUM)"
-        if os.environ.get("EVENTFLOW_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"EVENTFLOW_REQUIRE_BROWSER=1 but {why}", pytrace=False)
-        pytest.skip(why)
-    return found
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright, chromium: str) -> Iterator[Browser]:
-    """Chromium with a fresh profile of its own (Playwright makes one per launch)."""
-    found = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 @dataclass
@@ -167,31 +109,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    found = browser.new_context(viewport={"width": 1400, "height": 900})
-    found.set_default_timeout(20_000)
-    try:
-        yield found
-    finally:
-        found.close()
-
-
-@pytest.fixture
 def page(context: BrowserContext, shop: Shop) -> Page:
     """A page signed in to `shop` (the sign-in form, with the token)."""
-    found = context.new_page()
-    found.goto(f"{shop.url}/ui/login")
-    found.fill("#login-token", shop.token)
-    found.click("#login button")
-    found.wait_for_url(f"{shop.url}/ui/")
-    return found
-
-
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def live(page: Page) -> None:
-    """Waits until the page's event stream is open: what happens from now on reaches it."""
-    page.wait_for_selector("body[data-live=open]")
+    return sign_in(context, shop.url, shop.token)
