@@ -75,9 +75,8 @@ def test_every_node_is_coloured_by_its_state_and_recoloured_live(page: Page, ran
     hourly = [shown.pop(n) for n in ("dataset:clock.hourly", "task:digest_hour", "dataset:digest")]
     assert hourly in (["never", "never", "never"], ["fresh", "succeeded", "fresh"])
     assert {n: s for n, s in shown.items() if n in EXPECTED} == EXPECTED
-    assert set(EXPECTED) <= set(shown)
     report = page.locator('#graph [data-id="dataset:report"] title')
-    assert "input orders.clean has a newer version" in report.text_content()
+    assert "input orders.clean has a newer version" in (report.text_content() or "")
     clock = page.locator('#graph [data-id="dataset:clock.hourly"] .sub')
     assert clock.text_content() == "clock · 0 * * * *"
     assert page.locator("#legend li").count() >= 8
