@@ -183,7 +183,7 @@ async def _dev(
     control = ControlServer(runtime, settings.control_socket)
     ops = EmbeddedOperations(runtime)
     api = _api(ops, ui=ui)
-    finished: list[PipelineRunData] = []  # every finished run with --until-idle, else a failure
+    finished: list[PipelineRunData] = []  # every finished run, with --until-idle
     refused: list[str] = []
 
     async def work() -> bool:
@@ -224,7 +224,8 @@ async def _dev(
             return 1
         if not finished and not refused:
             return NOTHING
-    return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+        return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+    return 1 if refused else 0  # stopped by a signal: failed runs are history, not an error
 
 
 def ui_address(api: ApiServer) -> str:
@@ -274,8 +275,7 @@ async def _report(
         if isinstance(event, PIPELINE_RUN_EVENTS):
             run = event.data
             assert isinstance(run, PipelineRunData)
-            # A long-running instance keeps only what its exit status needs, not every run.
-            if (quiet and run.status != "running") or (run.status == "failed" and not finished):
+            if quiet and run.status != "running":
                 finished.append(run)
             if not quiet:
                 click.echo(run_line(run))

@@ -43,6 +43,12 @@ class Freshness(DatasetVersionRecord):
     age_s: float = Field(description="Seconds between its announcement and the query's `now`.")
 
 
+class LatestVersion(Freshness):
+    """The newest version of a dataset, over its partitions or in one."""
+
+    partitions: int = Field(description="Partitions of the dataset with a version.")
+
+
 class TaskAttempt(Record):
     """One attempt of one task run, from its request to its end."""
 
@@ -117,6 +123,28 @@ class Lineage(VersionRef):
     downstream: list[Consumer] = Field(default_factory=list, description="Who consumed it.")
 
 
+class InputNow(VersionRef):
+    """A version a task consumed, beside the newest version of that input partition now."""
+
+    newest: int = Field(description="The newest version of the input's partition.")
+    newest_time: datetime = Field(description="When that newest version was announced.")
+
+
+class Provenance(Record):
+    """What a version was made from, against what is newest now, and how its checks went."""
+
+    version: VersionRef
+    producer: TaskAttempt | None = Field(
+        default=None, description="The attempt that produced it; absent for outside producers."
+    )
+    inputs: list[InputNow] = Field(
+        default_factory=list, description="The versions its producer consumed."
+    )
+    checks: list[CheckOutcome] = Field(
+        default_factory=list, description="The newest outcome of each check on this version."
+    )
+
+
 class CheckOutcome(Record):
     """The result of one data check on one dataset version."""
 
@@ -177,5 +205,6 @@ class EventRecord(Record):
     body: dict[str, Any] = Field(description="The whole CloudEvent as JSON.")
 
 
+Provenance.model_rebuild()
 Consumer.model_rebuild()
 Lineage.model_rebuild()

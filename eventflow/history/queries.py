@@ -7,9 +7,9 @@ import base64
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,21 +22,34 @@ from .models import (
     DeadLetterRecord,
     EventRecord,
     Freshness,
+    InputNow,
+    LatestVersion,
     Lineage,
     LogLine,
     Page,
     PipelineRun,
+    Provenance,
     RunDetail,
     TaskAttempt,
     VersionRef,
 )
 
+T = TypeVar("T")
+
 #: The most rows one query returns.
 MAX_LIMIT = 1000
 
 
+#: Keys per `IN` list: well under the bound parameters both backends take in one statement.
+CHUNK = 500
+
+
 def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_LIMIT))
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _cursor(run: PipelineRun) -> str:
@@ -161,6 +174,36 @@ class Queries:
             )
         return found[0] if found else None
 
+    async def attempts_by_id(self, run_ids: Sequence[str]) -> list[TaskAttempt]:
+        """The attempts of these run ids that the store knows, in no particular order."""
+        a = t.task_attempts
+        found: list[TaskAttempt] = []
+        async with self._read() as conn:
+            for chunk in _chunks(sorted(set(run_ids))):
+                found += await self._attempts(conn, select(a).where(a.c.run_id.in_(chunk)))
+        return found
+
+    async def latest_attempts(self, *, partition: str | None = None) -> list[TaskAttempt]:
+        """The last attempt of each task (in `partition`, if given), in one query: what a graph
+        of every task colours its tasks by."""
+        a = t.task_attempts
+        at = func.coalesce(a.c.requested_at, a.c.started_at, a.c.ended_at)
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=(a.c.pipeline, a.c.task),
+                order_by=(at.desc(), a.c.attempt.desc(), a.c.run_id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = select(a, rank)
+        if partition is not None:
+            ranked = ranked.where(a.c.partition == partition)
+        inner = ranked.subquery()
+        sql = select(*(inner.c[c.name] for c in a.columns)).where(inner.c.rank == 1)
+        async with self._read() as conn:
+            return await self._attempts(conn, sql.order_by(inner.c.pipeline, inner.c.task))
+
     @staticmethod
     async def _attempts(conn: AsyncConnection, sql: Select[Any]) -> list[TaskAttempt]:
         return [TaskAttempt(**row) for row in (await conn.execute(sql)).mappings()]
@@ -205,6 +248,131 @@ class Queries:
                 Freshness(**row, age_s=(at - row["time"]).total_seconds())
                 for row in (await conn.execute(sql)).mappings()
             ]
+
+    async def latest_versions(
+        self, *, partition: str | None = None, now: datetime | None = None
+    ) -> list[LatestVersion]:
+        """The newest version of each dataset with one (by announcement time over its
+        partitions, or the newest of `partition`), and how many partitions it has: one query."""
+        v = t.dataset_versions
+        newest = (
+            select(v.c.dataset, v.c.partition, func.max(v.c.version).label("version"))
+            .group_by(v.c.dataset, v.c.partition)
+            .subquery()
+        )
+        first = [] if partition is None else [case((v.c.partition == partition, 0), else_=1)]
+        ranked = (
+            select(
+                v,
+                func.count().over(partition_by=v.c.dataset).label("partitions"),
+                func.row_number()
+                .over(
+                    partition_by=v.c.dataset,
+                    order_by=(*first, v.c.time.desc(), v.c.version.desc(), v.c.partition.desc()),
+                )
+                .label("rank"),
+            )
+            .join(
+                newest,
+                and_(
+                    v.c.dataset == newest.c.dataset,
+                    v.c.partition == newest.c.partition,
+                    v.c.version == newest.c.version,
+                ),
+            )
+            .subquery()
+        )
+        where = [ranked.c.rank == 1]
+        if partition is not None:
+            where.append(ranked.c.partition == partition)
+        sql = (
+            select(*(ranked.c[c.name] for c in v.columns), ranked.c.partitions)
+            .where(*where)
+            .order_by(ranked.c.dataset)
+        )
+        at = now or datetime.now(UTC)
+        async with self._read() as conn:
+            return [
+                LatestVersion(**row, age_s=(at - row["time"]).total_seconds())
+                for row in (await conn.execute(sql)).mappings()
+            ]
+
+    async def partitions(self, *, dataset: str | None = None, limit: int = 100) -> list[str]:
+        """Partition keys with a version (of `dataset`, or of any), the most recently announced
+        first; the empty key of unpartitioned datasets is left out."""
+        v = t.dataset_versions
+        where = [v.c.partition != ""]
+        if dataset is not None:
+            where.append(v.c.dataset == dataset)
+        last = func.max(v.c.time)
+        sql = (
+            select(v.c.partition)
+            .where(*where)
+            .group_by(v.c.partition)
+            .order_by(last.desc(), v.c.partition.desc())
+            .limit(_limit(limit))
+        )
+        async with self._read() as conn:
+            return list((await conn.scalars(sql)).all())
+
+    async def provenance(self, versions: Sequence[DatasetVersionRecord]) -> list[Provenance]:
+        """For each version (in the order given): its producer, each input version it was made
+        from beside the newest version of that input partition now, and the newest outcome of
+        each check on it. Three queries whatever the number of versions."""
+        producers = {
+            p.run_id: p
+            for p in await self.attempts_by_id([v.producer for v in versions if v.producer])
+        }
+        wanted = sorted({(i.dataset, i.partition) for p in producers.values() for i in p.inputs})
+        v, c = t.dataset_versions, t.checks
+        now: dict[tuple[str, str], tuple[int, datetime]] = {}
+        outcomes: dict[tuple[str, str, int], dict[str, CheckOutcome]] = {}
+        refs = sorted({(x.dataset, x.partition, x.version) for x in versions})
+        async with self._read() as conn:
+            for pairs in _chunks(wanted):
+                key = tuple_(v.c.dataset, v.c.partition)
+                newest = (
+                    select(v.c.dataset, v.c.partition, func.max(v.c.version).label("version"))
+                    .where(key.in_(pairs))
+                    .group_by(v.c.dataset, v.c.partition)
+                    .subquery()
+                )
+                sql = select(v.c.dataset, v.c.partition, v.c.version, v.c.time).join(
+                    newest,
+                    and_(
+                        v.c.dataset == newest.c.dataset,
+                        v.c.partition == newest.c.partition,
+                        v.c.version == newest.c.version,
+                    ),
+                )
+                for row in await conn.execute(sql):
+                    now[(row.dataset, row.partition)] = (row.version, row.time)
+            for chunk in _chunks(refs):
+                sql = select(c).where(tuple_(c.c.dataset, c.c.partition, c.c.version).in_(chunk))
+                for check in (await conn.execute(sql.order_by(c.c.time, c.c.run_id))).mappings():
+                    outcome = CheckOutcome(**check)
+                    kept = outcomes.setdefault(
+                        (outcome.dataset, outcome.partition, outcome.version), {}
+                    )
+                    kept[outcome.check] = outcome  # later rows are newer
+        found: list[Provenance] = []
+        for x in versions:
+            producer = producers.get(x.producer) if x.producer else None
+            inputs: list[InputNow] = []
+            for i in producer.inputs if producer else ():
+                # an input the store no longer holds (pruned) counts as the newest there is
+                latest, latest_time = now.get((i.dataset, i.partition), (i.version, x.time))
+                inputs.append(InputNow(**i.model_dump(), newest=latest, newest_time=latest_time))
+            checks = outcomes.get((x.dataset, x.partition, x.version), {})
+            found.append(
+                Provenance(
+                    version=VersionRef(dataset=x.dataset, partition=x.partition, version=x.version),
+                    producer=producer,
+                    inputs=inputs,
+                    checks=sorted(checks.values(), key=lambda o: o.check),
+                )
+            )
+        return found
 
     async def lineage(
         self, dataset: str, partition: str, version: int, *, depth: int = 3

@@ -79,27 +79,37 @@ class Shop:
         return runs
 
 
-def start_shop(tmp: Path, *, open_reads: bool = False) -> Iterator[Shop]:
+def start_shop(tmp: Path, *, open_reads: bool = False, app: Path = SHOP) -> Iterator[Shop]:
+    """`eventflow dev --ui` of `app` (the shop App unless told), stopped on exit."""
     home = tmp / "home"
     environment = {**env(home), "EVENTFLOW_API_TOKEN": TOKEN}
     if open_reads:
         environment["EVENTFLOW_API_OPEN_READS"] = "true"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eventflow", "dev", str(SHOP), "--ui"],
+        [sys.executable, "-m", "eventflow", "dev", str(app), "--ui"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        wait_for(lambda: (home / "api.json").exists() or proc.poll() is not None, timeout=60)
+        wait_for(lambda: _api(home) is not None or proc.poll() is not None, timeout=60)
         assert proc.poll() is None, proc.communicate()
-        url = str(orjson.loads((home / "api.json").read_bytes())["url"])
+        url = str((_api(home) or {})["url"])
         yield Shop(url=url, token=TOKEN, home=home, tmp=tmp, proc=proc)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
+
+
+def _api(home: Path) -> dict[str, Any] | None:
+    """What `api.json` says once it is whole (it may be seen while being written)."""
+    try:
+        found: dict[str, Any] = orjson.loads((home / "api.json").read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return found
 
 
 @pytest.fixture(scope="module")
