@@ -255,12 +255,15 @@ def _announced(api: ApiServer, settings: Settings) -> Iterator[None]:
     only, where the operator's commands on this machine find them."""
     path = settings.api_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Written aside and renamed: a reader never finds it half written.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         found = {"url": api.url, "token": api.token, "pid": os.getpid()}
         if api.ui:
             found["ui"] = f"{api.url}/ui/"
         out.write(orjson.dumps(found))
+    os.replace(partial, path)
     try:
         yield
     finally:

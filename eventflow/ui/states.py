@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, TypeAlias
 
 from ..errors import EventError
@@ -32,7 +33,12 @@ class DatasetState:
     reason: str
 
 
-def dataset_state(name: str, newest: Freshness | None, made: Provenance | None) -> DatasetState:
+def dataset_state(
+    name: str,
+    newest: Freshness | None,
+    made: Provenance | None,
+    now: datetime | None = None,
+) -> DatasetState:
     """The state of dataset `name` whose newest version (in the partition shown) is `newest`,
     made as `made` says (`Queries.provenance` of `newest`)."""
     if newest is None:
@@ -45,16 +51,16 @@ def dataset_state(name: str, newest: Freshness | None, made: Provenance | None) 
     behind = [i for i in made.inputs if i.newest > i.version] if made is not None else []
     if behind:
         said = "; ".join(
-            f"input {i.dataset} has a newer version ({i.newest}, {ago(i.newest_time)}) than the "
-            f"one {at} was made from ({i.version})"
+            f"input {i.dataset} has a newer version ({i.newest}, {ago(i.newest_time, now)}) "
+            f"than the one {at} was made from ({i.version})"
             for i in behind
         )
         return DatasetState("stale", said)
     if made is None or made.producer is None:
-        return DatasetState("fresh", f"{at} was announced {ago(newest.time)}")
+        return DatasetState("fresh", f"{at} was announced {ago(newest.time, now)}")
     return DatasetState(
         "fresh",
-        f"{at} was made by {made.producer.task} {ago(newest.time)} from the newest version of "
+        f"{at} was made by {made.producer.task} {ago(newest.time, now)} from the newest version of "
         "each input",
     )
 

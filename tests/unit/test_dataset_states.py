@@ -58,18 +58,18 @@ def check(passed: bool) -> CheckOutcome:
 
 
 def test_no_version_is_never() -> None:
-    state = dataset_state("report", None, None)
+    state = dataset_state("report", None, None, NOW)
     assert (state.status, state.reason) == ("never", "report has no version yet")
 
 
 def test_made_from_the_newest_inputs_is_fresh() -> None:
-    state = dataset_state("report", REPORT, made(checks=[check(True)]))
+    state = dataset_state("report", REPORT, made(checks=[check(True)]), NOW)
     assert state.status == "fresh"
     assert state.reason.startswith("report@20 was made by summarise ")
 
 
 def test_an_input_newer_than_the_one_consumed_makes_it_stale() -> None:
-    state = dataset_state("report", REPORT, made(newest=11))
+    state = dataset_state("report", REPORT, made(newest=11), NOW)
     assert state.status == "stale"
     assert state.reason == (
         "input orders has a newer version (11, 5 min ago) than the one report@20 was made from (10)"
@@ -77,7 +77,7 @@ def test_an_input_newer_than_the_one_consumed_makes_it_stale() -> None:
 
 
 def test_a_failed_check_on_the_newest_version_is_failing_even_when_stale() -> None:
-    state = dataset_state("report", REPORT, made(newest=11, checks=[check(False)]))
+    state = dataset_state("report", REPORT, made(newest=11, checks=[check(False)]), NOW)
     assert (state.status, state.reason) == ("failing", "check has_rows failed on report@20: 0 rows")
 
 
@@ -85,6 +85,6 @@ def test_announced_from_outside_is_fresh_with_nothing_to_be_behind() -> None:
     outside = REPORT.model_copy(update={"producer": None})
     bare = Provenance(version=VersionRef(dataset="report", partition=DAY, version=20))
     for provenance in (bare, None):
-        state = dataset_state("report", outside, provenance)
+        state = dataset_state("report", outside, provenance, NOW)
         assert state.status == "fresh"
         assert state.reason.startswith("report@20 was announced ")
