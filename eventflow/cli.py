@@ -338,7 +338,13 @@ def _since(value: str | None) -> str | None:
 
 
 @cli.command()
-@click.option("--runs", default=10, show_default=True, help="Recent runs to list.")
+@click.option(
+    "--runs",
+    type=click.IntRange(0, 1000),
+    default=10,
+    show_default=True,
+    help="Recent runs to list (0: none).",
+)
 @json_option
 @home_option
 def status(runs: int, as_json: bool, home: Path | None) -> None:
@@ -346,15 +352,16 @@ def status(runs: int, as_json: bool, home: Path | None) -> None:
     settings = _settings(home)
 
     async def read(client: ApiClient) -> tuple[Any, Any]:
-        return await client.get("/api/datasets"), await client.get("/api/runs", limit=runs)
+        fresh = await client.get("/api/datasets")
+        return fresh, (await client.get("/api/runs", limit=runs) if runs else None)
 
     fresh, recent = _ask(settings, read)
     if as_json:
-        _echo_json({"datasets": fresh, "runs": recent["items"]})
+        _echo_json({"datasets": fresh, **({"runs": recent["items"]} if recent else {})})
         return
-    page = Page[PipelineRun].model_validate(recent)
+    page = Page[PipelineRun].model_validate(recent) if recent is not None else None
     datasets = [Freshness.model_validate(row) for row in fresh]
-    click.echo(operator.status(datasets, page.items))
+    click.echo(operator.status(datasets, page.items if page is not None else None))
 
 
 @cli.command("runs")

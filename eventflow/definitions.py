@@ -73,7 +73,8 @@ class Pool:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Time as a dataset: at each cron tick (UTC; a sixth field gives seconds) a version of
+    """Time as a dataset: at each cron tick (UTC; an optional sixth field, after the day of
+    week, gives seconds: `* * * * * */5` is every five seconds) a version of
     `dataset` is produced. Attach it with `Pipeline.schedule` or `Pipeline(schedules=...)`."""
 
     dataset: Dataset
@@ -279,6 +280,14 @@ class App:
             if not croniter.is_valid(schedule.cron):
                 raise DefinitionError(
                     f"schedule of {schedule.dataset.name!r}: bad cron expression {schedule.cron!r}"
+                )
+            fields = schedule.cron.split()
+            if len(fields) == 6 and fields[5] == "*" and fields[0] != "*":
+                raise DefinitionError(
+                    f"schedule of {schedule.dataset.name!r}: {schedule.cron!r} ticks every second "
+                    f"of the minutes {fields[0]!r}: the seconds field is the sixth, after the day "
+                    f"of week (every five seconds: '* * * * * */5'); write "
+                    f"'{' '.join(fields[:5])} */1' if every second is meant"
                 )
             other = self.schedules.get(schedule.dataset.name)
             if other is not None:

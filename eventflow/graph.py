@@ -31,20 +31,40 @@ def graph_text(app: App) -> str:
 
 
 def graph_dot(app: App) -> str:
-    """Graphviz: datasets as ellipses, tasks as boxes, one cluster per pipeline."""
+    """Graphviz: datasets as ellipses (clock datasets dashed, with their cron), tasks as boxes
+    in one cluster per pipeline, checks as octagons (dashed: warning only)."""
+    crons = {s.dataset.name: s.cron for s in app.schedules.values()}
     out = ["digraph eventflow {", "  rankdir=LR;"]
+    for name in app.datasets:
+        if name in crons:
+            label = _quote(f"{name}\\ncron {crons[name]} (UTC)")
+            out.append(f"  {_quote(name)} [label={label}, shape=ellipse, style=dashed];")
+        else:
+            out.append(f"  {_quote(name)} [shape=ellipse];")
     for n, pipeline in enumerate(app.pipelines.values()):
-        out.append(f'  subgraph cluster_{n} {{ label="{pipeline.name}";')
+        out.append(f"  subgraph cluster_{n} {{ label={_quote(pipeline.name)};")
         for task in pipeline.tasks:
-            out.append(f'    "task:{task.name}" [label="{task.name}", shape=box];')
+            out.append(f"    {_quote('task:' + task.name)} [label={_quote(task.name)}, shape=box];")
         out.append("  }")
     for task in app.tasks.values():
+        node = _quote(f"task:{task.name}")
         for ds in task.inputs:
-            out.append(f'  "{ds}" -> "task:{task.name}";')
+            out.append(f"  {_quote(ds)} -> {node};")
         for ds in task.outputs:
-            out.append(f'  "task:{task.name}" -> "{ds}";')
+            out.append(f"  {node} -> {_quote(ds)};")
+    for dataset, checks in app.checks_of.items():
+        for chk in checks:
+            node = _quote(f"check:{chk.name}")
+            style = "solid" if chk.blocking else "dashed"
+            out.append(f"  {node} [label={_quote(chk.name)}, shape=octagon, style={style}];")
+            out.append(f"  {_quote(dataset)} -> {node} [style=dashed, arrowhead=none];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _quote(text: str) -> str:
+    """A Graphviz ID; `\\n` in `text` stays a line break of a label."""
+    return '"' + text.replace('"', '\\"') + '"'
 
 
 def _ordered(app: App, names: list[str]) -> list[str]:

@@ -83,10 +83,13 @@ def run_line(run: PipelineRun) -> str:
     return f"{line}  {run.reason}" if run.reason else line
 
 
-def status(fresh: Sequence[Freshness], runs: Sequence[PipelineRun]) -> str:
-    """What `eventflow status` prints."""
-    recent = [run_line(run) for run in runs] or ["No pipeline run yet."]
-    return "\n".join(["Datasets", freshness_table(fresh), "", "Recent runs", *recent])
+def status(fresh: Sequence[Freshness], runs: Sequence[PipelineRun] | None) -> str:
+    """What `eventflow status` prints; `runs` None: none asked for (`--runs 0`)."""
+    lines = ["Datasets", freshness_table(fresh)]
+    if runs is not None:
+        recent = [run_line(run) for run in runs] or ["No pipeline run yet."]
+        lines += ["", "Recent runs", *recent]
+    return "\n".join(lines)
 
 
 def runs(page: Page[PipelineRun]) -> str:

@@ -61,6 +61,9 @@ def test_every_command_and_action_against_a_dev_instance(tmp_path: Path) -> None
         assert ["raw", D, "5"] in [line.split()[:3] for line in status.splitlines()]
         assert f"Recent runs\nops  {D}  ok  " in status
         assert js(home, "status")["runs"][0]["run_id"] == first["run_id"] == f"ops:{D}:1"
+        # --runs 0 leaves the runs out rather than saying there are none
+        assert "Recent runs" not in (quiet := ok(home, "status", "--runs", "0"))
+        assert "No pipeline run" not in quiet and "runs" not in js(home, "status", "--runs", "0")
         table = ok(home, "runs")
         assert f"ops       {D}  ok" in table and "1 of 1 runs" in table
         assert "No pipeline run matches." in ok(home, "runs", "--pipeline", "held")

@@ -65,6 +65,20 @@ def test_bad_cron_expression() -> None:
         ef.App([p], schedules=[ef.Schedule(clock, "61 25 * * *")])
 
 
+def test_seconds_in_the_first_field_are_refused_with_where_they_go() -> None:
+    """`*/5 * * * * *` reads as every five seconds but ticks every second of every fifth
+    minute: refused, with the expression meant; seconds spelled out are taken."""
+    clock = ef.Dataset("clock.fast")
+    p = ef.Pipeline("p")
+    p.task(inputs=[clock], name="t")(noop)
+    with pytest.raises(
+        DefinitionError, match=r"the sixth, after the day of week .*'\* \* \* \* \* \*/5'"
+    ):
+        ef.App([p], schedules=[ef.Schedule(clock, "*/5 * * * * *")])
+    assert ef.App([p], schedules=[ef.Schedule(clock, "* * * * * */5")]).schedules
+    assert ef.App([p], schedules=[ef.Schedule(clock, "*/5 * * * * */1")]).schedules
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

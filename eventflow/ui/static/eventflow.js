@@ -64,18 +64,11 @@ const ef = (() => {
     const dialog = document.getElementById("token-dialog");
     const input = document.getElementById("token-input");
     const shown = document.getElementById("token-refused");
-    let reason = dialog.querySelector("#reason-input");
-    if (!reason) {
-      const label = document.createElement("label");
-      label.innerHTML = 'Reason <input name="reason" id="reason-input" required maxlength="1000">';
-      input.parentElement.after(label);
-      reason = label.querySelector("input");
-    }
-    reason.value = reason.value || "from the web UI";
+    const reason = document.getElementById("reason-input");
     input.value = sessionStorage.getItem("eventflow-token") || "";
     shown.hidden = !refused;
     shown.textContent = refused || "";
-    dialog.querySelector("p").dataset.action = title;
+    document.getElementById("token-action").textContent = title;
     return new Promise((resolve) => {
       dialog.onclose = () => resolve(dialog.returnValue === "ok"
         ? { token: input.value.trim(), reason: reason.value.trim() } : null);
