@@ -224,7 +224,8 @@ async def _dev(
             return 1
         if not finished and not refused:
             return NOTHING
-    return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+        return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
+    return 0 if not refused else 1
 
 
 def ui_address(api: ApiServer) -> str:
@@ -274,8 +275,8 @@ async def _report(
         if isinstance(event, PIPELINE_RUN_EVENTS):
             run = event.data
             assert isinstance(run, PipelineRunData)
-            # A long-running instance keeps only what its exit status needs, not every run.
-            if (quiet and run.status != "running") or (run.status == "failed" and not finished):
+            # A long-running instance keeps no run: a failed one is not its exit status.
+            if quiet and run.status != "running":
                 finished.append(run)
             if not quiet:
                 click.echo(run_line(run))
