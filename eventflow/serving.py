@@ -278,6 +278,7 @@ async def _report(
         if isinstance(event, PIPELINE_RUN_EVENTS):
             run = event.data
             assert isinstance(run, PipelineRunData)
+            # A long-running instance keeps no run: a failed one is not its exit status.
             if quiet and run.status != "running":
                 finished.append(run)
             if not quiet:

@@ -95,6 +95,47 @@ class RunDetail(Record):
     attempts: list[TaskAttempt] = Field(description="In the order they were requested.")
 
 
+#: What a grid cell shows: its task's last attempt's status, or, when the partition's last run
+#: ended without running the task, that run's outcome for it.
+CellStatus: TypeAlias = Literal[
+    "requested", "running", "succeeded", "failed", "skipped", "upstream_failed"
+]
+
+
+class GridCell(Record):
+    """One task in one partition, as a pipeline's partition grid shows it."""
+
+    task: str = Field(description="Task name.")
+    status: CellStatus = Field(description="Its last attempt's status, or its last run outcome.")
+    attempt: int = Field(description="Number of its last attempt (in its series); 0 if none.")
+    attempts: int = Field(description="Attempts of the task in the partition, every series.")
+    run_id: str | None = Field(default=None, description="Its last attempt's run id.")
+    pipeline_run_id: str | None = Field(default=None, description="The pipeline run it is of.")
+    at: datetime | None = Field(default=None, description="When it ended, started or was asked.")
+    detail: str | None = Field(
+        default=None, description="Why it failed, emitted nothing, or never ran."
+    )
+
+
+class GridRow(Record):
+    """One partition of a pipeline: each task's cell, by task name (tasks that never ran in it
+    have none)."""
+
+    partition: str = Field(description="Partition key.")
+    last_activity: datetime = Field(description="Its newest task request or run start.")
+    cells: dict[str, GridCell] = Field(description="By task name.")
+
+
+class PipelineSummary(Record):
+    """A pipeline's runs in the history, counted, and its newest."""
+
+    pipeline: str
+    runs: int = Field(description="Runs in the history.")
+    running: int = Field(description="Of these, still running.")
+    failed: int = Field(description="Of these, failed.")
+    last: PipelineRun | None = Field(default=None, description="The newest started.")
+
+
 class Page(Record, Generic[T]):
     """One page of a query's results."""
 

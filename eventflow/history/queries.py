@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import Select, and_, case, func, or_, select, tuple_, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,12 +22,15 @@ from .models import (
     DeadLetterRecord,
     EventRecord,
     Freshness,
+    GridCell,
+    GridRow,
     InputNow,
     LatestVersion,
     Lineage,
     LogLine,
     Page,
     PipelineRun,
+    PipelineSummary,
     Provenance,
     RunDetail,
     TaskAttempt,
@@ -53,7 +56,11 @@ def _chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
 
 
 def _cursor(run: PipelineRun) -> str:
-    raw = f"{run.started_at.astimezone(UTC).isoformat()}\x00{run.run_id}".encode()
+    return _cursor_at(run.started_at, run.run_id)
+
+
+def _cursor_at(at: datetime, key: str) -> str:
+    raw = f"{at.astimezone(UTC).isoformat()}\x00{key}".encode()
     return base64.urlsafe_b64encode(raw).decode()
 
 
@@ -63,6 +70,12 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(at), run_id
     except ValueError:
         raise ValueError(f"not a cursor of this query: {cursor!r}") from None
+
+
+def _never_ran(status: str) -> str:
+    if status == "skipped":
+        return "never ran: an input it waits for was not emitted"
+    return "never ran: a task upstream failed or a blocking check rejected its input"
 
 
 class Queries:
@@ -203,6 +216,148 @@ class Queries:
         sql = select(*(inner.c[c.name] for c in a.columns)).where(inner.c.rank == 1)
         async with self._read() as conn:
             return await self._attempts(conn, sql.order_by(inner.c.pipeline, inner.c.task))
+
+    async def grid(
+        self, pipeline: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[GridRow]:
+        """A pipeline's partitions, newest activity (task request or run start) first, each with
+        its tasks' last attempts; a task the partition's last run skipped without an attempt
+        of its own there shows that outcome. Three queries a page, whatever its size."""
+        a, r = t.task_attempts, t.pipeline_runs
+        when = func.coalesce(a.c.requested_at, a.c.started_at, a.c.ended_at)
+        activity = union_all(
+            select(a.c.partition, when.label("at")).where(a.c.pipeline == pipeline),
+            select(r.c.partition, r.c.started_at.label("at")).where(r.c.pipeline == pipeline),
+        ).subquery()
+        per = (
+            select(activity.c.partition, func.max(activity.c.at).label("last"))
+            .group_by(activity.c.partition)
+            .subquery()
+        )
+        where: list[Any] = [per.c.last.is_not(None)]
+        if cursor is not None:
+            at, key = _uncursor(cursor)
+            where.append(or_(per.c.last < at, and_(per.c.last == at, per.c.partition < key)))
+        n = _limit(limit)
+        page = (
+            select(per.c.partition, per.c.last)
+            .where(*where)
+            .order_by(per.c.last.desc(), per.c.partition.desc())
+            .limit(n + 1)
+        )
+        async with self._read() as conn:
+            total = await conn.scalar(select(func.count()).select_from(per))
+            rows = [(row.partition, row.last) for row in await conn.execute(page)]
+            keys = [key for key, _ in rows[:n]]
+            ranked = (
+                select(
+                    a,
+                    func.row_number()
+                    .over(
+                        partition_by=(a.c.partition, a.c.task),
+                        order_by=(when.desc(), a.c.attempt.desc(), a.c.run_id.desc()),
+                    )
+                    .label("n"),
+                    func.count().over(partition_by=(a.c.partition, a.c.task)).label("total"),
+                )
+                .where(a.c.pipeline == pipeline, a.c.partition.in_(keys))
+                .subquery()
+            )
+            last_attempts = (await conn.execute(select(ranked).where(ranked.c.n == 1))).mappings()
+            attempts = [
+                (TaskAttempt(**{k: v for k, v in row.items() if k not in ("n", "total")}), row)
+                for row in last_attempts
+            ]
+            runs = (
+                select(
+                    r.c.run_id,
+                    r.c.partition,
+                    r.c.started_at,
+                    r.c.tasks,
+                    func.row_number()
+                    .over(
+                        partition_by=r.c.partition,
+                        order_by=(r.c.started_at.desc(), r.c.run_id.desc()),
+                    )
+                    .label("n"),
+                )
+                .where(r.c.pipeline == pipeline, r.c.partition.in_(keys))
+                .subquery()
+            )
+            last_runs = {
+                row.partition: row for row in await conn.execute(select(runs).where(runs.c.n == 1))
+            }
+        cells: dict[str, dict[str, GridCell]] = {key: {} for key in keys}
+        for attempt, row in attempts:
+            cells[attempt.partition][attempt.task] = GridCell(
+                task=attempt.task,
+                status=attempt.status,
+                attempt=attempt.attempt,
+                attempts=row["total"],
+                run_id=attempt.run_id,
+                pipeline_run_id=attempt.pipeline_run_id,
+                at=attempt.ended_at or attempt.started_at or attempt.requested_at,
+                detail=attempt.error or attempt.skipped,
+            )
+        for key, run in last_runs.items():
+            for outcome in run.tasks:
+                if outcome.get("status") not in ("skipped", "upstream_failed"):
+                    continue
+                known = cells[key].get(outcome["task"])
+                if known is not None and (
+                    known.pipeline_run_id == run.run_id
+                    or (known.at is not None and known.at > run.started_at)
+                ):
+                    continue
+                cells[key][outcome["task"]] = GridCell(
+                    task=outcome["task"],
+                    status=outcome["status"],
+                    attempt=0,
+                    attempts=known.attempts if known is not None else 0,
+                    pipeline_run_id=run.run_id,
+                    at=run.started_at,
+                    detail=_never_ran(outcome["status"]),
+                )
+        shown = rows[:n]
+        return Page(
+            items=[
+                GridRow(partition=key, last_activity=last, cells=cells[key]) for key, last in shown
+            ],
+            total=total or 0,
+            next_cursor=_cursor_at(shown[-1][1], shown[-1][0]) if len(rows) > n else None,
+        )
+
+    async def pipeline_summaries(self) -> list[PipelineSummary]:
+        """Every pipeline with runs in the history: its runs counted, and its newest run."""
+        r = t.pipeline_runs
+        counts = select(
+            r.c.pipeline,
+            func.count().label("runs"),
+            func.sum(case((r.c.status == "running", 1), else_=0)).label("running"),
+            func.sum(case((r.c.status == "failed", 1), else_=0)).label("failed"),
+        ).group_by(r.c.pipeline)
+        ranked = select(
+            r,
+            func.row_number()
+            .over(partition_by=r.c.pipeline, order_by=(r.c.started_at.desc(), r.c.run_id.desc()))
+            .label("n"),
+        ).subquery()
+        async with self._read() as conn:
+            found = list(await conn.execute(counts.order_by(r.c.pipeline)))
+            newest = {
+                row["pipeline"]: PipelineRun(**{k: v for k, v in row.items() if k != "n"})
+                for row in (await conn.execute(select(ranked).where(ranked.c.n == 1))).mappings()
+            }
+        return [
+            PipelineSummary(
+                pipeline=row.pipeline,
+                runs=row.runs,
+                running=row.running or 0,
+                failed=row.failed or 0,
+                last=newest.get(row.pipeline),
+            )
+            for row in found
+        ]
 
     @staticmethod
     async def _attempts(conn: AsyncConnection, sql: Select[Any]) -> list[TaskAttempt]:

@@ -405,6 +405,19 @@ def test_sigterm_stops_dev_gracefully(tmp_path: Path) -> None:
     assert again.returncode == 2 and "no eventflow dev instance" in again.stderr
 
 
+def test_sigterm_stops_dev_with_exit_0_after_a_failed_run(tmp_path: Path) -> None:
+    """A failed run is the run's outcome, not the long-running instance's: stopped by a
+    signal, it exits 0 (only `--until-idle` reports runs in its exit status)."""
+    home = tmp_path / "home"
+    with dev(home, PIPELINES / "failing.py") as service:
+        assert cli(home, "emit", "raw").returncode == 0
+        wait_for(lambda: "failing  -  FAILED" in cli(home, "status").stdout)
+        service.send_signal(signal.SIGTERM)
+        _out, err = service.communicate(timeout=20)
+    assert service.returncode == 0, err
+    assert "disk full" in err
+
+
 def test_a_dead_processing_loop_ends_dev_with_exit_1_and_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with dev(home, PIPELINES / "sabotaged.py") as service:

@@ -23,7 +23,8 @@ def tidy(ctx: ef.TaskContext) -> None:
     if ctx.inputs[orders].metadata.get("fail"):
         raise RuntimeError(f"orders of {ctx.partition} are unreadable")
     ctx.log.info("tidying %s rows of %s", ctx.inputs[orders].metadata.get("rows", 0), ctx.partition)
-    ctx.emit(clean, rows=ctx.inputs[orders].metadata.get("rows", 0))
+    metadata = ctx.inputs[orders].metadata
+    ctx.emit(clean, rows=metadata.get("rows", 0), refunded=metadata.get("refunded", 0))
 
 
 @shop.check(clean)
@@ -36,7 +37,17 @@ def has_rows(ctx: ef.CheckContext) -> tuple[bool, str]:
 def summarise(ctx: ef.TaskContext) -> None:
     """The branch: a report, or the refunds when the day refunded more than it sold."""
     ctx.log.info("summarising")
-    ctx.emit(report, rows=ctx.inputs[clean].metadata["rows"])
+    day = ctx.inputs[clean].metadata
+    if day.get("refunded", 0) > day["rows"]:
+        ctx.emit(refunds, rows=day["refunded"])
+    else:
+        ctx.emit(report, rows=day["rows"])
+
+
+@shop.task(inputs=[refunds])
+def refund(ctx: ef.TaskContext) -> None:
+    """Runs only on days that refunded more than they sold: skipped on the others."""
+    ctx.log.info("refunding %s", ctx.partition)
 
 
 hourly = ef.Pipeline("hourly")

@@ -120,6 +120,19 @@ const ef = (() => {
     document.getElementById("login").submit();
   }
 
+  // What the user has typed or chosen in a field with an id survives a refresh of <main>.
+  const typed = new Map();
+  const remember = (e) => { if (e.target.id && "value" in e.target) typed.set(e.target.id, e.target.value); };
+  document.addEventListener("input", remember);
+  document.addEventListener("change", remember);
+  document.addEventListener("submit", () => typed.clear());
+  document.addEventListener("ef:refreshed", () => {
+    for (const [id, value] of typed) {
+      const field = document.getElementById(id);
+      if (field) field.value = value;
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", live);
   return { refresh, notice, signInFromLink, act };
 })();
