@@ -21,12 +21,12 @@ import httpx
 
 import eventflow as ef
 from eventflow.api import ApiServer
+from eventflow.api.auth import COOKIE, read_pass
 from eventflow.operations.embedded import EmbeddedOperations
 
 from . import apps
 from .scenarios import percentiles
 
-COOKIE = "eventflow_token"
 #: What shows that the graph page has drawn its graph (dagre lays it out in the browser).
 GRAPH_DRAWN = "main svg"
 #: Flags for Chromium on a machine without a display (as the UI tests use).
@@ -80,7 +80,9 @@ async def ui_pages(*, runs: int, loads: int, chromium: str | None) -> dict[str, 
 async def _server_times(api: ApiServer, paths: dict[str, str], loads: int) -> dict[str, Any]:
     timed: dict[str, Any] = {}
     missing, errors = [], {}
-    async with httpx.AsyncClient(base_url=api.url, cookies={COOKIE: api.token}) as client:
+    async with httpx.AsyncClient(
+        base_url=api.url, cookies={COOKIE: read_pass(api.token)}
+    ) as client:
         for name, path in paths.items():
             first = await client.get(path)  # warm-up, and whether the view exists
             if first.status_code == 404:
@@ -109,7 +111,9 @@ async def _browser_times(
         browser = await driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             context = await browser.new_context(viewport={"width": 1400, "height": 900})
-            await context.add_cookies([{"name": COOKIE, "value": api.token, "url": api.url}])
+            await context.add_cookies(
+                [{"name": COOKIE, "value": read_pass(api.token), "url": api.url}]
+            )
             page = await context.new_page()
             for name, path in paths.items():
                 samples = []

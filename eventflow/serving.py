@@ -229,10 +229,14 @@ async def _dev(
 
 
 def ui_address(api: ApiServer) -> str:
-    """Where to open the web UI; a link that signs in with the token unless reads are open."""
+    """Where to open the web UI. A token this instance made up is put in a link that signs
+    in (after `#`, which browsers keep out of requests); the operator's own token is never
+    printed (a terminal's scrollback or a CI log would keep it): the sign-in page asks for it."""
     if api.settings.api_open_reads:
         return f"{api.url}/ui/"
-    return f"{api.url}/ui/login#token={api.token}"
+    if api.settings.api_token is None:
+        return f"{api.url}/ui/login#token={api.token}"
+    return f"{api.url}/ui/login (sign in with EVENTFLOW_API_TOKEN)"
 
 
 def _api(ops: Operations, *, ui: bool = False) -> ApiServer:

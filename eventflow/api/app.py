@@ -17,7 +17,6 @@ from ..events import (
     Action,
     DatasetProduced,
     DatasetProducedData,
-    Event,
     check_metadata,
     encode,
     pipeline_action,
@@ -36,7 +35,7 @@ from ..history.models import (
     RunStatus,
     TaskAttempt,
 )
-from ..operations import Operations
+from ..operations import Operations, selected
 from . import models
 from .auth import guard
 
@@ -221,20 +220,22 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         except ValueError as e:  # a cursor this query did not make (`status` is the filter here)
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
 
-    @reads.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
+    # Run ids hold partition keys, which may hold a `/`: `:path` takes them whole (and the
+    # logs route comes before the attempt's, which would take `ID/logs` as an id).
+    @reads.get("/runs/{run_id:path}", tags=["runs"], responses=NOT_FOUND)
     async def run(run_id: str) -> RunDetail:
         """A pipeline run with every task attempt, in the order they were requested."""
         return _found(await history.run(run_id), f"no pipeline run {run_id!r}")
 
-    @reads.get("/attempts/{run_id}", tags=["runs"], responses=NOT_FOUND)
-    async def attempt(run_id: str) -> TaskAttempt:
-        """One task attempt by its run id."""
-        return _found(await history.attempt(run_id), f"no task attempt {run_id!r}")
-
-    @reads.get("/attempts/{run_id}/logs", tags=["runs"])
+    @reads.get("/attempts/{run_id:path}/logs", tags=["runs"])
     async def logs(run_id: str) -> list[LogLine]:
         """What the attempt logged (or printed), in order."""
         return await history.logs(run_id)
+
+    @reads.get("/attempts/{run_id:path}", tags=["runs"], responses=NOT_FOUND)
+    async def attempt(run_id: str) -> TaskAttempt:
+        """One task attempt by its run id."""
+        return _found(await history.attempt(run_id), f"no task attempt {run_id!r}")
 
     @reads.get("/pipelines/{name}/tasks/{task}/attempts", tags=["runs"])
     async def task_attempts(
@@ -330,11 +331,7 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         try:
             yield ServerSentEvent(comment="live")
             async for event in feed:
-                if type and event.type not in type:
-                    continue
-                if pipeline and getattr(event.data, "pipeline", None) != pipeline:
-                    continue
-                if dataset and _dataset_of(event) != dataset:
+                if not selected(event, types=type, pipeline=pipeline, dataset=dataset):
                     continue
                 raw = encode(event).decode()
                 yield ServerSentEvent(raw_data=raw, event=event.type, id=event.id)
@@ -354,11 +351,3 @@ def _found(found: T | None, missing: str) -> T:
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, missing)
     return found
-
-
-def _dataset_of(event: Event) -> str | None:
-    data = event.data
-    found = getattr(data, "dataset", None)
-    if found is None and hasattr(data, "target"):
-        found = getattr(data.target, "dataset", None)
-    return found if isinstance(found, str) else None

@@ -81,8 +81,10 @@ class HistoryStore(Queries, Lifecycle):
         self.retention_days = retention_days
         self._parsed = parsed
         self._engine: AsyncEngine | None = None
-        #: Called with the events of each committed `apply` that were new to the store: what
-        #: a reader of the history (the web UI) can now find in it.
+        #: Called with the events of each committed `apply`: what a reader of the history (the
+        #: web UI) can now find in it. All of them, not only those new to this store: where
+        #: several projectors feed one store, the one that stored an event first may not be
+        #: this process's.
         self.listeners: list[Callable[[Sequence[Event]], None]] = []
 
     @classmethod
@@ -153,9 +155,9 @@ class HistoryStore(Queries, Lifecycle):
                     )
         except SQLAlchemyError as e:
             raise StorageError(f"cannot write the history store {self!r}: {e}") from e
-        if fresh:
+        if events:
             for listener in self.listeners:
-                listener(fresh)
+                listener(events)
         return len(fresh)
 
     async def positions(self, prefix: str = "") -> dict[str, int]:

@@ -51,6 +51,45 @@ class Feed:
         return event
 
 
+def selected(
+    event: Event,
+    *,
+    types: Sequence[str] | None = None,
+    pipeline: str | None = None,
+    dataset: str | None = None,
+    partition: str | None = None,
+) -> bool:
+    """Whether a live event passes a reader's filters: of one of `types`, of `pipeline`,
+    naming `dataset` (its own, its target's, an input or an output), of `partition`."""
+    data = event.data
+    if types and event.type not in types:
+        return False
+    if pipeline and getattr(data, "pipeline", None) != pipeline:
+        return False
+    if dataset and dataset not in _datasets(event):
+        return False
+    return partition is None or partition == _partition(event)
+
+
+def _partition(event: Event) -> str | None:
+    data = event.data
+    found = getattr(data, "partition", None)
+    if found is None:
+        found = getattr(getattr(data, "target", None), "partition", None)
+    return found if isinstance(found, str) else None
+
+
+def _datasets(event: Event) -> set[str]:
+    data = event.data
+    found = {
+        getattr(data, "dataset", None),
+        getattr(getattr(data, "target", None), "dataset", None),
+    }
+    for ref in [*getattr(data, "inputs", ()), *getattr(data, "outputs", ())]:
+        found.add(getattr(ref, "dataset", None))
+    return {d for d in found if isinstance(d, str)}
+
+
 class Fanout:
     """Live events to any number of feeds, each with its own bounded queue: a reader that
     falls this far behind is cut off rather than holding the others back."""

@@ -4,11 +4,14 @@ metadata, lineage of a chosen version up and down, and check history."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from ..history.models import DatasetVersionRecord
+from ..events import MAX_VERSION
+from ..history.models import VersionRef
 from .graph import COLOURING
 from .site import Site
 from .states import dataset_state, states_of
@@ -34,16 +37,14 @@ def add(router: APIRouter, site: Site) -> None:
 
     @router.get("/datasets/{name}")
     async def dataset(
-        request: Request, name: str, partition: str = "", version: int | None = None
+        request: Request,
+        name: str,
+        partition: str = "",
+        version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     ) -> HTMLResponse:
         if name not in app.datasets:
-            return site.page(
-                request,
-                "missing.html",
-                title="Not found",
-                status_code=404,
-                what=f"No dataset {name!r} in this App.",
-                back=("/ui/datasets", "every dataset"),
+            return site.missing(
+                request, f"No dataset {name!r} in this App.", back=("/ui/datasets", "every dataset")
             )
         newest = sorted(await history.freshness(name), key=lambda f: f.time, reverse=True)
         shown = newest[:PAGE]
@@ -54,16 +55,17 @@ def add(router: APIRouter, site: Site) -> None:
             a.run_id: a
             for a in await history.attempts_by_id([v.producer for v in versions if v.producer])
         }
-        chosen: DatasetVersionRecord | None = versions[0] if versions else None
+        # The version asked for, from any page of versions; else the newest shown.
+        chosen: VersionRef | None = versions[0] if versions and version is None else None
         if version is not None:
-            chosen = next(
-                (v for v in versions if v.version == version and v.partition == partition), None
-            )
+            chosen = VersionRef(dataset=name, partition=partition, version=version)
         lineage = (
             await history.lineage(name, chosen.partition, chosen.version, depth=3)
             if chosen is not None
             else None
         )
+        if lineage is None:
+            chosen = None
         partitions = await history.partitions(dataset=name, limit=200)
         if partition and partition not in partitions:
             partitions.insert(0, partition)

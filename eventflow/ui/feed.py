@@ -25,7 +25,7 @@ def add(router: APIRouter, site: Site) -> None:
         type: Annotated[list[str] | None, Query()] = None,
         pipeline: str = "",
         dataset: str = "",
-        before: int | None = None,
+        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> HTMLResponse:
         types = [t for t in type or () if t]
         found = await history.events(
@@ -33,9 +33,11 @@ def add(router: APIRouter, site: Site) -> None:
             pipeline=pipeline or None,
             dataset=dataset or None,
             before_seq=before,
-            limit=PAGE,
+            limit=PAGE + 1,  # one more: whether there is an older page
             newest_first=True,
         )
+        older = found[PAGE - 1].seq if len(found) > PAGE else None
+        found = found[:PAGE]
         return site.page(
             request,
             "events.html",
@@ -51,7 +53,7 @@ def add(router: APIRouter, site: Site) -> None:
             dataset=dataset,
             pipelines=sorted(site.app.pipelines),
             datasets=sorted(site.app.datasets),
-            older=found[-1].seq if len(found) == PAGE else None,
+            older=older,
         )
 
     @router.get("/deadletters")

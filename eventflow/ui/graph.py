@@ -5,7 +5,6 @@ the App's, which a running instance never changes."""
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from ..api.models import graph as lineage_graph
 from ..history.models import CheckOutcome, Freshness, TaskAttempt
-from .site import Site
+from .site import Site, quote
 from .states import states_of, takes
 
 #: The events that can change a colour.
@@ -168,16 +167,12 @@ def _check_status(outcome: CheckOutcome | None) -> str:
 
 
 def _dataset_href(name: str, partition: str) -> str:
-    href = f"/ui/datasets/{_quote(name)}"
-    return f"{href}?partition={_quote(partition)}" if partition else href
+    href = f"/ui/datasets/{quote(name)}"
+    return f"{href}?partition={quote(partition)}" if partition else href
 
 
 def _task_href(pipeline: str, task: str, partition: str) -> str:
     if partition:
-        why = f"/ui/pipelines/{_quote(pipeline)}/tasks/{_quote(task)}/why"
-        return f"{why}?partition={_quote(partition)}"
-    return f"/ui/pipelines/{_quote(pipeline)}"
-
-
-def _quote(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
+        why = f"/ui/pipelines/{quote(pipeline)}/tasks/{quote(task)}/why"
+        return f"{why}?partition={quote(partition)}"
+    return f"/ui/pipelines/{quote(pipeline)}"

@@ -49,7 +49,7 @@ def add(router: APIRouter, site: Site) -> None:
         rows: str = "",
     ) -> HTMLResponse:
         if name not in app.pipelines:
-            return missing(request, site, f"No pipeline {name!r}.")
+            return site.missing(request, f"No pipeline {name!r}.")
         info = pipeline_info(app, name, await site.ops.pipeline_state(name))
         refused = None
         wanted = next((s for s in STATUSES if s == status), None)
@@ -98,7 +98,7 @@ def add(router: APIRouter, site: Site) -> None:
     ) -> HTMLResponse:
         found = app.tasks.get(task)
         if name not in app.pipelines or found is None or found.pipeline != name:
-            return missing(request, site, f"Pipeline {name!r} has no task {task!r}.")
+            return site.missing(request, f"Pipeline {name!r} has no task {task!r}.")
         partitioned = any(app.datasets[d].partitions.partitioned for d in found.inputs)
         if partition is None:
             # the partition the task last worked on, if any: what an operator asks about first
@@ -114,8 +114,9 @@ def add(router: APIRouter, site: Site) -> None:
             request,
             "why.html",
             title=f"Why {task}?",
-            # what changes the checklist: the partition's inputs, attempts and runs
-            stream={"partition": partition} if partition is not None else None,
+            # what changes the checklist: the pipeline's routed inputs, attempts, runs and
+            # actions (a pause names no partition), in any partition (slots are shared)
+            stream={"pipeline": name},
             pipeline=name,
             task=task,
             partition=partition or "",
@@ -130,8 +131,3 @@ CHANGES_INDEX = [
     e.event_type
     for e in (PipelineAction, PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 ]
-
-
-def missing(request: Request, site: Site, what: str) -> HTMLResponse:
-    """The 404 page, in the site's frame, with the way back."""
-    return site.page(request, "missing.html", title="Not found", what=what, status_code=404)

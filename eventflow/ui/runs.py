@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from ..history.models import PipelineRun, TaskAttempt
-from .pipelines import missing
 from .site import Site, duration
 
 #: Later runs of the partition the run page lists.
@@ -89,11 +88,11 @@ def timeline(
 def add(router: APIRouter, site: Site) -> None:
     app, history = site.app, site.history
 
-    @router.get("/runs/{run_id}")
+    @router.get("/runs/{run_id:path}")  # a static partition key may hold a /
     async def run(request: Request, run_id: str) -> HTMLResponse:
         detail = await history.run(run_id)
         if detail is None:
-            return missing(request, site, f"No pipeline run {run_id!r}.")
+            return site.missing(request, f"No pipeline run {run_id!r}.")
         found, attempts = detail.run, detail.attempts
         bars, ticks = timeline(found, attempts, datetime.now(UTC))
         logs = {a.run_id: await history.logs(a.run_id) for a in attempts}

@@ -19,12 +19,19 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from ..api.auth import COOKIE, matches
-from ..events import Event, encode
-from ..operations import Operations
+from ..api.auth import COOKIE, cookie_reads, matches, read_pass
+from ..events import encode
+from ..operations import Operations, selected
 
 HERE = Path(__file__).parent
 FRAGMENT = "x-eventflow-fragment"
+#: Scripts and styles of this site only, never framed: whatever a page shows of the data (a
+#: log line, metadata) cannot run as script even if it escaped the templates' escaping. Inline
+#: styles stay allowed for the timeline's bar positions.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 class SignIn(Exception):
@@ -45,7 +52,7 @@ class Site:
         env.filters["ago"] = ago
         env.filters["when"] = when
         env.filters["duration"] = duration
-        env.globals["quote"] = lambda s: urllib.parse.quote(str(s), safe="")
+        env.globals["quote"] = quote
 
     def page(
         self,
@@ -60,7 +67,7 @@ class Site:
         """`template` whole, or its `main` block only for the live refresh. `stream`: the
         filters of the events that change the page (`{}`: every event; None: none)."""
         query = urllib.parse.urlencode({k: v for k, v in (stream or {}).items() if v}, doseq=True)
-        return self.templates.TemplateResponse(
+        response = self.templates.TemplateResponse(
             request,
             template,
             {
@@ -72,6 +79,21 @@ class Site:
             },
             status_code=status_code,
         )
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
+    def missing(
+        self, request: Request, what: str, *, back: tuple[str, str] | None = None
+    ) -> HTMLResponse:
+        """The 404 page, in the site's frame, with the way back (a link and its words)."""
+        return self.page(
+            request, "missing.html", title="Not found", what=what, back=back, status_code=404
+        )
+
+
+def quote(part: object) -> str:
+    """A URL part: every reserved character escaped, `/` too."""
+    return urllib.parse.quote(str(part), safe="")
 
 
 def ago(value: datetime | float | None, now: datetime | None = None) -> str:
@@ -115,11 +137,8 @@ def mount(api: FastAPI, ops: Operations, token: str) -> None:
     site = Site(ops, token)
 
     async def viewer(request: Request) -> None:
-        """Pages need the token (the cookie of the sign-in page) unless reads are open."""
-        if site.settings.api_open_reads:
-            return
-        given = request.cookies.get(COOKIE)
-        if given is None or not matches(given, token):
+        """Pages need the sign-in's cookie unless reads are open."""
+        if not site.settings.api_open_reads and not cookie_reads(request, token):
             raise SignIn()
 
     @api.exception_handler(SignIn)
@@ -138,14 +157,14 @@ def mount(api: FastAPI, ops: Operations, token: str) -> None:
 
     @open_pages.get("/login")
     async def login(request: Request, next: str = "/ui/", refused: bool = False) -> HTMLResponse:
-        return site.page(request, "login.html", title="Sign in", next=_local(next), refused=refused)
+        return site.page(request, "login.html", title="Sign in", next=local(next), refused=refused)
 
     @open_pages.post("/login")
     async def signed_in(request: Request) -> Response:
         """The token from the sign-in form, kept in an HttpOnly cookie if it is the right one."""
         form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
         given = form.get("token", [""])[0].strip()
-        target = _local(form.get("next", ["/ui/"])[0])
+        target = local(form.get("next", ["/ui/"])[0])
         if not given or not matches(given, token):
             return site.page(
                 request,
@@ -156,7 +175,14 @@ def mount(api: FastAPI, ops: Operations, token: str) -> None:
                 status_code=status.HTTP_403_FORBIDDEN,
             )
         response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
-        response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            COOKIE,
+            read_pass(token),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
         return response
 
     @pages.get("/stream", response_class=EventSourceResponse)
@@ -167,12 +193,15 @@ def mount(api: FastAPI, ops: Operations, token: str) -> None:
         partition: str | None = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Events once the history holds them, for pages to re-read themselves on. Opens with
-        the comment `live`."""
+        a `ready` event once it follows the history: a page reads itself again then, for what
+        arrived between its rendering and that moment."""
         feed = ops.stored()
         try:
-            yield ServerSentEvent(comment="live")
+            yield ServerSentEvent(event="ready", raw_data="following")
             async for event in feed:
-                if _kept(event, type, pipeline, dataset, partition):
+                if selected(
+                    event, types=type, pipeline=pipeline, dataset=dataset, partition=partition
+                ):
                     yield ServerSentEvent(raw_data=encode(event).decode(), id=event.id)
         finally:
             feed.close()
@@ -183,48 +212,13 @@ def mount(api: FastAPI, ops: Operations, token: str) -> None:
     api.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
 
-def _local(target: str) -> str:
-    """Only a path of this site: a sign-in link cannot send the browser elsewhere."""
+def local(target: str) -> str:
+    """Only a page of this UI: a sign-in link cannot send the browser elsewhere."""
     parsed = urllib.parse.urlsplit(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+    odd = any(c == "\\" or ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    if odd or parsed.scheme or parsed.netloc or not target.startswith("/ui/"):
         return "/ui/"
     return target
-
-
-def _kept(
-    event: Event,
-    types: list[str] | None,
-    pipeline: str | None,
-    dataset: str | None,
-    partition: str | None,
-) -> bool:
-    data = event.data
-    if types and event.type not in types:
-        return False
-    if pipeline and getattr(data, "pipeline", None) != pipeline:
-        return False
-    if dataset and dataset not in _datasets(event):
-        return False
-    return partition is None or partition == _partition(event)
-
-
-def _partition(event: Event) -> str | None:
-    data = event.data
-    found = getattr(data, "partition", None)
-    if found is None:
-        found = getattr(getattr(data, "target", None), "partition", None)
-    return found if isinstance(found, str) else None
-
-
-def _datasets(event: Event) -> set[str]:
-    """Every dataset an event names: its own, its target's, its inputs' and outputs'."""
-    data = event.data
-    found = {getattr(data, "dataset", None)}
-    target = getattr(data, "target", None)
-    found.add(getattr(target, "dataset", None))
-    for ref in [*getattr(data, "inputs", ()), *getattr(data, "outputs", ())]:
-        found.add(getattr(ref, "dataset", None))
-    return {d for d in found if isinstance(d, str)}
 
 
 def not_found(what: str) -> HTTPException:

@@ -102,7 +102,7 @@ async def api(
     else:
         harness = EmbeddedHarness(api_app, tmp_path / "home", **settings)
         ops = EmbeddedOperations(harness.runtime)
-    server = ApiServer(ops, token=TOKEN)
+    server = ApiServer(ops, token=TOKEN, ui=True)
     async with harness, ops, server:
         await asyncio.wait_for(ops.ready.wait(), 60)
         headers = {"Authorization": f"Bearer {TOKEN}"}

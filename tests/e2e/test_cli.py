@@ -21,6 +21,7 @@ import httpx
 import orjson
 import pytest
 
+from eventflow.api.auth import read_pass
 from eventflow.events import (
     DeadLetter,
     DeadLetterData,
@@ -382,7 +383,7 @@ def test_demo_with_ui_serves_the_cascade_until_ctrl_c_then_removes_its_files(
         assert demo.poll() is None, printed
         address = printed.split("web UI: ", 1)[1].split()[0]
         base, token = address.split("/ui/login#token=")
-        page = httpx.get(f"{base}/ui/events", cookies={"eventflow_token": token})
+        page = httpx.get(f"{base}/ui/events", cookies={"eventflow_token": read_pass(token)})
         assert page.status_code == 200 and "eventflow.pipeline.run.succeeded" in page.text
         work = Path(printed.split("files and state in ", 1)[1].split()[0])
         assert work.is_dir()
@@ -440,3 +441,33 @@ def test_a_dead_processing_loop_fails_until_idle_with_exit_1(tmp_path: Path) -> 
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == "error: eventflow dev failed: RuntimeError: a defect in the store"
     assert "Pipeline runs" not in done.stdout
+
+
+@pytest.mark.parametrize("given", [None, "operators-own-token-0123456789"])
+def test_dev_ui_prints_a_sign_in_link_but_never_the_operators_token(
+    tmp_path: Path, given: str | None
+) -> None:
+    """A token `dev` made up is in the link it prints (only its own terminal saw it); the
+    operator's EVENTFLOW_API_TOKEN is never printed."""
+    home, out = tmp_path / "home", tmp_path / "dev.out"
+    extra = {"EVENTFLOW_API_TOKEN": given} if given else {}
+    with open(out, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "dev", str(HELLO), "--ui"],
+            env={**env(home), **extra},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "web UI: " in out.read_text() or proc.poll() is not None, 60)
+        printed = out.read_text()
+        token = orjson.loads((home / "api.json").read_bytes())["token"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    link = printed.split("web UI: ", 1)[1].splitlines()[0]
+    if given is None:
+        assert link.endswith(f"/ui/login#token={token}"), printed
+    else:
+        assert token == given and given not in printed
+        assert link.endswith("/ui/login (sign in with EVENTFLOW_API_TOKEN)"), printed

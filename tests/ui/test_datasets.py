@@ -10,6 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from eventflow.api.auth import read_pass
+
 from .conftest import Shop, live, screenshot
 
 pytestmark = pytest.mark.slow
@@ -104,7 +106,9 @@ def test_the_page_updates_live_and_says_why_a_dataset_is_stale(page: Page, ran: 
 
 def test_an_unknown_dataset_or_version_is_said_so(page: Page, ran: Shop) -> None:
     answer = httpx.get(
-        f"{ran.url}/ui/datasets/nowhere", cookies={"eventflow_token": ran.token}, timeout=30
+        f"{ran.url}/ui/datasets/nowhere",
+        cookies={"eventflow_token": read_pass(ran.token)},
+        timeout=30,
     )
     assert answer.status_code == 404
     page.goto(f"{ran.url}/ui/datasets/nowhere")

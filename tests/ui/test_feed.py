@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
-from ..e2e.test_cli import cli
+from ..e2e.test_cli import cli, wait_for
 from .conftest import Shop, live, screenshot
 
 pytestmark = pytest.mark.slow
@@ -112,3 +112,23 @@ def test_a_malformed_input_appears_as_a_dead_letter_with_its_reason(page: Page, 
     newest.locator("summary").click()
     expect(newest.locator("pre")).to_contain_text('"specversion": "1.0"')
     screenshot(page, "deadletters")
+
+
+def test_what_arrives_before_the_page_follows_the_stream_is_shown(page: Page, shop: Shop) -> None:
+    """An event the history takes in between a page's rendering and its stream opening is
+    not lost: the page reads itself again once the stream follows the history."""
+    emitted: list[str] = []
+
+    def late(route: Route) -> None:
+        emitted.append(shop.emit("customers", "2026-11-27", rows=1))
+        wait_for(stored)
+        route.continue_()
+
+    def stored() -> bool:
+        found = shop.get("/api/events", type="eventflow.dataset.produced", limit=1000)
+        return any(e["id"] == emitted[0] for e in found)
+
+    page.route("**/ui/stream*", late)
+    page.goto(f"{shop.url}/ui/events")
+    live(page)
+    expect(page.locator(event(page, emitted[0]))).to_have_count(1)

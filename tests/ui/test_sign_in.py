@@ -9,6 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
+from eventflow.api.auth import read_pass
+from eventflow.ui.site import local
+
 from .conftest import Shop, start_shop
 
 pytestmark = pytest.mark.slow
@@ -28,16 +31,39 @@ def test_a_page_without_the_token_asks_for_it_and_refuses_a_wrong_one(
     page.wait_for_url(f"{shop.url}/ui/events")
     cookie = next(c for c in context.cookies() if c["name"] == "eventflow_token")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # the cookie is a read pass, not the token: seen in a log, it cannot act
+    assert cookie["value"] == read_pass(shop.token) != shop.token
 
 
-def test_the_stream_and_the_pages_refuse_a_request_without_the_token(shop: Shop) -> None:
-    assert httpx.get(f"{shop.url}/ui/stream").status_code in (303, 307)
-    refused = httpx.get(f"{shop.url}/ui/stream", cookies={"eventflow_token": "x" * 20})
-    assert refused.status_code == 303 and "refused=1" in refused.headers["location"]
-    # a cookie never acts: mutating endpoints take the header only
-    cookie = {"eventflow_token": shop.token}
-    acted = httpx.post(f"{shop.url}/api/pipelines/shop/pause", json={"reason": "x"}, cookies=cookie)
-    assert acted.status_code == 401
+def test_the_stream_and_the_pages_refuse_a_request_without_the_read_pass(shop: Shop) -> None:
+    assert httpx.get(f"{shop.url}/ui/stream").status_code == 303
+    for wrong in ("x" * 20, shop.token):  # the token itself is not the pass either
+        refused = httpx.get(f"{shop.url}/ui/stream", cookies={"eventflow_token": wrong})
+        assert refused.status_code == 303 and "refused=1" in refused.headers["location"]
+        read = httpx.get(f"{shop.url}/api/pipelines", cookies={"eventflow_token": wrong})
+        assert read.status_code == 403
+    assert httpx.get(f"{shop.url}/api/pipelines", cookies=signed_in(shop)).status_code == 200
+
+
+WRITES = [
+    ("/api/pipelines/shop/pause", {"reason": "x"}),
+    ("/api/pipelines/shop/resume", {"reason": "x"}),
+    ("/api/pipelines/shop/rerun", {"reason": "x", "partition": "2026-11-20"}),
+    ("/api/pipelines/shop/cancel", {"reason": "x", "partition": "2026-11-20"}),
+    ("/api/datasets/orders/events", {"partition": "2026-11-20"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), WRITES, ids=[w[0] for w in WRITES])
+def test_no_cookie_ever_acts(shop: Shop, path: str, body: dict[str, str]) -> None:
+    """Mutating endpoints take the bearer header only, whatever cookie comes along."""
+    for cookie in (signed_in(shop), {"eventflow_token": shop.token}):
+        acted = httpx.post(f"{shop.url}{path}", json=body, cookies=cookie)
+        assert acted.status_code == 401, acted.text
+
+
+def signed_in(shop: Shop) -> dict[str, str]:
+    return {"eventflow_token": read_pass(shop.token)}
 
 
 def test_the_sign_in_never_sends_the_browser_elsewhere(context: BrowserContext, shop: Shop) -> None:
@@ -46,6 +72,24 @@ def test_the_sign_in_never_sends_the_browser_elsewhere(context: BrowserContext, 
     page.fill("#login-token", shop.token)
     page.click("#login button")
     page.wait_for_url(f"{shop.url}/ui/")
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://example.org/",
+        "//example.org/",
+        "/\\example.org",
+        "\\\\example.org",
+        "/\t/example.org",
+        "/ui/\r\nSet-Cookie: x=1",
+        "/api/pipelines",
+        "ui/",
+    ],
+)
+def test_a_sign_in_link_leads_only_to_a_page_of_the_ui(elsewhere: str) -> None:
+    assert local(elsewhere) == "/ui/"
+    assert local("/ui/runs/a%2Fb?x=1") == "/ui/runs/a%2Fb?x=1"
 
 
 def test_the_link_dev_prints_signs_in(context: BrowserContext, shop: Shop) -> None:

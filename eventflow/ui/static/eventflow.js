@@ -40,14 +40,13 @@ const ef = (() => {
     if (!url) return;
     const status = document.getElementById("live");
     const source = new EventSource(url);
-    let opened = false;
-    source.onopen = () => {
+    // `ready` comes once the server follows the history for this page: what the history took
+    // in between the page's rendering (or a lost connection) and then is read again.
+    source.addEventListener("ready", () => {
       status.textContent = "● live";
       status.className = "live on";
-      document.body.dataset.live = "open";
-      if (opened) refresh(); // reconnected: events may have passed meanwhile
-      opened = true;
-    };
+      refresh().then(() => { document.body.dataset.live = "open"; });
+    });
     source.onerror = () => {
       status.textContent = "reconnecting…";
       status.className = "live off";
@@ -65,7 +64,7 @@ const ef = (() => {
     const input = document.getElementById("token-input");
     const shown = document.getElementById("token-refused");
     const reason = document.getElementById("reason-input");
-    input.value = sessionStorage.getItem("eventflow-token") || "";
+    input.value = ""; // asked each time: a page left open cannot act by itself
     shown.hidden = !refused;
     shown.textContent = refused || "";
     document.getElementById("token-action").textContent = title;
@@ -90,7 +89,6 @@ const ef = (() => {
       });
       const answer = await response.json().catch(() => ({}));
       if (response.status === 401 || response.status === 403) {
-        sessionStorage.removeItem("eventflow-token");
         refused = `Refused (${response.status}): ${answer.detail || "wrong API token"}`;
         notice(`${title}: ${refused}`, "refused");
         continue;
@@ -100,12 +98,14 @@ const ef = (() => {
         notice(`${title}: refused (${response.status}): ${detail}`, "refused");
         return;
       }
-      sessionStorage.setItem("eventflow-token", given.token);
-      notice(`${title}: ${answer.status}`, "done");
-      refresh();
+      notice(`${title}: ${answer.status}`, "done"); // what it changes arrives on the stream
       return;
     }
   }
+
+  document.addEventListener("change", (e) => {
+    if (e.target.matches("[data-submit-on-change]")) e.target.form.submit();
+  });
 
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button[data-action]");
@@ -133,6 +133,9 @@ const ef = (() => {
     }
   });
 
-  document.addEventListener("DOMContentLoaded", live);
+  document.addEventListener("DOMContentLoaded", () => {
+    if (document.getElementById("login")) signInFromLink();
+    live();
+  });
   return { refresh, notice, signInFromLink, act };
 })();
