@@ -20,6 +20,7 @@ from playwright.sync_api import BrowserContext, expect
 from ..browser import browser, chromium, context, live, playwright, screenshot, sign_in
 from ..e2e.test_cli import free_port
 from ..kafka_broker import Broker
+from ..ui.test_pipelines import act
 from .cluster import Cluster, wait_for
 from .test_kafka_operator_cli import OPERATED
 
@@ -128,3 +129,28 @@ def test_the_events_page_of_eventflow_server_loads_and_follows_the_topics(
     expect(page.locator("tr.event[data-type='eventflow.pipeline.run.succeeded']")).to_have_count(2)
     assert rows.count() > shown
     screenshot(page, "events-kafka")
+
+
+def test_the_pipeline_why_and_run_pages_and_an_action_on_kafka(
+    server: Server, context: BrowserContext
+) -> None:
+    """The pages that read the coordinators' state (pause, explain) through the replica of
+    `eventflow server`, and an action the coordinator answers."""
+    server.emit("raw", D, rows=3)
+    finished(server, 1)
+    page = sign_in(context, server.url, TOKEN)
+    page.goto(f"{server.url}/ui/pipelines/ops")
+    tidy = page.locator(f"#grid tr[data-partition='{D}'] td[data-task='tidy']")
+    expect(tidy).to_have_attribute("data-status", "succeeded")
+    live(page)
+    page.click("#pause")
+    act(page, TOKEN, "broker upgrade")
+    expect(page.locator("#notice.done")).to_contain_text("applied")
+    expect(page.locator("#paused")).to_contain_text("broker upgrade")
+
+    page.goto(f"{server.url}/ui/pipelines/ops/tasks/join/why?partition={D}")
+    expect(page.locator('#checklist li[data-check="paused"]')).to_have_attribute("data-ok", "false")
+
+    [run] = server.runs("ops")
+    page.goto(f"{server.url}/ui/runs/{run['run_id']}")
+    expect(page.locator(".gantt-row")).to_have_count(1)

@@ -135,7 +135,8 @@ def test_pause_is_refused_with_a_wrong_token_then_done_with_the_right_one_then_r
     assert shop.get("/api/pipelines/shop")["paused"]["reason"] == "warehouse move"
 
     page.click("#resume")
-    act(page, shop.token, "warehouse is back")  # the dialog offers the token kept for the tab
+    expect(page.locator("#token-input")).to_have_value("")  # asked again: the page keeps none
+    act(page, shop.token, "warehouse is back")
     expect(page.locator("#pause")).to_be_visible()
     assert shop.get("/api/pipelines/shop")["paused"] is None
 
