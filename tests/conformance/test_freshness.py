@@ -156,3 +156,20 @@ async def test_max_age_violated_recovered_and_not_repeated_after_restart(start: 
     kinds_in_order = [e.type.rsplit(".", 1)[1] for e in h.events if "freshness" in e.type]
     before = kinds_in_order[: kinds_in_order.index("recovered")]
     assert before == ["violated"], "the restarted coordinator found the violation decided"
+
+
+async def test_deadlines_passed_while_stopped_are_judged_on_start(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    app = _daily_app(ef.Freshness(deadline="0 6 * * *"))
+    h = EmbeddedHarness(app, tmp_path, clock=clock)
+    async with h:
+        await clock.advance(0)  # judging starts: its first deadline is 03-02 06:00
+        await h.wait_idle()
+    await clock.advance(2 * 86400)  # nothing runs over two deadlines
+    async with EmbeddedHarness(app, tmp_path, clock=clock) as h:
+        await h.wait_for(lambda: len(h.freshness()) == 2)
+        await h.wait_idle()
+    assert [(d.partition, d.expected_by.day) for _, d in h.freshness()] == [
+        ("2026-03-01", 2),
+        ("2026-03-02", 3),
+    ]
