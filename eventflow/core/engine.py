@@ -226,10 +226,7 @@ class Engine:
         if data is not None:
             policy = self.freshness.policies.get(dataset_subject(data.dataset))
             if policy is not None:
-                st = self._fresh(policy, now, fx)
-                fx.events += self.freshness.on_arrival(
-                    policy, st, data.partition, data.version, now
-                )
+                self._arrival(policy, data.partition, data.version, now, fx)
         return fx
 
     def _succeeded(self, pst: PipelineState, ref: TaskRef, now: float, fx: Effects) -> None:
@@ -239,18 +236,21 @@ class Engine:
         run = part.runs.get(ref.task) if part is not None else None
         if policy is None or run is None or run.run_id != ref.run_id or run.status != "succeeded":
             return
-        st = self._fresh(policy, now, fx)
-        fx.events += self.freshness.on_arrival(policy, st, ref.partition, int(now * 1e6), now)
+        self._arrival(policy, ref.partition, int(now * 1e6), now, fx)
 
-    def _fresh(self, policy: Policy, now: float, fx: Effects) -> FreshnessState:
+    def _arrival(
+        self, policy: Policy, partition: str, version: int, now: float, fx: Effects
+    ) -> None:
+        """Judge an arrival, then wake the subject again as its state now says (an age limit
+        ended by this version is re-armed)."""
         st = self.fresh.get(policy.subject)
         if st is None:
             st = self.fresh[policy.subject] = self.freshness.start(policy, now)
+        fx.events += self.freshness.on_arrival(policy, st, partition, version, now)
         fx.dirty_freshness.add(policy.subject)
         wake = self.freshness.next_wake(policy, st)
         if wake is not None:
             fx.wakes.append((wake, timer_key(policy.subject)))
-        return st
 
     def _pool_stage(self, data: TaskRequestedData | PoolReleasedData) -> Effects:
         """A pooled request or a release reaching the pool stage (`local_pools=False`: the

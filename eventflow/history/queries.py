@@ -253,17 +253,21 @@ class Queries:
     async def violations(
         self,
         *,
+        kind: str | None = None,
         name: str | None = None,
         partition: str | None = None,
         open_only: bool = True,
         limit: int = 100,
     ) -> list[FreshnessViolation]:
         """Freshness violations, the latest due first: open ones only (what is late now, and
-        since when) unless `open_only` is False; of one dataset or task, one partition."""
+        since when) unless `open_only` is False; of one `kind` (`dataset`, `task`), one dataset
+        or task, one partition."""
         f = t.freshness
         where: list[Any] = [f.c.violated_at.is_not(None)]
         if open_only:
             where.append(f.c.recovered_at.is_(None))
+        if kind is not None:
+            where.append(f.c.kind == kind)
         if name is not None:
             where.append(f.c.name == name)
         if partition is not None:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import eventflow as ef
+from eventflow import operator
 from eventflow.freshness import expected_partition, next_tick, previous_tick, ticks_between
+from eventflow.history import Freshness, FreshnessViolation
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
@@ -90,3 +92,38 @@ def test_valid_policies_are_accepted() -> None:
     _app(ef.Dataset("d", ef.daily(), freshness=policy), "0 7 * * *")
     _app(ef.Dataset("d", ef.static("eu"), freshness=ef.Freshness(max_age=60)))
     _app(ef.Dataset("d", freshness=ef.Freshness(deadline="0 * * * *")), "*/5 * * * *")
+
+
+def test_status_marks_late_partitions_and_lists_what_is_late() -> None:
+    now = datetime(2026, 3, 2, 6, 30, tzinfo=UTC)
+    rows = [
+        Freshness(dataset="orders", partition=p, version=1, time=now, age_s=60)
+        for p in ("2026-02-28", "2026-03-01")
+    ]
+    late = [
+        FreshnessViolation(
+            kind="dataset",
+            name="orders",
+            partition="2026-03-01",
+            policy="deadline",
+            expected_by=datetime(2026, 3, 2, 6, tzinfo=UTC),
+            violated_at=datetime(2026, 3, 2, 6, tzinfo=UTC),
+        ),
+        FreshnessViolation(
+            kind="task",
+            name="publish",
+            pipeline="report",
+            partition="2026-03-01",
+            policy="deadline",
+            expected_by=datetime(2026, 3, 2, 7, tzinfo=UTC),
+            violated_at=datetime(2026, 3, 2, 7, tzinfo=UTC),
+        ),
+    ]
+    text = operator.status(rows, None, late)
+    table = text.split("Late")[0]
+    assert [line.endswith("LATE") for line in table.splitlines()[2:4]] == [False, True]
+    listed = text.split("\nLate\n")[1].splitlines()
+    assert listed[1].split()[:3] == ["orders", "2026-03-01", "deadline"]
+    assert listed[2].split()[:1] == ["report.publish"]
+    assert "Late" not in operator.status(rows, None)
+    assert "Nothing is late." in operator.status(rows, None, [])
