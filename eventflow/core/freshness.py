@@ -246,7 +246,7 @@ class Freshness:
             policy=v.policy,
             expected_by=datetime.fromtimestamp(v.expected_by, UTC),
             since=datetime.fromtimestamp(v.since, UTC),
-            newest_version=v.newest_version,
+            newest_version=v.newest_version if policy.kind == "dataset" else None,
             message=message,
         )
         canonical = f"{kind.event_type}|{policy.subject}|{v.partition}|{v.policy}|{v.expected_by}"

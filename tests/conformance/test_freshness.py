@@ -183,3 +183,31 @@ async def test_deadlines_passed_while_stopped_are_judged_on_start(tmp_path: Path
         ("2026-03-01", 2),
         ("2026-03-02", 3),
     ]
+
+
+async def test_a_task_deadline_missed_then_met_on_every_runtime(start: Start) -> None:
+    """A deadline every two seconds (real time): each tick wants a success since the tick
+    before, so it is missed while the task fails and met once it succeeds."""
+    feed = ef.Dataset("feed")
+    p = ef.Pipeline("sla")
+    failing = [True]
+
+    @p.task(inputs=[feed], deadline="* * * * * */2")
+    def publish(ctx: ef.TaskContext) -> None:
+        if failing[0]:
+            raise ef.Fail("warehouse down")
+
+    def seen(kind: str) -> list[FreshnessData]:
+        return [d for w, d in h.freshness("publish") if w == kind]
+
+    async with start(ef.App([p])) as h:
+        await h.emit("feed", version=1)
+        await h.wait_for(lambda: seen("violated"), timeout=60)
+        failing[0] = False
+        await h.emit("feed", version=2)
+        await h.wait_for(lambda: seen("recovered"), timeout=60)
+    [back, *_] = seen("recovered")
+    assert (back.kind, back.pipeline, back.policy) == ("task", "sla", "deadline")
+    missed = [d.expected_by for d in seen("violated")]
+    assert back.expected_by in missed
+    assert len(missed) == len(set(missed)), "each tick is judged once"
