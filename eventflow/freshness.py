@@ -71,14 +71,18 @@ def previous_tick(cron: str, before: float) -> float:
 
 
 def ticks_between(cron: str, after: float, until: float) -> list[float]:
-    """The ticks in (`after`, `until`], the last `CATCH_UP` of them."""
-    found: list[float] = []
-    it = croniter(cron, _utc(after))
-    while True:
-        at = float(it.get_next(float))
-        if at > until:
-            return found[-CATCH_UP:]
-        found.append(at)
+    """The ticks in (`after`, `until`], the last `CATCH_UP` of them, found from `until`
+    backwards so a long outage costs no more than they do."""
+    found: set[float] = set()
+    if until > after and next_tick(cron, until - 1) == until:
+        found.add(until)
+    back = croniter(cron, _utc(until))
+    while len(found) < CATCH_UP:
+        at = float(back.get_prev(float))
+        if at <= after:
+            break
+        found.add(at)
+    return sorted(found)
 
 
 def expected_partition(partitions: Partitioning, tick: float) -> str:

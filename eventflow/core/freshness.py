@@ -209,6 +209,8 @@ class Freshness:
             )
         else:
             key = arithmetic.expected_partition(policy.partitions, at)
+            if st.judged is not None and key <= st.judged:
+                return []  # judged at an earlier tick (arrivals before it are not kept)
             met = key in st.arrived
             st.judged = key if st.judged is None or key > st.judged else st.judged
             st.arrived = {k: v for k, v in st.arrived.items() if k > st.judged}

@@ -42,6 +42,8 @@ def test_ticks_between_are_strictly_after_and_at_most_until() -> None:
         ts(2026, 3, 3, 6),
         ts(2026, 3, 4, 6),
     ]
+    assert ticks_between("0 6 * * *", start, start) == []
+    assert ticks_between("0 6 * * *", start, start + 1) == []
     assert previous_tick("0 6 * * *", ts(2026, 3, 2, 6)) == ts(2026, 3, 1, 6)
 
 
