@@ -17,6 +17,7 @@ from .errors import (
     StorageError,
 )
 from .events import CheckCompleted, DatasetProduced, Event, PipelineRunData, TaskStarted
+from .freshness import Freshness
 from .loader import load_app
 from .partitions import daily, hourly, static
 from .settings import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "EventError",
     "EventflowError",
     "Fail",
+    "Freshness",
     "Input",
     "Inputs",
     "MetadataTooLarge",

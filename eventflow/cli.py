@@ -35,7 +35,16 @@ from .events import (
 from .fate import announce
 from .graph import graph_dot, graph_text
 from .history import HistoryStore
-from .history.models import Freshness, Lineage, LogLine, Page, PipelineRun, RunDetail, TaskAttempt
+from .history.models import (
+    Freshness,
+    FreshnessViolation,
+    Lineage,
+    LogLine,
+    Page,
+    PipelineRun,
+    RunDetail,
+    TaskAttempt,
+)
 from .loader import load_app
 from .settings import Settings
 from .summary import run_line
@@ -351,17 +360,21 @@ def status(runs: int, as_json: bool, home: Path | None) -> None:
     """Dataset freshness per partition and recent runs, from a running instance's API."""
     settings = _settings(home)
 
-    async def read(client: ApiClient) -> tuple[Any, Any]:
+    async def read(client: ApiClient) -> tuple[Any, Any, Any]:
         fresh = await client.get("/api/datasets")
-        return fresh, (await client.get("/api/runs", limit=runs) if runs else None)
+        late = await client.get("/api/freshness")
+        return fresh, late, (await client.get("/api/runs", limit=runs) if runs else None)
 
-    fresh, recent = _ask(settings, read)
+    fresh, report, recent = _ask(settings, read)
     if as_json:
-        _echo_json({"datasets": fresh, **({"runs": recent["items"]} if recent else {})})
+        found = {"datasets": fresh, "late": report["violations"]}
+        _echo_json(found | ({"runs": recent["items"]} if recent else {}))
         return
     page = Page[PipelineRun].model_validate(recent) if recent is not None else None
     datasets = [Freshness.model_validate(row) for row in fresh]
-    click.echo(operator.status(datasets, page.items if page is not None else None))
+    late = [FreshnessViolation.model_validate(v) for v in report["violations"]]
+    shown = late if report["policies"] else None
+    click.echo(operator.status(datasets, page.items if page is not None else None, shown))
 
 
 @cli.command("runs")

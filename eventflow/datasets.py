@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .freshness import Freshness
 from .partitions import NONE, Partitioning
 
 
@@ -16,12 +17,14 @@ class Dataset:
     """A named data asset; events say which version of which partition was produced.
 
     `partitions` says how partition keys are spelled (`daily()`, `hourly()`, `static(...)`); an
-    unpartitioned dataset has a single, empty, key.
+    unpartitioned dataset has a single, empty, key. `freshness` says when it is late
+    (`Freshness(deadline=..., max_age=...)`); the coordinator reports it violated and recovered.
     """
 
     name: str
     partitions: Partitioning = NONE
     description: str = ""
+    freshness: Freshness | None = None
 
 
 DatasetLike = Dataset | str

@@ -19,6 +19,7 @@ from .context import CheckContext, TaskContext, TaskInfo
 from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError
 from .events import MAX_NAME
+from .freshness import validate as validate_freshness
 from .partitions import NONE, Partitioning
 
 __all__ = [
@@ -99,6 +100,8 @@ class Task:
     pipeline: str = ""
     declared: tuple[DatasetLike, ...] = ()
     partitioning: Partitioning = NONE
+    #: Cron (UTC): at each tick the task's run for the partition it judges must have succeeded.
+    deadline: str | None = None
 
     @property
     def is_async(self) -> bool:
@@ -185,9 +188,12 @@ class Pipeline:
         pool: str | None = None,
         trigger: Trigger = "all",
         name: str | None = None,
+        deadline: str | None = None,
     ) -> Callable[[TaskFn], Task]:
         """Register a task. It runs when its inputs are fresh per `trigger`: `all` (every input
-        has a version newer than the one it last consumed for the partition) or `any`."""
+        has a version newer than the one it last consumed for the partition) or `any`.
+        `deadline` (a cron, UTC) is its SLA: at each tick its run for the newest partition whose
+        window ended by then (unpartitioned: a run since the tick before) must have succeeded."""
 
         def register(fn: TaskFn) -> Task:
             task = Task(
@@ -201,6 +207,7 @@ class Pipeline:
                 trigger=trigger,
                 pipeline=self.name,
                 declared=(*inputs, *outputs),
+                deadline=deadline,
             )
             self.tasks.append(task)
             return task
@@ -339,6 +346,15 @@ class App:
             if known is not None and known != ds:
                 raise DefinitionError(f"dataset {ds.name!r} is declared twice, differently")
             self.datasets[ds.name] = ds
+            if ds.freshness is not None:
+                policy = ds.freshness
+                if policy.deadline is None and policy.max_age is None:
+                    raise DefinitionError(
+                        f"dataset {ds.name!r}: freshness needs a deadline or a max_age"
+                    )
+                validate_freshness(
+                    f"dataset {ds.name!r}", ds.partitions, policy.deadline, policy.max_age_s
+                )
 
     def _add_task(self, task: Task) -> None:
         where = f"task {task.name!r} (pipeline {task.pipeline!r})"
@@ -375,6 +391,7 @@ class App:
                     raise DefinitionError(f"{where}: {role} {ds!r} is listed twice")
                 seen.add(ds)
         task.partitioning = self._partitioning_of(task, where)
+        validate_freshness(where, task.partitioning, task.deadline)
         for ds in task.outputs:
             if ds in self.schedules:
                 raise DefinitionError(f"{where}: output {ds!r} is produced by a schedule")

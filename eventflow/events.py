@@ -336,6 +336,28 @@ class DecisionData(Payload):
     tasks: list[Name] = Field(default_factory=list, description="Tasks it requested.")
 
 
+class FreshnessData(Payload):
+    """A freshness policy violated, or recovered: a dataset (or a task's run) that is late."""
+
+    kind: Literal["dataset", "task"] = Field(description="Whose policy: a dataset's or a task's.")
+    name: Name = Field(description="The dataset, or the task.")
+    pipeline: Name | None = Field(
+        default=None, description="The task's pipeline; none for a dataset."
+    )
+    partition: PartitionKey = Field(
+        default="", description="The partition late; empty if unpartitioned or for `max_age`."
+    )
+    policy: Literal["deadline", "max_age"] = Field(
+        description="`deadline`: nothing by a cron tick; `max_age`: nothing new for too long."
+    )
+    expected_by: datetime = Field(description="When the version (or success) was due (UTC).")
+    since: datetime = Field(description="When the violation was found (UTC).")
+    newest_version: int | None = Field(
+        default=None, description="The newest version seen then (a task's: none)."
+    )
+    message: Text = Field(description="The violation, or its end, in words.")
+
+
 class PoolReleasedData(Payload):
     """A pool slot freed because the task run holding it ended."""
 
@@ -464,6 +486,8 @@ class Event(BaseModel, Generic[D]):
             return f"{data.dataset}/{data.partition}" if data.partition else data.dataset
         if isinstance(data, PipelineRunData):
             return data.run_id
+        if isinstance(data, FreshnessData):
+            return f"{data.name}/{data.partition}" if data.partition else data.name
         if isinstance(data, PipelineActionData):
             return f"{data.pipeline}/{data.partition}" if data.partition else data.pipeline
         return None
@@ -567,6 +591,18 @@ class Decided(Event[DecisionData]):
     type: EventType[Literal["eventflow.decision"]] = "eventflow.decision"
 
 
+class FreshnessViolated(Event[FreshnessData]):
+    """A dataset partition (or a task's run) was not there by its deadline, or is too old."""
+
+    type: EventType[Literal["eventflow.freshness.violated"]] = "eventflow.freshness.violated"
+
+
+class FreshnessRecovered(Event[FreshnessData]):
+    """What a violation missed arrived; the violation is over."""
+
+    type: EventType[Literal["eventflow.freshness.recovered"]] = "eventflow.freshness.recovered"
+
+
 class PoolReleased(Event[PoolReleasedData]):
     """A task run gave back its pool slot."""
 
@@ -596,6 +632,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PipelineRunFailed,
     PipelineAction,
     Decided,
+    FreshnessViolated,
+    FreshnessRecovered,
     PoolReleased,
     DeadLetter,
 )

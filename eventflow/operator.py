@@ -12,6 +12,7 @@ from .core import Explanation
 from .events import TaskFailed, TaskLog, TaskLogData, TaskSucceeded
 from .history.models import (
     Freshness,
+    FreshnessViolation,
     Lineage,
     LogLine,
     Page,
@@ -63,14 +64,30 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # -- status, runs ----------------------------------------------------------------------------------
-def freshness_table(rows: Sequence[Freshness]) -> str:
-    """The newest version of each dataset partition and its age."""
+def freshness_table(rows: Sequence[Freshness], late: Sequence[FreshnessViolation] = ()) -> str:
+    """The newest version of each dataset partition and its age, `LATE` where a freshness
+    violation of the partition (or of the dataset's age) is open."""
     if not rows:
         return "No dataset has been produced yet."
+    marked = {(v.name, v.partition) for v in late if v.kind == "dataset"}
     out = [f"{'dataset':<28} {'partition':<14} {'version':>17}  age"]
     for row in rows:
+        line = f"{row.dataset:<28} {row.partition or '-':<14} {row.version:>17}  {age(row.age_s)}"
+        lagging = (row.dataset, row.partition) in marked or (row.dataset, "") in marked
+        out.append(f"{line}  LATE" if lagging else line)
+    return "\n".join(out)
+
+
+def violations_table(late: Sequence[FreshnessViolation]) -> str:
+    """Freshness violations open now: what is late, by which policy, due when, since when."""
+    if not late:
+        return "Nothing is late."
+    out = [f"{'dataset or task':<28} {'partition':<14} {'policy':<9} {'due':<20} since"]
+    for v in late:
+        name = v.name if v.kind == "dataset" else f"{v.pipeline}.{v.name}"
         out.append(
-            f"{row.dataset:<28} {row.partition or '-':<14} {row.version:>17}  {age(row.age_s)}"
+            f"{name:<28} {v.partition or '-':<14} {v.policy:<9} {when(v.expected_by):<20} "
+            f"{when(v.violated_at)}"
         )
     return "\n".join(out)
 
@@ -83,9 +100,16 @@ def run_line(run: PipelineRun) -> str:
     return f"{line}  {run.reason}" if run.reason else line
 
 
-def status(fresh: Sequence[Freshness], runs: Sequence[PipelineRun] | None) -> str:
-    """What `eventflow status` prints; `runs` None: none asked for (`--runs 0`)."""
-    lines = ["Datasets", freshness_table(fresh)]
+def status(
+    fresh: Sequence[Freshness],
+    runs: Sequence[PipelineRun] | None,
+    late: Sequence[FreshnessViolation] | None = None,
+) -> str:
+    """What `eventflow status` prints; `runs` None: none asked for (`--runs 0`); `late`: the
+    freshness violations open now (None: the App has no freshness policy)."""
+    lines = ["Datasets", freshness_table(fresh, late or ())]
+    if late is not None:
+        lines += ["", "Late", violations_table(late)]
     if runs is not None:
         recent = [run_line(run) for run in runs] or ["No pipeline run yet."]
         lines += ["", "Recent runs", *recent]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -35,6 +35,11 @@ class Partitioning:
         """Whether the dataset has partitions at all."""
         return self.kind != "none"
 
+    @property
+    def period(self) -> timedelta | None:
+        """The length of a partition's time window; None when keys are not windows of time."""
+        return None
+
 
 @dataclass(frozen=True)
 class _TimePartitioning(Partitioning):
@@ -51,6 +56,10 @@ class _TimePartitioning(Partitioning):
 
     def key_for(self, when: datetime) -> str:
         return when.strftime(self.fmt)
+
+    @property
+    def period(self) -> timedelta | None:
+        return timedelta(days=1) if self.kind == "daily" else timedelta(hours=1)
 
 
 @lru_cache(maxsize=65536)

@@ -3,6 +3,8 @@
 At most one wake is kept per pipeline, the earliest: a tick recomputes the pipeline's next wake
 from its whole state, so later wakes asked in between add nothing. Memory stays bounded by the
 number of pipelines however many tasks start (each start asks for a wake at its deadline).
+Freshness subjects have wakes of their own, under keys no pipeline name can take
+(`core.freshness.timer_key`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from .events import (
     DeadLetter,
     Decided,
     Event,
+    FreshnessRecovered,
+    FreshnessViolated,
     PipelineAction,
     PipelineInput,
     PipelineRunFailed,
@@ -148,6 +150,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         key="correlation",
         events=_types(Decided),
         config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "eventflow.freshness",
+        "Freshness policies violated and recovered: datasets and tasks' runs that are late.",
+        key="name",
+        events=_types(FreshnessViolated, FreshnessRecovered),
+        config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
     ),
     TopicSpec(
         "eventflow.deadletter",

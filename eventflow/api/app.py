@@ -258,7 +258,8 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         partition: str | None = None,
         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
     ) -> models.DatasetHistory:
-        """A dataset's freshness per partition and its versions, newest first."""
+        """A dataset's freshness per partition, its versions and checks (newest first), its
+        freshness policy and its violations open now."""
         if name not in app.datasets:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {name!r}")
         return models.DatasetHistory(
@@ -266,6 +267,31 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
             freshness=await history.freshness(name),
             versions=await history.versions(name, partition=partition, limit=limit),
             checks=await history.checks(dataset=name, partition=partition, limit=limit),
+            policy=next(
+                (
+                    p
+                    for p in models.FreshnessPolicy.of_app(app)
+                    if p.kind == "dataset" and p.name == name
+                ),
+                None,
+            ),
+            violations=await history.violations(kind="dataset", name=name, partition=partition),
+        )
+
+    @reads.get("/freshness", tags=["datasets"])
+    async def freshness(
+        name: str | None = None,
+        partition: str | None = None,
+        ended: bool = False,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> models.FreshnessReport:
+        """Freshness policies and task deadlines, and their violations: those open now (what
+        is late, since when), with `ended` the ended ones too; of one dataset or task: `name`."""
+        return models.FreshnessReport(
+            policies=models.FreshnessPolicy.of_app(app),
+            violations=await history.violations(
+                name=name, partition=partition, open_only=not ended, limit=limit
+            ),
         )
 
     @reads.get(

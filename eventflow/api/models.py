@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..core.freshness import policies
 from ..core.state import PipelineState
 from ..definitions import App
 from ..events import MAX_NAME, MAX_TEXT, MAX_VERSION, Metadata
-from ..history.models import CheckOutcome, DatasetVersionRecord, Freshness
+from ..history.models import CheckOutcome, DatasetVersionRecord, Freshness, FreshnessViolation
 
 
 class TaskInfo(BaseModel):
@@ -83,11 +84,47 @@ class Submitted(BaseModel):
     )
 
 
+class FreshnessPolicy(BaseModel):
+    """A dataset's freshness policy, or a task's deadline, as the App declares it."""
+
+    kind: Literal["dataset", "task"] = Field(description="A dataset's policy or a task's.")
+    name: str = Field(description="The dataset, or the task.")
+    pipeline: str | None = Field(default=None, description="The task's pipeline.")
+    partitioning: str = Field(description="`none`, `daily`, `hourly` or `static`.")
+    deadline: str | None = Field(default=None, description="Cron (UTC) of the deadline ticks.")
+    max_age_s: float | None = Field(default=None, description="The longest time without news.")
+
+    @staticmethod
+    def of_app(app: App) -> list[FreshnessPolicy]:
+        return [
+            FreshnessPolicy(
+                kind=p.kind,
+                name=p.name,
+                pipeline=p.pipeline,
+                partitioning=p.partitions.kind,
+                deadline=p.deadline,
+                max_age_s=p.max_age_s,
+            )
+            for p in policies(app).values()
+        ]
+
+
+class FreshnessReport(BaseModel):
+    policies: list[FreshnessPolicy] = Field(description="Every policy and task deadline.")
+    violations: list[FreshnessViolation] = Field(
+        description="Violations, the latest due first: those open now (and ended, with `ended`)."
+    )
+
+
 class DatasetHistory(BaseModel):
     name: str
     freshness: list[Freshness] = Field(description="The newest version of each partition.")
     versions: list[DatasetVersionRecord] = Field(description="Versions, newest first.")
     checks: list[CheckOutcome] = Field(description="Check outcomes, newest first.")
+    policy: FreshnessPolicy | None = Field(default=None, description="Its freshness policy.")
+    violations: list[FreshnessViolation] = Field(
+        default_factory=list, description="Its freshness violations open now."
+    )
 
 
 class ActionRequest(BaseModel):

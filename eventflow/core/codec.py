@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from . import freshness
 from .engine import Effects, Engine
 from .state import DatasetState, PartitionState, Pause, dump, load_dataset, load_partition
 
@@ -30,6 +31,10 @@ def header_key(pipeline: str) -> bytes:
 
 def dataset_key(dataset: str, key: str) -> bytes:
     return f"d{SEP}{dataset}{SEP}{key}".encode()
+
+
+def freshness_key(subject: str) -> bytes:
+    return f"f{SEP}{subject}".encode()
 
 
 def pool_key(pool: str) -> bytes:
@@ -56,6 +61,8 @@ def changes(engine: Engine, fx: Effects) -> list[Record]:
         records.append((dataset_key(dataset, key), dump(engine.datasets[(dataset, key)])))
     for pool in fx.dirty_pools:
         records.append((pool_key(pool), engine.gate.dump(pool)))
+    for subject in fx.dirty_freshness:
+        records.append((freshness_key(subject), freshness.dump(engine.fresh[subject])))
     return records
 
 
@@ -74,6 +81,8 @@ class Snapshot:
     datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
     #: pool -> its serialized gate state (small; the gate decodes it)
     pools: dict[str, bytes] = field(default_factory=dict)
+    #: freshness subject -> its state
+    fresh: dict[str, freshness.FreshnessState] = field(default_factory=dict)
     records: int = 0
 
     def add(self, key: str, value: bytes) -> None:
@@ -96,6 +105,8 @@ class Snapshot:
             self.datasets[(dataset, partition)] = load_dataset(value)
         elif kind == "g":
             self.pools[rest] = value
+        elif kind == "f":
+            self.fresh[rest] = freshness.load(value)
         self.records += 1
 
     def install(self, engine: Engine, *, merge: bool = False) -> None:
@@ -127,6 +138,9 @@ class Snapshot:
                 engine.datasets[where] = dst
         for pool, raw in self.pools.items():
             engine.gate.load(pool, raw)
+        for subject, fst in self.fresh.items():
+            if subject in engine.freshness.policies:
+                engine.fresh[subject] = fst
 
     def update(self, engine: Engine) -> None:
         """Into the engine as changes to what it holds, record by record (a follower of the
@@ -145,3 +159,4 @@ class Snapshot:
         engine.datasets.update(self.datasets)
         for pool, raw in self.pools.items():
             engine.gate.load(pool, raw)
+        engine.fresh.update(self.fresh)

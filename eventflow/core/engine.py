@@ -35,6 +35,15 @@ from ..events import (
 from . import notes
 from .actions import Actions
 from .explain import Explanation, explain
+from .freshness import (
+    Freshness,
+    FreshnessState,
+    Policy,
+    dataset_subject,
+    is_timer,
+    task_subject,
+    timer_key,
+)
 from .pools import PoolGate
 from .router import Router
 from .runs import Runs
@@ -80,6 +89,8 @@ class Effects:
     dirty_pools: set[str] = field(default_factory=set)
     #: Pipelines whose header record (active, waiting, paused) changed.
     dirty_headers: set[str] = field(default_factory=set)
+    #: Freshness subjects whose state changed.
+    dirty_freshness: set[str] = field(default_factory=set)
 
     def merge(self, other: Effects) -> None:
         self.events += other.events
@@ -93,6 +104,7 @@ class Effects:
         self.dirty_datasets |= other.dirty_datasets
         self.dirty_pools |= other.dirty_pools
         self.dirty_headers |= other.dirty_headers
+        self.dirty_freshness |= other.dirty_freshness
 
 
 class Engine:
@@ -118,8 +130,11 @@ class Engine:
         self.actions = Actions(self.runs)
         self.router = Router(app, default_timeout_s=default_timeout_s, source=source)
         self.gate = PoolGate({p.name: p.slots for p in app.pools.values()})
+        self.freshness = Freshness(app, source=source)
         self.pipelines: dict[str, PipelineState] = {}
         self.datasets: dict[tuple[str, str], DatasetState] = {}
+        #: Freshness state by subject (`core.freshness`).
+        self.fresh: dict[str, FreshnessState] = {}
         self.reset()
         self._task_events: dict[type[Event], Callable[[PipelineState, Any, float], Decision]] = {
             TaskStarted: self.runs.on_started,
@@ -134,6 +149,7 @@ class Engine:
         self.gate = PoolGate({p.name: p.slots for p in self.app.pools.values()})
         self.pipelines = {name: PipelineState(name) for name in self.app.pipelines}
         self.datasets = {}
+        self.fresh = {}
 
     def handle(self, event: Event, now: float) -> Effects:
         """Apply one event. Raises `EventError`, before any state changes, for an event that
@@ -145,17 +161,20 @@ class Engine:
             st = self.datasets.setdefault(key, DatasetState())
             if data.producer is not None:
                 decision = self.router.on_produced(st, data, event.correlationid)
-                return self._effects(decision, dataset=data.dataset)
+                return self._arrived(self._effects(decision, dataset=data.dataset), decision, now)
             # From outside: what it sets going carries its correlation, and a note says so.
             correlation = event.correlationid or event.id
             seen = st.seen
-            fx = self._effects(self.router.on_produced(st, data, correlation), dataset=data.dataset)
+            decision = self.router.on_produced(st, data, correlation)
+            fx = self._effects(decision, dataset=data.dataset)
             fx.events.append(notes.routed(self, data, seen, fx, correlation))
-            return fx
+            return self._arrived(fx, decision, now)
         if isinstance(event, CheckCompleted):
             target = self.router.validate_check(event.data)
             st = self.datasets.setdefault((target.dataset, target.partition), DatasetState())
-            return self._effects(self.router.on_check(st, event.data), dataset=target.dataset)
+            decision = self.router.on_check(st, event.data)
+            fx = self._effects(decision, dataset=target.dataset)
+            return self._arrived(fx, decision, now)
         if isinstance(event, PipelineInput):
             routed = event.data
             pst = self._pipeline(routed.pipeline)
@@ -197,7 +216,41 @@ class Engine:
         effects = self._effects(decision, pst.name)
         if decision.refused is not None:
             raise Refused(decision.refused, effects)
+        if isinstance(event, TaskSucceeded):
+            self._succeeded(pst, event.data, now, effects)
         return effects
+
+    def _arrived(self, fx: Effects, decision: Decision, now: float) -> Effects:
+        """A version the router accepted counts for its dataset's freshness."""
+        data = decision.accepted
+        if data is not None:
+            policy = self.freshness.policies.get(dataset_subject(data.dataset))
+            if policy is not None:
+                self._arrival(policy, data.partition, data.version, now, fx)
+        return fx
+
+    def _succeeded(self, pst: PipelineState, ref: TaskRef, now: float, fx: Effects) -> None:
+        """A success the run decisions accepted counts for its task's deadline."""
+        policy = self.freshness.policies.get(task_subject(pst.name, ref.task))
+        part = pst.partitions.get(ref.partition)
+        run = part.runs.get(ref.task) if part is not None else None
+        if policy is None or run is None or run.run_id != ref.run_id or run.status != "succeeded":
+            return
+        self._arrival(policy, ref.partition, int(now * 1e6), now, fx)
+
+    def _arrival(
+        self, policy: Policy, partition: str, version: int, now: float, fx: Effects
+    ) -> None:
+        """Judge an arrival, then wake the subject again as its state now says (an age limit
+        ended by this version is re-armed)."""
+        st = self.fresh.get(policy.subject)
+        if st is None:
+            st = self.fresh[policy.subject] = self.freshness.start(policy, now)
+        fx.events += self.freshness.on_arrival(policy, st, partition, version, now)
+        fx.dirty_freshness.add(policy.subject)
+        wake = self.freshness.next_wake(policy, st)
+        if wake is not None:
+            fx.wakes.append((wake, timer_key(policy.subject)))
 
     def _pool_stage(self, data: TaskRequestedData | PoolReleasedData) -> Effects:
         """A pooled request or a release reaching the pool stage (`local_pools=False`: the
@@ -221,9 +274,36 @@ class Engine:
         return found
 
     def tick(self, pipeline: str, now: float, heard_since: float | None = None) -> Effects:
-        """Timers of one pipeline; `heard_since`: see `Runs.tick`."""
+        """Timers of one pipeline, or of a freshness subject (`core.freshness.timer_key`);
+        `heard_since`: see `Runs.tick`."""
+        if is_timer(pipeline):
+            policy = self.freshness.policies.get(pipeline[1:])
+            fx = Effects()
+            if policy is not None:
+                st = self.fresh.get(policy.subject)
+                if st is None:
+                    st = self.fresh[policy.subject] = self.freshness.start(policy, now)
+                fx.events += self.freshness.tick(policy, st, now)
+                fx.dirty_freshness.add(policy.subject)
+                wake = self.freshness.next_wake(policy, st)
+                if wake is not None:
+                    fx.wakes.append((wake, pipeline))
+            return fx
         pst = self.pipelines[pipeline]
         return self._effects(self.runs.tick(pst, now, heard_since), pipeline)
+
+    def freshness_wakes(
+        self, owned: Callable[[str], bool] = lambda _: True
+    ) -> list[tuple[float, str]]:
+        """The timers of the freshness subjects whose owner `owned` selects, from their state
+        (one with no state yet is due at once, to be started)."""
+        wakes: list[tuple[float, str]] = []
+        for subject, policy in self.freshness.policies.items():
+            if owned(policy.owner):
+                wake = self.freshness.next_wake(policy, self.fresh.get(subject))
+                if wake is not None:
+                    wakes.append((wake, timer_key(subject)))
+        return wakes
 
     def recover(self) -> Effects:
         """After loading state: the requests, check requests and timers that were in flight."""
@@ -236,6 +316,7 @@ class Engine:
                 out.wakes.append((wake, pst.name))
         for (dataset, partition), dst in self.datasets.items():
             out.checks += self.router.pending_checks(dst, dataset, partition)
+        out.wakes += self.freshness_wakes()
         return out
 
     def explain(self, pipeline: str, task: str, partition: str) -> Explanation:

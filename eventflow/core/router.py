@@ -179,6 +179,8 @@ class Router:
         correlation: str | None,
         d: Decision,
     ) -> None:
+        if accepted:
+            d.accepted = data
         for pipeline in self.app.pipeline_consumers.get(data.dataset, ()):
             routed = PipelineInputData(
                 **data.model_dump(), pipeline=pipeline, accepted=accepted, reason=reason

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import TypeAdapter
 
-from ..events import Event, TaskRequestedData
+from ..events import DatasetProducedData, Event, TaskRequestedData
 
 TaskStatus = Literal["queued", "running", "retry_wait", "succeeded", "failed"]
 IN_FLIGHT: frozenset[str] = frozenset({"queued", "running", "retry_wait"})
@@ -179,6 +179,8 @@ class Decision:
     header: bool = False
     #: Why the input is refused (dead-lettered), though its commands are carried out.
     refused: str | None = None
+    #: A dataset version the router accepted (routed as accepted), for freshness.
+    accepted: DatasetProducedData | None = None
 
 
 # -- persistence ---------------------------------------------------------------------------------

@@ -159,6 +159,8 @@ class Store(Lifecycle):
                     codec.dataset_key("", "")[:2], "AND value NOT LIKE '%\"pending\":{}%'"
                 ):
                     snapshot.add(key, value)
+                for key, value in await self._range(codec.freshness_key("")[:2]):
+                    snapshot.add(key, value)
                 snapshot.install(engine)
         except (sqlite3.Error, ValueError) as e:  # pydantic's ValidationError is a ValueError
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e

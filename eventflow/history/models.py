@@ -49,6 +49,22 @@ class LatestVersion(Freshness):
     partitions: int = Field(description="Partitions of the dataset with a version.")
 
 
+class FreshnessViolation(Record):
+    """A dataset partition (or a task's run) late by its policy; open until `recovered_at`."""
+
+    kind: Literal["dataset", "task"] = Field(description="Whose policy: a dataset's or a task's.")
+    name: str = Field(description="The dataset, or the task.")
+    pipeline: str | None = Field(default=None, description="The task's pipeline.")
+    partition: str = Field(default="", description="The partition late; empty if none.")
+    policy: Literal["deadline", "max_age"] = Field(description="The policy violated.")
+    expected_by: datetime = Field(description="When the version (or success) was due.")
+    violated_at: datetime | None = Field(default=None, description="When it was found late.")
+    newest_version: int | None = Field(default=None, description="The newest version then.")
+    message: str | None = Field(default=None, description="The violation in words.")
+    recovered_at: datetime | None = Field(default=None, description="When it ended; none: open.")
+    recovered_version: int | None = Field(default=None, description="What ended it.")
+
+
 class TaskAttempt(Record):
     """One attempt of one task run, from its request to its end."""
 

@@ -21,6 +21,8 @@ from ..events import (
     DatasetProduced,
     DeadLetter,
     Event,
+    FreshnessRecovered,
+    FreshnessViolated,
     PipelineRunFailed,
     PipelineRunStarted,
     PipelineRunSucceeded,
@@ -55,6 +57,8 @@ class Rows:
     checks: list[Row] = field(default_factory=list)
     dead_letters: list[Row] = field(default_factory=list)
     logs: list[Row] = field(default_factory=list)
+    violated: list[Row] = field(default_factory=list)
+    recovered: list[Row] = field(default_factory=list)
     attempts: dict[str, Row] = field(default_factory=dict)
     runs: dict[str, Row] = field(default_factory=dict)
 
@@ -173,6 +177,28 @@ def project(events: Iterable[Event]) -> Rows:
                     "truncated": dl.truncated,
                 }
             )
+        elif isinstance(event, FreshnessViolated | FreshnessRecovered):
+            late = event.data
+            due = late.expected_by.isoformat()
+            row = {
+                "key": f"{late.kind}|{late.name}|{late.partition}|{late.policy}|{due}",
+                "kind": late.kind,
+                "name": late.name,
+                "pipeline": late.pipeline,
+                "partition": late.partition,
+                "policy": late.policy,
+                "expected_by": late.expected_by,
+            }
+            if isinstance(event, FreshnessViolated):
+                rows.violated.append(
+                    row
+                    | {"violated_at": late.since, "newest_version": late.newest_version}
+                    | {"message": late.message}
+                )
+            else:
+                rows.recovered.append(
+                    row | {"recovered_at": event.time, "recovered_version": late.newest_version}
+                )
         elif event.type == TASK_LOG:
             rows.logs += log_rows(data)
     return rows

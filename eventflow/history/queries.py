@@ -22,6 +22,7 @@ from .models import (
     DeadLetterRecord,
     EventRecord,
     Freshness,
+    FreshnessViolation,
     GridCell,
     GridRow,
     InputNow,
@@ -403,6 +404,38 @@ class Queries:
                 Freshness(**row, age_s=(at - row["time"]).total_seconds())
                 for row in (await conn.execute(sql)).mappings()
             ]
+
+    async def violations(
+        self,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        partition: str | None = None,
+        open_only: bool = True,
+        limit: int = 100,
+    ) -> list[FreshnessViolation]:
+        """Freshness violations, the latest due first: open ones only (what is late now, and
+        since when) unless `open_only` is False; of one `kind` (`dataset`, `task`), one dataset
+        or task, one partition."""
+        f = t.freshness
+        where: list[Any] = [f.c.violated_at.is_not(None)]
+        if open_only:
+            where.append(f.c.recovered_at.is_(None))
+        if kind is not None:
+            where.append(f.c.kind == kind)
+        if name is not None:
+            where.append(f.c.name == name)
+        if partition is not None:
+            where.append(f.c.partition == partition)
+        sql = (
+            select(f)
+            .where(*where)
+            .order_by(f.c.expected_by.desc(), f.c.name, f.c.partition)
+            .limit(_limit(limit))
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(sql)).mappings().all()
+        return [FreshnessViolation(**{k: v for k, v in r.items() if k != "key"}) for r in rows]
 
     async def latest_versions(
         self, *, partition: str | None = None, now: datetime | None = None

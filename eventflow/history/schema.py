@@ -201,6 +201,27 @@ task_logs = Table(
 )
 Index("history_logs_time", task_logs.c.time)
 
+#: One row per freshness violation, opened by `freshness.violated` and closed by
+#: `freshness.recovered` (either may be stored first): open rows are what is late now.
+freshness = Table(
+    "history_freshness",
+    metadata,
+    Column("key", CleanText, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("name", Name, nullable=False),
+    Column("pipeline", Name, nullable=True),
+    Column("partition", Name, nullable=False),
+    Column("policy", String(10), nullable=False),
+    Column("expected_by", UtcDateTime, nullable=False),
+    Column("violated_at", UtcDateTime, nullable=True),
+    Column("newest_version", BigInteger, nullable=True),
+    Column("message", CleanText, nullable=True),
+    Column("recovered_at", UtcDateTime, nullable=True),
+    Column("recovered_version", BigInteger, nullable=True),
+)
+Index("history_freshness_name", freshness.c.name, freshness.c.partition)
+Index("history_freshness_open", freshness.c.recovered_at)
+
 #: Where each projector stopped (a Kafka partition's next offset, the embedded log's last seq),
 #: written in the transaction of the rows it projected.
 positions = Table(
@@ -215,6 +236,7 @@ TABLES: tuple[Table, ...] = (
     attempt_inputs,
     task_logs,
     checks,
+    freshness,
     dead_letters,
     task_attempts,
     pipeline_runs,

@@ -234,6 +234,13 @@ class HistoryStore(Queries, Lifecycle):
         ):
             if new:
                 await conn.execute(self._insert(table).on_conflict_do_nothing(), new)
+        for new in (rows.violated, rows.recovered):
+            if new:  # each sets only its own columns, so the order they come in does not matter
+                insert = self._insert(t.freshness)
+                own = {k: insert.excluded[k] for k in new[0] if k != "key"}
+                await conn.execute(
+                    insert.on_conflict_do_update(index_elements=["key"], set_=own), new
+                )
         if rows.attempts:
             old = await self._rows(conn, t.task_attempts, rows.attempts)
             merged = [merge_attempt(old[k], p) if k in old else p for k, p in rows.attempts.items()]

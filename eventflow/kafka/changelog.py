@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..core import Engine, Explanation, codec
+from ..core.freshness import owner_of
 from ..core.state import bulk_load
 from ..definitions import App
 from .config import KafkaConfig, partition_for
@@ -142,4 +143,6 @@ class TaskStates:
         for pool in self.engine.app.pools:
             if self.task_of(pool) == n:
                 self.engine.gate.forget(pool)
+        for subject in [s for s in self.engine.fresh if self.task_of(owner_of(s)) == n]:
+            del self.engine.fresh[subject]
         self.held.discard(n)

@@ -27,6 +27,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ..core import Engine
 from ..core.codec import Record
+from ..core.freshness import owner_of
 from ..definitions import App
 from ..errors import BrokerError, EventError
 from ..events import (
@@ -262,7 +263,7 @@ class KafkaCoordinator(Service):
                 now = time.time()
                 self._listen(consumer, now)
                 for pipeline in self.timers.due(now):
-                    n = self.stream_tasks.task_of(pipeline)
+                    n = self.stream_tasks.task_of(owner_of(pipeline))
                     if n in self.stream_tasks.owned:
                         await self._step(n, [], tick=pipeline)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from .. import metrics
+from ..core.freshness import owner_of
 from . import changelog
 from .config import retrying
 
@@ -185,12 +186,14 @@ class TakeOver:
 
     def _rewake(self, n: int) -> None:
         """Timers of n's pipelines from its state (ticks due while n was not owned were dropped)."""
-        self.service.timers.forget(lambda pipeline: self.task_of(pipeline) == n)
+        self.service.timers.forget(lambda key: self.task_of(owner_of(key)) == n)
         for name, pst in self.service.engine.pipelines.items():
             if self.task_of(name) == n:
                 wake = self.service.engine.runs.next_wake(pst)
                 if wake is not None:
                     self.service.timers.add(wake, name)
+        for at, key in self.service.engine.freshness_wakes(lambda owner: self.task_of(owner) == n):
+            self.service.timers.add(at, key)
 
     async def _drop_all(self, numbers: set[int]) -> None:
         async with self._gate:
@@ -200,7 +203,7 @@ class TakeOver:
 
     async def _drop(self, n: int) -> None:
         await self.states.drop(n)
-        self.service.timers.forget(lambda pipeline: self.task_of(pipeline) == n)
+        self.service.timers.forget(lambda key: self.task_of(owner_of(key)) == n)
 
     def inputs(self, n: int) -> list[TopicPartition]:
         return [TopicPartition(self.service.config.topic(t), n) for t in INPUTS]

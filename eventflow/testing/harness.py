@@ -31,6 +31,9 @@ from ..events import (
     DatasetProducedData,
     DeadLetterData,
     Event,
+    FreshnessData,
+    FreshnessRecovered,
+    FreshnessViolated,
     PipelineRunData,
     TaskFailedData,
     TaskLogData,
@@ -184,6 +187,16 @@ class Harness(Lifecycle):
             if isinstance(e, DatasetProduced)
             and isinstance(e.data, DatasetProducedData)
             and _match(e.data.dataset, dataset)
+        ]
+
+    def freshness(self, name: str | None = None) -> list[tuple[str, FreshnessData]]:
+        """Freshness violations and recoveries (`"violated"` or `"recovered"`, the payload)."""
+        return [
+            (e.type.rsplit(".", 1)[1], e.data)
+            for e in self.events
+            if isinstance(e, FreshnessViolated | FreshnessRecovered)
+            and isinstance(e.data, FreshnessData)
+            and _match(e.data.name, name)
         ]
 
     def _record(self, event: Event) -> None:
@@ -378,6 +391,7 @@ class KafkaHarness(Harness):
                 "eventflow.task-events",
                 "eventflow.task-logs",
                 "eventflow.task-stops",
+                "eventflow.freshness",
             )
         ]
         for reader in readers:

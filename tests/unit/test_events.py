@@ -25,6 +25,15 @@ class Ref(TypedDict):
 def samples() -> list[ev.Event]:
     ref: Ref = {"run_id": "t:d:k:1", "task": "t", "pipeline": "p", "partition": "d", "attempt": 1}
     version = ev.DatasetVersion(dataset="a", partition="d", version=3, metadata={"rows": 3})
+    late = ev.FreshnessData(
+        kind="dataset",
+        name="a",
+        partition="2026-03-01",
+        policy="deadline",
+        expected_by=ev.utcnow(),
+        since=ev.utcnow(),
+        message="a partition 2026-03-01 has no version by its deadline",
+    )
     run = ev.PipelineRunData(
         pipeline="p",
         partition="d",
@@ -89,6 +98,8 @@ def samples() -> list[ev.Event]:
                 tasks=["t"],
             )
         ),
+        ev.FreshnessViolated.of(late),
+        ev.FreshnessRecovered.of(late.model_copy(update={"newest_version": 4})),
         ev.PoolReleased.of(ev.PoolReleasedData(run_id="t:d:k:1", pool="cpu")),
         ev.dead_letter(b"\xff\x00", "not JSON", origin="eventflow.datasets"),
     ]
