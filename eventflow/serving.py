@@ -34,7 +34,15 @@ from .capture import RunIdFilter
 from .definitions import App
 from .embedded import ControlServer, EmbeddedRuntime
 from .errors import BrokerError, ConfigurationError
-from .events import PIPELINE_RUN_EVENTS, CheckCompleted, DeadLetter, Event, PipelineRunData
+from .events import (
+    PIPELINE_RUN_EVENTS,
+    CheckCompleted,
+    DeadLetter,
+    Event,
+    FreshnessRecovered,
+    FreshnessViolated,
+    PipelineRunData,
+)
 from .execution import one_line
 from .lifecycle import Service
 from .loader import load_app
@@ -289,6 +297,9 @@ async def _report(
                 click.echo(run_line(run))
         elif isinstance(event, DeadLetter) and not quiet:
             click.echo(f"dead letter: {event.data.reason}", err=True)
+        elif isinstance(event, FreshnessViolated | FreshnessRecovered) and not quiet:
+            said = "late" if isinstance(event, FreshnessViolated) else "on time again"
+            click.echo(f"{said}: {event.data.message}", err=True)
         elif isinstance(event, CheckCompleted) and not event.data.passed:
             d = event.data
             kind = "blocked" if d.blocking else "warning"

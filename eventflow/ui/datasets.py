@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ..events import MAX_VERSION
-from ..history.models import VersionRef
+from ..history.models import FreshnessViolation, VersionRef
 from .graph import COLOURING
 from .site import Site
 from .states import dataset_state, states_of
@@ -49,7 +49,14 @@ def add(router: APIRouter, site: Site) -> None:
         newest = sorted(await history.freshness(name), key=lambda f: f.time, reverse=True)
         shown = newest[:PAGE]
         made = await history.provenance(shown)
-        freshness = [(f, dataset_state(name, f, m)) for f, m in zip(shown, made, strict=True)]
+        open_late = await history.violations(kind="dataset", name=name, limit=PAGE)
+        late: dict[str, list[FreshnessViolation]] = {}
+        for v in open_late:
+            late.setdefault(v.partition, []).append(v)
+        freshness = [
+            (f, dataset_state(name, f, m, late=late.get(f.partition, []) + late.get("", [])))
+            for f, m in zip(shown, made, strict=True)
+        ]
         versions = await history.versions(name, partition=partition or None, limit=PAGE)
         producers = {
             a.run_id: a
@@ -88,6 +95,15 @@ def add(router: APIRouter, site: Site) -> None:
             chosen=chosen,
             lineage=lineage,
             checks=await history.checks(dataset=name, partition=partition or None, limit=PAGE),
+            policy=app.datasets[name].freshness,
+            late=open_late,
+            ended=[
+                v
+                for v in await history.violations(
+                    kind="dataset", name=name, open_only=False, limit=20
+                )
+                if v.recovered_at is not None
+            ],
         )
 
 

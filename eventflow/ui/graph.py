@@ -13,10 +13,12 @@ from fastapi.responses import HTMLResponse
 from ..api.models import graph as lineage_graph
 from ..history.models import CheckOutcome, Freshness, TaskAttempt
 from .site import Site, quote
-from .states import states_of, takes
+from .states import late_by_name, states_of, takes
 
 #: The events that can change a colour.
 COLOURING = [
+    "eventflow.freshness.violated",
+    "eventflow.freshness.recovered",
     "eventflow.dataset.produced",
     "eventflow.check.completed",
     "eventflow.task.requested",
@@ -70,7 +72,8 @@ async def coloured(site: Site, partition: str) -> dict[str, Any]:
         name: chosen.get(name) if name in in_partition else latest.get(name)
         for name in app.datasets
     }
-    states = await states_of(history, shown)
+    states = await states_of(history, shown, partition or None)
+    late_tasks = await late_by_name(history, "task", partition or None)
     crons = {name: s.cron for name, s in app.schedules.items()}
     nodes: list[dict[str, Any]] = []
     for node in lineage_graph(app).nodes:
@@ -98,7 +101,10 @@ async def coloured(site: Site, partition: str) -> dict[str, Any]:
         elif node.kind == "task":
             task = app.tasks[node.name]
             attempt = attempts.get((task.pipeline, task.name))
-            status = _task_status(attempt)
+            status, title = _task_status(attempt), _task_title(attempt)
+            if late := late_tasks.get(task.name):
+                status = "late"
+                title = "; ".join(v.message or "deadline missed" for v in late) + f" ({title})"
             nodes.append(
                 {
                     "id": node.id,
@@ -106,7 +112,7 @@ async def coloured(site: Site, partition: str) -> dict[str, Any]:
                     "name": node.name,
                     "state": status,
                     "sub": f"{task.pipeline} · {status}",
-                    "title": _task_title(attempt),
+                    "title": title,
                     "href": _task_href(
                         task.pipeline,
                         task.name,

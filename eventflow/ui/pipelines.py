@@ -83,6 +83,9 @@ def add(router: APIRouter, site: Site) -> None:
             info=info,
             grid=grid,
             runs=runs,
+            late=[
+                v for v in await history.violations(kind="task", limit=1000) if v.pipeline == name
+            ],
             partition=partition,
             status=wanted or "",
             statuses=STATUSES,

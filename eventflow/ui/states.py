@@ -1,6 +1,8 @@
 """The state a dataset is shown in: one function, so the graph, the dataset index and the
 dataset page say the same thing, with the reason in words.
 
+- `late`: its freshness policy is violated (in the partition shown, or in any partition when
+  the newest version is shown): what its owner declared is told first.
 - `never`: no version yet (in the partition shown).
 - `failing`: a check's newest outcome on the newest version failed.
 - `stale`: an input of the task that produced the newest version has, in the partition it was
@@ -13,18 +15,18 @@ inputs did since.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeAlias
 
 from ..errors import EventError
-from ..history.models import Freshness, Provenance
+from ..history.models import Freshness, FreshnessViolation, Provenance
 from ..history.queries import Queries
 from ..partitions import Partitioning
 from .site import ago
 
-DatasetStatus: TypeAlias = Literal["fresh", "stale", "failing", "never"]
+DatasetStatus: TypeAlias = Literal["fresh", "stale", "failing", "never", "late"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,12 @@ def dataset_state(
     newest: Freshness | None,
     made: Provenance | None,
     now: datetime | None = None,
+    late: Sequence[FreshnessViolation] = (),
 ) -> DatasetState:
     """The state of dataset `name` whose newest version (in the partition shown) is `newest`,
-    made as `made` says (`Queries.provenance` of `newest`)."""
+    made as `made` says (`Queries.provenance` of `newest`); `late`: its open violations."""
+    if late:
+        return DatasetState("late", "; ".join(_late(v, now) for v in late))
     if newest is None:
         return DatasetState("never", f"{name} has no version yet")
     at = f"{name}@{newest.version}"
@@ -65,18 +70,41 @@ def dataset_state(
     )
 
 
+def _late(violation: FreshnessViolation, now: datetime | None) -> str:
+    where = f" in {violation.partition}" if violation.partition else ""
+    said = violation.message or f"{violation.policy} violated{where}"
+    return f"{said} (due {ago(violation.expected_by, now)})"
+
+
 async def states_of(
-    history: Queries, shown: Mapping[str, Freshness | None]
+    history: Queries,
+    shown: Mapping[str, Freshness | None],
+    partition: str | None = None,
 ) -> dict[str, tuple[DatasetState, Provenance | None]]:
     """The state of each dataset named in `shown` (its version shown, if any), with what that
-    version was made from: one `provenance` read for them all."""
+    version was made from: one `provenance` read for them all, and one of open violations (in
+    `partition`, or in any when None; a max_age violation, of no partition, counts in all)."""
     found = [v for v in shown.values() if v is not None]
     made = {(p.version.dataset, p.version.partition): p for p in await history.provenance(found)}
+    late = await late_by_name(history, "dataset", partition)
     states: dict[str, tuple[DatasetState, Provenance | None]] = {}
     for name, version in shown.items():
         provenance = made.get((name, version.partition)) if version is not None else None
-        states[name] = (dataset_state(name, version, provenance), provenance)
+        state = dataset_state(name, version, provenance, late=late.get(name, ()))
+        states[name] = (state, provenance)
     return states
+
+
+async def late_by_name(
+    history: Queries, kind: Literal["dataset", "task"], partition: str | None = None
+) -> dict[str, list[FreshnessViolation]]:
+    """Open violations of datasets (or tasks) by name, in `partition` (and of no partition)
+    or, when None, in any."""
+    found: dict[str, list[FreshnessViolation]] = {}
+    for v in await history.violations(kind=kind, limit=1000):
+        if partition is None or v.partition in ("", partition):
+            found.setdefault(v.name, []).append(v)
+    return found
 
 
 def takes(partitioning: Partitioning, key: str) -> bool:

@@ -471,3 +471,22 @@ def test_dev_ui_prints_a_sign_in_link_but_never_the_operators_token(
     else:
         assert token == given and given not in printed
         assert link.endswith("/ui/login (sign in with EVENTFLOW_API_TOKEN)"), printed
+
+
+def test_dev_says_when_a_dataset_is_late_and_when_it_is_on_time_again(tmp_path: Path) -> None:
+    late = ROOT / "tests" / "ui" / "late.py"
+    home, out = tmp_path / "home", tmp_path / "dev.err"
+    with open(out, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "dev", str(late)],
+            env=env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        wait_for(lambda: "late: feed has had no new version" in out.read_text(), 60)
+        assert cli(home, "emit", "feed").returncode == 0
+        wait_for(lambda: "on time again: feed" in out.read_text(), 60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
