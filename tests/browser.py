@@ -132,3 +132,10 @@ if __name__ == "__main__":
         required = os.environ.get("EVENTFLOW_REQUIRE_BROWSER") == "1"
         print(f"tests.browser: {problem}; the web UI's tests will {'fail' if required else 'skip'}")
         sys.exit(1 if required else 0)
+
+
+def act(page: Page, token: str, reason: str) -> None:
+    """Answers the dialog an operator's action opens: the token and a reason."""
+    page.fill("#token-input", token)
+    page.fill("#reason-input", reason)
+    page.click("#token-ok")

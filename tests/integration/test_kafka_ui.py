@@ -17,10 +17,9 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from ..browser import browser, chromium, context, live, playwright, screenshot, sign_in
+from ..browser import act, browser, chromium, context, live, playwright, screenshot, sign_in
 from ..e2e.test_cli import free_port
 from ..kafka_broker import Broker
-from ..ui.test_pipelines import act
 from .cluster import Cluster, wait_for
 from .test_kafka_operator_cli import OPERATED
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from ..browser import act
 from .conftest import Shop, live, screenshot
 
 pytestmark = pytest.mark.slow
@@ -24,13 +25,6 @@ def cell(page: Page, partition: str, task: str) -> str:
     status = found.get_attribute("data-status")
     assert status is not None
     return status
-
-
-def act(page: Page, token: str, reason: str) -> None:
-    """Answers the action dialog."""
-    page.fill("#token-input", token)
-    page.fill("#reason-input", reason)
-    page.click("#token-ok")
 
 
 def test_the_grid_shows_each_tasks_outcome_and_a_new_partition_arrives_live(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from ..browser import act
 from ..e2e.test_cli import wait_for
 from .conftest import Shop, live, screenshot
 
@@ -28,12 +29,6 @@ def run_of(shop: Shop, pipeline: str, partition: str, status: str | None = None)
 
     wait_for(there, timeout=60)
     return found[0]
-
-
-def act(page: Page, token: str, reason: str) -> None:
-    page.fill("#token-input", token)
-    page.fill("#reason-input", reason)
-    page.click("#token-ok")
 
 
 def test_the_run_page_shows_the_timeline_logs_inputs_and_the_skipped_branch(
