@@ -319,7 +319,13 @@ def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -
     examples = ROOT / "examples"
     with dev(home, examples / "ml_pipeline.py"):
         subscriber = subprocess.Popen(
-            [sys.executable, str(examples / "subscriber.py"), "nightly_features"],
+            [
+                sys.executable,
+                str(examples / "subscriber.py"),
+                "nightly_features",
+                "--state",
+                str(tmp_path / "notifier.db"),
+            ],
             env=env(home),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

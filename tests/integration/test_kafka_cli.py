@@ -120,7 +120,7 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
         await worker.ready.wait()
         async with ef.Publisher(settings) as publisher:
             await publisher.publish("greetings.requested", version=1, metadata={"name": "a"})
-            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+            async with ef.Subscriber(settings, name="dashboard", from_beginning=True) as group:
                 first = await asyncio.wait_for(anext(aiter(group)), 60)
             middle = datetime.now(UTC)
             await publisher.publish("greetings.requested", version=2, metadata={"name": "b"})
@@ -129,10 +129,10 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
                 replayed = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
             async with ef.Subscriber(settings, since=middle) as later:
                 since = await asyncio.wait_for(anext(aiter(later)), 60)
-            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+            async with ef.Subscriber(settings, name="dashboard", from_beginning=True) as group:
                 resumed = await asyncio.wait_for(anext(aiter(group)), 60)
-            everywhere = dict.fromkeys(range(6), 0)
-            async with ef.Subscriber(settings, offsets=everywhere) as exact:
+            everywhere = {f"eventflow.pipeline-runs/{p}": 0 for p in range(6)}
+            async with ef.Subscriber(settings, position=everywhere) as exact:
                 runs = aiter(exact)
                 from_offsets = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
     assert first.status == "succeeded"
