@@ -40,11 +40,10 @@ from .events import (
 from .loader import load_app
 from .partitions import daily, hourly, static
 from .settings import Settings
-from .subscriptions import KINDS, Position
+from .subscriptions import Position
 from .summary import run_summary
 
 __all__ = [
-    "KINDS",
     "App",
     "BrokerError",
     "Check",

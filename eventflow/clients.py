@@ -181,9 +181,10 @@ class Subscriber(Lifecycle):
     instance's state file; the first start is at the end, or the beginning with
     `from_beginning`); or a replay `from_beginning`, `since` a time, or from a `position` (as
     `Subscriber.position` gave it earlier). `until="now"` ends the iteration once it has caught
-    up with the log as it was at `start()`; `caught_up` is set at that moment either way, for a
-    service that rebuilds its state and then goes live. An option that cannot be honoured raises
-    `ConfigurationError`.
+    up with the log as it was at `start()` (on Kafka: when its partitions were assigned);
+    iterating `events()` again then goes on live from there, so a service can rebuild its state
+    and then go live without a gap. `caught_up` is set at that moment in any case. An option
+    that cannot be honoured raises `ConfigurationError`.
 
     Delivery is at least once: an event counts as handled once the iterator is asked for the
     next one, or the `async with` block ends without an exception (or `stop()` is called). A
@@ -287,9 +288,10 @@ class Subscriber(Lifecycle):
         await self.start()
         async for item in self._source.items():
             if item is None:
-                self.caught_up.set()
-                if self.start_at.until == "now":
-                    return
+                if not self.caught_up.is_set():
+                    self.caught_up.set()
+                    if self.start_at.until == "now":
+                        return
                 continue
             where, event = item
             if self._wants(event):

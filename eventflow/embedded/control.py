@@ -157,10 +157,13 @@ class ControlServer(Service):
                 raise ValueError(f"a request is a JSON object, not a {type(request).__name__}")
             op = request.get("op")
             if op == "ping":
+                app = self.runtime.app
                 reply: dict[str, Any] = {
                     "ok": True,
                     "pid": os.getpid(),
                     "ready": self.runtime.ready.is_set(),
+                    "pipelines": sorted(app.pipelines),
+                    "datasets": sorted(app.datasets),
                 }
             elif op == "publish":
                 if not isinstance(request.get("raw"), str):

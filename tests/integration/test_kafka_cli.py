@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import eventflow as ef
 from eventflow.topics import TOPICS
 
 from ..kafka_broker import Broker
-from .cluster import Cluster
+from .cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -30,6 +31,10 @@ def run(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def says_ready(log: Path) -> bool:
+    return "ready, owns partitions" in log.read_text()
 
 
 def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
@@ -48,6 +53,10 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
     try:
         coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
         cluster.ready(coordinator, worker)
+        for log in (coordinator.log, worker.log):
+            wait_for(functools.partial(says_ready, log), 30, "ready")
+            said = log.read_text()
+            assert said.index(": joining its group;") < said.index(": ready, owns partitions")
         watch = subprocess.Popen(
             [sys.executable, "-m", "eventflow", "watch"],
             env=cluster.env,
