@@ -315,7 +315,7 @@ def watch(
         finished_only=False,
         from_beginning=from_beginning,
         since=start,
-        until="now" if replay else None,
+        until="now" if replay or until_caught_up else None,
     )
 
     def show(event: Event) -> None:
@@ -330,7 +330,7 @@ def watch(
         await _check_names(settings, target, pipeline, datasets)
         async with subscriber:
             click.echo(f"watching {settings.kafka_bootstrap or settings.control_socket}", err=True)
-            if replay:
+            if replay or until_caught_up:
                 replayed = [event async for event in subscriber.events()]
                 for event in sorted(replayed, key=lambda e: e.time):
                     show(event)

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
@@ -82,6 +83,18 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
             watch.terminate()
             watch.communicate(timeout=10)
         assert "Hello kafka!" in (tmp_path / "worker-1.log").read_text()
+        replay = run(cluster, "watch", "--all", "--json", "--from-beginning", "--until-caught-up")
+        assert replay.returncode == 0, replay.stderr
+        events = [orjson.loads(line) for line in replay.stdout.splitlines()]
+        times = [e["time"] for e in events]
+        assert times == sorted(times), "a replay across topics prints in event-time order"
+        assert {
+            "eventflow.dataset.produced",
+            "eventflow.task.succeeded",
+            "eventflow.deadletter",
+        } <= {e["type"] for e in events}
+        unchecked = run(cluster, "watch", "helo", "--until-caught-up", "--app", str(HELLO))
+        assert unchecked.stderr == "error: no pipeline 'helo'; did you mean hello?\n"
     finally:
         cluster.stop()
     for name in ("coordinator-0", "worker-1"):
