@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import getpass
 import re
 import sys
@@ -18,7 +19,7 @@ import orjson
 
 from . import operator, serving
 from .api.client import ApiClient, ApiError
-from .clients import Publisher
+from .clients import Publisher, Subscriber
 from .core import Explanation
 from .embedded import ControlClient
 from .errors import ConfigurationError, EventflowError, NotRunning
@@ -29,6 +30,7 @@ from .events import (
     DatasetProducedData,
     DatasetReset,
     DatasetResetData,
+    Event,
     encode,
     version_now,
 )
@@ -256,62 +258,125 @@ def emit(
 
 @cli.command()
 @click.argument("pipeline", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print each event as CloudEvents JSON.")
+@click.option("--dataset", "datasets", multiple=True, help="Only events of this dataset.")
+@click.option("--partition", "partitions", multiple=True, help="Only events of this partition.")
+@click.option(
+    "--status", "statuses", multiple=True, help="Only this status (succeeded, failed, passed...)."
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="run (the default), task, check, dataset, deadletter, freshness, or an event type "
+    "(prefix).",
+)
 @click.option("--all", "everything", is_flag=True, help="Every event, not only run outcomes.")
-@click.option("--from-beginning", is_flag=True, help="Kafka: replay what the topics still hold.")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as CloudEvents JSON.")
+@click.option("--from-beginning", is_flag=True, help="Replay what the log still holds first.")
+@click.option("--since", metavar="TIME|AGE", help="Replay from an ISO time or an age (90s, 2h).")
+@click.option(
+    "--until-caught-up", is_flag=True, help="Stop once the replay has reached the present."
+)
+@click.option(
+    "--app",
+    "target",
+    metavar="FILE.py|module:obj",
+    help="Kafka: the App, to check the names given (a dev instance knows its own).",
+)
 @home_option
 @bootstrap_option
 def watch(
     pipeline: str | None,
-    as_json: bool,
+    datasets: tuple[str, ...],
+    partitions: tuple[str, ...],
+    statuses: tuple[str, ...],
+    kinds: tuple[str, ...],
     everything: bool,
+    as_json: bool,
     from_beginning: bool,
+    since: str | None,
+    until_caught_up: bool,
+    target: str | None,
     home: Path | None,
     bootstrap: str | None,
 ) -> None:
-    """Stream pipeline-run outcomes from a running `eventflow dev`, or Kafka, until Ctrl-C."""
+    """Stream pipeline-run outcomes (or other events) from a running `eventflow dev`, or Kafka,
+    until Ctrl-C. A replay (`--from-beginning`, `--since`) prints what it finds in event-time
+    order, then goes on live, or stops with `--until-caught-up`."""
     settings = _settings(home, bootstrap)
+    replay = from_beginning or since is not None
+    if everything and kinds:
+        raise click.UsageError("--all is every kind already; give --all or --kind")
+    try:
+        start = datetime.fromisoformat(_since(since) or "") if since is not None else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{since!r} is neither a time nor an age", param_hint="--since"
+        ) from None
+    if start is not None and start.tzinfo is None:
+        start = start.astimezone()
+    subscriber = Subscriber(
+        settings,
+        kinds=("eventflow",) if everything else (kinds or ("run",)),
+        pipelines=[pipeline] if pipeline else None,
+        datasets=datasets,
+        partitions=partitions,
+        statuses=statuses,
+        finished_only=False,
+        from_beginning=from_beginning,
+        since=start,
+        until="now" if replay or until_caught_up else None,
+    )
+
+    def show(event: Event) -> None:
+        if as_json:
+            click.echo(encode(event).decode())
+        elif isinstance(event, PIPELINE_RUN_EVENTS):
+            click.echo(f"{event.time:%H:%M:%S}  {run_line(event.data)}")
+        else:
+            click.echo(f"{event.time:%H:%M:%S}  {event.type}  {event.subject or ''}")
 
     async def stream() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            if settings.kafka_bootstrap:
-                from .kafka.clients import KafkaSubscriber
-
-                topics = (
-                    [
-                        "eventflow.datasets",
-                        "eventflow.task-events",
-                        "eventflow.deadletter",
-                        "eventflow.pipeline-runs",
-                    ]
-                    if everything
-                    else ["eventflow.pipeline-runs"]
-                )
-                reader = KafkaSubscriber(settings, topic=topics, from_beginning=from_beginning)
-                await reader.start()
-                stack.push_async_callback(reader.stop)
-                events = reader.events()
-                where = settings.kafka_bootstrap
-            else:
-                client = await stack.enter_async_context(ControlClient(settings.control_socket))
-                events = await client.watch()
-                where = str(settings.control_socket)
-            click.echo(f"watching {where}", err=True)
-            async for event in events:
-                run = event.data if isinstance(event, PIPELINE_RUN_EVENTS) else None
-                if not everything and run is None:
-                    continue
-                if pipeline and run is not None and run.pipeline != pipeline:
-                    continue
-                if as_json:
-                    click.echo(encode(event).decode())
-                elif run is not None:
-                    click.echo(f"{event.time:%H:%M:%S}  {run_line(run)}")
-                else:
-                    click.echo(f"{event.time:%H:%M:%S}  {event.type}  {event.subject or ''}")
+        await _check_names(settings, target, pipeline, datasets)
+        async with subscriber:
+            click.echo(f"watching {settings.kafka_bootstrap or settings.control_socket}", err=True)
+            if replay or until_caught_up:
+                replayed = [event async for event in subscriber.events()]
+                for event in sorted(replayed, key=lambda e: e.time):
+                    show(event)
+                if until_caught_up:
+                    return
+            async for event in subscriber.events():
+                show(event)
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(stream())
+
+
+async def _check_names(
+    settings: Settings, target: str | None, pipeline: str | None, datasets: tuple[str, ...]
+) -> None:
+    """Refuse a pipeline or dataset the App does not have, with the closest names: a typo
+    would otherwise wait silently forever."""
+    if not pipeline and not datasets:
+        return
+    if target is not None:
+        app = load_app(target)
+        known = {"pipeline": sorted(app.pipelines), "dataset": sorted(app.datasets)}
+    elif settings.kafka_bootstrap:
+        click.echo("names not checked: give --app FILE to check them", err=True)
+        return
+    else:
+        async with ControlClient(settings.control_socket) as client:
+            reply = await client.ping()
+        known = {"pipeline": reply.get("pipelines", []), "dataset": reply.get("datasets", [])}
+    for kind, names in (("pipeline", [pipeline] if pipeline else []), ("dataset", datasets)):
+        for name in names:
+            if name not in known[kind]:
+                close = difflib.get_close_matches(name, known[kind], n=1)
+                listed = ", ".join(known[kind]) or "none"
+                hint = f"did you mean {close[0]}?" if close else f"{kind}s: {listed}"
+                raise ConfigurationError(f"no {kind} {name!r}; {hint}")
 
 
 # -- the operator's commands, through the API ---------------------------------------------------

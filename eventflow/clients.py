@@ -1,5 +1,5 @@
-"""Clients for systems outside eventflow: announce datasets, react to pipeline-run outcomes,
-and operators' tools: act on pipelines.
+"""Clients for systems outside eventflow: announce datasets, react to what happens (run, task
+and check outcomes, dataset versions, dead letters), and operators' tools: act on pipelines.
 
 Both talk to a running `eventflow dev` over its control socket, or to Kafka when
 `Settings.kafka_bootstrap` is set.
@@ -8,11 +8,13 @@ Both talk to a running `eventflow dev` over its control socket, or to Kafka when
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from datetime import datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, Protocol
 
-from .embedded.control import ControlClient
+from .embedded.control import CaughtUp, ControlClient, Item
 from .errors import BrokerError, ConfigurationError, EventError
 from .events import (
     PIPELINE_RUN_EVENTS,
@@ -29,7 +31,8 @@ from .events import (
 )
 from .lifecycle import Lifecycle
 from .settings import Settings
-from .topics import destination
+from .subscriptions import Position, Selection, Start
+from .topics import INTERNAL_TOPICS, SPECS, destination
 
 
 class Publisher(Lifecycle):
@@ -163,80 +166,253 @@ def publish(
 
 
 class Subscriber(Lifecycle):
-    """Pipeline-run outcomes as they happen: `async for run in subscriber`.
+    """Events of pipelines and datasets as they happen, or replayed: `async for event in
+    subscriber.events()` (typed envelopes: `event.id` is the idempotency key), or `async for
+    run in subscriber` for the payloads alone.
 
-    On Kafka, `group_id` makes it a consumer-group member (it resumes where the group left off);
-    without one it starts at the end, or replays from `from_beginning`, `since` a time, or given
-    `offsets` (partition -> offset of `eventflow.pipeline-runs`).
+    What: `kinds` (`run`: pipeline-run outcomes, the default; `task`: task outcomes; `check`:
+    check outcomes; `dataset`: dataset versions, whoever produced them; `deadletter`; or any
+    event type, or prefix of event types, such as `eventflow.task`), kept when they match
+    `pipelines`, `datasets`, `partitions` and `statuses` (see `eventflow.subscriptions`).
+    `finished_only` (the default) leaves out runs that only started.
+
+    Where from, the same in both modes: live from now on; durable with a `name` (resumes after
+    the last event it handled: a consumer group on Kafka, a position stored in the dev
+    instance's state file; the first start is at the end, or the beginning with
+    `from_beginning`); or a replay `from_beginning`, `since` a time, or from a `position` (as
+    `Subscriber.position` gave it earlier). `until="now"` ends the iteration once it has caught
+    up with the log as it was at `start()` (on Kafka: when its partitions were assigned);
+    iterating `events()` again then goes on live from there, so a service can rebuild its state
+    and then go live without a gap. `caught_up` is set at that moment in any case. An option
+    that cannot be honoured raises `ConfigurationError`.
+
+    Delivery is at least once: an event counts as handled once the iterator is asked for the
+    next one, or the `async with` block ends without an exception (or `stop()` is called). A
+    durable subscriber that crashes, or leaves its block with an exception, gets again the
+    events it had not handled (the one in hand among them), never fewer; an idempotent handler
+    keys on `event.id`. Events of one pipeline partition come in order.
     """
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
-        pipelines: list[str] | None = None,
+        kinds: Iterable[str] = ("run",),
+        pipelines: Iterable[str] | None = None,
+        datasets: Iterable[str] | None = None,
+        partitions: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
         finished_only: bool = True,
-        group_id: str | None = None,
+        name: str | None = None,
         from_beginning: bool = False,
         since: datetime | None = None,
-        offsets: dict[int, int] | None = None,
+        position: Position | None = None,
+        until: Literal["now"] | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.pipelines = set(pipelines or ())
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        self.selection = Selection(
+            kinds=tuple(kinds),
+            pipelines=frozenset(pipelines or ()),
+            datasets=frozenset(datasets or ()),
+            partitions=frozenset(partitions or ()),
+            statuses=frozenset(statuses or ()),
+        )
         self.finished_only = finished_only
-        if self.settings.kafka_bootstrap:
-            from .kafka.clients import KafkaSubscriber
+        self.start_at = Start(
+            name=name, from_beginning=from_beginning, since=since, position=position, until=until
+        )
+        #: Set once every event logged before `start()` has been handled (or filtered out).
+        self.caught_up = asyncio.Event()
+        self._source: _Source = (
+            _KafkaSource(self.settings, self.selection, self.start_at)
+            if self.settings.kafka_bootstrap
+            else _DevSource(self.settings, self.selection, self.start_at)
+        )
+        self._iterators: list[AsyncGenerator[Any, None]] = []
+        self._in_hand: Any = None  # where the event last yielded is, until it is acknowledged
 
-            self._kafka: KafkaSubscriber | None = KafkaSubscriber(
-                self.settings,
-                group_id=group_id,
-                from_beginning=from_beginning,
-                since=since,
-                offsets=offsets,
-            )
-            self._dev: ControlClient | None = None
-        else:
-            self._kafka = None
-            self._dev = ControlClient(self.settings.control_socket)
-        self._stream: AsyncIterator[Event] | None = None
-        self._iterators: list[AsyncGenerator[PipelineRunData, None]] = []
+    @property
+    def position(self) -> Position:
+        """Where this subscriber stands: after the last event it handled. Pass it as
+        `position=` to a later subscriber to go on from here (in the same mode)."""
+        return self._source.position()
 
     async def start(self) -> None:
-        if self._kafka is not None:
-            await self._kafka.start()
-            self._stream = self._kafka.events()
-        elif self._dev is not None and self._stream is None:
-            await self._dev.start()
-            self._stream = await self._dev.watch()
+        await self._source.start()
 
     async def stop(self) -> None:
+        """Count the event in hand as handled, and let go."""
+        await self._stop(handled=True)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop(handled=et is None)
+
+    async def _stop(self, *, handled: bool) -> None:
+        in_hand, self._in_hand = self._in_hand, None
+        if handled and in_hand is not None:
+            with contextlib.suppress(BrokerError):
+                await self._source.ack(in_hand)
         for iterator in self._iterators:
             await iterator.aclose()
         self._iterators.clear()
-        if self._stream is not None and hasattr(self._stream, "aclose"):
-            await self._stream.aclose()
-        self._stream = None
-        if self._kafka is not None:
-            await self._kafka.stop()
-        if self._dev is not None:
-            await self._dev.stop()
+        await self._source.stop()
+
+    def events(self) -> AsyncIterator[Event]:
+        """The chosen events, each with its envelope (`id`, `type`, `time`, `data`)."""
+        iterator = self._events()
+        self._iterators.append(iterator)
+        return iterator
 
     def __aiter__(self) -> AsyncIterator[PipelineRunData]:
-        """Runs of the chosen pipelines (finished ones only, unless `finished_only` is off)."""
+        """The pipeline-run outcomes alone (`kinds` must include `run`); `events()` gives every
+        kind, with the envelope."""
+        if not self.selection.types & {c.event_type for c in PIPELINE_RUN_EVENTS}:
+            raise ConfigurationError(
+                "`async for` over a Subscriber gives pipeline runs; iterate `events()` for "
+                f"{', '.join(self.selection.kinds)}"
+            )
         iterator = self._runs()
         self._iterators.append(iterator)
         return iterator
 
     async def _runs(self) -> AsyncGenerator[PipelineRunData, None]:
-        if self._stream is None:
-            await self.start()
+        async for event in self._events():
+            if isinstance(event, PIPELINE_RUN_EVENTS):
+                yield event.data
+
+    async def _events(self) -> AsyncGenerator[Event, None]:
+        await self.start()
+        async for item in self._source.items():
+            if item is None:
+                if not self.caught_up.is_set():
+                    self.caught_up.set()
+                    if self.start_at.until == "now":
+                        return
+                continue
+            where, event = item
+            if self._wants(event):
+                self._in_hand = where
+                yield event
+                self._in_hand = None
+            await self._source.ack(where)
+
+    def _wants(self, event: Event) -> bool:
+        if not self.selection.wants(event):
+            return False
+        return not (
+            self.finished_only
+            and isinstance(event, PIPELINE_RUN_EVENTS)
+            and event.data.status == "running"
+        )
+
+
+class _Source(Protocol):
+    """Where a subscriber's events come from: each with where it is (what `ack` takes), and
+    `None` once when caught up."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def items(self) -> AsyncIterator[tuple[Any, Event] | None]: ...
+    async def ack(self, where: Any) -> None: ...
+    def position(self) -> Position: ...
+
+
+class _DevSource:
+    """A subscription on the dev instance's control socket, reading its event log."""
+
+    def __init__(self, settings: Settings, selection: Selection, start: Start) -> None:
+        self.client = ControlClient(settings.control_socket)
+        self.request: dict[str, Any] = {
+            "types": sorted(selection.types),
+            "name": start.name,
+            "from_beginning": start.from_beginning,
+            "since": start.since.isoformat() if start.since is not None else None,
+            "position": None,
+        }
+        if start.position is not None:
+            if set(start.position) != {"log"}:
+                raise ConfigurationError(
+                    "a position in embedded mode is {'log': seq}, as `Subscriber.position` "
+                    f"gives it there, not {start.position!r}"
+                )
+            self.request["position"] = start.position["log"]
+        self._stream: AsyncIterator[Item] | None = None
+        self._next = 0
+
+    async def start(self) -> None:
+        if self._stream is not None:
+            return
+        await self.client.start()
+        try:
+            reply, self._stream = await self.client.subscribe(self.request)
+        except BaseException:
+            await self.client.stop()
+            raise
+        self._next = int(reply["start"])
+
+    async def stop(self) -> None:
+        self._stream = None
+        await self.client.stop()
+
+    async def items(self) -> AsyncIterator[tuple[Any, Event] | None]:
         assert self._stream is not None
-        async for event in self._stream:
-            if not isinstance(event, PIPELINE_RUN_EVENTS):
-                continue
-            run = event.data
-            if self.pipelines and run.pipeline not in self.pipelines:
-                continue
-            if self.finished_only and run.status == "running":
-                continue
-            yield run
+        async for item in self._stream:
+            if isinstance(item, CaughtUp):
+                yield None
+            else:
+                yield item
+
+    async def ack(self, where: Any) -> None:
+        self._next = max(self._next, int(where) + 1)
+        await self.client.ack(self._next)
+
+    def position(self) -> Position:
+        return {"log": self._next}
+
+
+class _KafkaSource:
+    """A consumer of the topics that carry the chosen event types; a group for a name."""
+
+    def __init__(self, settings: Settings, selection: Selection, start: Start) -> None:
+        from .kafka.clients import KafkaSubscriber
+
+        topics = sorted(
+            spec.name
+            for spec in SPECS.values()
+            if spec.name not in INTERNAL_TOPICS and selection.types & set(spec.events)
+        )
+        self.reader = KafkaSubscriber(
+            settings,
+            topic=topics,
+            group_id=None
+            if start.name is None
+            else f"{settings.topic_prefix}eventflow.subscriber.{start.name}",
+            from_beginning=start.from_beginning,
+            since=start.since,
+            position=start.position,
+        )
+
+    async def start(self) -> None:
+        await self.reader.start()
+
+    async def stop(self) -> None:
+        await self.reader.stop()
+
+    async def items(self) -> AsyncIterator[tuple[Any, Event] | None]:
+        async for item in self.reader.items():
+            if item is None:
+                yield None
+            else:
+                tp, offset, event = item
+                yield (tp, offset), event
+
+    async def ack(self, where: Any) -> None:
+        tp, offset = where
+        self.reader.ack(tp, offset)
+
+    def position(self) -> Position:
+        return self.reader.positions()

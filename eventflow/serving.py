@@ -377,16 +377,26 @@ async def _kafka(
 ) -> int:
     await _topics_exist(service.config)
     async with Supervisor(service) as supervisor:
-        click.echo(f"eventflow {service.name}: started; SIGTERM stops", err=True)
+        click.echo(f"eventflow {service.name}: joining its group; SIGTERM stops", err=True)
         beat = asyncio.create_task(_beat(service, kind, health_file))
+        ready = asyncio.create_task(_ready(service))
         try:
             await supervisor.run()
         finally:
-            await Service.cancel(beat)
+            await Service.cancel(beat, ready)
     if (failure := supervisor.failure) is not None:
         return failed(failure)
     click.echo(f"eventflow {service.name}: stopped", err=True)
     return 0
+
+
+async def _ready(service: KafkaCoordinator | KafkaWorker) -> None:
+    """Say "ready" once the service owns what it was assigned (taken over: a coordinator's
+    stream tasks restored, a worker's partitions loaded), not when it merely started."""
+    await service.ready.wait()
+    owned = service.owns()
+    what = f"partitions {', '.join(map(str, owned))}" if owned else "no partition (all taken)"
+    click.echo(f"eventflow {service.name}: ready, owns {what}", err=True)
 
 
 async def _beat(service: KafkaCoordinator | KafkaWorker, kind: str, path: Path | None) -> None:

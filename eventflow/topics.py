@@ -170,6 +170,9 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 
 SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+#: Topics a subscriber never reads: their events reach the topics it reads too (a pooled
+#: request goes on to `eventflow.task-requests`), or they are not events.
+INTERNAL_TOPICS = frozenset({"eventflow.pools", "eventflow.state", "eventflow.task-done"})
 
 
 def destination(event: Event) -> tuple[str, str]:

@@ -3,6 +3,13 @@
 One JSON object per line. `publish` hands raw event bytes in and answers once they are decided on
 (or dead-lettered); `watch` streams every committed event until the client hangs up. Both are
 push: an emitted event reaches the coordinator as soon as it is read off the socket.
+
+`subscribe` is what `Subscriber` speaks: the request names the event types, where to start
+(`name` for a durable subscription, `from_beginning`, `since`, `position`) and is answered with
+`{"ok": true, "start": S, "end": E}` (E: the last `seq` committed then). Then each event comes
+as one line, `<seq> <event JSON>`, in `seq` order, and `{"caught_up": E}` once every event up to
+E has been sent. The client sends `{"ack": P}` lines as it handles events (P: the next `seq` it
+wants); a durable subscription's position moves on with them.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +32,25 @@ from ..execution import one_line
 from ..lifecycle import Lifecycle, Service
 from .runtime import EmbeddedRuntime
 from .store import private_folder
+from .subscriptions import PAGE, Acks, SubscriptionLog, start_position
 
 log = logging.getLogger("eventflow.control")
 #: Longest line a client reads back (events the instance streams are bounded by their fields).
 MAX_LINE = 16 * 1024 * 1024
 _SUN_PATH_MAX = 107
+#: Seconds a durable subscription's old connection has to end before a new one takes over.
+TAKE_OVER_S = 2.0
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """Every event up to `seq` (the log's end when the subscription began) has been sent."""
+
+    seq: int
+
+
+#: What a subscription streams.
+Item = tuple[int, Event] | CaughtUp
 
 
 def request_limit(max_metadata_bytes: int) -> int:
@@ -63,6 +85,7 @@ class ControlServer(Service):
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._limit = request_limit(runtime.settings.max_metadata_bytes)
+        self.subscriptions = SubscriptionLog(runtime.settings.database)
 
     async def _open(self) -> None:
         _check_path(self.path)
@@ -77,6 +100,7 @@ class ControlServer(Service):
                     f"another eventflow dev instance is running on {self.path.parent}"
                 )
         private_folder(self.path.parent)
+        await self.subscriptions.start()
         self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self._limit)
         os.chmod(self.path, 0o600)
         self.ready.set()
@@ -88,6 +112,7 @@ class ControlServer(Service):
         server.close()
         await self.cancel(*self._clients)
         await server.wait_closed()
+        await self.subscriptions.stop()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -112,7 +137,7 @@ class ControlServer(Service):
                     await self._refuse(prefix, reason)
                     await self._reply(writer, {"ok": False, "error": reason})
                     return
-                if line.strip() and await self._handle(line, writer):
+                if line.strip() and await self._handle(line, reader, writer):
                     return
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -122,7 +147,9 @@ class ControlServer(Service):
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         """Serve one request; True when the connection has become a watch stream and ended."""
         try:
             request = orjson.loads(line)
@@ -130,10 +157,13 @@ class ControlServer(Service):
                 raise ValueError(f"a request is a JSON object, not a {type(request).__name__}")
             op = request.get("op")
             if op == "ping":
+                app = self.runtime.app
                 reply: dict[str, Any] = {
                     "ok": True,
                     "pid": os.getpid(),
                     "ready": self.runtime.ready.is_set(),
+                    "pipelines": sorted(app.pipelines),
+                    "datasets": sorted(app.datasets),
                 }
             elif op == "publish":
                 if not isinstance(request.get("raw"), str):
@@ -149,6 +179,9 @@ class ControlServer(Service):
                 }
             elif op == "watch":
                 await self._stream(writer)
+                return True
+            elif op == "subscribe":
+                await self._subscribe(request, reader, writer)
                 return True
             else:
                 raise ValueError(f"unknown op {op!r}")
@@ -184,6 +217,80 @@ class ControlServer(Service):
                 await writer.drain()
         finally:
             self.runtime.unsubscribe(queue)
+
+    async def _subscribe(
+        self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one subscription until the client hangs up (see the module's docstring)."""
+        types = request.get("types") or []
+        name = request.get("name")
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ValueError("subscribe needs `types`: a list of event types")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("a subscription `name` is a string")
+        log = self.subscriptions
+        if name is not None:
+            await self._take_over(name)
+        start = await start_position(log, request)
+        end = (await log.bounds())[1]
+        committed = self.runtime.on_commit()
+        acks = Acks(log, name, start) if name is not None else None
+        if name is not None:
+            serving = asyncio.current_task()
+            assert serving is not None
+            log.in_use[name] = serving
+        hung_up = asyncio.create_task(self._read_acks(reader, acks))
+        hung_up.add_done_callback(lambda _: committed.set())  # wakes the loop below to end
+        flusher = asyncio.create_task(acks.run()) if acks is not None else None
+        try:
+            await self._reply(writer, {"ok": True, "start": start, "end": end})
+            position, sent, caught_up = start, start, False
+            while not hung_up.done():
+                committed.clear()
+                last = (await log.bounds())[1]
+                rows = await log.read(position, last, types)
+                for seq, event in rows:
+                    writer.write(b"%d " % seq + encode(event) + b"\n")
+                if rows:
+                    sent = rows[-1][0] + 1
+                    await writer.drain()
+                position = sent if len(rows) == PAGE else last + 1
+                if acks is not None and acks.acked >= sent:
+                    acks.ack(position)  # nothing of it wanted: the position moves on anyway
+                if not caught_up and position > end:
+                    caught_up = True
+                    await self._reply(writer, {"caught_up": end})
+                if len(rows) < PAGE:
+                    await committed.wait()
+        finally:
+            self.runtime.forget_commit(committed)
+            await self.cancel(hung_up, *([flusher] if flusher is not None else []))
+            if acks is not None:
+                if log.in_use.get(acks.name) is asyncio.current_task():
+                    del log.in_use[acks.name]
+                with contextlib.suppress(EventflowError):
+                    await acks.flush()
+
+    async def _take_over(self, name: str) -> None:
+        """A name is read by one subscriber at a time: a new one (a service restarted before
+        its old connection was noticed gone) takes over. The old connection gets a moment to
+        hand in its last acknowledgements, then is closed."""
+        old = self.subscriptions.in_use.get(name)
+        if old is None or old.done():
+            return
+        done, _ = await asyncio.wait({old}, timeout=TAKE_OVER_S)
+        if not done:
+            log.warning("subscription %r: taken over from the subscriber reading it", name)
+            await self.cancel(old)
+
+    @staticmethod
+    async def _read_acks(reader: asyncio.StreamReader, acks: Acks | None) -> None:
+        """Until the client hangs up: its acknowledgements."""
+        while line := await reader.readline():
+            with contextlib.suppress(ValueError, orjson.JSONDecodeError):
+                message = orjson.loads(line)
+                if acks is not None and isinstance(message, dict) and "ack" in message:
+                    acks.ack(int(message["ack"]))
 
 
 class ControlClient(Lifecycle):
@@ -241,6 +348,42 @@ class ControlClient(Lifecycle):
         """Subscribe; once this returns, every event the instance commits is in the iterator."""
         await self._call({"op": "watch"})
         return self._events()
+
+    async def subscribe(
+        self, request: dict[str, Any]
+    ) -> tuple[dict[str, Any], AsyncIterator[Item]]:
+        """Open a subscription (see the module's docstring): the server's answer, and the
+        events with their `seq`, and `CaughtUp` once, in order. Raises `ConfigurationError`
+        with the server's reason when it refuses."""
+        reply = await self._call({"op": "subscribe", **request})
+        if not reply.get("ok"):
+            raise ConfigurationError(reply.get("error") or "subscription refused")
+        return reply, self._items()
+
+    async def ack(self, position: int) -> None:
+        """Events before `position` are handled."""
+        if self._writer is None:
+            raise NotRunning("the control client is not started")
+        try:
+            self._writer.write(b'{"ack":%d}\n' % position)
+            await self._writer.drain()
+        except ConnectionError as e:
+            raise NotRunning(f"the dev instance at {self.path} went away") from e
+
+    async def _items(self) -> AsyncIterator[Item]:
+        assert self._reader is not None
+        while line := await self._reader.readline():
+            if line.startswith(b"{"):
+                message = orjson.loads(line)
+                if "caught_up" in message:
+                    yield CaughtUp(int(message["caught_up"]))
+                continue
+            seq, _, body = line.partition(b" ")
+            try:
+                yield int(seq), decode(body, max_metadata_bytes=MAX_LINE)
+            except EventError as e:
+                log.warning("skipping an unreadable event from the instance: %s", e.reason)
+        raise NotRunning(f"the dev instance at {self.path} went away")
 
     async def _events(self) -> AsyncIterator[Event]:
         assert self._reader is not None

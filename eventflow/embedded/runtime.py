@@ -81,6 +81,7 @@ class EmbeddedRuntime(Service):
         self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._commits: set[asyncio.Event] = set()
         self._timers = Timers()
         self._timer: Cancellable | None = None
         self._idle = asyncio.Event()
@@ -230,6 +231,17 @@ class EmbeddedRuntime(Service):
         """Stop filling a queue `subscribe` gave out."""
         self._subscribers.discard(queue)
 
+    def on_commit(self) -> asyncio.Event:
+        """An event set after each commit of the log, for readers that follow the log itself
+        (subscriptions); `forget_commit` when done."""
+        committed = asyncio.Event()
+        self._commits.add(committed)
+        return committed
+
+    def forget_commit(self, committed: asyncio.Event) -> None:
+        """Stop setting an event `on_commit` gave out."""
+        self._commits.discard(committed)
+
     async def wait_idle(self) -> None:
         """Until nothing is in flight: no run in progress, no event or task waiting."""
         await self._idle.wait()
@@ -329,6 +341,8 @@ class EmbeddedRuntime(Service):
                 except asyncio.QueueFull:
                     log.warning("a subscriber fell behind and was cut off")
                     self._subscribers.discard(queue)
+        for committed in self._commits:
+            committed.set()
         self._deliver(outcome.messages)
         self._carry_out(fx)
         self.history.wake()
@@ -371,10 +385,13 @@ class EmbeddedRuntime(Service):
             return
         self._next_trim = now + 60.0
         try:
-            # Only what the history has: the log is where the projector resumes from.
-            await self.store.trim(
-                now - self.settings.event_log_retention_s, upto=self.history.position
-            )
+            # Only what the history has (the log is where the projector resumes from), and
+            # nothing a durable subscription has yet to read.
+            upto = self.history.position
+            held = await self.store.subscriptions_from()
+            if held is not None:
+                upto = min(upto, held - 1)
+            await self.store.trim(now - self.settings.event_log_retention_s, upto=upto)
         except StorageError as e:
             log.warning("event log retention skipped: %s", e)
 

@@ -34,8 +34,10 @@ from ..events import (
 )
 from ..lifecycle import Lifecycle
 from ..runtime.step import Outcome
+from . import subscriptions
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL, type TEXT NOT NULL, subject TEXT, correlation TEXT,
@@ -52,6 +54,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
+    + subscriptions.SCHEMA
+)
 
 RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 
@@ -297,6 +301,15 @@ class Store(Lifecycle):
         except sqlite3.Error as e:
             raise StorageError(f"cannot trim the event log of {self.path}: {e}") from e
         return max(dropped, 0)
+
+    async def subscriptions_from(self) -> int | None:
+        """The lowest position of the durable subscriptions: retention keeps what follows."""
+        try:
+            async with self.db.execute("SELECT MIN(position) FROM subscriptions") as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read the subscriptions in {self.path}: {e}") from e
+        return None if row is None or row[0] is None else int(row[0])
 
     # -- reads for status, watch and tests -----------------------------------------------------
     async def events(

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from ..errors import BrokerError, EventError
+from ..errors import BrokerError, ConfigurationError, EventError
 from ..events import Event, decode
 from ..settings import Settings
 from .config import KafkaConfig
@@ -73,8 +73,14 @@ class KafkaPublisher:
 
 class KafkaSubscriber:
     """Reads `eventflow.pipeline-runs` (or any of our topics) as a group member, or from a
-    given start (`from_beginning`, `since` a time, or explicit offsets) to replay what was missed.
-    With a signing key, eventflow's own events without a valid signature are skipped."""
+    given start (`from_beginning`, `since` a time, explicit `offsets` per partition, or a
+    `position` per topic partition) to replay what was missed. With a signing key, eventflow's
+    own events without a valid signature are skipped.
+
+    `items()` (what `Subscriber` reads) also says when the subscriber has caught up with the
+    topics' ends as they were when its partitions were assigned, and `ack` commits, in a group,
+    the offsets of what was handled: the group resumes after the last event handled, not the
+    last one fetched."""
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class KafkaSubscriber:
         from_beginning: bool = False,
         since: datetime | None = None,
         offsets: dict[int, int] | None = None,
+        position: dict[str, int] | None = None,
     ) -> None:
         self.config = KafkaConfig(settings)
         self.settings = settings
@@ -95,8 +102,17 @@ class KafkaSubscriber:
         self.from_beginning = from_beginning
         self.since = since
         self.offsets = offsets
+        self.position = position
         self._consumer: AIOKafkaConsumer | None = None
         self.subscribed = asyncio.Event()
+        #: The end of each partition when it was assigned: caught up once every one is reached.
+        self.ends: dict[TopicPartition, int] = {}
+        self._acked: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def stream(self, tp: TopicPartition) -> str:
+        """A partition's name in a `Position`: `topic/partition`, the topic unprefixed."""
+        return f"{self.config.unprefixed(tp.topic)}/{tp.partition}"
 
     async def start(self) -> None:
         if self._consumer is not None:
@@ -105,28 +121,49 @@ class KafkaSubscriber:
             group_id=self.group_id,
             isolation_level="read_committed",
             auto_offset_reset="earliest" if self.from_beginning else "latest",
-            enable_auto_commit=self.group_id is not None,
+            enable_auto_commit=False,
             **self.config.client(),
         )
         self._consumer = consumer = await _connected(consumer, self.config)
-        if self.group_id is not None:
-            consumer.subscribe(self.topics)
-            return
+        try:
+            await self._position(consumer)
+        except BaseException:
+            self._consumer = None
+            await consumer.stop()
+            raise
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> None:
         missing = set(self.topics) - await consumer.topics()
         if missing:
-            await consumer.stop()
-            self._consumer = None
             raise BrokerError(
                 f"topic {sorted(missing)[0]} does not exist (run `eventflow topics apply`)",
                 retriable=False,
             )
+        if self.group_id is not None:
+            assigned = asyncio.Event()
+            consumer.subscribe(self.topics, listener=_Assigned(self, assigned))
+            try:
+                await asyncio.wait_for(assigned.wait(), 60)
+            except TimeoutError as e:
+                raise BrokerError(f"{self.group_id}: no partitions assigned within 60s") from e
+            return
         tps = [
             TopicPartition(topic, p)
             for topic in self.topics
             for p in range(self.config.partitions(self.config.unprefixed(topic)))
         ]
         consumer.assign(tps)
-        if self.offsets is not None:
+        if self.position is not None:
+            streams = {self.stream(tp): tp for tp in tps}
+            unknown = sorted(set(self.position) - set(streams))
+            if unknown:
+                raise ConfigurationError(
+                    f"position names {unknown[0]!r}, not a partition of this subscription "
+                    f"(one of {', '.join(sorted(streams))})"
+                )
+            for name, tp in streams.items():
+                consumer.seek(tp, self.position.get(name, 0))
+        elif self.offsets is not None:
             for tp in tps:
                 consumer.seek(tp, self.offsets.get(tp.partition, 0))
         elif self.since is not None:
@@ -140,25 +177,119 @@ class KafkaSubscriber:
             await consumer.seek_to_beginning(*tps)
         else:
             await consumer.seek_to_end(*tps)
+        await self._assigned(tps)
+
+    async def _assigned(self, tps: list[TopicPartition]) -> None:
+        """Resolve where each partition starts (nothing published from here on is missed) and
+        where it ends now."""
+        consumer = self._consumer
+        assert consumer is not None
         for tp in tps:
-            await consumer.position(tp)  # resolve now: nothing published from here on is missed
+            self._committed[tp] = self._acked[tp] = await consumer.position(tp)
+        self.ends.update(await consumer.end_offsets(tps))
 
     async def stop(self) -> None:
         if self._consumer is not None:
+            try:
+                await self.commit()
+            except BrokerError as e:
+                log.warning("%s: last acknowledgements not committed: %s", self.group_id, e)
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+
+    def ack(self, tp: TopicPartition, offset: int) -> None:
+        """The record at `offset` is handled; committed by the next `commit`."""
+        if offset + 1 > self._acked.get(tp, -1):
+            self._acked[tp] = offset + 1
+
+    async def commit(self) -> None:
+        """Commit, in a group, what was acknowledged since the last commit."""
+        consumer = self._consumer
+        if consumer is None or self.group_id is None:
+            return
+        owned = consumer.assignment()
+        moved = {
+            tp: n for tp, n in self._acked.items() if tp in owned and self._committed.get(tp) != n
+        }
+        if not moved:
+            return
+        try:
+            await consumer.commit(moved)
+        except KafkaError as e:
+            raise BrokerError(f"{self.group_id}: commit failed: {e}", retriable=e.retriable) from e
+        self._committed.update(moved)
+
+    def positions(self) -> dict[str, int]:
+        """The next offset to read per partition, after what was acknowledged."""
+        return {self.stream(tp): n for tp, n in self._acked.items()}
+
+    async def caught_up(self) -> bool:
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        owned = consumer.assignment()
+        for tp, end in self.ends.items():
+            if tp in owned and await consumer.position(tp) < end:
+                return False
+        return True
+
+    async def items(self) -> AsyncIterator[tuple[TopicPartition, int, Event] | None]:
+        """Records as events with where they came from, and `None` once when caught up.
+        Acknowledgements are committed before each fetch."""
+        consumer = self._consumer
+        if consumer is None:
+            raise BrokerError("the subscriber is not started", retriable=False)
+        said = False
+        while True:
+            await self.commit()
+            if not said and await self.caught_up():
+                said = True
+                yield None
+            batches = await consumer.getmany(timeout_ms=200 if said else 50)
+            for tp, records in batches.items():
+                for record in records:
+                    event = self._decode(record)
+                    if event is None:
+                        self.ack(tp, record.offset)
+                    else:
+                        yield tp, record.offset, event
+
+    def _decode(self, record: Any) -> Event | None:
+        value = record.value or b""
+        try:
+            event = decode(value, max_metadata_bytes=1 << 30)
+            self.signer.check(
+                self.config.unprefixed(record.topic), event, value, record.headers or ()
+            )
+        except EventError as e:
+            log.warning("skipping a record of %s: %s", record.topic, e.reason)
+            return None
+        return event
 
     async def events(self) -> AsyncIterator[Event]:
         if self._consumer is None:
             raise BrokerError("the subscriber is not started", retriable=False)
         async for record in self._consumer:
-            value = record.value or b""
-            try:
-                event = decode(value, max_metadata_bytes=1 << 30)
-                self.signer.check(
-                    self.config.unprefixed(record.topic), event, value, record.headers or ()
-                )
-            except EventError as e:
-                log.warning("skipping a record of %s: %s", record.topic, e.reason)
-                continue
-            yield event
+            event = self._decode(record)
+            if event is not None:
+                yield event
+
+
+class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Positions and ends of a group member's partitions as they are assigned."""
+
+    def __init__(self, reader: KafkaSubscriber, assigned: asyncio.Event) -> None:
+        self.reader = reader
+        self.assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        try:
+            await self.reader.commit()
+        except BrokerError as e:
+            log.warning("%s: acknowledgements not committed: %s", self.reader.group_id, e)
+        for tp in revoked:
+            self.reader.ends.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.reader._assigned(list(assigned))
+        self.assigned.set()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import eventflow as ef
 from eventflow import testing
-from eventflow.embedded.control import control_allows
+from eventflow.embedded.control import ControlServer, control_allows
 from eventflow.events import Event, encode
 
 
@@ -38,6 +38,27 @@ class Recorder:
 
 
 class EmbeddedHarness(testing.EmbeddedHarness):
+    """With the control socket of `eventflow dev`, which `ef.Subscriber` and `ef.Publisher`
+    (in this process or another, given `env()`) talk to."""
+
+    control: ControlServer | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self.control is None:
+            self.control = ControlServer(self.runtime, self.settings.control_socket)
+            await self.control.start()
+
+    async def _stop_runtime(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        await super()._stop_runtime()
+
+    def env(self) -> dict[str, str]:
+        """What a process of its own needs to reach this instance."""
+        return {"EVENTFLOW_HOME": str(self.settings.home)}
+
     async def forge(self, event: Event) -> bytes:
         """Send `event` over the control socket's door; returns the bytes sent."""
         raw = encode(event)
@@ -50,6 +71,15 @@ class EmbeddedHarness(testing.EmbeddedHarness):
 
 
 class KafkaHarness(testing.KafkaHarness):
+    def env(self) -> dict[str, str]:
+        """What a process of its own needs to reach this broker, under this test's prefix."""
+        key = self.settings.signing_key
+        return {
+            "EVENTFLOW_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap or "",
+            "EVENTFLOW_TOPIC_PREFIX": self.settings.topic_prefix,
+            **({"EVENTFLOW_SIGNING_KEY": key.get_secret_value()} if key is not None else {}),
+        }
+
     async def forge(self, event: Event) -> bytes:
         """Send `event` unsigned onto the topic it belongs on; returns the bytes sent."""
         raw = encode(event)

@@ -315,12 +315,68 @@ def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after
     assert len(logged(home, PipelineRunSucceeded)) == 1
 
 
+def test_watch_refuses_typos_and_replays_in_time_order_until_caught_up(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with dev(home, HELLO) as service:
+        typo = cli(home, "watch", "helo")
+        assert typo.returncode == 2
+        assert typo.stderr == "error: no pipeline 'helo'; did you mean hello?\n"
+        dataset = cli(home, "watch", "--dataset", "greetings.requsted")
+        assert dataset.returncode == 2
+        assert dataset.stderr.endswith("; did you mean greetings.requested?\n")
+        far = cli(home, "watch", "--dataset", "zzz")
+        assert (
+            far.stderr
+            == "error: no dataset 'zzz'; datasets: "
+            + ", ".join(
+                sorted(
+                    [
+                        "greetings.requested",
+                        "greetings.drafted",
+                        "greetings.polished",
+                        "greetings.sent",
+                    ]
+                )
+            )
+            + "\n"
+        )
+        for version in ("1", "2"):
+            sent = cli(home, "emit", "greetings.requested", "--meta", "name=ada", "-v", version)
+            assert sent.returncode == 0, sent.stderr
+
+        def replay(*args: str) -> list[str]:
+            done = cli(home, "watch", "--from-beginning", "--until-caught-up", *args)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.splitlines()
+
+        wait_for(lambda: sum("hello  -  ok" in line for line in replay("hello")) == 2)
+        events = [orjson.loads(line) for line in replay("--all", "--json")]
+        times = [e["time"] for e in events]
+        assert times == sorted(times), "a replay prints in event-time order"
+        assert {"eventflow.dataset.produced", "eventflow.task.succeeded"} <= {
+            e["type"] for e in events
+        }
+        assert [e["type"] for e in events].count("eventflow.pipeline.run.succeeded") == 2
+        outputs = replay("--kind", "dataset", "--dataset", "greetings.sent")
+        assert len(outputs) == 2 and all("greetings.sent" in line for line in outputs)
+        service.send_signal(signal.SIGINT)
+        _, stderr = service.communicate(timeout=20)
+    assert service.returncode == 0
+    assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr
+
+
 def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -> None:
     home = tmp_path / "home"
     examples = ROOT / "examples"
     with dev(home, examples / "ml_pipeline.py"):
         subscriber = subprocess.Popen(
-            [sys.executable, str(examples / "subscriber.py"), "nightly_features"],
+            [
+                sys.executable,
+                str(examples / "subscriber.py"),
+                "nightly_features",
+                "--state",
+                str(tmp_path / "notifier.db"),
+            ],
             env=env(home),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
@@ -15,7 +17,7 @@ import eventflow as ef
 from eventflow.topics import TOPICS
 
 from ..kafka_broker import Broker
-from .cluster import Cluster
+from .cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -30,6 +32,10 @@ def run(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def says_ready(log: Path) -> bool:
+    return "ready, owns partitions" in log.read_text()
 
 
 def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
@@ -48,6 +54,10 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
     try:
         coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
         cluster.ready(coordinator, worker)
+        for log in (coordinator.log, worker.log):
+            wait_for(functools.partial(says_ready, log), 30, "ready")
+            said = log.read_text()
+            assert said.index(": joining its group;") < said.index(": ready, owns partitions")
         watch = subprocess.Popen(
             [sys.executable, "-m", "eventflow", "watch"],
             env=cluster.env,
@@ -73,6 +83,18 @@ def test_quick_start(kafka: Broker, tmp_path: Path) -> None:
             watch.terminate()
             watch.communicate(timeout=10)
         assert "Hello kafka!" in (tmp_path / "worker-1.log").read_text()
+        replay = run(cluster, "watch", "--all", "--json", "--from-beginning", "--until-caught-up")
+        assert replay.returncode == 0, replay.stderr
+        events = [orjson.loads(line) for line in replay.stdout.splitlines()]
+        times = [e["time"] for e in events]
+        assert times == sorted(times), "a replay across topics prints in event-time order"
+        assert {
+            "eventflow.dataset.produced",
+            "eventflow.task.succeeded",
+            "eventflow.deadletter",
+        } <= {e["type"] for e in events}
+        unchecked = run(cluster, "watch", "helo", "--until-caught-up", "--app", str(HELLO))
+        assert unchecked.stderr == "error: no pipeline 'helo'; did you mean hello?\n"
     finally:
         cluster.stop()
     for name in ("coordinator-0", "worker-1"):
@@ -120,7 +142,7 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
         await worker.ready.wait()
         async with ef.Publisher(settings) as publisher:
             await publisher.publish("greetings.requested", version=1, metadata={"name": "a"})
-            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+            async with ef.Subscriber(settings, name="dashboard", from_beginning=True) as group:
                 first = await asyncio.wait_for(anext(aiter(group)), 60)
             middle = datetime.now(UTC)
             await publisher.publish("greetings.requested", version=2, metadata={"name": "b"})
@@ -129,10 +151,10 @@ async def test_subscriber_replays_from_the_beginning_a_time_or_as_a_group(
                 replayed = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
             async with ef.Subscriber(settings, since=middle) as later:
                 since = await asyncio.wait_for(anext(aiter(later)), 60)
-            async with ef.Subscriber(settings, group_id="dashboard", from_beginning=True) as group:
+            async with ef.Subscriber(settings, name="dashboard", from_beginning=True) as group:
                 resumed = await asyncio.wait_for(anext(aiter(group)), 60)
-            everywhere = dict.fromkeys(range(6), 0)
-            async with ef.Subscriber(settings, offsets=everywhere) as exact:
+            everywhere = {f"eventflow.pipeline-runs/{p}": 0 for p in range(6)}
+            async with ef.Subscriber(settings, position=everywhere) as exact:
                 runs = aiter(exact)
                 from_offsets = [await asyncio.wait_for(anext(runs), 60) for _ in range(2)]
     assert first.status == "succeeded"
