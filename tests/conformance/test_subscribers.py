@@ -258,3 +258,23 @@ async def test_a_durable_subscriber_killed_resumes_with_nothing_missed_or_repeat
     handled = Counter(notifications(state))
     assert set(handled) == expected, "nothing missed, nothing foreign"
     assert max(handled.values()) == 1, f"handled twice: {handled}"
+
+
+async def test_freshness_events_can_be_subscribed_to(start: Start) -> None:
+    """A service told when a dataset is late by its policy, and when it is on time again."""
+    feed = ef.Dataset("feed", freshness=ef.Freshness(max_age=1))
+    p = ef.Pipeline("reader")
+
+    @p.task(inputs=[feed])
+    def read(ctx: ef.TaskContext) -> None:
+        pass
+
+    async with start(ef.App([p])) as h, ef.Subscriber(h.settings, kinds=("freshness",)) as sub:
+        seen = sub.events()
+        async with asyncio.timeout(60):
+            late = await anext(seen)
+            assert isinstance(late, ef.FreshnessViolated)
+            assert (late.data.name, late.data.policy) == ("feed", "max_age")
+            await h.emit("feed", "", 1)
+            back = await anext(seen)
+        assert isinstance(back, ef.FreshnessRecovered) and back.data.name == "feed"
