@@ -261,7 +261,12 @@ def emit(
 @click.option("--dataset", "datasets", multiple=True, help="Only events of this dataset.")
 @click.option("--partition", "partitions", multiple=True, help="Only events of this partition.")
 @click.option(
-    "--status", "statuses", multiple=True, help="Only this status (succeeded, failed, passed...)."
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["running", "succeeded", "failed", "passed"]),
+    help="Only this status: a run's or task's (running, succeeded, failed), a check's (passed, "
+    "failed).",
 )
 @click.option(
     "--kind",

@@ -9,7 +9,9 @@ push: an emitted event reaches the coordinator as soon as it is read off the soc
 `{"ok": true, "start": S, "end": E}` (E: the last `seq` committed then). Then each event comes
 as one line, `<seq> <event JSON>`, in `seq` order, and `{"caught_up": E}` once every event up to
 E has been sent. The client sends `{"ack": P}` lines as it handles events (P: the next `seq` it
-wants); a durable subscription's position moves on with them.
+wants, at most the one after the last event sent); a durable subscription's position moves on
+with them. Anything else from the client, a storage error, or a newer subscriber of the same
+name ends the stream with `{"error": REASON}` (a bad line is dead-lettered too).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import base64
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,10 @@ MAX_LINE = 16 * 1024 * 1024
 _SUN_PATH_MAX = 107
 #: Seconds a durable subscription's old connection has to end before a new one takes over.
 TAKE_OVER_S = 2.0
+#: Subscriptions one dev instance serves at once: each reads the log after every commit.
+MAX_SUBSCRIBERS = 64
+#: Bytes a subscription writes ahead of a reader before it waits for it.
+WRITE_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,9 @@ class ControlServer(Service):
         self.path = path
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        #: Connections serving a subscription, and those a newer subscriber took over.
+        self._subscribers: set[asyncio.Task[Any]] = set()
+        self._taken: set[asyncio.Task[Any]] = set()
         self._limit = request_limit(runtime.settings.max_metadata_bytes)
         self.subscriptions = SubscriptionLog(runtime.settings.database)
 
@@ -107,6 +116,7 @@ class ControlServer(Service):
 
     async def _close(self) -> None:
         if self._server is None:
+            await self.subscriptions.stop()  # opened before a server that failed to start
             return
         server, self._server = self._server, None
         server.close()
@@ -221,36 +231,52 @@ class ControlServer(Service):
     async def _subscribe(
         self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Serve one subscription until the client hangs up (see the module's docstring)."""
+        """Serve one subscription until the client hangs up (see the module's docstring). A
+        request that cannot be served is refused before `ok`; after it, whatever ends the
+        subscription (a bad acknowledgement, a storage error, a newer subscriber of its name)
+        is said on the stream's last line, `{"error": ...}`."""
         types = request.get("types") or []
         name = request.get("name")
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ValueError("subscribe needs `types`: a list of event types")
-        if name is not None and not isinstance(name, str):
-            raise ValueError("a subscription `name` is a string")
-        log = self.subscriptions
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError("a subscription `name` is a non-empty string")
+        if len(self._subscribers) >= MAX_SUBSCRIBERS:
+            raise ConfigurationError(
+                f"{MAX_SUBSCRIBERS} subscribers are served already: close one, or use Kafka"
+            )
+        subs = self.subscriptions
+        serving = asyncio.current_task()
+        assert serving is not None
         if name is not None:
             await self._take_over(name)
-        start = await start_position(log, request)
-        end = (await log.bounds())[1]
+            subs.in_use[name] = serving  # before any other await: one reader per name
+        self._subscribers.add(serving)
+        try:
+            start = await start_position(subs, request)
+            end = (await subs.bounds())[1]
+        except BaseException:
+            self._subscribers.discard(serving)
+            if name is not None and subs.in_use.get(name) is serving:
+                del subs.in_use[name]
+            raise
         committed = self.runtime.on_commit()
-        acks = Acks(log, name, start) if name is not None else None
-        if name is not None:
-            serving = asyncio.current_task()
-            assert serving is not None
-            log.in_use[name] = serving
-        hung_up = asyncio.create_task(self._read_acks(reader, acks))
+        acks = Acks(subs, name, start) if name is not None else None
+        position, sent, caught_up = start, start, False
+        hung_up = asyncio.create_task(self._read_acks(reader, acks, lambda: sent))
         hung_up.add_done_callback(lambda _: committed.set())  # wakes the loop below to end
         flusher = asyncio.create_task(acks.run()) if acks is not None else None
+        ended: str | None = None
         try:
             await self._reply(writer, {"ok": True, "start": start, "end": end})
-            position, sent, caught_up = start, start, False
             while not hung_up.done():
                 committed.clear()
-                last = (await log.bounds())[1]
-                rows = await log.read(position, last, types)
+                last = (await subs.bounds())[1]
+                rows = await subs.read(position, last, types)
                 for seq, event in rows:
                     writer.write(b"%d " % seq + encode(event) + b"\n")
+                    if writer.transport.get_write_buffer_size() > WRITE_BUFFER:
+                        await writer.drain()  # a reader that stalls holds this much, no more
                 if rows:
                     sent = rows[-1][0] + 1
                     await writer.drain()
@@ -262,35 +288,64 @@ class ControlServer(Service):
                     await self._reply(writer, {"caught_up": end})
                 if len(rows) < PAGE:
                     await committed.wait()
+            if (refused := hung_up.result()) is not None:
+                ended = refused
+        except EventflowError as e:
+            ended = f"the subscription ended: {e}"
+            log.error("subscription %s: %s", name or "(live)", e)
+        except asyncio.CancelledError:
+            if serving in self._taken:
+                ended = f"subscription {name!r} was taken over by a newer subscriber"
+            raise
         finally:
+            self._taken.discard(serving)
+            self._subscribers.discard(serving)
             self.runtime.forget_commit(committed)
             await self.cancel(hung_up, *([flusher] if flusher is not None else []))
+            if ended is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    writer.write(orjson.dumps({"error": ended}) + b"\n")
             if acks is not None:
-                if log.in_use.get(acks.name) is asyncio.current_task():
-                    del log.in_use[acks.name]
+                if subs.in_use.get(acks.name) is serving:
+                    del subs.in_use[acks.name]
                 with contextlib.suppress(EventflowError):
                     await acks.flush()
 
     async def _take_over(self, name: str) -> None:
         """A name is read by one subscriber at a time: a new one (a service restarted before
         its old connection was noticed gone) takes over. The old connection gets a moment to
-        hand in its last acknowledgements, then is closed."""
+        hand in its last acknowledgements, then is closed, and told why."""
         old = self.subscriptions.in_use.get(name)
         if old is None or old.done():
             return
         done, _ = await asyncio.wait({old}, timeout=TAKE_OVER_S)
         if not done:
             log.warning("subscription %r: taken over from the subscriber reading it", name)
+            self._taken.add(old)
             await self.cancel(old)
 
-    @staticmethod
-    async def _read_acks(reader: asyncio.StreamReader, acks: Acks | None) -> None:
-        """Until the client hangs up: its acknowledgements."""
+    async def _read_acks(
+        self, reader: asyncio.StreamReader, acks: Acks | None, sent: Callable[[], int]
+    ) -> str | None:
+        """Until the client hangs up: its acknowledgements, each `{"ack": P}` with P a position
+        it was sent (up to the one after the last event sent). Anything else ends the
+        subscription, dead-lettered with the reason, which is returned."""
         while line := await reader.readline():
-            with contextlib.suppress(ValueError, orjson.JSONDecodeError):
+            try:
                 message = orjson.loads(line)
-                if acks is not None and isinstance(message, dict) and "ack" in message:
-                    acks.ack(int(message["ack"]))
+            except orjson.JSONDecodeError:
+                message = None
+            ack = message.get("ack") if isinstance(message, dict) else None
+            if not isinstance(ack, int) or isinstance(ack, bool) or not 1 <= ack <= sent():
+                reason = (
+                    f"bad acknowledgement {line[:200].decode('utf-8', 'replace').strip()!r}: "
+                    f'a subscriber sends {{"ack": P}}, P a position it was sent (1..{sent()})'
+                )
+                await self._refuse(line, reason)
+                return reason
+            if acks is not None:
+                acks.ack(ack)
+        return None
 
 
 class ControlClient(Lifecycle):
@@ -377,6 +432,10 @@ class ControlClient(Lifecycle):
                 message = orjson.loads(line)
                 if "caught_up" in message:
                     yield CaughtUp(int(message["caught_up"]))
+                elif "error" in message:  # the server ended the subscription, and says why
+                    raise ConfigurationError(
+                        f"the dev instance ended the subscription: {message['error']}"
+                    )
                 continue
             seq, _, body = line.partition(b" ")
             try:

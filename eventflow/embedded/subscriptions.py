@@ -134,21 +134,34 @@ class SubscriptionLog:
 async def start_position(log: SubscriptionLog, request: dict[str, Any]) -> int:
     """The first `seq` a subscription request reads: its stored position (durable), the
     beginning, the first event at a time, a given position, or the end. A position before what
-    retention left is refused: those events are gone, and saying so beats skipping them."""
+    retention left is refused: those events are gone, and saying so beats skipping them; one
+    after the end is refused too: it would wait for events that are not logged yet."""
     first, last = await log.bounds()
     name = request.get("name")
     start: int | None = None
     if name is not None:
         start = await log.position(name)
     if start is None:
+        since, position = request.get("since"), request.get("position")
         if request.get("from_beginning"):
             start = first
-        elif request.get("since") is not None:
-            start = await log.at(datetime.fromisoformat(request["since"]))
-        elif request.get("position") is not None:
-            start = int(request["position"])
-            if start < 1:
-                raise ConfigurationError(f"a log position is 1 or more, not {start}")
+        elif since is not None:
+            if not isinstance(since, str):
+                raise ConfigurationError(f"`since` is an ISO time, not {since!r}")
+            try:
+                when = datetime.fromisoformat(since)
+            except ValueError:
+                raise ConfigurationError(f"`since` is an ISO time, not {since!r}") from None
+            start = await log.at(when)
+        elif position is not None:
+            if not isinstance(position, int) or isinstance(position, bool):
+                raise ConfigurationError(f"a log position is a whole number, not {position!r}")
+            if not 1 <= position <= last + 1:
+                raise ConfigurationError(
+                    f"log position {position} is not in the log: it holds {first}..{last}, "
+                    f"and {last + 1} is the next event"
+                )
+            start = position
         else:
             start = last + 1
         if name is not None:

@@ -3,10 +3,12 @@ mode, a durable subscription holding the event log's retention back."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 import eventflow as ef
@@ -22,6 +24,8 @@ from eventflow.events import (
     TaskFailedData,
 )
 from eventflow.subscriptions import Selection, Start, event_types, facts
+
+from ..conformance.harness import EmbeddedHarness
 
 FAILED = TaskFailed.of(
     TaskFailedData(
@@ -113,3 +117,81 @@ async def test_a_durable_subscription_holds_the_log_retention_back(tmp_path: Pat
             assert first == last + 1, "no subscription left: retention takes the rest"
         finally:
             await log.stop()
+
+
+async def _subscribe(
+    h: testing.EmbeddedHarness, request: dict[str, object]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, object]]:
+    reader, writer = await asyncio.open_unix_connection(h.settings.control_socket)
+    writer.write(orjson.dumps({"op": "subscribe", **request}) + b"\n")
+    await writer.drain()
+    return reader, writer, orjson.loads(await reader.readline())
+
+
+def _app() -> ef.App:
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[ef.Dataset("src")])
+    def t(ctx: ef.TaskContext) -> None:
+        pass
+
+    return ef.App([p])
+
+
+@pytest.mark.parametrize(
+    ("request_", "said"),
+    [
+        ({"since": 5}, "`since` is an ISO time, not 5"),
+        ({"since": "yesterday"}, "`since` is an ISO time, not 'yesterday'"),
+        ({"position": [1]}, "a log position is a whole number, not [1]"),
+        ({"position": True}, "a log position is a whole number, not True"),
+        ({"position": 2**63}, "is not in the log"),
+        ({"position": 1_000_000}, "is not in the log"),
+        ({"position": 0}, "is not in the log"),
+        ({"types": "all"}, "a list of event types"),
+        ({"name": 7}, "a subscription `name` is a non-empty string"),
+    ],
+)
+async def test_a_subscription_request_that_cannot_be_served_is_refused_with_the_reason(
+    tmp_path: Path, request_: dict[str, object], said: str
+) -> None:
+    """Refused before anything is sent, with the reason; the instance serves on."""
+    async with EmbeddedHarness(_app(), tmp_path) as h:
+        _, writer, reply = await _subscribe(h, {"types": [], **request_})
+        assert reply["ok"] is False and said in str(reply["error"]), reply
+        writer.close()
+        await writer.wait_closed()
+        await h.emit("src", version=1)
+        await h.wait_idle()  # still deciding
+
+
+@pytest.mark.parametrize(
+    "ack", [b'{"ack": 4611686018427387904}', b'{"ack": null}', b'{"ack": [1]}', b"not json"]
+)
+async def test_a_bad_acknowledgement_ends_the_subscription_and_moves_no_position(
+    tmp_path: Path, ack: bytes
+) -> None:
+    async with EmbeddedHarness(_app(), tmp_path) as h:
+        await h.emit("src", version=1)
+        await h.wait_idle()
+        reader, writer, reply = await _subscribe(
+            h, {"types": [], "name": "keeper", "from_beginning": True}
+        )
+        assert reply["ok"] is True, reply
+        writer.write(ack + b"\n")
+        await writer.drain()
+        async with asyncio.timeout(30):
+            while (line := await reader.readline()) and not line.startswith(b'{"error"'):
+                pass
+        assert b"bad acknowledgement" in line
+        assert await reader.readline() == b"", "the stream ends after saying why"
+        writer.close()
+        await writer.wait_closed()
+        log = SubscriptionLog(h.settings.database)
+        await log.start()
+        try:
+            assert await log.position("keeper") == 1, "the position did not move"
+        finally:
+            await log.stop()
+        refused = [e for e in h.events if isinstance(e, ef.DeadLetter)]
+        assert refused and "bad acknowledgement" in refused[-1].data.reason
