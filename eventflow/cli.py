@@ -8,7 +8,7 @@ import difflib
 import getpass
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from .api.client import ApiClient, ApiError
 from .clients import Publisher, Subscriber
 from .core import Explanation
 from .embedded import ControlClient
+from .embedded.subscriptions import SubscriptionLog
 from .errors import ConfigurationError, EventflowError, NotRunning
 from .events import (
     MAX_VERSION,
@@ -751,6 +752,66 @@ def history_rebuild(target: str | None, home: Path | None, bootstrap: str | None
         )
     read = _run(rebuild_embedded(settings.database, store))
     click.echo(f"history rebuilt from {read} events of {settings.database}")
+
+
+@cli.group()
+def subscriptions() -> None:
+    """Durable subscriptions of a dev instance (`ef.Subscriber(name=...)`), which hold the
+    event log's retention back until they have read it. On Kafka they are consumer groups
+    `PREFIXeventflow.subscriber.NAME`, which Kafka drops once empty for
+    `offsets.retention.minutes`."""
+
+
+@subscriptions.command("list")
+@home_option
+def subscriptions_list(home: Path | None) -> None:
+    """Each durable subscription: where it reads, how far behind the log it is, since when."""
+    settings = _settings(home)
+
+    async def read() -> tuple[list[tuple[str, int, str]], int]:
+        async with _subscription_log(settings) as log:
+            return await log.named(), (await log.bounds())[1]
+
+    named, last = _run(read())
+    if not named:
+        click.echo("No durable subscription.")
+        return
+    rows = [[n, str(p), str(max(0, last + 1 - p)), u] for n, p, u in named]
+    click.echo(operator.table(["name", "next seq", "behind", "moved at"], rows))
+
+
+@subscriptions.command("forget")
+@click.argument("name")
+@home_option
+def subscriptions_forget(name: str, home: Path | None) -> None:
+    """Drop an abandoned durable subscription: the log's retention no longer waits for it, and
+    a subscriber of that name starts afresh (as its request says)."""
+    settings = _settings(home)
+
+    async def forget() -> bool:
+        async with _subscription_log(settings) as log:
+            return await log.forget(name)
+
+    if not _run(forget()):
+        raise ConfigurationError(f"no durable subscription {name!r} in {settings.home}")
+    click.echo(f"forgot the subscription {name!r}")
+
+
+@contextlib.asynccontextmanager
+async def _subscription_log(settings: Settings) -> AsyncIterator[SubscriptionLog]:
+    if settings.kafka_bootstrap:
+        raise ConfigurationError(
+            "on Kafka a durable subscription is the consumer group "
+            f"{settings.topic_prefix}eventflow.subscriber.NAME: see kafka-consumer-groups.sh"
+        )
+    if not settings.database.exists():
+        raise ConfigurationError(f"no state in {settings.home}")
+    log = SubscriptionLog(settings.database)
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.stop()
 
 
 @cli.group()

@@ -120,6 +120,17 @@ class SubscriptionLog:
         except sqlite3.Error as e:
             raise StorageError(f"cannot store the position of {name!r}: {e}") from e
 
+    async def named(self) -> list[tuple[str, int, str]]:
+        """Every durable subscription: its name, the next `seq` it reads, when it last moved."""
+        try:
+            async with self.db.execute(
+                "SELECT name, position, updated_at FROM subscriptions ORDER BY name"
+            ) as cur:
+                rows = await cur.fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read the subscriptions of {self.database}: {e}") from e
+        return [(str(n), int(p), str(u)) for n, p, u in rows]
+
     async def forget(self, name: str) -> bool:
         """Drop a durable subscription; True if there was one."""
         try:

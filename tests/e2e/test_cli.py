@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -22,6 +23,7 @@ import orjson
 import pytest
 
 from eventflow.api.auth import read_pass
+from eventflow.embedded.subscriptions import SubscriptionLog
 from eventflow.events import (
     DeadLetter,
     DeadLetterData,
@@ -546,3 +548,29 @@ def test_dev_says_when_a_dataset_is_late_and_when_it_is_on_time_again(tmp_path: 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_durable_subscriptions_are_listed_and_an_abandoned_one_forgotten(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert (
+        cli(home, "dev", str(HELLO), "--emit", "greetings.requested", "--until-idle").returncode
+        == 0
+    )
+
+    async def keep() -> None:
+        log = SubscriptionLog(home / "eventflow.db")
+        await log.start()
+        try:
+            await log.store("mailer", 2)
+        finally:
+            await log.stop()
+
+    asyncio.run(keep())
+    listed = cli(home, "subscriptions", "list")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line.split() for line in listed.stdout.splitlines() if line.startswith("mailer")]
+    assert row[1] == "2" and int(row[2]) > 0, listed.stdout  # behind the log's end
+    assert cli(home, "subscriptions", "forget", "mailer").returncode == 0
+    assert cli(home, "subscriptions", "list").stdout.strip() == "No durable subscription."
+    again = cli(home, "subscriptions", "forget", "mailer")
+    assert again.returncode == 2 and "no durable subscription 'mailer'" in again.stderr
