@@ -134,7 +134,8 @@ class SubscriptionLog:
 async def start_position(log: SubscriptionLog, request: dict[str, Any]) -> int:
     """The first `seq` a subscription request reads: its stored position (durable), the
     beginning, the first event at a time, a given position, or the end. A position before what
-    retention left is refused: those events are gone, and saying so beats skipping them."""
+    retention left, or beyond the end, is refused: the events it would skip are gone or yet to
+    come, and saying so beats skipping them."""
     first, last = await log.bounds()
     name = request.get("name")
     start: int | None = None
@@ -149,6 +150,10 @@ async def start_position(log: SubscriptionLog, request: dict[str, Any]) -> int:
             start = int(request["position"])
             if start < 1:
                 raise ConfigurationError(f"a log position is 1 or more, not {start}")
+            if start > last + 1:  # the events logged meanwhile up to there would be skipped
+                raise ConfigurationError(
+                    f"the event log ends at seq {last}: cannot start at {start}"
+                )
         else:
             start = last + 1
         if name is not None:
