@@ -190,7 +190,9 @@ class Subscriber(Lifecycle):
     next one, or the `async with` block ends without an exception (or `stop()` is called). A
     durable subscriber that crashes, or leaves its block with an exception, gets again the
     events it had not handled (the one in hand among them), never fewer; an idempotent handler
-    keys on `event.id`. Events of one pipeline partition come in order.
+    keys on `event.id`. Order: the log's in embedded mode; on Kafka within one kind's topic
+    partition only (a pipeline's runs, a pipeline's task outcomes, a dataset's versions and
+    checks), not across kinds: a run's outcome may come before its tasks' outcomes.
     """
 
     def __init__(

@@ -6,7 +6,8 @@ the way a real one must: durable and idempotent.
 - Idempotent: delivery is at least once, so the outcome it was handling when it died comes
   again. It keeps the ids of the events it handled in its own SQLite file, in the same
   transaction as what handling does (here: a row in `notifications`), and skips an event it
-  has seen.
+  has seen (and says so: a redelivery is printed as `already handled`).
+- Stopped with SIGTERM (a redeploy), it lets go of its subscription cleanly and exits 0.
 
 eventflow dev examples/ml_pipeline.py
 python examples/subscriber.py --state notifier.db nightly_features
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -43,24 +46,35 @@ def handle(db: sqlite3.Connection, event: ef.Event, run: ef.PipelineRunData) -> 
 
 
 async def main(pipelines: list[str], state: Path, name: str) -> None:
-    db = sqlite3.connect(state)
-    db.executescript(SCHEMA)
+    """Serve until SIGTERM, which cancels the wait for the next event: each event handled was
+    acknowledged when the next was asked for, and leaving the block hands the subscription
+    back."""
+    serving = asyncio.ensure_future(serve(pipelines, state, name))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+    print("stopped", flush=True)
+
+
+async def serve(pipelines: list[str], state: Path, name: str) -> None:
     subscriber = ef.Subscriber(
         name=name, kinds=["run"], pipelines=pipelines or None, from_beginning=True
     )
-    async with subscriber:
-        print("waiting for pipeline runs", flush=True)
-        async for event in subscriber.events():
-            if not isinstance(event.data, ef.PipelineRunData):
-                continue
-            run = event.data
-            if not handle(db, event, run):
-                print(f"already handled {event.id}", flush=True)
-                continue
-            tasks = ", ".join(f"{t.task}={t.status}" for t in run.tasks)
-            print(f"{run.pipeline} {run.partition} {run.status}: {tasks}", flush=True)
-            if run.status == "failed":
-                print(f"  why: {run.reason}", flush=True)
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        db.executescript(SCHEMA)
+        async with subscriber:
+            print("waiting for pipeline runs", flush=True)
+            async for event in subscriber.events():
+                if not isinstance(event.data, ef.PipelineRunData):
+                    continue
+                run = event.data
+                if not handle(db, event, run):
+                    print(f"already handled {event.id}", flush=True)
+                    continue
+                tasks = ", ".join(f"{t.task}={t.status}" for t in run.tasks)
+                print(f"{run.pipeline} {run.partition} {run.status}: {tasks}", flush=True)
+                if run.status == "failed":
+                    print(f"  why: {run.reason}", flush=True)
 
 
 if __name__ == "__main__":

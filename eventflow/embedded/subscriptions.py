@@ -167,10 +167,11 @@ async def start_position(log: SubscriptionLog, request: dict[str, Any]) -> int:
         elif position is not None:
             if not isinstance(position, int) or isinstance(position, bool):
                 raise ConfigurationError(f"a log position is a whole number, not {position!r}")
-            if not 1 <= position <= last + 1:
+            if position < 1:
+                raise ConfigurationError(f"a log position is 1 or more: cannot start at {position}")
+            if position > last + 1:  # the events logged meanwhile up to there would be skipped
                 raise ConfigurationError(
-                    f"log position {position} is not in the log: it holds {first}..{last}, "
-                    f"and {last + 1} is the next event"
+                    f"the event log ends at seq {last}: cannot start at {position}"
                 )
             start = position
         else:

@@ -73,9 +73,14 @@ class KafkaPublisher:
 
 class KafkaSubscriber:
     """Reads `eventflow.pipeline-runs` (or any of our topics) as a group member, or from a
-    given start (`from_beginning`, `since` a time, explicit `offsets` per partition, or a
-    `position` per topic partition) to replay what was missed. With a signing key, eventflow's
-    own events without a valid signature are skipped.
+    given start (`from_beginning`, `since` a time, or a `position` naming every partition) to
+    replay what was missed. With a signing key, eventflow's own events without a valid
+    signature are skipped.
+
+    A group resumes from its committed offsets. A partition it has none for yet starts at the
+    end (the beginning with `from_beginning`), and that start is committed as soon as it is
+    assigned, so a member stopped before its first event still resumes there. A committed
+    offset that retention has passed resumes at the oldest record kept.
 
     `items()` (what `Subscriber` reads) also says when the subscriber has caught up with the
     topics' ends as they were when its partitions were assigned, and `ack` commits, in a group,
@@ -90,7 +95,6 @@ class KafkaSubscriber:
         group_id: str | None = None,
         from_beginning: bool = False,
         since: datetime | None = None,
-        offsets: dict[int, int] | None = None,
         position: dict[str, int] | None = None,
     ) -> None:
         self.config = KafkaConfig(settings)
@@ -101,7 +105,6 @@ class KafkaSubscriber:
         self.group_id = group_id
         self.from_beginning = from_beginning
         self.since = since
-        self.offsets = offsets
         self.position = position
         self._consumer: AIOKafkaConsumer | None = None
         self.subscribed = asyncio.Event()
@@ -120,7 +123,9 @@ class KafkaSubscriber:
         consumer = AIOKafkaConsumer(
             group_id=self.group_id,
             isolation_level="read_committed",
-            auto_offset_reset="earliest" if self.from_beginning else "latest",
+            # Every start is sought explicitly (`_position`, `_assigned`): this only applies to
+            # an offset that retention has passed, where the oldest record kept loses least.
+            auto_offset_reset="earliest",
             enable_auto_commit=False,
             **self.config.client(),
         )
@@ -161,11 +166,15 @@ class KafkaSubscriber:
                     f"position names {unknown[0]!r}, not a partition of this subscription "
                     f"(one of {', '.join(sorted(streams))})"
                 )
+            missing = sorted(set(streams) - set(self.position))
+            if missing:
+                raise ConfigurationError(
+                    "a position on Kafka names every partition of the topics subscribed to, as "
+                    f"`Subscriber.position` gives it: {missing[0]!r} is missing"
+                )
+            await self._within(consumer, {tp: self.position[name] for name, tp in streams.items()})
             for name, tp in streams.items():
-                consumer.seek(tp, self.position.get(name, 0))
-        elif self.offsets is not None:
-            for tp in tps:
-                consumer.seek(tp, self.offsets.get(tp.partition, 0))
+                consumer.seek(tp, self.position[name])
         elif self.since is not None:
             found = await consumer.offsets_for_times(
                 {tp: int(self.since.timestamp() * 1000) for tp in tps}
@@ -179,14 +188,47 @@ class KafkaSubscriber:
             await consumer.seek_to_end(*tps)
         await self._assigned(tps)
 
+    async def _within(self, consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+        """Refuse a start outside what a partition holds, as embedded mode does: before its
+        first record those records are gone, beyond its end the next ones would be skipped."""
+        firsts = await consumer.beginning_offsets(list(starts))
+        ends = await consumer.end_offsets(list(starts))
+        for tp, offset in sorted(starts.items()):
+            if offset < firsts[tp]:
+                raise ConfigurationError(
+                    f"records of {self.stream(tp)} before offset {firsts[tp]} have left the "
+                    f"topic (its retention): cannot start at {offset}"
+                )
+            if offset > ends[tp]:
+                raise ConfigurationError(
+                    f"{self.stream(tp)} ends at offset {ends[tp]}: cannot start at {offset}"
+                )
+
     async def _assigned(self, tps: list[TopicPartition]) -> None:
         """Resolve where each partition starts (nothing published from here on is missed) and
-        where it ends now."""
+        where it ends now. In a group, a partition with no committed offset starts at the end
+        (or the beginning), committed at once: otherwise a member stopped before handling an
+        event would leave nothing committed, and the next would start at a later end."""
         consumer = self._consumer
         assert consumer is not None
+        fresh: list[TopicPartition] = []
+        if self.group_id is not None:
+            fresh = [tp for tp in tps if await consumer.committed(tp) is None]
+            if fresh and self.from_beginning:
+                await consumer.seek_to_beginning(*fresh)
+            elif fresh:
+                await consumer.seek_to_end(*fresh)
         for tp in tps:
-            self._committed[tp] = self._acked[tp] = await consumer.position(tp)
+            self._acked[tp] = await consumer.position(tp)
+            if tp in fresh:
+                self._committed.pop(tp, None)
+            else:
+                self._committed[tp] = self._acked[tp]
         self.ends.update(await consumer.end_offsets(tps))
+        try:
+            await self.commit()
+        except BrokerError as e:  # committed by the next `commit`, before the next fetch
+            log.warning("%s: start positions not committed yet: %s", self.group_id, e)
 
     async def stop(self) -> None:
         if self._consumer is not None:
