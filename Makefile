@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # UI=1: then serve the web UI over the demo's runtime and print its address, until Ctrl-C.
+# Its files are removed when it ends; KEEP=1 keeps them.
 demo: $(STAMP)
-	$(PY) examples/ml_pipeline.py $(if $(filter 1,$(UI)),--ui)
+	$(PY) examples/ml_pipeline.py $(if $(filter 1,$(UI)),--ui) $(if $(filter 1,$(KEEP)),--keep)
 
 # The web UI's tests need Chromium: installed first (as root, with apt-get) when missing.
 test: $(STAMP)

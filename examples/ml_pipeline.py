@@ -2,6 +2,7 @@
 
     python examples/ml_pipeline.py          # self-contained demo (what `make demo` runs)
     python examples/ml_pipeline.py --ui     # ... then its web UI until Ctrl-C (make demo UI=1)
+    python examples/ml_pipeline.py --keep   # ... and keep its files for a look (make demo KEEP=1)
     eventflow dev examples/ml_pipeline.py   # as a service; then announce data with
     python examples/publisher.py            # ... an external system saying raw data is ready
 
@@ -206,18 +207,18 @@ async def serve_ui(runtime: ef.EmbeddedRuntime) -> None:
         await supervisor.run()
 
 
-async def demo(ui: bool = False) -> int:
-    """`ui`: after the cascade, serve the web UI over the runtime until Ctrl-C, then remove the
-    demo's files (without it they stay, for a look at them)."""
+async def demo(ui: bool = False, keep: bool = False) -> int:
+    """`ui`: after the cascade, serve the web UI over the runtime until Ctrl-C. The demo's
+    files are removed when it ends, unless `keep`: runs of it leave nothing behind."""
     work = Path(tempfile.mkdtemp(prefix="eventflow-ml-"))
     try:
-        return await _demo(work, ui)
+        return await _demo(work, ui, keep)
     finally:
-        if ui:
+        if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def _demo(work: Path, ui: bool) -> int:
+async def _demo(work: Path, ui: bool, keep: bool) -> int:
     settings = ef.Settings(home=work / ".eventflow")
     day = (date.today() - timedelta(days=1)).isoformat()
     raw = generate_trips(work / day, day)
@@ -230,7 +231,7 @@ async def _demo(work: Path, ui: bool) -> int:
         await runtime.wait_idle()
         elapsed = time.perf_counter() - sent
         runtime.unsubscribe(events)
-        status = _report(events, elapsed, work, kept=not ui)
+        status = _report(events, elapsed, work, kept=keep)
         if ui:
             await serve_ui(runtime)
     return status
@@ -258,10 +259,10 @@ def _report(events: asyncio.Queue[ef.Event], elapsed: float, work: Path, *, kept
     if announced and first_start:
         reaction = (first_start - announced).total_seconds() * 1000
         print(f"first task started {reaction:.1f} ms after raw.trips was announced")
-    where = "" if kept else " (removed when the web UI stops)"
+    where = "" if kept else " (removed when the demo ends; --keep keeps them)"
     print(f"whole cascade: {elapsed:.2f}s; files and state in {work}{where}")
     return 0 if runs and all(r.status == "succeeded" for r in runs) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(demo(ui="--ui" in sys.argv[1:])))
+    sys.exit(asyncio.run(demo(ui="--ui" in sys.argv[1:], keep="--keep" in sys.argv[1:])))

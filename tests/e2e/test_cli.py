@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -404,7 +405,7 @@ def test_external_publisher_and_completion_subscriber_examples(tmp_path: Path) -
     assert "deploy_model=succeeded" in line and "flag_regression=skipped" in line
 
 
-def test_demo_runs_the_ml_cascade_end_to_end() -> None:
+def test_demo_runs_the_ml_cascade_end_to_end_and_leaves_nothing_behind() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "ml_pipeline.py")],
         capture_output=True,
@@ -412,6 +413,19 @@ def test_demo_runs_the_ml_cascade_end_to_end() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    work = Path(done.stdout.split("files and state in ", 1)[1].split()[0])
+    assert not work.exists(), "the demo's files are removed when it ends"
+    kept = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ml_pipeline.py"), "--keep"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    work = Path(kept.stdout.split("files and state in ", 1)[1].split()[0])
+    try:
+        assert kept.returncode == 0 and (work / ".eventflow" / "eventflow.db").exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for line in (
         "compute_speed        ok",
         "merge_features       ok",
