@@ -47,11 +47,14 @@ class SubscriptionLog:
     async def start(self) -> None:
         if self._db is not None:
             return
+        db: aiosqlite.Connection | None = None
         try:
             db = await aiosqlite.connect(self.database, isolation_level=None)
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                await db.close()  # its thread would keep the process from exiting
             raise StorageError(f"cannot open the event log of {self.database}: {e}") from e
         self._db = db
 
