@@ -110,8 +110,6 @@ class TakeOver:
             self.service._consumer.pause(*self.inputs(n))
             self._start_take_over(n)
         self._count_tasks()
-        if not self._restoring:  # nothing to take over, possibly no task at all
-            self.service.ready.set()
 
     def _start_take_over(self, n: int) -> None:
         self._restoring[n] = self.service.spawn(self._take_over(n), f"take over stream task {n}")

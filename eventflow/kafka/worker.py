@@ -216,8 +216,6 @@ class KafkaWorker(Service):
             task = self.spawn(self._load(new), "take over partitions")
             for tp in new:
                 self._loading[tp] = task
-        elif not self._loading:  # nothing to take over, possibly no partition at all
-            self.ready.set()
 
     async def _load(self, new: list[TopicPartition]) -> None:
         """Take `new` over, retrying while the broker is away; any other error fails the
