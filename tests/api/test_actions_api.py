@@ -66,7 +66,7 @@ async def test_pause_keeps_inputs_and_resume_runs_them_once(api: Api) -> None:
     explained = await until(
         api,
         "/api/pipelines/p/tasks/first/explain",
-        lambda e: any(i["check"] == "input" and "2" in i["detail"] for i in e["items"]),
+        lambda e: any(i["detail"].startswith("latest version 2;") for i in e["items"]),
         partition=D,
     )
     [pause] = [item for item in explained["items"] if item["check"] == "paused"]
