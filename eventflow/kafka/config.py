@@ -44,6 +44,14 @@ def broker_errors(what: str) -> Iterator[None]:
         raise BrokerError(f"{what}: {e}", retriable=transient(e)) from e
 
 
+def owns_nothing_for_sure(consumer: Any) -> bool:
+    """An empty assignment means "owning nothing" only if this member knows every partition of
+    the topics it subscribes to: a group formed before the metadata of new topics arrived also
+    assigns nothing, and rebalances again once it has it."""
+    topics = consumer.subscription()
+    return bool(topics) and all(consumer.partitions_for_topic(topic) for topic in topics)
+
+
 async def retrying(what: str, attempt: Callable[[], Awaitable[T]], *, pause_s: float = 1.0) -> T:
     """`attempt()` until it succeeds. A retriable `BrokerError` (or a transient aiokafka error)
     is logged and tried again after `pause_s`; any other error is raised."""

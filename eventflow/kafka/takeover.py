@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from .. import metrics
 from ..core.freshness import owner_of
 from . import changelog
-from .config import retrying
+from .config import owns_nothing_for_sure, retrying
 
 if TYPE_CHECKING:
     from .coordinator import KafkaCoordinator
@@ -110,6 +110,8 @@ class TakeOver:
             self.service._consumer.pause(*self.inputs(n))
             self._start_take_over(n)
         self._count_tasks()
+        if not self._restoring and owns_nothing_for_sure(self.service._consumer):
+            self.service.ready.set()  # nothing to take over: more members than tasks
 
     def _start_take_over(self, n: int) -> None:
         self._restoring[n] = self.service.spawn(self._take_over(n), f"take over stream task {n}")

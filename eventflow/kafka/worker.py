@@ -42,7 +42,7 @@ from ..execution import Executor
 from ..lifecycle import Service, instance_id
 from ..settings import Settings
 from ..topics import destination
-from .config import KafkaConfig, broker_errors, partition_for, retrying
+from .config import KafkaConfig, broker_errors, owns_nothing_for_sure, partition_for, retrying
 from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
@@ -216,6 +216,8 @@ class KafkaWorker(Service):
             task = self.spawn(self._load(new), "take over partitions")
             for tp in new:
                 self._loading[tp] = task
+        elif not self._loading and owns_nothing_for_sure(self._consumer):
+            self.ready.set()  # nothing to take over: more members than partitions
 
     async def _load(self, new: list[TopicPartition]) -> None:
         """Take `new` over, retrying while the broker is away; any other error fails the
