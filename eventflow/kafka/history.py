@@ -97,13 +97,14 @@ class HistoryProjector(Service):
         ]
         consumer.assign(self._tps)
         with broker_errors("seeking to the stored positions"):
+            # One lookup for all partitions new to the store (one round trip per partition
+            # took half a minute on a loaded machine).
+            fresh = [tp for tp in self._tps if self.position_name(tp) not in stored]
+            starts = await consumer.beginning_offsets(fresh) if fresh else {}
             for tp in self._tps:
                 at = stored.get(self.position_name(tp))
-                if at is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, at)
-                self.offsets[tp] = await consumer.position(tp)
+                self.offsets[tp] = starts[tp] if at is None else at
+                consumer.seek(tp, self.offsets[tp])
         self.spawn(self._run(), "history projection")
         self.spawn(self._measure(), "history lag")
         self.ready.set()

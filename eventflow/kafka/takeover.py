@@ -243,9 +243,10 @@ class TakeOver:
         (`seek_to_committed` leaves those where they are, which would skip an aborted step)."""
         consumer = self.service._consumer
         assert consumer is not None
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+        committed = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
+        fresh = [tp for tp, at in zip(tps, committed, strict=True) if at is None]
+        # Looked up, not `seek_to_beginning`: that waits for the fetcher's next round (seconds
+        # while it serves the tasks already owned).
+        starts = await consumer.beginning_offsets(fresh) if fresh else {}
+        for tp, at in zip(tps, committed, strict=True):
+            consumer.seek(tp, starts[tp] if at is None else at)

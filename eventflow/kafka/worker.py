@@ -247,10 +247,8 @@ class KafkaWorker(Service):
             for result in started:
                 if isinstance(result, BaseException):
                     raise result
-            starts = {}
-            for tp in new:
-                committed = await consumer.committed(tp)
-                starts[tp] = committed if committed is not None else 0
+            committed = await asyncio.gather(*(consumer.committed(tp) for tp in new))
+            starts = {tp: at or 0 for tp, at in zip(new, committed, strict=True)}
             done = await self._done_markers({tp.partition: starts[tp] for tp in new})
         except BaseException:
             for producer in producers.values():

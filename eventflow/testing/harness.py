@@ -394,8 +394,7 @@ class KafkaHarness(Harness):
                 "eventflow.freshness",
             )
         ]
-        for reader in readers:
-            await reader.start()
+        await asyncio.gather(*(reader.start() for reader in readers))
 
         async def collect(reader: KafkaSubscriber) -> None:
             try:
