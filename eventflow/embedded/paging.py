@@ -51,7 +51,7 @@ class Pager:
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
         elif isinstance(event, PipelineAction):
-            if event.data.action == "resume":  # evaluates every partition
+            if event.data.action in ("resume", "backfill"):  # evaluates many partitions
                 await self._partition(event.data.pipeline, "", everything=True)
             else:
                 await self._partition(event.data.pipeline, event.data.partition)
@@ -103,6 +103,8 @@ class Pager:
             return True
         if partition == UNPARTITIONED or partition in pst.active or partition in pst.waiting:
             return False
+        if any(bf.status == "running" for bf in pst.backfills.values()):
+            return False  # a backfill judges its partitions one after another, from memory
         pst.partitions.pop(partition, None)
         return True
 
