@@ -62,6 +62,10 @@ class Pager:
         await self._partition(pipeline, partition)
         await self._partition(pipeline, UNPARTITIONED)
 
+    async def page_in_pipeline(self, pipeline: str) -> None:
+        """Read in every partition of a pipeline."""
+        await self._partition(pipeline, UNPARTITIONED, everything=True)
+
     def touched(
         self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]
     ) -> None:
