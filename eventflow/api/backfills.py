@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
 from ..core import Engine
-from ..core.backfill import Backfills, BackfillState, dry_run, roots_of
+from ..core.backfill import Backfills, BackfillState, dry_run, resolve, roots_of
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
@@ -214,6 +214,8 @@ def router(ops: Operations, writes: APIRouter, reads: APIRouter) -> None:
                 max_active=body.max_active,
                 reverse=body.reverse,
             )
+            for name in names:  # refused here rather than by a coordinator, where it can be
+                resolve(app, name, plan)
             events = [
                 pipeline_action(
                     name,
