@@ -187,6 +187,7 @@ class Backfills:
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
         self.app: App = runs.app
+        self._crons: dict[str, croniter] = {}
 
     # -- the actions -----------------------------------------------------------------------------
     def on_action(self, st: PipelineState, data: PipelineActionData, now: float) -> Decision:
@@ -421,7 +422,11 @@ class Backfills:
         if schedule is None or scheme.period is None:
             return None
         begin = _parse(scheme, key)
-        at: datetime = croniter(schedule.cron, begin - timedelta(microseconds=1)).get_next(datetime)
+        ticks = self._crons.get(schedule.cron)
+        if ticks is None:  # parsing a cron costs more than judging a partition: once each
+            ticks = self._crons[schedule.cron] = croniter(schedule.cron, begin)
+        ticks.set_current(begin - timedelta(microseconds=1), force=True)
+        at: datetime = ticks.get_next(datetime)
         if at >= begin + scheme.period:
             return None
         return int(at.timestamp() * 1_000_000)
