@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from . import scenarios, soak, ui
+from . import backfill, scenarios, soak, ui
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover", "ui")
+SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover", "ui", "backfill")
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
@@ -82,6 +82,14 @@ async def run(
                     continue  # the same pages over the same history queries on either runtime
                 figures = await ui.ui_pages(
                     runs=args.ui_runs, loads=args.loads, chromium=args.chromium or None
+                )
+            elif name == "backfill":
+                results[f"backfill/planning/{runtime}"] = backfill.planning_rate(args.backfill)
+                figures = await backfill.backfill(
+                    runtime,
+                    partitions=args.backfill,
+                    max_active=args.backfill_active,
+                    bootstrap=bootstrap,
                 )
             elif name == "throughput":
                 figures = await scenarios.throughput(
@@ -169,6 +177,11 @@ def main() -> None:
         "--chromium",
         default=os.environ.get("EVENTFLOW_CHROMIUM") or shutil.which("chromium") or "",
         help="the browser for the pages' load times ('' to leave them out)",
+    )
+    backfills = parser.add_argument_group("backfill")
+    backfills.add_argument("--backfill", type=int, default=10_000, help="partitions backfilled")
+    backfills.add_argument(
+        "--backfill-active", type=int, default=64, help="its max_active and worker concurrency"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()

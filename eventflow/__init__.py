@@ -17,6 +17,7 @@ from .errors import (
     StorageError,
 )
 from .events import (
+    BackfillPlan,
     CheckCompleted,
     CheckCompletedData,
     DatasetProduced,
@@ -49,6 +50,7 @@ from .summary import run_summary
 
 __all__ = [
     "App",
+    "BackfillPlan",
     "BrokerError",
     "Check",
     "CheckCompleted",

@@ -19,6 +19,7 @@ import orjson
 
 from . import operator, serving
 from .api.client import ApiClient, ApiError
+from .backfill_cli import backfill
 from .clients import Publisher, Subscriber
 from .core import Explanation
 from .embedded import ControlClient
@@ -951,6 +952,9 @@ def graph(file: str, dot: bool) -> None:
     """Print the pipelines of FILE: datasets, tasks, checks and schedules."""
     app = load_app(file)
     click.echo(graph_dot(app) if dot else graph_text(app), nl=False)
+
+
+cli.add_command(backfill)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from .errors import BrokerError, ConfigurationError, EventError
 from .events import (
     PIPELINE_RUN_EVENTS,
     Action,
+    BackfillPlan,
     DatasetProduced,
     DatasetProducedData,
     Event,
@@ -120,9 +121,12 @@ class Publisher(Lifecycle):
         operator: str,
         partition: str = "",
         task: str | None = None,
+        backfill: str | None = None,
+        plan: BackfillPlan | None = None,
     ) -> PipelineAction:
         """An operator's action on a pipeline: `pause`, `resume`, `rerun_task` (with `task`
-        and `partition`), `rerun_run` or `cancel` (with `partition`). The coordinator decides
+        and `partition`), `rerun_run` or `cancel` (with `partition`), `backfill` (with its id
+        `backfill` and `plan`) or `cancel_backfill` (with `backfill`). The coordinator decides
         it like any input, once. To a dev instance this returns once it is decided, and raises
         `EventError` with the reason if it was refused (a rerun of a task in flight, a cancel
         with no run); on Kafka it returns once the broker has it (a refusal becomes a dead
@@ -134,6 +138,8 @@ class Publisher(Lifecycle):
             operator=operator,
             partition=partition,
             task=task,
+            backfill=backfill,
+            plan=plan,
             source=self.settings.source,
         )
         if self._kafka is not None and not self._kafka.signer.enabled:

@@ -260,9 +260,49 @@ class TaskLogData(TaskRef):
 
 
 #: What an operator may do to a pipeline (`PipelineActionData.action`).
-Action: TypeAlias = Literal["pause", "resume", "rerun_task", "rerun_run", "cancel"]
+Action: TypeAlias = Literal[
+    "pause", "resume", "rerun_task", "rerun_run", "cancel", "backfill", "cancel_backfill"
+]
 #: Actions aimed at one partition (pause and resume concern the whole pipeline).
 PARTITION_ACTIONS: frozenset[str] = frozenset({"rerun_task", "rerun_run", "cancel"})
+#: Most partitions one backfill covers (a range or a list).
+MAX_BACKFILL = 100_000
+BackfillMode: TypeAlias = Literal["missing", "failed", "all"]
+
+
+class BackfillPlan(Payload):
+    """What a backfill covers and how fast it goes; the partitions are a range (`start` to
+    `end`, both included, in the partitioning of the tasks it starts) or a list."""
+
+    dataset: Name | None = Field(
+        default=None,
+        description="From this dataset downward: start the pipeline's tasks that consume it "
+        "(unset: the pipeline's entry tasks).",
+    )
+    start: PartitionKey | None = Field(default=None, description="First partition of a range.")
+    end: PartitionKey | None = Field(default=None, description="Last partition of a range.")
+    partitions: list[PartitionKey] | None = Field(
+        default=None, max_length=MAX_BACKFILL, description="The partitions, instead of a range."
+    )
+    mode: BackfillMode = Field(
+        default="missing",
+        description="`missing`: partitions where those tasks never ran; `failed`: where the "
+        "last run failed; `all`: both, and where they ran on older input versions. A task that "
+        "succeeded on the input versions it would run on is never run again.",
+    )
+    max_active: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=4, description="Most runs of the backfill in progress at a time."
+    )
+    reverse: bool = Field(default=False, description="Newest partition first.")
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> Self:
+        ranged = self.start is not None or self.end is not None
+        if ranged == (self.partitions is not None):
+            raise ValueError("give a range (`start` and `end`) or `partitions`, one of them")
+        if ranged and (self.start is None or self.end is None):
+            raise ValueError("a range needs both `start` and `end`")
+        return self
 
 
 class PipelineActionData(Payload):
@@ -273,12 +313,18 @@ class PipelineActionData(Payload):
         description="`pause`: no new run or task attempt starts until `resume` (inputs are kept "
         "and decided on resume); `rerun_task`: a new attempt series of `task` in `partition` on "
         "the input versions it last consumed; `rerun_run`: the same for the pipeline's entry "
-        "tasks; `cancel`: the active run of `partition` ends failed, its attempts stopped."
+        "tasks; `cancel`: the active run of `partition` ends failed, its attempts stopped; "
+        "`backfill`: runs over the partitions `plan` names, a few at a time; `cancel_backfill`: "
+        "that backfill starts no more runs."
     )
     partition: PartitionKey = Field(
         default="", description="Partition of `rerun_task`, `rerun_run` and `cancel`."
     )
     task: Name | None = Field(default=None, description="The task of `rerun_task`, only.")
+    backfill: Name | None = Field(
+        default=None, description="The backfill's id, of `backfill` and `cancel_backfill` only."
+    )
+    plan: BackfillPlan | None = Field(default=None, description="What `backfill` covers, only.")
     reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] = Field(
         description="Why the operator acts (kept in the event log and in the run's outcome)."
     )
@@ -292,6 +338,10 @@ class PipelineActionData(Payload):
             raise ValueError("`task` is given with `rerun_task` and only with it")
         if self.partition and self.action not in PARTITION_ACTIONS:
             raise ValueError(f"`{self.action}` concerns the whole pipeline: give no partition")
+        if (self.backfill is not None) != (self.action in ("backfill", "cancel_backfill")):
+            raise ValueError("`backfill` is given with `backfill` and `cancel_backfill` only")
+        if (self.plan is not None) != (self.action == "backfill"):
+            raise ValueError("`plan` is given with `backfill` and only with it")
         return self
 
     def describe(self) -> str:
@@ -302,6 +352,8 @@ class PipelineActionData(Payload):
             "rerun_task": f"task {self.task!r} rerun",
             "rerun_run": "run rerun",
             "cancel": "cancelled",
+            "backfill": f"backfill {self.backfill}",
+            "cancel_backfill": f"backfill {self.backfill} cancelled",
         }[self.action]
         return f"{what} by {self.operator}: {self.reason}"
 
@@ -710,6 +762,8 @@ def pipeline_action(
     operator: str,
     partition: str = "",
     task: str | None = None,
+    backfill: str | None = None,
+    plan: BackfillPlan | None = None,
     source: str = "eventflow",
 ) -> PipelineAction:
     """An operator's action as an event; `EventError` says why the fields do not fit it."""
@@ -719,6 +773,8 @@ def pipeline_action(
             action=action,
             partition=partition,
             task=task,
+            backfill=backfill,
+            plan=plan,
             reason=reason,
             operator=operator,
         )

@@ -36,7 +36,7 @@ from ..history.models import (
     TaskAttempt,
 )
 from ..operations import Operations, selected
-from . import models
+from . import backfills, models
 from .auth import guard
 
 T = TypeVar("T")
@@ -364,6 +364,7 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         finally:
             feed.close()
 
+    backfills.router(ops, writes, reads)
     api.include_router(reads)
     api.include_router(writes)
     if ui:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..definitions import App, Task
 from ..errors import EventError
 from ..events import PipelineActionData, TaskFailed, TaskFailedData
+from .backfill import Backfills
 from .runs import Runs
 from .state import IN_FLIGHT, Decision, Pause, PipelineState, Publish, Release, Rerun, Wake
 
@@ -24,6 +25,7 @@ class Actions:
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
         self.app: App = runs.app
+        self.backfills = Backfills(runs)
 
     def on_action(
         self, st: PipelineState, data: PipelineActionData, now: float, action_id: str
@@ -55,6 +57,8 @@ class Actions:
             self._resume(st, now, d)
         elif data.action == "cancel":
             self._cancel(st, data, now, d)
+        elif data.action in ("backfill", "cancel_backfill"):
+            d = self.backfills.on_action(st, data, now)
         else:
             self._rerun(st, data, now, d)
         return d

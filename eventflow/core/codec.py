@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import freshness
+from . import backfill, freshness
 from .engine import Effects, Engine
 from .state import DatasetState, PartitionState, Pause, dump, load_dataset, load_partition
 
@@ -44,7 +44,13 @@ def pool_key(pool: str) -> bytes:
 def header(engine: Engine, pipeline: str) -> bytes:
     pst = engine.pipelines[pipeline]
     return orjson.dumps(
-        {"active": pst.active, "waiting": pst.waiting, "paused": pst.paused, "acted": pst.acted}
+        {
+            "active": pst.active,
+            "waiting": pst.waiting,
+            "paused": pst.paused,
+            "acted": pst.acted,
+            "backfills": backfill.dump_all(pst.backfills),
+        }
     )
 
 
@@ -78,6 +84,8 @@ class Snapshot:
     pauses: dict[str, Pause | None] = field(default_factory=dict)
     #: pipeline -> ids of the operators' actions carried out last, from its header
     acted: dict[str, list[str]] = field(default_factory=dict)
+    #: pipeline -> its backfills, from its header
+    backfills: dict[str, dict[str, backfill.BackfillState]] = field(default_factory=dict)
     datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
     #: pool -> its serialized gate state (small; the gate decodes it)
     pools: dict[str, bytes] = field(default_factory=dict)
@@ -100,6 +108,7 @@ class Snapshot:
             paused = head.get("paused")  # absent from headers written before pauses existed
             self.pauses[rest] = Pause(**paused) if paused is not None else None
             self.acted[rest] = head.get("acted", [])
+            self.backfills[rest] = backfill.load_all(head.get("backfills"))
         elif kind == "d":
             dataset, _, partition = rest.partition(SEP)
             self.datasets[(dataset, partition)] = load_dataset(value)
@@ -131,6 +140,7 @@ class Snapshot:
                 pst.waiting = [k for k in waiting if k in present]
                 pst.paused = self.pauses.get(name)
                 pst.acted = self.acted.get(name, [])
+                pst.backfills = self.backfills.get(name, {})
         for where, dst in self.datasets.items():
             if merge:
                 engine.datasets.setdefault(where, dst)
@@ -156,6 +166,7 @@ class Snapshot:
                 pst.active, pst.waiting = active, waiting
                 pst.paused = self.pauses.get(name)
                 pst.acted = self.acted.get(name, [])
+                pst.backfills = self.backfills.get(name, {})
         engine.datasets.update(self.datasets)
         for pool, raw in self.pools.items():
             engine.gate.load(pool, raw)

@@ -180,9 +180,11 @@ class Engine:
             pst = self._pipeline(routed.pipeline)
             self.router.validate_routed(routed.dataset, routed.partition, pst.name)
             if routed.producer is not None or event.correlationid is None:
-                return self._effects(self.runs.on_input(pst, routed, now), pst.name)
+                return self._effects(
+                    self._run(pst, self.runs.on_input(pst, routed, now), now), pst.name
+                )
             known = self.runs.known_version(pst, routed.dataset, routed.partition)
-            fx = self._effects(self.runs.on_input(pst, routed, now), pst.name)
+            fx = self._effects(self._run(pst, self.runs.on_input(pst, routed, now), now), pst.name)
             fx.events.append(notes.evaluated(self, routed, known, fx, event.correlationid))
             return fx
         if isinstance(event, DatasetReset):
@@ -197,7 +199,7 @@ class Engine:
         if isinstance(event, PipelineAction):
             pst = self._pipeline(event.data.pipeline)
             decision = self.actions.on_action(pst, event.data, now, event.id)
-            return self._effects(decision, pst.name)
+            return self._effects(self._run(pst, decision, now), pst.name)
         if isinstance(event, DeadLetter | TaskLog):
             return Effects()  # logged, not decided on
         if isinstance(event, TaskFailed) and event.data.kind == "cancelled":
@@ -212,7 +214,7 @@ class Engine:
             raise EventError(f"{event.type} is an output of eventflow, not an input")
         pst = self._pipeline(ref.pipeline)
         self.runs.validate(pst, ref)
-        decision = handler(pst, ref, now)
+        decision = self._run(pst, handler(pst, ref, now), now)
         effects = self._effects(decision, pst.name)
         if decision.refused is not None:
             raise Refused(decision.refused, effects)
@@ -290,7 +292,14 @@ class Engine:
                     fx.wakes.append((wake, pipeline))
             return fx
         pst = self.pipelines[pipeline]
-        return self._effects(self.runs.tick(pst, now, heard_since), pipeline)
+        return self._effects(self._run(pst, self.runs.tick(pst, now, heard_since), now), pipeline)
+
+    def _run(self, pst: PipelineState, decision: Decision, now: float) -> Decision:
+        """Backfills go on after every decision on their pipeline: the runs it ended make room
+        for the next."""
+        if pst.backfills:
+            self.actions.backfills.advance(pst, decision, now)
+        return decision
 
     def freshness_wakes(
         self, owned: Callable[[str], bool] = lambda _: True

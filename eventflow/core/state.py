@@ -10,12 +10,15 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import TypeAdapter
 
 from ..events import DatasetProducedData, Event, TaskRequestedData
+
+if TYPE_CHECKING:
+    from .backfill import BackfillState
 
 TaskStatus = Literal["queued", "running", "retry_wait", "succeeded", "failed"]
 IN_FLIGHT: frozenset[str] = frozenset({"queued", "running", "retry_wait"})
@@ -112,6 +115,8 @@ class PipelineState:
     #: Ids of the last operators' actions carried out (`ACTIONS_KEPT`), so a replayed one is
     #: refused rather than carried out twice; kept in the header record.
     acted: list[str] = field(default_factory=list)
+    #: Backfills by id (`core.backfill`), running and the last finished; in the header record.
+    backfills: dict[str, BackfillState] = field(default_factory=dict)
 
     def partition(self, key: str) -> PartitionState:
         found = self.partitions.get(key)

@@ -51,7 +51,7 @@ class Pager:
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
         elif isinstance(event, PipelineAction):
-            if event.data.action == "resume":  # evaluates every partition
+            if event.data.action in ("resume", "backfill"):  # evaluates many partitions
                 await self._partition(event.data.pipeline, "", everything=True)
             else:
                 await self._partition(event.data.pipeline, event.data.partition)
@@ -61,6 +61,10 @@ class Pager:
         (`EmbeddedRuntime.explain`)."""
         await self._partition(pipeline, partition)
         await self._partition(pipeline, UNPARTITIONED)
+
+    async def page_in_pipeline(self, pipeline: str) -> None:
+        """Read in every partition of a pipeline."""
+        await self._partition(pipeline, UNPARTITIONED, everything=True)
 
     def touched(
         self, partitions: Iterable[tuple[str, str]], datasets: Iterable[tuple[str, str]]
@@ -103,6 +107,8 @@ class Pager:
             return True
         if partition == UNPARTITIONED or partition in pst.active or partition in pst.waiting:
             return False
+        if any(bf.status == "running" for bf in pst.backfills.values()):
+            return False  # a backfill judges its partitions one after another, from memory
         pst.partitions.pop(partition, None)
         return True
 

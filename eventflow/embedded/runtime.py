@@ -221,6 +221,11 @@ class EmbeddedRuntime(Service):
         await self.pager.page_in_partition(pipeline, partition)
         return self.engine.explain(pipeline, task, partition)
 
+    async def page_in_pipeline(self, pipeline: str) -> None:
+        """Read every partition of `pipeline` in from the file (a backfill's dry run judges
+        them all)."""
+        await self.pager.page_in_pipeline(pipeline)
+
     def subscribe(self) -> asyncio.Queue[Event]:
         """Every event committed from now on (bounded; a subscriber that falls behind is cut)."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100_000)

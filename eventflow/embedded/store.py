@@ -156,7 +156,13 @@ class Store(Lifecycle):
                     if pipeline in engine.pipelines:
                         live = {"", *active, *waiting}
                         keys = [codec.partition_key(pipeline, k) for k in live]
-                        for key, value in await self._exact(keys):
+                        backfills = snapshot.backfills.get(pipeline, {}).values()
+                        if any(bf.status == "running" for bf in backfills):
+                            # A backfill goes on judging partitions, from memory.
+                            rows = await self._range(codec.partition_key(pipeline, ""))
+                        else:
+                            rows = await self._exact(keys)
+                        for key, value in rows:
                             snapshot.add(key, value)
                 # orjson writes an empty dict as `{}`: rows with pending versions are the others.
                 for key, value in await self._range(

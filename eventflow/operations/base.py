@@ -156,6 +156,10 @@ class Operations(Service):
         out in embedded mode): for its pause and its active and waiting partitions."""
         return (await self.engine()).pipelines[pipeline]
 
+    async def backfill_engine(self, pipeline: str) -> Engine:
+        """The engine holding every partition of `pipeline`, for a backfill's dry run."""
+        return await self.engine()
+
     @abstractmethod
     async def engine(self) -> Engine:
         """The engine holding the coordinators' state, brought up to date."""

@@ -36,6 +36,10 @@ class EmbeddedOperations(Operations):
     async def engine(self) -> Engine:
         return self.runtime.engine
 
+    async def backfill_engine(self, pipeline: str) -> Engine:
+        await self.runtime.page_in_pipeline(pipeline)
+        return self.runtime.engine
+
     def live(self) -> Feed:
         queue = self.runtime.subscribe()
         return Feed(queue, lambda: self.runtime.unsubscribe(queue))

@@ -26,6 +26,7 @@ from ..errors import EventError
 from ..events import (
     PIPELINE_RUN_EVENTS,
     Action,
+    BackfillPlan,
     CheckCompletedData,
     DatasetProduced,
     DatasetProducedData,
@@ -95,10 +96,12 @@ class Harness(Lifecycle):
         operator: str = "tester",
         partition: str = "",
         task: str | None = None,
+        backfill: str | None = None,
+        plan: BackfillPlan | None = None,
     ) -> None:
         """An operator's action, sent the way operators' tools send it (the control socket's
-        door; signed on Kafka). A dev instance's refusal raises `EventError`; on Kafka it
-        becomes a dead letter."""
+        door; signed on Kafka); `backfill` and `plan` are those of a backfill. A dev instance's
+        refusal raises `EventError`; on Kafka it becomes a dead letter."""
         raise NotImplementedError
 
     async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:
@@ -314,9 +317,18 @@ class EmbeddedHarness(Harness):
         operator: str = "tester",
         partition: str = "",
         task: str | None = None,
+        backfill: str | None = None,
+        plan: BackfillPlan | None = None,
     ) -> None:
         event = pipeline_action(
-            pipeline, action, reason=reason, operator=operator, partition=partition, task=task
+            pipeline,
+            action,
+            reason=reason,
+            operator=operator,
+            partition=partition,
+            task=task,
+            backfill=backfill,
+            plan=plan,
         )
         receipt = await self.runtime.publish_raw(
             encode(event), origin="control", allowed=control_allows
@@ -457,9 +469,18 @@ class KafkaHarness(Harness):
         operator: str = "tester",
         partition: str = "",
         task: str | None = None,
+        backfill: str | None = None,
+        plan: BackfillPlan | None = None,
     ) -> None:
         await self._publisher().act(
-            pipeline, action, reason=reason, operator=operator, partition=partition, task=task
+            pipeline,
+            action,
+            reason=reason,
+            operator=operator,
+            partition=partition,
+            task=task,
+            backfill=backfill,
+            plan=plan,
         )
 
     async def explain(self, pipeline: str, task: str, partition: str = "") -> Explanation:

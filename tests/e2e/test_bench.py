@@ -35,6 +35,8 @@ def bench(out: Path, *args: str) -> dict[str, object]:
             "10",
             "--loads",
             "2",
+            "--backfill",
+            "20",
             "--out",
             str(out),
         ],
@@ -64,6 +66,8 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
     assert results["ui/embedded"]["runs"] == 10
+    assert results["backfill/embedded"]["partitions"] == 20
+    assert results["backfill/planning/embedded"]["partitions"] == 20
 
 
 @pytest.mark.kafka
