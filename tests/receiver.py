@@ -49,11 +49,18 @@ class Received:
 class Receiver(Lifecycle):
     """Listens on `port` (a free one if not given) once started; `url(path)` addresses it
     before that too, so a rule can point at a receiver that is down. `answers` are the
-    statuses of the next requests, in order; the rest get 200."""
+    statuses of the next requests, in order; `always` gives a path's status for good; the
+    rest get 200."""
 
-    def __init__(self, port: int | None = None, answers: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        answers: list[int] | None = None,
+        always: dict[str, int] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.answers = list(answers or [])
+        self.always = dict(always or {})
         self.received: list[Received] = []
         self._arrived = asyncio.Condition()
         self._server: uvicorn.Server | None = None
@@ -65,7 +72,7 @@ class Receiver(Lifecycle):
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
         self.received.append(Received(request.url.path, dict(request.headers), body))
-        status = self.answers.pop(0) if self.answers else 200
+        status = self.always.get(request.url.path) or (self.answers.pop(0) if self.answers else 200)
         async with self._arrived:
             self._arrived.notify_all()
         return Response(b"busy" if status >= 500 else b"", status_code=status)

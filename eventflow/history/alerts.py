@@ -72,7 +72,9 @@ class AlertDeliveries(Queries):
         try:
             async with self.engine.begin() as conn:
                 insert = self._insert(t.alert_deliveries).on_conflict_do_nothing()
-                await conn.execute(insert, [dict(r) for r in rows])
+                # Every column named in every row: one statement takes many rows only so.
+                columns = [c.name for c in t.alert_deliveries.columns]
+                await conn.execute(insert, [{c: r.get(c) for c in columns} for r in rows])
         except SQLAlchemyError as e:
             raise StorageError(f"cannot record alert deliveries: {e}") from e
 

@@ -25,6 +25,7 @@ from .conftest import Start
 from .harness import Harness, KafkaHarness
 
 DAY, OTHER_DAY = "2026-11-01", "2026-11-02"
+RUNS = "eventflow.pipeline-runs"
 #: Small backoff, so retries come within the test's time without a clock of their own.
 QUICK: dict[str, Any] = {"backoff_s": 0.05, "max_backoff_s": 0.2}
 
@@ -204,8 +205,8 @@ async def test_an_event_seen_twice_is_delivered_once(start: Start, tmp_path: Pat
     assert (done.event_id, done.state, done.attempts) == (failed.id, "delivered", 1)
 
 
-async def _taken(service: AlertService) -> bool:
-    return service.taken >= 1
+async def _taken(service: AlertService, count: int = 1) -> bool:
+    return service.taken >= count
 
 
 async def test_filters_keep_only_what_they_name(start: Start, tmp_path: Path) -> None:
@@ -244,7 +245,7 @@ async def test_a_restarted_service_on_kafka_delivers_nothing_twice(
                 first = await fail_a_run(h)
                 await until(service, settled(1))
             config = KafkaConfig(h.settings)
-            topic = config.topic("eventflow.pipeline-runs")
+            topic = config.topic(RUNS)
             rewind = AIOKafkaConsumer(
                 group_id=f"{h.settings.topic_prefix}eventflow.subscriber.eventflow-alerts",
                 enable_auto_commit=False,
@@ -252,13 +253,16 @@ async def test_a_restarted_service_on_kafka_delivers_nothing_twice(
             )
             await rewind.start()
             try:
-                partitions = rewind.partitions_for_topic(topic) or set()
-                await rewind.commit({TopicPartition(topic, p): 0 for p in partitions})
+                tps = [TopicPartition(topic, p) for p in range(config.partitions(RUNS))]
+                rewind.assign(tps)
+                await rewind.commit(dict.fromkeys(tps, 0))
             finally:
                 await rewind.stop()
             async with alerting(h, store) as service:
                 second = await fail_a_run(h, OTHER_DAY, 2)
                 found = await until(service, settled(2))
+                await service.until(partial(_taken, service, 2))
+                assert service.taken == 2  # the first failure was read again
         assert {d.event_id for d in found} == {first.id, second.id}
         assert [r.headers["x-eventflow-event-id"] for r in receiver.received] == [
             first.id,
