@@ -106,6 +106,7 @@ class Alert:
 
     @property
     def event_types(self) -> frozenset[str]:
+        """The event types its kinds stand for: what the alerts service subscribes to."""
         return frozenset(KINDS[kind][0] for kind in self.on)
 
     def delay(self, attempts: int) -> float:
