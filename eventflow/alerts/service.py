@@ -23,7 +23,7 @@ import httpx
 
 from ..clients import Subscriber
 from ..definitions import App
-from ..errors import EventError, StorageError
+from ..errors import BrokerError, EventError, StorageError
 from ..events import Event, decode, encode
 from ..history import HistoryStore
 from ..lifecycle import Service, instance_id
@@ -41,6 +41,8 @@ SUBSCRIPTION = "eventflow-alerts"
 CONCURRENCY = 16
 #: Seconds a claimed delivery is held beyond its attempt's timeout before another may take it.
 LEASE_MARGIN_S = 30.0
+#: Broker errors in a row, with no event read between them, that fail the service.
+BROKER_FAILURES = 10
 #: The longest pause between two tries to write to a store that refuses writes.
 STORE_BACKOFF_MAX_S = 30.0
 
@@ -86,13 +88,12 @@ class AlertService(Service):
         }
         await self.store.start()
         self._http = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
-        types = sorted({t for rule in self._rules.values() for t in rule.event_types})
-        if types:
-            self._subscriber = Subscriber(
-                self.settings, kinds=types, name=self.subscription, finished_only=False
-            )
+        if self._rules:
+            # Started here, so that what cannot work (a topic missing, no dev instance to
+            # read from) fails the start rather than the service later.
+            self._subscriber = self._subscribe()
             await self._subscriber.start()
-            self.spawn(self._intake(self._subscriber), "alert intake")
+            self.spawn(self._intake(), "alert intake")
         self.spawn(self._deliver(), "alert delivery")
         self.ready.set()
 
@@ -124,17 +125,42 @@ class AlertService(Service):
         asyncio.get_running_loop().create_task(self._notify())
 
     # -- intake ----------------------------------------------------------------------------------
-    async def _intake(self, subscriber: Subscriber) -> None:
-        # Inside `async with`: a stop (a cancellation) does not count the event in hand as
-        # handled, so an event whose deliveries were not recorded comes again.
-        async with subscriber:
-            async for event in subscriber.events():
-                rows = self.rows(event, self._now())
-                if rows:
-                    await self._stored(self.store.record_deliveries, rows)
-                    self.taken += 1
-                    self._wake.set()
-                    await self._notify()
+    async def _intake(self) -> None:
+        """Take events in until stopped. A broker error (Kafka) starts the subscriber again
+        after a pause: reading again from the last commit is always safe, since a repeated
+        event is no new delivery; `BROKER_FAILURES` in a row without an event fail the
+        service."""
+        failures = 0
+        while True:
+            subscriber = self._subscriber or self._subscribe()
+            self._subscriber = subscriber
+            try:
+                # Inside `async with`: a stop (a cancellation) or an error does not count the
+                # event in hand as handled, so an event whose deliveries were not recorded
+                # comes again.
+                async with subscriber:
+                    async for event in subscriber.events():
+                        failures = 0
+                        await self._take(event)
+            except BrokerError as e:
+                self._subscriber = None
+                failures += 1
+                if failures >= BROKER_FAILURES:
+                    raise
+                log.warning("alerts: reading events failed (%d in a row): %s", failures, e)
+                await self.clock.sleep(min(STORE_BACKOFF_MAX_S, 0.5 * 2 ** min(failures, 6)))
+
+    def _subscribe(self) -> Subscriber:
+        types = sorted({t for rule in self._rules.values() for t in rule.event_types})
+        return Subscriber(self.settings, kinds=types, name=self.subscription, finished_only=False)
+
+    async def _take(self, event: Event) -> None:
+        rows = self.rows(event, self._now())
+        if rows:
+            await self._stored(self.store.record_deliveries, rows)
+            self.taken += 1
+            self._wake.set()
+            await self._notify()
 
     def rows(self, event: Event, now: datetime) -> list[dict[str, Any]]:
         """A `pending` delivery per rule that wants `event`. A rule whose filter fails on it
