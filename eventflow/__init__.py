@@ -1,5 +1,6 @@
 """eventflow: data-aware pipeline orchestration where the event is the trigger."""
 
+from .alerts import Alert
 from .clients import Publisher, Subscriber, publish
 from .context import CheckContext, Input, Inputs, TaskContext, TaskInfo
 from .definitions import App, Check, Dataset, Pipeline, Pool, Retry, Schedule, Task, check
@@ -49,6 +50,7 @@ from .subscriptions import Position
 from .summary import run_summary
 
 __all__ = [
+    "Alert",
     "App",
     "BackfillPlan",
     "BrokerError",

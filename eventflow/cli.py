@@ -19,6 +19,7 @@ import orjson
 
 from . import operator, serving
 from .api.client import ApiClient, ApiError
+from .api.models import AlertRule
 from .backfill_cli import backfill
 from .clients import Publisher, Subscriber
 from .core import Explanation
@@ -38,7 +39,7 @@ from .events import (
 )
 from .fate import announce
 from .graph import graph_dot, graph_text
-from .history import HistoryStore
+from .history import AlertDelivery, HistoryStore
 from .history.models import (
     Freshness,
     FreshnessViolation,
@@ -484,6 +485,52 @@ def runs_command(
         _echo_json(found)
     else:
         click.echo(operator.runs(Page[PipelineRun].model_validate(found)))
+
+
+@cli.command("alerts")
+@click.option("--rule", default=None, help="Deliveries of this rule.")
+@click.option(
+    "--state",
+    type=click.Choice(["pending", "retrying", "delivered", "given_up"]),
+    default=None,
+    help="Deliveries in this state.",
+)
+@click.option("--pipeline", default=None, help="Deliveries of this pipeline's events.")
+@click.option("--since", default=None, metavar="TIME|AGE", help="Recorded at or after (ISO or 2h).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@json_option
+@home_option
+def alerts_command(
+    rule: str | None,
+    state: str | None,
+    pipeline: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Alert rules and their deliveries (newest first): attempts, last answer, state."""
+    query = {
+        "rule": rule,
+        "state": state,
+        "pipeline": pipeline,
+        "since": _since(since),
+        "limit": limit,
+    }
+
+    async def read(client: ApiClient) -> tuple[Any, Any]:
+        return await client.get("/api/alerts"), await client.get("/api/alerts/deliveries", **query)
+
+    rules, deliveries = _ask(_settings(home), read)
+    if as_json:
+        _echo_json({"rules": rules, "deliveries": deliveries})
+        return
+    click.echo(
+        operator.alerts(
+            [AlertRule.model_validate(r) for r in rules],
+            [AlertDelivery.model_validate(d) for d in deliveries],
+        )
+    )
 
 
 async def _run_detail(client: ApiClient, run_id: str) -> Any:

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 from croniter import croniter
 
+from .alerts.rules import Alert
+from .alerts.rules import validate as validate_alerts
 from .context import CheckContext, TaskContext, TaskInfo
 from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError
@@ -244,7 +246,8 @@ class App:
     """Everything one deployment runs; validated on construction.
 
     Tasks, checks and schedules come from the pipelines; `checks=` and `schedules=` add ones
-    made apart from any pipeline (the same object given twice counts once).
+    made apart from any pipeline (the same object given twice counts once). `alerts=` are the
+    rules that send chosen events to webhooks (`eventflow.Alert`).
     """
 
     def __init__(
@@ -255,6 +258,7 @@ class App:
         checks: Iterable[Check] = (),
         pools: Iterable[Pool] = (),
         schedules: Iterable[Schedule] = (),
+        alerts: Iterable[Alert] = (),
     ) -> None:
         self.pipelines: dict[str, Pipeline] = {}
         self.tasks: dict[str, Task] = {}
@@ -315,6 +319,7 @@ class App:
         self.pipeline_consumers: dict[str, list[str]] = {
             ds: sorted({t.pipeline for t in tasks}) for ds, tasks in self.consumers.items()
         }
+        self.alerts: dict[str, Alert] = validate_alerts(alerts, self)
 
     def _limit_names(self) -> None:
         """Names travel in every event, whose fields are bounded (`events.MAX_NAME`)."""

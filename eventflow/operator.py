@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from .api.client import ApiClient
+from .api.models import AlertRule
 from .core import Explanation
 from .events import TaskFailed, TaskLog, TaskLogData, TaskSucceeded
+from .history import AlertDelivery
 from .history.models import (
     Freshness,
     FreshnessViolation,
@@ -315,3 +317,50 @@ async def follow(client: ApiClient, attempt: TaskAttempt) -> AsyncIterator[LogLi
                 )
     finally:
         await events.aclose()
+
+
+# -- alerts --------------------------------------------------------------------------------------
+def alerts(rules: Sequence[AlertRule], deliveries: Sequence[AlertDelivery]) -> str:
+    """The alert rules, then the deliveries asked for, newest first."""
+    if not rules:
+        head = "No alert rules (App(..., alerts=[ef.Alert(...)]) adds them)."
+    else:
+        head = table(
+            ["rule", "on", "format", "webhook", "filters"],
+            [
+                [
+                    r.name,
+                    ",".join(r.on),
+                    r.format,
+                    r.webhook,
+                    " ".join(
+                        f"{what}={','.join(names)}"
+                        for what, names in (
+                            ("pipelines", r.pipelines),
+                            ("datasets", r.datasets),
+                            ("partitions", r.partitions),
+                        )
+                        if names
+                    )
+                    or "-",
+                ]
+                for r in rules
+            ],
+        )
+    if not deliveries:
+        return f"{head}\n\nNo deliveries."
+    rows = [
+        [
+            when(d.recorded_at),
+            d.rule,
+            d.event_type.removeprefix("eventflow."),
+            " ".join(x for x in (d.pipeline or d.dataset, d.partition) if x) or "-",
+            d.state,
+            str(d.attempts),
+            str(d.status_code) if d.status_code is not None else "-",
+            d.error or (f"next {when(d.next_attempt_at)}" if d.next_attempt_at else ""),
+        ]
+        for d in deliveries
+    ]
+    header = ["recorded", "rule", "event", "where", "state", "tries", "http", "last error"]
+    return f"{head}\n\n{table(header, rows)}"

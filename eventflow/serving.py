@@ -29,6 +29,7 @@ import click
 import orjson
 
 from . import metrics
+from .alerts.service import AlertService
 from .api import ApiServer
 from .capture import RunIdFilter
 from .definitions import App
@@ -205,7 +206,7 @@ async def _dev(
             await asyncio.Event().wait()  # until a signal or a failure
         return True
 
-    async with Supervisor(control, runtime, ops, api) as supervisor:
+    async with Supervisor(control, runtime, ops, api, *_alerts(app, settings)) as supervisor:
         printer = asyncio.create_task(_report(runtime.subscribe(), finished, quiet=until_idle))
         try:
             with _announced(api, settings):
@@ -234,6 +235,12 @@ async def _dev(
             return NOTHING
         return 0 if not refused and all(r.status == "succeeded" for r in finished) else 1
     return 1 if refused else 0  # stopped by a signal: failed runs are history, not an error
+
+
+def _alerts(app: App, settings: Settings) -> list[Service]:
+    """The alerts service, when the App has alert rules: beside the runtime (reading its log
+    through the control socket) or beside a Kafka deployment's API (reading the topics)."""
+    return [AlertService(app, settings)] if app.alerts else []
 
 
 def ui_address(api: ApiServer) -> str:
@@ -334,8 +341,8 @@ def worker(
 
 
 def server(target: str, settings: Settings) -> int:
-    """Run the operations plane of a Kafka deployment (the HTTP API) until a signal or its
-    failure; the exit status."""
+    """Run the operations plane of a Kafka deployment (the HTTP API, and the alerts service
+    when the App has alert rules) until a signal or its failure; the exit status."""
     from .operations.kafka import KafkaOperations
 
     setup_logging(settings.log_level)
@@ -350,7 +357,7 @@ async def _server(ops: Operations, api: ApiServer) -> int:
     from .kafka.config import KafkaConfig
 
     await _topics_exist(KafkaConfig(ops.settings))
-    async with Supervisor(ops, api) as supervisor:
+    async with Supervisor(ops, api, *_alerts(ops.app, ops.settings)) as supervisor:
         click.echo(
             f"eventflow server: API at {api.url}, web UI at {api.url}/ui/; SIGTERM stops",
             err=True,

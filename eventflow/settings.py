@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -142,6 +143,17 @@ class Settings(BaseSettings):
         description="Where the operator's commands find the API (e.g. http://10.0.0.5:8787); "
         "unset: the `eventflow dev` running in `home`.",
     )
+
+    ui_url: str | None = Field(
+        default=None,
+        description="Where people open the web UI (e.g. https://eventflow.example.com), for "
+        "the links alerts carry; unset: alerts carry no link.",
+    )
+
+    def environment(self, name: str) -> str | None:
+        """The environment variable `name`: what an alert rule's `${NAME}` reads, so that its
+        secrets stay out of code (and, like every other setting, are read here)."""
+        return os.environ.get(name)
 
     @property
     def api_file(self) -> Path:

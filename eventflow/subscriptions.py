@@ -65,9 +65,10 @@ def event_types(kinds: tuple[str, ...]) -> frozenset[str]:
 
 
 def facts(event: Event) -> dict[str, str]:
-    """What filters read from an event: its pipeline, dataset, partition and status, where its
-    payload says. A status is the payload's own, or for checks `passed`/`failed`, or the last
-    word of the type (`eventflow.task.failed` is `failed`)."""
+    """What filters read from an event: its pipeline, dataset (a freshness event's, if of a
+    dataset), partition and status, where its payload says. A status is the payload's own, or
+    for checks `passed`/`failed`, or the last word of the type (`eventflow.task.failed` is
+    `failed`)."""
     data = event.data
     found: dict[str, str] = {}
     target = getattr(data, "target", None)
@@ -77,6 +78,10 @@ def facts(event: Event) -> dict[str, str]:
             value = getattr(target, name, None)
         if isinstance(value, str):
             found[name] = value
+    if "dataset" not in found and getattr(data, "kind", None) == "dataset":
+        subject = getattr(data, "name", None)  # a dataset's freshness names it `name`
+        if isinstance(subject, str):
+            found["dataset"] = subject
     status = getattr(data, "status", None)
     if isinstance(status, str):
         found["status"] = status

@@ -22,6 +22,7 @@ from ..events import (
     pipeline_action,
     version_now,
 )
+from ..history import AlertDelivery, DeliveryState
 from ..history.models import (
     CheckOutcome,
     DeadLetterRecord,
@@ -325,6 +326,35 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
     ) -> list[DeadLetterRecord]:
         """Input refused as malformed or invalid, with the reason, newest first."""
         return await history.dead_letters(since=since, limit=limit)
+
+    @reads.get("/alerts", tags=["alerts"])
+    async def alerts() -> list[models.AlertRule]:
+        """The App's alert rules: which events each sends, where and how (header values and
+        secrets are not shown)."""
+        return [models.AlertRule.of(rule) for rule in app.alerts.values()]
+
+    @reads.get("/alerts/deliveries", tags=["alerts"])
+    async def alert_deliveries(
+        rule: str | None = None,
+        state: DeliveryState | None = None,
+        type: Annotated[str | None, Query(description="Only events of this type.")] = None,
+        event_id: str | None = None,
+        pipeline: str | None = None,
+        since: Annotated[datetime | None, Query(description="Recorded at or after.")] = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> list[AlertDelivery]:
+        """Alert deliveries, newest first: each event sent (or being sent) to a rule's
+        webhook, its attempts, the last answer or error, and whether it was delivered, is
+        being retried or was given up."""
+        return await history.deliveries(
+            rule=rule,
+            state=state,
+            event_type=type,
+            event_id=event_id,
+            pipeline=pipeline,
+            since=since,
+            limit=limit,
+        )
 
     @reads.get("/events", tags=["events"])
     async def events(

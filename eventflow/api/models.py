@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..alerts import Alert
 from ..core.freshness import policies
 from ..core.state import PipelineState
 from ..definitions import App
@@ -150,6 +151,46 @@ class ActionDone(BaseModel):
         description="`applied`: a coordinator carried it out; `published`: sent, not decided "
         "within the wait (it will be, or be dead-lettered)."
     )
+
+
+class AlertRule(BaseModel):
+    """An alert rule of the App: which events it sends, where, and how it retries."""
+
+    name: str
+    on: list[str] = Field(description="Event kinds it sends (`run.failed`, ...).")
+    event_types: list[str] = Field(description="The event types those kinds stand for.")
+    webhook: str = Field(description="Where it posts, as written (`${NAME}` left unresolved).")
+    format: Literal["json", "slack"] = Field(
+        description="`json`: the CloudEvent as it is; `slack`: a Slack message."
+    )
+    pipelines: list[str] = Field(description="Only events of these pipelines; empty: any.")
+    datasets: list[str] = Field(description="Only events of these datasets; empty: any.")
+    partitions: list[str] = Field(description="Only events of these partitions; empty: any.")
+    headers: list[str] = Field(description="Names of the headers it sets (values not shown).")
+    max_attempts: int
+    max_age_s: float
+    backoff_s: float
+    max_backoff_s: float
+    timeout_s: float
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertRule:
+        return cls(
+            name=alert.name,
+            on=list(alert.on),
+            event_types=sorted(alert.event_types),
+            webhook=alert.webhook,
+            format=alert.format,
+            pipelines=list(alert.pipelines),
+            datasets=list(alert.datasets),
+            partitions=list(alert.partitions),
+            headers=sorted(alert.headers),
+            max_attempts=alert.max_attempts,
+            max_age_s=alert.max_age_s,
+            backoff_s=alert.backoff_s,
+            max_backoff_s=alert.max_backoff_s,
+            timeout_s=alert.timeout_s,
+        )
 
 
 class Problem(BaseModel):

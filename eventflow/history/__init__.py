@@ -4,6 +4,7 @@ attempts, freshness, lineage, checks, dead letters, events, task logs), on SQLit
 The projectors that feed it live with their runtimes (`embedded.history`, `kafka.history`).
 """
 
+from .alerts import AlertDelivery, DeliveryState
 from .models import (
     CheckOutcome,
     Consumer,
@@ -28,10 +29,12 @@ from .store import HistoryStore
 
 __all__ = [
     "TASK_LOG",
+    "AlertDelivery",
     "CheckOutcome",
     "Consumer",
     "DatasetVersionRecord",
     "DeadLetterRecord",
+    "DeliveryState",
     "EventRecord",
     "Freshness",
     "FreshnessViolation",

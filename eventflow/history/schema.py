@@ -1,8 +1,8 @@
 """The history store's tables, written once in SQLAlchemy Core for SQLite and PostgreSQL.
 
-Every table is a projection of the event log, so any of them can be emptied and rebuilt by
-replaying the events. Times are stored in UTC (`UtcDateTime`), strings without NUL characters
-(`CleanText`: PostgreSQL refuses them in text), and JSON as JSON.
+Every table but the alert deliveries is a projection of the event log, so any of them can be
+emptied and rebuilt by replaying the events. Times are stored in UTC (`UtcDateTime`), strings
+without NUL characters (`CleanText`: PostgreSQL refuses them in text), and JSON as JSON.
 """
 
 from __future__ import annotations
@@ -230,6 +230,34 @@ positions = Table(
     Column("name", Name, primary_key=True),
     Column("position", BigInteger, nullable=False),
 )
+
+#: One row per alert delivery, (rule, event id): the alerts service's own record (the outbox its
+#: deliverer works from, and what operators read), not a projection: a rebuild keeps it.
+alert_deliveries = Table(
+    "history_alert_deliveries",
+    metadata,
+    Column("rule", Name, primary_key=True),
+    Column("event_id", Name, primary_key=True),
+    Column("event_type", Name, nullable=False),
+    Column("event_time", UtcDateTime, nullable=False),
+    Column("pipeline", Name),
+    Column("dataset", Name),
+    Column("partition", Name),
+    Column("target", CleanText, nullable=False, doc="The webhook as the rule writes it."),
+    Column("body", CleanText, nullable=False, doc="The event, encoded: what is sent."),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", CleanText),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("last_attempt_at", UtcDateTime),
+    Column("next_attempt_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("lease_owner", CleanText),
+    Column("lease_until", UtcDateTime),
+)
+Index("history_alerts_due", alert_deliveries.c.state, alert_deliveries.c.next_attempt_at)
+Index("history_alerts_recorded", alert_deliveries.c.recorded_at)
 
 #: Emptied by a rebuild, children first.
 TABLES: tuple[Table, ...] = (

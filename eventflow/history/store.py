@@ -27,8 +27,8 @@ from ..events import Event
 from ..lifecycle import Lifecycle
 from ..settings import Settings
 from . import schema as t
+from .alerts import OPEN, AlertDeliveries
 from .projection import Row, merge_attempt, merge_run, project
-from .queries import Queries
 
 #: Rows per statement where a list of keys is sent (SQLite bounds a statement's parameters).
 CHUNK = 500
@@ -62,7 +62,7 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.close()
 
 
-class HistoryStore(Queries, Lifecycle):
+class HistoryStore(AlertDeliveries, Lifecycle):
     """The history tables behind one URL; `start()`/`stop()` are idempotent, `async with` both.
 
     `retention_days` (0: forever) is what `prune` keeps.
@@ -167,7 +167,8 @@ class HistoryStore(Queries, Lifecycle):
             return {r.name: r.position for r in (await conn.execute(sql)).all()}
 
     async def clear(self) -> None:
-        """Empty every table, positions included: what a rebuild starts from."""
+        """Empty every table, positions included: what a rebuild starts from. The alert
+        deliveries stay: they are no projection, and keep an event from being sent twice."""
         try:
             async with self.engine.begin() as conn:
                 for table in t.TABLES:
@@ -177,8 +178,9 @@ class HistoryStore(Queries, Lifecycle):
 
     async def prune(self, now: datetime) -> int:
         """Delete history older than `retention_days` before `now` (nothing when it is 0): events,
-        ended runs and attempts, checks, dead letters, log lines, and dataset versions except the
-        newest of each partition, which is its freshness. Returns the rows deleted."""
+        ended runs and attempts, checks, dead letters, log lines, finished alert deliveries, and
+        dataset versions except the newest of each partition, which is its freshness. Returns
+        the rows deleted."""
         if self.retention_days <= 0:
             return 0
         cutoff = now - timedelta(days=self.retention_days)
@@ -197,6 +199,9 @@ class HistoryStore(Queries, Lifecycle):
             delete(t.checks).where(t.checks.c.time < cutoff),
             delete(t.dead_letters).where(t.dead_letters.c.time < cutoff),
             delete(t.task_logs).where(t.task_logs.c.time < cutoff),
+            delete(t.alert_deliveries).where(
+                t.alert_deliveries.c.finished_at < cutoff, t.alert_deliveries.c.state.not_in(OPEN)
+            ),
             delete(v).where(
                 v.c.time < cutoff,
                 not_(tuple_(v.c.dataset, v.c.partition, v.c.version).in_(select(newest))),

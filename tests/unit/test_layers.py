@@ -28,6 +28,8 @@ FORBIDDEN = {
     "api": {"embedded", "kafka", "cli", "serving"},
     # The web UI too, and it reads what the API reads.
     "ui": {"embedded", "kafka", "cli", "serving"},
+    # Alerts read events as any subscriber does, through `clients`, on either runtime.
+    "alerts": {"core", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
     # A projection of the event log: it reads events, never decides or runs them.
     "history": {"core", "runtime", "embedded", "kafka", "testing", *ABOVE_ADAPTERS},
 }

@@ -1,0 +1,128 @@
+"""The record of alert deliveries on both backends: one row per (rule, event), claims with a
+lease (one holder at a time, taken over once it ran out), outcomes, reads, and what pruning and
+a rebuild leave of it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventflow.history import HistoryStore
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def row(rule: str = "oncall", event_id: str = "e1", **values: Any) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "event_id": event_id,
+        "event_type": "eventflow.pipeline.run.failed",
+        "event_time": T0,
+        "pipeline": "daily",
+        "dataset": None,
+        "partition": "2026-11-01",
+        "target": "${HOOK}",
+        "body": "{}",
+        "state": "pending",
+        "attempts": 0,
+        "recorded_at": T0,
+        "next_attempt_at": T0,
+    } | values
+
+
+async def test_an_event_recorded_twice_is_one_delivery(store: HistoryStore) -> None:
+    await store.record_deliveries([row(), row(rule="chat")])
+    await store.record_deliveries([row(attempts=5, target="other")])
+    found = await store.deliveries()
+    assert sorted((d.rule, d.attempts, d.target) for d in found) == [
+        ("chat", 0, "${HOOK}"),
+        ("oncall", 0, "${HOOK}"),
+    ]
+
+
+async def test_a_claimed_delivery_is_held_until_settled_or_its_lease_ends(
+    store: HistoryStore,
+) -> None:
+    await store.record_deliveries(
+        [row(), row(event_id="later", next_attempt_at=T0 + timedelta(seconds=60))]
+    )
+    [mine] = await store.claim_deliveries(T0, "a", 40, limit=10)
+    assert mine["event_id"] == "e1" and mine["body"] == "{}"
+    assert await store.claim_deliveries(T0, "b", 40, limit=10) == []  # held by a
+    assert await store.next_delivery_due() == T0 + timedelta(seconds=40)  # its lease's end
+    [taken] = await store.claim_deliveries(T0 + timedelta(seconds=41), "b", 40, limit=10)
+    assert taken["event_id"] == "e1"  # a went quiet: b takes it over
+    retry_at = T0 + timedelta(seconds=50)
+    await store.settle_delivery(
+        "oncall",
+        "e1",
+        {
+            "state": "retrying",
+            "attempts": 1,
+            "status_code": 503,
+            "error": "HTTP 503",
+            "last_attempt_at": T0,
+            "next_attempt_at": retry_at,
+            "finished_at": None,
+        },
+    )
+    assert await store.next_delivery_due() == retry_at
+    [d] = await store.deliveries(state="retrying")
+    assert (d.attempts, d.status_code, d.error, d.next_attempt_at) == (1, 503, "HTTP 503", retry_at)
+
+
+async def test_a_finished_delivery_stays_finished(store: HistoryStore) -> None:
+    await store.record_deliveries([row()])
+    done = {
+        "state": "delivered",
+        "attempts": 1,
+        "status_code": 200,
+        "error": None,
+        "last_attempt_at": T0,
+        "next_attempt_at": None,
+        "finished_at": T0,
+    }
+    await store.settle_delivery("oncall", "e1", done)
+    late = done | {"state": "retrying", "attempts": 2, "next_attempt_at": T0}
+    await store.settle_delivery("oncall", "e1", late)  # another server's late answer
+    [d] = await store.deliveries()
+    assert (d.state, d.attempts) == ("delivered", 1)
+    assert await store.claim_deliveries(T0 + timedelta(days=1), "a", 40, limit=10) == []
+    assert await store.next_delivery_due() is None
+
+
+async def test_deliveries_are_read_newest_first_and_filtered(store: HistoryStore) -> None:
+    await store.record_deliveries(
+        [
+            row(event_id="old"),
+            row(event_id="new", recorded_at=T0 + timedelta(seconds=5), pipeline="other"),
+            row(rule="chat", event_id="new", recorded_at=T0 + timedelta(seconds=5)),
+        ]
+    )
+    assert [(d.rule, d.event_id) for d in await store.deliveries()] == [
+        ("chat", "new"),
+        ("oncall", "new"),
+        ("oncall", "old"),
+    ]
+    assert [d.event_id for d in await store.deliveries(rule="oncall", pipeline="daily")] == ["old"]
+    assert [d.rule for d in await store.deliveries(since=T0 + timedelta(seconds=1))] == [
+        "chat",
+        "oncall",
+    ]
+    assert len(await store.deliveries(event_id="new", limit=1)) == 1
+
+
+async def test_pruning_takes_old_finished_deliveries_and_a_rebuild_none(
+    store: HistoryStore,
+) -> None:
+    old = T0 - timedelta(days=40)
+    await store.record_deliveries(
+        [
+            row(event_id="done", state="delivered", finished_at=old, recorded_at=old),
+            row(event_id="open", recorded_at=old),  # still retrying: kept
+        ]
+    )
+    await store.prune(T0)
+    assert [d.event_id for d in await store.deliveries()] == ["open"]
+    await store.clear()
+    assert [d.event_id for d in await store.deliveries()] == ["open"]
