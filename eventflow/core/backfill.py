@@ -287,7 +287,7 @@ class Backfills:
     def _take(
         self, st: PipelineState, bf: BackfillState, key: str, now: float, d: Decision
     ) -> None:
-        planned = self.plan(st, key, bf.mode, bf.dataset, bf.id)
+        planned = self.plan(st, key, bf.mode, bf.dataset, bf.id, now=now)
         if not planned.run:
             self._skip(bf, key, planned.why)
             return
@@ -297,7 +297,7 @@ class Backfills:
         for name, _, rerun in planned.tasks:
             task = self.app.tasks[name]
             tasks.append(task)
-            self._supply(st, part, task, key, bf.id)
+            self._supply(st, part, task, key, bf.id, now)
             if rerun:
                 part.rerun_seq += 1
                 part.reruns[name] = Rerun(part.rerun_seq, cause)
@@ -341,9 +341,12 @@ class Backfills:
         mode: BackfillMode,
         dataset: str | None = None,
         backfill: str = "",
+        *,
+        now: float,
     ) -> Planned:
-        """Whether a backfill in `mode` runs `key` now, and why: read from the state only, so
-        a dry run says what the backfill would do."""
+        """Whether a backfill in `mode` runs `key` at `now`, and why: read from the state only,
+        so a dry run says what the backfill would do. A schedule's tick still to come is not a
+        version yet: a partition whose clock has not ticked is not run ahead of its time."""
         part = st.partitions.get(key)
         if part is not None and (part.run is not None or key in st.waiting):
             return Planned(key, False, "a run is in progress")
@@ -354,8 +357,13 @@ class Backfills:
             "stale": [],
         }
         for task in roots:
-            versions, lacking = self._versions(st, part, task, key)
+            versions, lacking = self._versions(st, part, task, key, now)
             if lacking is not None:
+                due = self.tick(lacking, key)
+                if due is not None:
+                    at = datetime.fromtimestamp(due / 1e6, UTC).isoformat()
+                    why = f"its clock {lacking!r} ticks for {key!r} at {at}, still to come"
+                    return Planned(key, False, why)
                 return Planned(key, False, f"input {lacking!r} was never produced for {key!r}")
             tr = part.runs.get(task.name) if part is not None else None
             if tr is None:
@@ -390,7 +398,7 @@ class Backfills:
         return Planned(key, True, why, tasks)
 
     def _versions(
-        self, st: PipelineState, part: PartitionState | None, task: Task, key: str
+        self, st: PipelineState, part: PartitionState | None, task: Task, key: str, now: float
     ) -> tuple[dict[str, int], str | None]:
         """The input versions `task` runs on in `key`, or the first input never produced there.
         A schedule's clock is time, not data: its tick for the partition is known without it
@@ -406,7 +414,7 @@ class Backfills:
                 versions[ds] = have.version
                 continue
             tick = self.tick(ds, key) if partitioned else None
-            if tick is not None:
+            if tick is not None and tick <= now * 1_000_000:
                 versions[ds] = tick
             elif task.trigger == "all" and lacking is None:
                 lacking = ds
@@ -432,14 +440,20 @@ class Backfills:
         return int(at.timestamp() * 1_000_000)
 
     def _supply(
-        self, st: PipelineState, part: PartitionState, task: Task, key: str, backfill: str
+        self,
+        st: PipelineState,
+        part: PartitionState,
+        task: Task,
+        key: str,
+        backfill: str,
+        now: float,
     ) -> None:
         """The clock versions the verdict counted on, into the partition's inputs (of this
         pipeline only: no other consumer of the clock runs)."""
         for ds in task.inputs:
             if ds not in part.inputs and self.app.datasets[ds].partitions.partitioned:
                 tick = self.tick(ds, key)
-                if tick is not None:
+                if tick is not None and tick <= now * 1_000_000:
                     at = datetime.fromtimestamp(tick / 1e6, UTC).isoformat()
                     part.inputs[ds] = InputState(tick, {"tick": at, "backfill": backfill})
 
@@ -449,7 +463,9 @@ def _versions(versions: dict[str, int]) -> str:
 
 
 def dry_run(backfills: Backfills, st: PipelineState, bf: BackfillState) -> list[Planned]:
-    """Every partition of `bf` judged as the backfill would judge it now, in its order."""
+    """Every partition of `bf` judged as the backfill would judge it when it was made
+    (`created_at`), in its order."""
     return [
-        backfills.plan(st, key, bf.mode, bf.dataset, bf.id) for key in keys_of(backfills.app, bf)
+        backfills.plan(st, key, bf.mode, bf.dataset, bf.id, now=bf.created_at)
+        for key in keys_of(backfills.app, bf)
     ]
