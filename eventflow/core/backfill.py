@@ -250,12 +250,13 @@ class Backfills:
         }
         for bf in running:
             self._account(st, bf, ended)
-            if bf.status != "running" or st.paused is not None:
+            if bf.status != "running":
                 continue
-            while len(bf.active) < bf.max_active and bf.cursor < bf.total:
+            while st.paused is None and len(bf.active) < bf.max_active and bf.cursor < bf.total:
                 key = key_at(self.app, bf, bf.cursor)
                 bf.cursor += 1
                 self._take(st, bf, key, now, d)
+            # Done once nothing is left, paused or not: a pause holds what is still to start.
             if bf.cursor >= bf.total and not bf.active:
                 bf.status, bf.finished_at = "done", now
                 self._trim(st)

@@ -164,6 +164,15 @@ def test_a_paused_pipeline_holds_the_backfill_until_resumed() -> None:
     assert state(sim).succeeded == 3
 
 
+def test_a_backfill_whose_last_runs_end_while_paused_is_done() -> None:
+    sim = Sim(clock_app(), now=AFTER)
+    backfill(sim, start=D, end=D2, max_active=2)
+    sim.send(pipeline_action("p", "pause", reason="x", operator="bob"))
+    run_through(sim, 2)
+    bf = state(sim)
+    assert (bf.status, bf.succeeded) == ("done", 2), "nothing left for a resume to start"
+
+
 def test_the_backfill_survives_a_restore_from_its_records_midway() -> None:
     sim = Sim(clock_app(), now=AFTER)
     records: dict[bytes, bytes] = {}
