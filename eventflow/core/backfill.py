@@ -202,6 +202,7 @@ class Backfills:
             if bf.status != "running":
                 raise EventError(f"backfill {bf.id!r} is {bf.status} already")
             bf.status, bf.finished_at = "cancelled", now
+            self._unqueue(st, bf, d)
             self._trim(st)
             return d
         if data.backfill in st.backfills:
@@ -209,6 +210,25 @@ class Backfills:
         st.backfills[data.backfill] = self.new(st, data, now)
         self.advance(st, d, now)
         return d
+
+    def _unqueue(self, st: PipelineState, bf: BackfillState, d: Decision) -> None:
+        """The partitions a cancelled backfill left waiting for a run slot stop waiting (what
+        they waited for is dropped, as by a `cancel`): a cancelled backfill starts no run."""
+        for key, rid in list(bf.active.items()):
+            part = st.partitions.get(key)
+            if rid or key not in st.waiting or part is None or part.run is not None:
+                continue
+            st.waiting.remove(key)
+            part.reruns.clear()
+            for task in self.app.pipelines[st.name].tasks:
+                versions = self.runs.wanted(st, key, part, task)
+                if versions is not None:
+                    part.consumed[task.name] = versions
+            del bf.active[key]
+            bf.started -= 1
+            self._skip(bf, key, "the backfill was cancelled while it waited for a run slot")
+            d.dirty.add(key)
+        d.header = True
 
     def new(self, st: PipelineState, data: PipelineActionData, now: float) -> BackfillState:
         """The backfill a `backfill` action asks for, not started; `EventError` says why it

@@ -144,6 +144,24 @@ def test_cancel_starts_no_new_run_and_lets_the_running_ones_finish() -> None:
         sim.send(pipeline_action("p", "cancel_backfill", reason="x", operator="bob", backfill="b1"))
 
 
+def test_cancel_drops_the_partitions_waiting_for_a_run_slot() -> None:
+    sim = Sim(clock_app(max_active_runs=1), now=AFTER)
+    backfill(sim, start=D, end=days(D, 10)[-1], max_active=3)
+    assert sim.engine.pipelines["p"].waiting == [D2, D3]
+    sim.send(pipeline_action("p", "cancel_backfill", reason="wrong", operator="bob", backfill="b1"))
+    assert sim.engine.pipelines["p"].waiting == []
+    run_through(sim, 1)
+    assert [r.partition for r in sim.requests if r.task == "build"] == [D], "none started after"
+    bf = state(sim)
+    assert (bf.status, bf.started, bf.succeeded, bf.skipped, bf.active) == (
+        "cancelled",
+        1,
+        1,
+        2,
+        {},
+    )
+
+
 def test_a_failed_run_counts_failed_and_the_next_partition_starts() -> None:
     sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=D2, max_active=1)
