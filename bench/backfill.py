@@ -60,7 +60,9 @@ def planning_rate(partitions: int) -> dict[str, Any]:
         operator="bench",
     )
     began = time.perf_counter()
-    planned = dry_run(engine.actions.backfills, pst, engine.actions.backfills.new(pst, data, 0))
+    planned = dry_run(
+        engine.actions.backfills, pst, engine.actions.backfills.new(pst, data, time.time())
+    )
     took = time.perf_counter() - began
     assert sum(p.run for p in planned) == partitions
     return {"partitions": partitions, "seconds": round(took, 3), "per_s": round(partitions / took)}

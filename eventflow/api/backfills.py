@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from ..core import Engine
 from ..core.backfill import Backfills, BackfillState, dry_run, resolve, roots_of
@@ -230,6 +230,9 @@ def router(ops: Operations, writes: APIRouter, reads: APIRouter) -> None:
             ]
         except EventError as e:
             raise bad(e) from None
+        except ValidationError as e:  # the plan's own rules, said without pydantic's noise
+            why = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, why) from None
         except ValueError as e:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
         if body.dry_run:

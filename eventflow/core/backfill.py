@@ -202,6 +202,7 @@ class Backfills:
             if bf.status != "running":
                 raise EventError(f"backfill {bf.id!r} is {bf.status} already")
             bf.status, bf.finished_at = "cancelled", now
+            self._unqueue(st, bf, d)
             self._trim(st)
             return d
         if data.backfill in st.backfills:
@@ -209,6 +210,25 @@ class Backfills:
         st.backfills[data.backfill] = self.new(st, data, now)
         self.advance(st, d, now)
         return d
+
+    def _unqueue(self, st: PipelineState, bf: BackfillState, d: Decision) -> None:
+        """The partitions a cancelled backfill left waiting for a run slot stop waiting (what
+        they waited for is dropped, as by a `cancel`): a cancelled backfill starts no run."""
+        for key, rid in list(bf.active.items()):
+            part = st.partitions.get(key)
+            if rid or key not in st.waiting or part is None or part.run is not None:
+                continue
+            st.waiting.remove(key)
+            part.reruns.clear()
+            for task in self.app.pipelines[st.name].tasks:
+                versions = self.runs.wanted(st, key, part, task)
+                if versions is not None:
+                    part.consumed[task.name] = versions
+            del bf.active[key]
+            bf.started -= 1
+            self._skip(bf, key, "the backfill was cancelled while it waited for a run slot")
+            d.dirty.add(key)
+        d.header = True
 
     def new(self, st: PipelineState, data: PipelineActionData, now: float) -> BackfillState:
         """The backfill a `backfill` action asks for, not started; `EventError` says why it
@@ -250,12 +270,13 @@ class Backfills:
         }
         for bf in running:
             self._account(st, bf, ended)
-            if bf.status != "running" or st.paused is not None:
+            if bf.status != "running":
                 continue
-            while len(bf.active) < bf.max_active and bf.cursor < bf.total:
+            while st.paused is None and len(bf.active) < bf.max_active and bf.cursor < bf.total:
                 key = key_at(self.app, bf, bf.cursor)
                 bf.cursor += 1
                 self._take(st, bf, key, now, d)
+            # Done once nothing is left, paused or not: a pause holds what is still to start.
             if bf.cursor >= bf.total and not bf.active:
                 bf.status, bf.finished_at = "done", now
                 self._trim(st)
@@ -287,7 +308,7 @@ class Backfills:
     def _take(
         self, st: PipelineState, bf: BackfillState, key: str, now: float, d: Decision
     ) -> None:
-        planned = self.plan(st, key, bf.mode, bf.dataset, bf.id)
+        planned = self.plan(st, key, bf.mode, bf.dataset, bf.id, now=now)
         if not planned.run:
             self._skip(bf, key, planned.why)
             return
@@ -297,7 +318,7 @@ class Backfills:
         for name, _, rerun in planned.tasks:
             task = self.app.tasks[name]
             tasks.append(task)
-            self._supply(st, part, task, key, bf.id)
+            self._supply(st, part, task, key, bf.id, now)
             if rerun:
                 part.rerun_seq += 1
                 part.reruns[name] = Rerun(part.rerun_seq, cause)
@@ -341,9 +362,12 @@ class Backfills:
         mode: BackfillMode,
         dataset: str | None = None,
         backfill: str = "",
+        *,
+        now: float,
     ) -> Planned:
-        """Whether a backfill in `mode` runs `key` now, and why: read from the state only, so
-        a dry run says what the backfill would do."""
+        """Whether a backfill in `mode` runs `key` at `now`, and why: read from the state only,
+        so a dry run says what the backfill would do. A schedule's tick still to come is not a
+        version yet: a partition whose clock has not ticked is not run ahead of its time."""
         part = st.partitions.get(key)
         if part is not None and (part.run is not None or key in st.waiting):
             return Planned(key, False, "a run is in progress")
@@ -354,8 +378,13 @@ class Backfills:
             "stale": [],
         }
         for task in roots:
-            versions, lacking = self._versions(st, part, task, key)
+            versions, lacking = self._versions(st, part, task, key, now)
             if lacking is not None:
+                due = self.tick(lacking, key)
+                if due is not None:
+                    at = datetime.fromtimestamp(due / 1e6, UTC).isoformat()
+                    why = f"its clock {lacking!r} ticks for {key!r} at {at}, still to come"
+                    return Planned(key, False, why)
                 return Planned(key, False, f"input {lacking!r} was never produced for {key!r}")
             tr = part.runs.get(task.name) if part is not None else None
             if tr is None:
@@ -390,7 +419,7 @@ class Backfills:
         return Planned(key, True, why, tasks)
 
     def _versions(
-        self, st: PipelineState, part: PartitionState | None, task: Task, key: str
+        self, st: PipelineState, part: PartitionState | None, task: Task, key: str, now: float
     ) -> tuple[dict[str, int], str | None]:
         """The input versions `task` runs on in `key`, or the first input never produced there.
         A schedule's clock is time, not data: its tick for the partition is known without it
@@ -406,7 +435,7 @@ class Backfills:
                 versions[ds] = have.version
                 continue
             tick = self.tick(ds, key) if partitioned else None
-            if tick is not None:
+            if tick is not None and tick <= now * 1_000_000:
                 versions[ds] = tick
             elif task.trigger == "all" and lacking is None:
                 lacking = ds
@@ -432,14 +461,20 @@ class Backfills:
         return int(at.timestamp() * 1_000_000)
 
     def _supply(
-        self, st: PipelineState, part: PartitionState, task: Task, key: str, backfill: str
+        self,
+        st: PipelineState,
+        part: PartitionState,
+        task: Task,
+        key: str,
+        backfill: str,
+        now: float,
     ) -> None:
         """The clock versions the verdict counted on, into the partition's inputs (of this
         pipeline only: no other consumer of the clock runs)."""
         for ds in task.inputs:
             if ds not in part.inputs and self.app.datasets[ds].partitions.partitioned:
                 tick = self.tick(ds, key)
-                if tick is not None:
+                if tick is not None and tick <= now * 1_000_000:
                     at = datetime.fromtimestamp(tick / 1e6, UTC).isoformat()
                     part.inputs[ds] = InputState(tick, {"tick": at, "backfill": backfill})
 
@@ -449,7 +484,9 @@ def _versions(versions: dict[str, int]) -> str:
 
 
 def dry_run(backfills: Backfills, st: PipelineState, bf: BackfillState) -> list[Planned]:
-    """Every partition of `bf` judged as the backfill would judge it now, in its order."""
+    """Every partition of `bf` judged as the backfill would judge it when it was made
+    (`created_at`), in its order."""
     return [
-        backfills.plan(st, key, bf.mode, bf.dataset, bf.id) for key in keys_of(backfills.app, bf)
+        backfills.plan(st, key, bf.mode, bf.dataset, bf.id, now=bf.created_at)
+        for key in keys_of(backfills.app, bf)
     ]

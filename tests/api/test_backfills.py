@@ -132,12 +132,14 @@ async def test_refusals(api: Api) -> None:
         (body(start=days(3)[-1], end=FIRST), "ends"),
         (body(start="2026-10", end=FIRST), "not a daily key"),
         (body(start=FIRST), "both"),
+        (body(start=FIRST, end=FIRST, partitions=[FIRST]), "or `partitions`, one of them"),
         (body(pipeline="nope", start=FIRST, end=FIRST), "no pipeline"),
         ({"dataset": "report", "start": FIRST, "end": FIRST, "reason": "x"}, "no pipeline"),
     ]:
         answer = await api.client.post("/api/backfills", json=wrong)
         assert answer.status_code == 400, answer.text
         assert why in answer.json()["detail"]
+        assert "pydantic" not in answer.json()["detail"], "a reason, not a validation dump"
     assert (await api.client.get("/api/backfills/nope")).status_code == 404
     assert (
         await api.client.post("/api/backfills/nope/cancel", json={"reason": "x"})

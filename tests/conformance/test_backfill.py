@@ -5,6 +5,7 @@ cancel stops and a coordinator restart does not."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date, timedelta
 
 import eventflow as ef
@@ -162,7 +163,7 @@ async def test_the_dry_run_is_what_the_backfill_then_does(start: Start) -> None:
         )
         e = engine(h)
         pst = e.pipelines["assets"]
-        planned = dry_run(e.actions.backfills, pst, e.actions.backfills.new(pst, data, 0.0))
+        planned = dry_run(e.actions.backfills, pst, e.actions.backfills.new(pst, data, time.time()))
         assert data.plan is not None
         await h.act("assets", "backfill", backfill="b2", plan=data.plan)
         await h.wait_for(lambda: status(h, "b2") == "done", timeout=60)

@@ -3,7 +3,7 @@ progress through the run decisions (max active, slots, downstream, cancel, resto
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,8 @@ from .sim import Sim, produced
 from .test_runs import chain_app, noop
 
 D, D2, D3 = "2026-11-22", "2026-11-23", "2026-11-24"
+#: A clock time after the schedule ticked for every partition the tests backfill.
+AFTER = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
 
 
 def days(first: str, n: int) -> list[str]:
@@ -72,7 +74,7 @@ def run_through(sim: Sim, limit: int) -> int:
 
 # -- progress ------------------------------------------------------------------------------------
 def test_a_30_day_backfill_runs_each_partition_once_max_active_at_a_time() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=days(D, 30)[-1], max_active=3)
     assert len([r for r in sim.queue if r.task == "build"]) == 3, "three at a time"
     assert run_through(sim, 3) == 3
@@ -99,7 +101,7 @@ def test_a_30_day_backfill_runs_each_partition_once_max_active_at_a_time() -> No
 
 
 def test_a_second_backfill_of_the_same_range_runs_nothing_again() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=D3, mode="all")
     run_through(sim, 4)
     before = len(sim.requests)
@@ -111,7 +113,7 @@ def test_a_second_backfill_of_the_same_range_runs_nothing_again() -> None:
 
 
 def test_pipeline_max_active_runs_and_the_backfill_max_active_both_hold() -> None:
-    sim = Sim(clock_app(max_active_runs=1))
+    sim = Sim(clock_app(max_active_runs=1), now=AFTER)
     backfill(sim, start=D, end=days(D, 5)[-1], max_active=3)
     assert [r.partition for r in sim.queue] == [D], "one slot: the others wait for it"
     assert sim.engine.pipelines["p"].waiting == days(D, 3)[1:]
@@ -121,7 +123,7 @@ def test_pipeline_max_active_runs_and_the_backfill_max_active_both_hold() -> Non
 
 
 def test_reverse_takes_the_newest_partition_first() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=days(D, 6)[-1], max_active=1, reverse=True)
     run_through(sim, 1)
     order = [r.partition for r in sim.requests if r.task == "build"]
@@ -129,7 +131,7 @@ def test_reverse_takes_the_newest_partition_first() -> None:
 
 
 def test_cancel_starts_no_new_run_and_lets_the_running_ones_finish() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=days(D, 10)[-1], max_active=2)
     sim.send(
         pipeline_action("p", "cancel_backfill", reason="enough", operator="bob", backfill="b1")
@@ -142,8 +144,26 @@ def test_cancel_starts_no_new_run_and_lets_the_running_ones_finish() -> None:
         sim.send(pipeline_action("p", "cancel_backfill", reason="x", operator="bob", backfill="b1"))
 
 
+def test_cancel_drops_the_partitions_waiting_for_a_run_slot() -> None:
+    sim = Sim(clock_app(max_active_runs=1), now=AFTER)
+    backfill(sim, start=D, end=days(D, 10)[-1], max_active=3)
+    assert sim.engine.pipelines["p"].waiting == [D2, D3]
+    sim.send(pipeline_action("p", "cancel_backfill", reason="wrong", operator="bob", backfill="b1"))
+    assert sim.engine.pipelines["p"].waiting == []
+    run_through(sim, 1)
+    assert [r.partition for r in sim.requests if r.task == "build"] == [D], "none started after"
+    bf = state(sim)
+    assert (bf.status, bf.started, bf.succeeded, bf.skipped, bf.active) == (
+        "cancelled",
+        1,
+        1,
+        2,
+        {},
+    )
+
+
 def test_a_failed_run_counts_failed_and_the_next_partition_starts() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=D2, max_active=1)
     sim.fail(sim.next_request("build"), retriable=False)
     assert [r.partition for r in sim.queue] == [D2]
@@ -153,7 +173,7 @@ def test_a_failed_run_counts_failed_and_the_next_partition_starts() -> None:
 
 
 def test_a_paused_pipeline_holds_the_backfill_until_resumed() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     sim.send(pipeline_action("p", "pause", reason="x", operator="bob"))
     backfill(sim, start=D, end=D3)
     assert not sim.queue and state(sim).cursor == 0
@@ -162,8 +182,17 @@ def test_a_paused_pipeline_holds_the_backfill_until_resumed() -> None:
     assert state(sim).succeeded == 3
 
 
+def test_a_backfill_whose_last_runs_end_while_paused_is_done() -> None:
+    sim = Sim(clock_app(), now=AFTER)
+    backfill(sim, start=D, end=D2, max_active=2)
+    sim.send(pipeline_action("p", "pause", reason="x", operator="bob"))
+    run_through(sim, 2)
+    bf = state(sim)
+    assert (bf.status, bf.succeeded) == ("done", 2), "nothing left for a resume to start"
+
+
 def test_the_backfill_survives_a_restore_from_its_records_midway() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     records: dict[bytes, bytes] = {}
     engine = sim.engine
     # Collect records as a state log would, step by step.
@@ -312,7 +341,7 @@ def test_ranges_resolve_in_the_partitioning_of_the_tasks_started() -> None:
 
 
 def test_refused_backfills_change_nothing() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     backfill(sim, start=D, end=D)
     with pytest.raises(EventError, match="already"):
         backfill(sim, start=D, end=D)
@@ -322,7 +351,7 @@ def test_refused_backfills_change_nothing() -> None:
 
 
 def test_from_a_dataset_starts_its_consumers_and_theirs_follow() -> None:
-    sim = Sim(clock_app())
+    sim = Sim(clock_app(), now=AFTER)
     sim.send(produced("daily", D, 5))
     sim.run_all()
     backfill(sim, pipeline="q", dataset="daily", start=D, end=D2, mode="all")
@@ -330,3 +359,21 @@ def test_from_a_dataset_starts_its_consumers_and_theirs_follow() -> None:
         (D, "succeeded on the same input versions"),
         (D2, f"input 'daily' was never produced for {D2!r}"),
     ]
+
+
+def test_a_partition_whose_clock_has_not_ticked_yet_is_not_run_ahead_of_time() -> None:
+    # 03:00 on D: D's clock ticks at 06:00, D2's and D3's are days away.
+    before_tick = datetime(2026, 11, 22, 3, tzinfo=UTC).timestamp()
+    sim = Sim(clock_app(), now=before_tick)
+    backfill(sim, start=days(D, 3)[0], end=D3, mode="all")
+    bf = state(sim)
+    assert not sim.queue, "nothing is built before its data can exist"
+    assert (bf.status, bf.started, bf.skipped) == ("done", 0, 3)
+    assert bf.skips[0] == (
+        D,
+        f"its clock 'clock.daily' ticks for {D!r} at 2026-11-22T06:00:00+00:00, still to come",
+    )
+    # The schedule's own tick, when it comes, builds the partition as usual.
+    sim.now = datetime(2026, 11, 22, 6, tzinfo=UTC).timestamp()
+    sim.send(produced("clock.daily", D, int(sim.now * 1_000_000)))
+    assert [(r.task, r.partition) for r in sim.queue] == [("build", D)]
