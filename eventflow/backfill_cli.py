@@ -126,9 +126,13 @@ def start(
     click.echo(f"backfill {started.id} of {', '.join(started.pipelines)}: started")
     if no_wait:
         return
-    done = cli._run(follow(settings, started.id))
+    try:
+        done = cli._run(follow(settings, started.id))
+    except ApiError as e:
+        click.echo(f"error: {e.reason}", err=True)
+        sys.exit(1)
     click.echo(progress_line(done))
-    sys.exit(1 if done.failed else 0)
+    sys.exit(1 if done.failed or done.status == "cancelled" else 0)
 
 
 @backfill.command("list")
@@ -216,7 +220,15 @@ async def follow(settings: Settings, bid: str) -> Backfill:
             with Progress(*columns, transient=False) as bar:
                 shown = bar.add_task(bid, total=None, detail="")
                 while True:
-                    now = Backfill.model_validate(await client.get(f"/api/backfills/{bid}"))
+                    try:
+                        now = Backfill.model_validate(await client.get(f"/api/backfills/{bid}"))
+                    except ApiError as e:
+                        if e.status != 404:
+                            raise
+                        # Published, not decided yet (Kafka): known once its first run ends,
+                        # or at the stream's next keep-alive.
+                        await anext(events)
+                        continue
                     bar.update(
                         shown,
                         total=now.planned,

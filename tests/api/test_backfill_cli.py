@@ -14,6 +14,7 @@ from eventflow.cli import cli
 
 from .conftest import EMBEDDED_ONLY, TOKEN, Api
 from .test_backfills import FIRST, api_app, days
+from .test_history_api import until
 
 __all__ = ["api_app"]  # the App these tests serve
 
@@ -80,3 +81,18 @@ async def test_a_failed_partition_ends_the_command_with_1_and_cancel(api: Api) -
     assert cancelled.exit_code == 0, cancelled.output
     assert cancelled.output.strip() == f"cancel backfill {bid}: applied"
     assert api.engine.pipelines["assets"].backfills[bid].status == "cancelled"
+
+
+async def test_a_followed_backfill_cancelled_ends_the_command_with_1(api: Api) -> None:
+    month = days(30)[3:]  # after the day that fails: a success but for the cancel
+    following = asyncio.ensure_future(
+        run(api, "backfill", "assets", "--from", month[0], "--to", month[-1], "--max-active", "1")
+    )
+    # Cancelled once the command follows it and a run of it has ended.
+    [found] = await until(api, "/api/backfills", lambda f: f and f[0]["succeeded"])
+    bid = found["id"]
+    cancelled = await run(api, "backfill", "cancel", bid, "--reason", "wrong range")
+    assert cancelled.exit_code == 0, cancelled.output
+    done = await asyncio.wait_for(following, 60)
+    assert done.exit_code == 1, done.output
+    assert f"backfill {bid} cancelled:" in done.output and " 0 failed" in done.output
