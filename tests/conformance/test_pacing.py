@@ -8,6 +8,7 @@ run on both runtimes in real seconds, waiting for the events themselves."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,10 @@ def versions(rec: Recorder) -> list[int]:
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
     """Poll `check` until it holds (state committed on Kafka gives no signal of its own)."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.1)
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "not held back in time"
+        await asyncio.sleep(0.1)
 
 
 async def holding(h: Harness, version: int) -> bool:

@@ -14,7 +14,7 @@ from .harness import Recorder
 D1, D2 = "2026-11-21", "2026-11-22"
 
 
-def graph_app(rec: Recorder, **join: Any) -> ef.App:
+def graph_app(rec: Recorder, **options: Any) -> ef.App:
     """orders -> clean -> report; fx -> rates; (clean, rates) -> revenue."""
     names = ("orders", "fx", "clean", "rates", "report", "revenue")
     orders, fx, clean, rates, report, revenue = (ef.Dataset(n, ef.daily()) for n in names)
@@ -35,7 +35,7 @@ def graph_app(rec: Recorder, **join: Any) -> ef.App:
         rec.enter(ctx)
         ctx.emit(rates)
 
-    @p.task(inputs=[clean, rates], outputs=[revenue], **join)
+    @p.task(inputs=[clean, rates], outputs=[revenue], **options)
     def join(ctx: ef.TaskContext) -> None:
         rec.enter(ctx)
         ctx.emit(revenue)

@@ -26,6 +26,5 @@ def test_the_restatements_example_re_runs_only_the_corrected_day() -> None:
         "  report    2026-11-20 from 104 rows",
     ], "one run on the newest correction, for that day only"
     assert lines[3:] == [
-        "  announce  2026-11-20 not again: restated shop.revenue ignored "
-        "(restatements='ignore')"
+        "  announce  2026-11-20 not again: restated shop.revenue ignored (restatements='ignore')"
     ]
