@@ -85,7 +85,7 @@ class _Explainer:
         self.shared = self.part if key == UNPARTITIONED else st.partitions.get(UNPARTITIONED)
         self.items: list[ExplainItem] = []
         self.waiting_for: list[str] = []
-        self.restated = engine.runs.restated(st, self.part, task)
+        self.restated = engine.runs.restated(self.part, task)
         # Restatements the task does not re-run for (`restatements="ignore"`).
         self.ignored: list[str] = []
         last = self.part.runs.get(task.name)

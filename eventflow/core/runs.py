@@ -440,7 +440,7 @@ class Runs:
         run in the partition failed."""
         last = part.consumed.get(task.name, {})
         shared = st.partitions.get(UNPARTITIONED)
-        restated = self.restated(st, part, task)
+        restated = self.restated(part, task)
         ignored = task.restatements == "ignore" and self._succeeded(part, task)
         versions: dict[str, int] = {}
         newer = stale = missing = follows = 0
@@ -473,7 +473,7 @@ class Runs:
             return None
         return versions
 
-    def restated(self, st: PipelineState, part: PartitionState, task: Task) -> set[str]:
+    def restated(self, part: PartitionState, task: Task) -> set[str]:
         """Inputs of `task` restated in this partition: partitioned inputs with a version newer
         than the one its last run here consumed (only a task that ran here has restatements)."""
         tr = part.runs.get(task.name)
@@ -637,7 +637,7 @@ class Runs:
         self, st: PipelineState, key: str, now: float, d: Decision, *, hold: bool = True
     ) -> None:
         """End the partition's run if nothing of it is in flight or on its way; `hold` keeps it
-        open while a pause holds back one of its tasks."""
+        open while a pause, a debounce or a cooldown holds back one of its tasks."""
         part = st.partitions.get(key)
         run = part.run if part is not None else None
         if part is None or run is None or run.expected:
