@@ -8,9 +8,11 @@ attach to a pipeline like tasks do, so the App collects them and none is forgott
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from croniter import croniter
@@ -32,6 +34,7 @@ __all__ = [
     "DatasetLike",
     "Pipeline",
     "Pool",
+    "Restatements",
     "Retry",
     "Schedule",
     "Task",
@@ -42,6 +45,8 @@ __all__ = [
 
 Trigger = Literal["all", "any"]
 TRIGGERS: tuple[str, ...] = ("all", "any")
+Restatements = Literal["follow", "ignore"]
+RESTATEMENTS: tuple[str, ...] = ("follow", "ignore")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _T = TypeVar("_T")
 TaskFn = Callable[[TaskContext], Awaitable[None] | None]
@@ -104,6 +109,12 @@ class Task:
     partitioning: Partitioning = NONE
     #: Cron (UTC): at each tick the task's run for the partition it judges must have succeeded.
     deadline: str | None = None
+    #: Seconds its inputs must have been quiet in a partition before it is decided there.
+    debounce_s: float | None = None
+    #: Seconds at least between two runs of it starting in one partition.
+    cooldown_s: float | None = None
+    #: Whether a new version of an input partition it already consumed runs it again there.
+    restatements: str = "follow"
 
     @property
     def is_async(self) -> bool:
@@ -191,11 +202,20 @@ class Pipeline:
         trigger: Trigger = "all",
         name: str | None = None,
         deadline: str | None = None,
+        debounce: timedelta | float | None = None,
+        cooldown: timedelta | float | None = None,
+        restatements: Restatements = "follow",
     ) -> Callable[[TaskFn], Task]:
         """Register a task. It runs when its inputs are fresh per `trigger`: `all` (every input
         has a version newer than the one it last consumed for the partition) or `any`.
         `deadline` (a cron, UTC) is its SLA: at each tick its run for the newest partition whose
-        window ended by then (unpartitioned: a run since the tick before) must have succeeded."""
+        window ended by then (unpartitioned: a run since the tick before) must have succeeded.
+
+        `debounce` (seconds or a `timedelta`): decide only once its inputs have been quiet that
+        long in the partition, so a burst of updates makes one run on the newest versions.
+        `cooldown`: at most one run start per that long in a partition; an update inside the
+        window is decided when it ends, never dropped. `restatements`: `follow` (a new version
+        of an input partition it already consumed runs it again there) or `ignore`."""
 
         def register(fn: TaskFn) -> Task:
             task = Task(
@@ -210,6 +230,9 @@ class Pipeline:
                 pipeline=self.name,
                 declared=(*inputs, *outputs),
                 deadline=deadline,
+                debounce_s=_seconds(debounce),
+                cooldown_s=_seconds(cooldown),
+                restatements=restatements,
             )
             self.tasks.append(task)
             return task
@@ -397,6 +420,7 @@ class App:
                 seen.add(ds)
         task.partitioning = self._partitioning_of(task, where)
         validate_freshness(where, task.partitioning, task.deadline)
+        _validate_pacing(task, where)
         for ds in task.outputs:
             if ds in self.schedules:
                 raise DefinitionError(f"{where}: output {ds!r} is produced by a schedule")
@@ -476,6 +500,39 @@ class App:
     def timeout_of(self, task: Task | Check, default: float) -> float:
         """The declared timeout of `task`, else `default` (the runtime's setting)."""
         return task.timeout_s if task.timeout_s is not None else default
+
+
+def _seconds(value: timedelta | float | None) -> float | None:
+    """Seconds of a `timedelta` or a number, as given (validated with the task)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None if value is None else math.nan  # refused by `_validate_pacing`
+    return float(value)
+
+
+def _validate_pacing(task: Task, where: str) -> None:
+    """Debounce, cooldown and restatements that mean something for this task."""
+    for option, seconds in (("debounce", task.debounce_s), ("cooldown", task.cooldown_s)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise DefinitionError(
+                f"{where}: {option} must be a positive number of seconds or a timedelta"
+            )
+    debounce, cooldown = task.debounce_s, task.cooldown_s
+    if debounce is not None and cooldown is not None and cooldown <= debounce:
+        raise DefinitionError(
+            f"{where}: a cooldown of {cooldown:g}s within a debounce of {debounce:g}s never "
+            "holds anything back (two runs are always a debounce apart); give one of them"
+        )
+    if task.restatements not in RESTATEMENTS:
+        raise DefinitionError(
+            f"{where}: restatements {task.restatements!r} is not one of {', '.join(RESTATEMENTS)}"
+        )
+    if task.restatements == "ignore" and not task.partitioning.partitioned:
+        raise DefinitionError(
+            f"{where}: restatements='ignore' needs a partitioned input: for an unpartitioned "
+            "task each new version is the next one, never a restatement"
+        )
 
 
 def _unique(items: list[_T]) -> list[_T]:

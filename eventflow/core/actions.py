@@ -8,9 +8,12 @@ changes, with a reason the operator reads.
 
 from __future__ import annotations
 
+import math
+
 from ..definitions import App, Task
 from ..errors import EventError
 from ..events import PipelineActionData, TaskFailed, TaskFailedData
+from . import pacing
 from .backfill import Backfills
 from .runs import Runs
 from .state import IN_FLIGHT, Decision, Pause, PipelineState, Publish, Release, Rerun, Wake
@@ -121,20 +124,31 @@ class Actions:
 
     def _cancel(self, st: PipelineState, data: PipelineActionData, now: float, d: Decision) -> None:
         """The active run ends failed, its attempts in flight stopped and not retried; a
-        partition waiting for a run slot stops waiting, and what it waited for is dropped."""
+        partition waiting for a run slot, or held back by a debounce or cooldown, stops
+        waiting, and what it waited for is dropped."""
         key = data.partition
         part = st.partitions.get(key)
         run = part.run if part is not None else None
-        if part is None or (run is None and key not in st.waiting):
+        if part is None or (run is None and key not in st.waiting and key not in st.held):
             raise EventError(
-                f"pipeline {st.name!r} has no run in progress or waiting in partition {key!r}"
+                f"pipeline {st.name!r} has no run in progress or waiting in partition {key!r}, "
+                "nor a decision held back there"
             )
         cause = data.describe()
         tasks = self.app.pipelines[st.name].tasks
         d.dirty.add(key)
         part.reruns.clear()
+        # Decisions a debounce or cooldown holds back here go with the run: dropped, like the
+        # inputs of a partition waiting for a slot.
+        for name in pacing.due(part, math.inf):
+            task = self.app.tasks.get(name)
+            versions = self.runs.wanted(st, key, part, task) if task is not None else None
+            if versions is not None:
+                part.consumed[name] = versions
+        d.header |= pacing.release(st, key, part)
         if run is None:
-            st.waiting.remove(key)
+            if key in st.waiting:
+                st.waiting.remove(key)
             for task in tasks:
                 versions = self.runs.wanted(st, key, part, task)
                 if versions is not None:

@@ -1,9 +1,10 @@
 """The engine's state as key/value records: the one layout every state log stores.
 
 A record per (pipeline, partition), per pipeline header (partitions holding or waiting for a run
-slot), per (dataset, partition) and per pool. The embedded runtime keeps them in a SQLite table,
-the Kafka services in a compacted changelog topic; both write `changes()` after a step and
-read records back into a `Snapshot` that `Snapshot.install` puts into the engine whole.
+slot, or holding a decision back for a debounce or cooldown), per (dataset, partition) and per
+pool. The embedded runtime keeps them in a SQLite table, the Kafka services in a compacted
+changelog topic; both write `changes()` after a step and read records back into a `Snapshot`
+that `Snapshot.install` puts into the engine whole.
 """
 
 from __future__ import annotations
@@ -43,15 +44,16 @@ def pool_key(pool: str) -> bytes:
 
 def header(engine: Engine, pipeline: str) -> bytes:
     pst = engine.pipelines[pipeline]
-    return orjson.dumps(
-        {
-            "active": pst.active,
-            "waiting": pst.waiting,
-            "paused": pst.paused,
-            "acted": pst.acted,
-            "backfills": backfill.dump_all(pst.backfills),
-        }
-    )
+    head: dict[str, object] = {
+        "active": pst.active,
+        "waiting": pst.waiting,
+        "paused": pst.paused,
+        "acted": pst.acted,
+        "backfills": backfill.dump_all(pst.backfills),
+    }
+    if pst.held:  # absent while nothing is held back, as in headers from before pacing
+        head["held"] = pst.held
+    return orjson.dumps(head)
 
 
 def changes(engine: Engine, fx: Effects) -> list[Record]:
@@ -86,6 +88,8 @@ class Snapshot:
     acted: dict[str, list[str]] = field(default_factory=dict)
     #: pipeline -> its backfills, from its header
     backfills: dict[str, dict[str, backfill.BackfillState]] = field(default_factory=dict)
+    #: pipeline -> partitions a debounce or cooldown holds a decision back in, from its header
+    held: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[tuple[str, str], DatasetState] = field(default_factory=dict)
     #: pool -> its serialized gate state (small; the gate decodes it)
     pools: dict[str, bytes] = field(default_factory=dict)
@@ -109,6 +113,7 @@ class Snapshot:
             self.pauses[rest] = Pause(**paused) if paused is not None else None
             self.acted[rest] = head.get("acted", [])
             self.backfills[rest] = backfill.load_all(head.get("backfills"))
+            self.held[rest] = head.get("held", [])
         elif kind == "d":
             dataset, _, partition = rest.partition(SEP)
             self.datasets[(dataset, partition)] = load_dataset(value)
@@ -138,6 +143,7 @@ class Snapshot:
                 present = pst.partitions
                 pst.active = [k for k in active if k in present]
                 pst.waiting = [k for k in waiting if k in present]
+                pst.held = [k for k in self.held.get(name, []) if k in present]
                 pst.paused = self.pauses.get(name)
                 pst.acted = self.acted.get(name, [])
                 pst.backfills = self.backfills.get(name, {})
@@ -164,6 +170,7 @@ class Snapshot:
             pst = pipelines.get(name)
             if pst is not None:
                 pst.active, pst.waiting = active, waiting
+                pst.held = self.held.get(name, [])
                 pst.paused = self.pauses.get(name)
                 pst.acted = self.acted.get(name, [])
                 pst.backfills = self.backfills.get(name, {})

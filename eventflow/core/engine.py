@@ -334,8 +334,8 @@ class Engine:
         return explain(self, pipeline, task, partition)
 
     def idle(self) -> bool:
-        """No run in progress and no version waiting for checks."""
-        if any(p.active or p.waiting for p in self.pipelines.values()):
+        """No run in progress, no decision held back and no version waiting for checks."""
+        if any(p.active or p.waiting or p.held for p in self.pipelines.values()):
             return False
         return not any(d.pending for d in self.datasets.values())
 

@@ -15,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..definitions import Task
 from ..errors import EventError
 from ..partitions import UNPARTITIONED
+from . import pacing
 from .state import DatasetState, InputState, PartitionState, PipelineState, TaskRun
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-Check = Literal["paused", "input", "trigger", "attempt", "max_active_runs", "pool", "upstream"]
+Check = Literal[
+    "paused", "input", "trigger", "pacing", "attempt", "max_active_runs", "pool", "upstream"
+]
 Status = Literal["would_run", "queued", "running", "waiting"]
 
 
@@ -82,6 +85,12 @@ class _Explainer:
         self.shared = self.part if key == UNPARTITIONED else st.partitions.get(UNPARTITIONED)
         self.items: list[ExplainItem] = []
         self.waiting_for: list[str] = []
+        self.restated = engine.runs.restated(self.part, task)
+        # Restatements the task does not re-run for (`restatements="ignore"`).
+        self.ignored: list[str] = []
+        last = self.part.runs.get(task.name)
+        if task.restatements == "ignore" and last is not None and last.status == "succeeded":
+            self.ignored = [ds for ds in task.inputs if ds in self.restated]
 
     def add(self, check: Check, ok: bool, title: str, detail: str) -> None:
         self.items.append(ExplainItem(check=check, ok=ok, title=title, detail=detail))
@@ -93,6 +102,7 @@ class _Explainer:
         for ds, have, consumed in seen:
             self._input(ds, have, consumed)
         self._trigger(fresh)
+        self._pacing()
         tr = self.part.runs.get(self.task.name)
         self._attempt(tr)
         self._slots()
@@ -135,6 +145,16 @@ class _Explainer:
         facts = [f"latest version {latest}" if latest is not None else "no version yet"]
         facts.append(f"last consumed {consumed}" if consumed is not None else "never consumed")
         ok = newer
+        if ds in self.ignored:
+            tr = self.part.runs[self.task.name]
+            facts.append(
+                f"version {latest} restates partition {dkey}, consumed at version "
+                f"{tr.inputs[ds]} by run {tr.run_id}: ignored (restatements='ignore')"
+            )
+            self.add("input", False, f"input {ds}: restatement ignored", "; ".join(facts))
+            return
+        if ds in self.restated and newer:
+            facts.append(f"a restatement of partition {dkey}, followed")
         held = self._held(ds, dkey, latest)
         if held:
             facts.append(held)
@@ -179,12 +199,37 @@ class _Explainer:
         if fresh is not None:
             self.add("trigger", True, f"trigger rule '{rule}' met", f"on {_versions(fresh)}")
             return
+        follows = [ds for ds in self.restated if ds not in self.ignored]
+        if rule == "all" and follows:
+            unsettled = self.runs.unsettled(self.st, self.part, self.task)
+            if unsettled:
+                detail = f"restated {', '.join(sorted(follows))}; upstream: {', '.join(unsettled)}"
+                self.add("trigger", False, "restatement waits for upstream", detail)
+                self.waiting_for.append("upstream " + ", ".join(unsettled))
+                return
         need = (
             "every input newer than the version last consumed"
             if rule == "all"
             else "one input newer than the version last consumed"
         )
         self.add("trigger", False, f"trigger rule '{rule}' not met", f"it needs {need}")
+
+    def _pacing(self) -> None:
+        task = self.task
+        if not pacing.paced(task):
+            return
+        rules = []
+        if task.debounce_s is not None:
+            rules.append(f"debounce {task.debounce_s:g}s")
+        if task.cooldown_s is not None:
+            rules.append(f"cooldown {task.cooldown_s:g}s")
+        held = self.part.pacing.get(task.name)
+        due = held.due if held is not None else None
+        if due is None:
+            self.add("pacing", True, "nothing held back", ", ".join(rules))
+            return
+        why = pacing.why(task, self.part, due)
+        self.add("pacing", False, f"{why} until {_at(due)}", ", ".join(rules))
 
     def _attempt(self, tr: TaskRun | None) -> None:
         if tr is None:
@@ -309,6 +354,10 @@ class _Explainer:
         if self.runs.wanted(self.st, self.key, self.part, self.task) is not None:
             if paused is not None:
                 return "waiting", f"waiting for resume (paused by {paused.operator})"
+            held = self.part.pacing.get(self.task.name)
+            if held is not None and held.due is not None:
+                why = pacing.why(self.task, self.part, held.due)
+                return "waiting", f"{why} until {_at(held.due)}"
             if self.part.run is None and not self.runs.slot_free(self.st):
                 return "waiting", "waiting for a run slot (max_active_runs)"
             return "would_run", "would run now"
@@ -317,6 +366,9 @@ class _Explainer:
             reasons.append(f"last attempt failed ({tr.error})")
         if bad:
             reasons.append(f"upstream failed or skipped: {', '.join(bad)}")
+        if self.ignored:
+            reasons.append(f"restated {', '.join(self.ignored)} ignored (restatements='ignore')")
         wanted = self.waiting_for if self.task.trigger == "all" else ["a newer version of an input"]
-        reasons.append("waiting for " + ", ".join(wanted))
+        if wanted:
+            reasons.append("waiting for " + ", ".join(wanted))
         return "waiting", "; ".join(reasons)

@@ -37,6 +37,7 @@ from ..events import (
     TaskSucceededData,
 )
 from ..partitions import UNPARTITIONED
+from . import pacing
 from .state import (
     IN_FLIGHT,
     Decision,
@@ -99,6 +100,7 @@ class Runs:
         self.default_timeout_s = default_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.source = source
+        self._upstream: dict[str, tuple[list[str], set[str]]] = {}
 
     # -- entry points ----------------------------------------------------------------------------
     def validate(self, st: PipelineState, ref: TaskRef) -> None:
@@ -180,6 +182,8 @@ class Runs:
             consumers = [
                 t for t in self.app.consumers.get(data.dataset, ()) if t.pipeline == st.name
             ]
+            for task in consumers:
+                pacing.updated(part, task, now)
             if data.partition == UNPARTITIONED:
                 for key in list(st.partitions):
                     self.evaluate(st, key, consumers, now, d)
@@ -280,6 +284,9 @@ class Runs:
         d = Decision()
         judge_from = self._judge_from(heard_since)
         judging = judge_from is None or now >= judge_from
+        if st.paused is None:  # a resume decides what came due meanwhile
+            for key in list(st.held):
+                self._decide_held(st, key, now, d)
         for key in list(st.active):
             part = st.partitions[key]
             for name, tr in list(part.runs.items()):
@@ -316,6 +323,20 @@ class Runs:
             d.commands.append(Wake(wake, st.name))
         return d
 
+    def _decide_held(self, st: PipelineState, key: str, now: float, d: Decision) -> None:
+        """Decisions a debounce or cooldown held back in `key` that are due now, on the
+        newest versions (held again if their inputs moved meanwhile)."""
+        part = st.partitions.get(key)
+        names = pacing.due(part, now) if part is not None else []
+        if pacing.release(st, key, part):
+            d.header = True
+        if part is None or not names:
+            return
+        d.dirty.add(key)
+        tasks = [self.app.tasks[n] for n in names if n in self.app.tasks]
+        self.evaluate(st, key, tasks, now, d)
+        self.finish_if_done(st, key, now, d)
+
     def _judge_from(self, heard_since: float | None) -> float | None:
         if heard_since is None:
             return None
@@ -344,6 +365,9 @@ class Runs:
                     seen = tr.seen_at or tr.requested_at
                     deadline = self._deadline(self.app.tasks[name], tr, seen)
                     times.append(max(deadline, judge_from or deadline))
+        held = pacing.next_due(st) if st.paused is None else None
+        if held is not None:
+            times.append(held)
         return min(times) if times else None
 
     # -- triggering ------------------------------------------------------------------------------
@@ -355,10 +379,16 @@ class Runs:
         part = st.partitions.get(key)
         if part is None:
             return
+        shared = st.partitions.get(UNPARTITIONED)
         for task in tasks:
             versions = self.wanted(st, key, part, task)
             if versions is None:
                 continue
+            if task.name not in part.reruns and pacing.paced(task):
+                held = pacing.hold(task, part, shared, now)
+                if held is not None:
+                    pacing.defer(st, key, part, task, held[0], d)
+                    continue
             run = part.run
             if run is None:
                 if not self.slot_free(st):
@@ -371,6 +401,7 @@ class Runs:
                 run.causes.append(rerun.cause)
             salt = rerun.salt if rerun is not None else 0
             self._request(st, key, task, versions, 1, run.run_id, now, d, rerun=salt)
+            pacing.started(st, key, part, task, now)
 
     def wanted(
         self, st: PipelineState, key: str, part: PartitionState, task: Task
@@ -401,31 +432,95 @@ class Runs:
     ) -> dict[str, int] | None:
         """Input versions to run on, or None when the trigger rule is not met. `seen`, if
         given, receives (dataset, latest version known, version last consumed) per input, in
-        the task's order: what `explain` shows of this same verdict."""
+        the task's order: what `explain` shows of this same verdict.
+
+        A restatement (`restated`) counts as new with `restatements="follow"`, even where
+        `all` would wait for the other inputs, once nothing upstream of the task is still on
+        its way there (`unsettled`); with `"ignore"` it does not count, unless the task's last
+        run in the partition failed."""
         last = part.consumed.get(task.name, {})
         shared = st.partitions.get(UNPARTITIONED)
+        restated = self.restated(part, task)
+        ignored = task.restatements == "ignore" and self._succeeded(part, task)
         versions: dict[str, int] = {}
-        newer = 0
-        met = True
+        newer = stale = missing = follows = 0
         for ds in task.inputs:
             source = part if self.app.datasets[ds].partitions.partitioned else shared
             have = source.inputs.get(ds) if source is not None else None
             if seen is not None:
                 seen.append((ds, have, last.get(ds)))
             if have is None:
-                if task.trigger == "all":
-                    met = False
-                    if seen is None:
-                        return None
+                missing += 1
+                if task.trigger == "all" and seen is None:
+                    return None
                 continue
             versions[ds] = have.version
-            if have.version > last.get(ds, -1):
+            if ds in restated and ignored:
+                stale += 1
+            elif have.version > last.get(ds, -1):
                 newer += 1
-            elif task.trigger == "all":
-                met = False
-                if seen is None:
+                follows += ds in restated
+            else:
+                stale += 1
+                if task.trigger == "all" and seen is None and not restated:
                     return None
-        return versions if newer and met else None
+        if not newer:
+            return None
+        if task.trigger == "any" or not (missing or stale):
+            return versions
+        # `all` with an input not newer: a restatement followed, once upstream settled.
+        if missing or not follows or self.unsettled(st, part, task):
+            return None
+        return versions
+
+    def restated(self, part: PartitionState, task: Task) -> set[str]:
+        """Inputs of `task` restated in this partition: partitioned inputs with a version newer
+        than the one its last run here consumed (only a task that ran here has restatements)."""
+        tr = part.runs.get(task.name)
+        if tr is None:
+            return set()
+        found = set()
+        for ds, consumed in tr.inputs.items():
+            have = part.inputs.get(ds)
+            partitioned = self.app.datasets[ds].partitions.partitioned
+            if partitioned and have is not None and have.version > consumed:
+                found.add(ds)
+        return found
+
+    def _succeeded(self, part: PartitionState, task: Task) -> bool:
+        tr = part.runs.get(task.name)
+        return tr is not None and tr.status == "succeeded"
+
+    def unsettled(self, st: PipelineState, part: PartitionState, task: Task) -> list[str]:
+        """What upstream of `task` in its pipeline is still on its way in this partition: tasks
+        in flight, held back, or failed there, and outputs of the run not yet routed back. A
+        restatement waits for them, so that the task runs once on the versions they bring
+        rather than once on a mix and again."""
+        cached = self._upstream.get(task.name)
+        if cached is None:
+            names: list[str] = []
+            frontier = [task]
+            while frontier:
+                for ds in frontier.pop().inputs:
+                    up = self.app.producer.get(ds)
+                    if up is not None and up.pipeline == task.pipeline and up.name not in names:
+                        names.append(up.name)
+                        frontier.append(up)
+            feeds = {ds for n in names for ds in self.app.tasks[n].inputs} | set(task.inputs)
+            cached = self._upstream[task.name] = (names, feeds)
+        names, feeds = cached
+        found = []
+        for name in names:
+            tr = part.runs.get(name)
+            held = part.pacing.get(name)
+            if tr is not None and (tr.status in IN_FLIGHT or tr.status == "failed"):
+                found.append(f"{name} ({tr.status})")
+            elif held is not None and held.due is not None:
+                found.append(f"{name} (held)")
+        run = part.run
+        if run is not None:
+            found += [f"{ds} (on its way)" for ds in run.expected if ds in feeds]
+        return found
 
     def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
         part = st.partitions[key]
@@ -542,13 +637,15 @@ class Runs:
         self, st: PipelineState, key: str, now: float, d: Decision, *, hold: bool = True
     ) -> None:
         """End the partition's run if nothing of it is in flight or on its way; `hold` keeps it
-        open while a pause holds back one of its tasks."""
+        open while a pause, a debounce or a cooldown holds back one of its tasks."""
         part = st.partitions.get(key)
         run = part.run if part is not None else None
         if part is None or run is None or run.expected:
             return
         if any(part.runs[t].status in IN_FLIGHT for t in run.tasks):
             return
+        if hold and self._held_in(part, run):
+            return  # the cascade goes on once the debounce or cooldown lets that task start
         if (
             hold
             and st.paused is not None
@@ -576,6 +673,11 @@ class Runs:
         self.admit_waiting(st, now, d)
         # Inputs that arrived while this run held the partition may trigger a new run now.
         self.evaluate(st, key, tasks, now, d)
+
+    def _held_in(self, part: PartitionState, run: RunState) -> bool:
+        """Whether a task the run's cascade reached is held back by its debounce or cooldown."""
+        held = [n for n, p in part.pacing.items() if p.due is not None and n not in run.tasks]
+        return any(n in self.app.downstream(t) for n in held for t in run.tasks)
 
     def admit_waiting(self, st: PipelineState, now: float, d: Decision) -> None:
         """Partitions waiting for a run slot get the free ones, first come first served."""

@@ -63,6 +63,18 @@ class Rerun:
 
 
 @dataclass(slots=True)
+class Pacing:
+    """Debounce and cooldown of one task in one partition (`core.pacing`)."""
+
+    #: When a newest input version of the task last arrived here (debounce counts from it).
+    updated: float | None = None
+    #: When its last run started here (cooldown counts from it).
+    started: float | None = None
+    #: The time a decision held back waits for; a wake is asked for it.
+    due: float | None = None
+
+
+@dataclass(slots=True)
 class Pause:
     """Who paused a pipeline, when and why."""
 
@@ -100,6 +112,8 @@ class PartitionState:
     rerun_seq: int = 0
     #: Newest version of an input a blocking check rejected, and why: (version, reason).
     rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: Debounce and cooldown by task, for the tasks that have either.
+    pacing: dict[str, Pacing] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -110,6 +124,8 @@ class PipelineState:
     partitions: dict[str, PartitionState] = field(default_factory=dict)
     active: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    #: Partitions where a debounce or cooldown holds a decision back (`Pacing.due`).
+    held: list[str] = field(default_factory=list)
     #: Set while an operator has the pipeline paused; kept in its header record.
     paused: Pause | None = None
     #: Ids of the last operators' actions carried out (`ACTIONS_KEPT`), so a replayed one is

@@ -4,7 +4,8 @@ A partition (or dataset partition) that no run is using costs nothing to keep on
 needed again only when an event names it. Before an event is decided, the states it will touch
 are read in; after a commit, the least recently used idle states beyond `limit` are dropped from
 memory (they are committed, so nothing is lost). Live states (a run in progress or waiting for a
-slot, versions waiting for checks, a pipeline's unpartitioned inputs) never leave.
+slot, a decision a debounce or cooldown holds back, versions waiting for checks, a pipeline's
+unpartitioned inputs) never leave.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class Pager:
         pst = self.engine.pipelines.get(name)
         if pst is None:
             return True
-        if partition == UNPARTITIONED or partition in pst.active or partition in pst.waiting:
+        live = (pst.active, pst.waiting, pst.held)
+        if partition == UNPARTITIONED or any(partition in keys for keys in live):
             return False
         if any(bf.status == "running" for bf in pst.backfills.values()):
             return False  # a backfill judges its partitions one after another, from memory

@@ -142,10 +142,11 @@ class Store(Lifecycle):
         return self._db
 
     async def load(self, engine: Engine) -> None:
-        """Fill the engine with the live state: partitions with a run in progress or waiting
-        for a slot, each pipeline's unpartitioned inputs, and dataset versions waiting for
-        checks. The rest is read on demand (`page_in_*`), so memory follows activity, not
-        history. Pipelines the App no longer has are skipped."""
+        """Fill the engine with the live state: partitions with a run in progress, waiting
+        for a slot or holding a decision back (debounce, cooldown), each pipeline's
+        unpartitioned inputs, and dataset versions waiting for checks. The rest is read on
+        demand (`page_in_*`), so memory follows activity, not history. Pipelines
+        the App no longer has are skipped."""
         try:
             with bulk_load():
                 snapshot = Snapshot()
@@ -154,7 +155,7 @@ class Store(Lifecycle):
                     snapshot.add(key, value)
                 for pipeline, (active, waiting) in snapshot.headers.items():
                     if pipeline in engine.pipelines:
-                        live = {"", *active, *waiting}
+                        live = {"", *active, *waiting, *snapshot.held.get(pipeline, [])}
                         keys = [codec.partition_key(pipeline, k) for k in live]
                         backfills = snapshot.backfills.get(pipeline, {}).values()
                         if any(bf.status == "running" for bf in backfills):

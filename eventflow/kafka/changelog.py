@@ -128,7 +128,7 @@ class TaskStates:
         for name, pst in self.engine.pipelines.items():
             if self.task_of(name) == n:
                 parts, pst.partitions = pst.partitions, {}
-                pst.active, pst.waiting, pst.paused, pst.acted = [], [], None, []
+                pst.active, pst.waiting, pst.held, pst.paused, pst.acted = [], [], [], None, []
                 while parts:
                     for _ in range(min(batch, len(parts))):
                         parts.popitem()

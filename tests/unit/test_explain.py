@@ -51,12 +51,12 @@ def test_paused() -> None:
 
 
 def test_each_input_latest_version_against_the_version_last_consumed() -> None:
-    sim = Sim(join_app("all"))
-    sim.send(produced("x", D, 1))
-    sim.send(produced("y", D, 1))
+    sim = Sim(join_app("all", partitioned=False))
+    sim.send(produced("x", "", 1))
+    sim.send(produced("y", "", 1))
     sim.run_all()
-    sim.send(produced("x", D, 5))
-    found = explain(sim, "join", pipeline="j")
+    sim.send(produced("x", "", 5))
+    found = explain(sim, "join", "", pipeline="j")
     x, y = item(found, "input", "input x"), item(found, "input", "input y")
     assert x.ok and "latest version 5; last consumed 1" in x.detail
     assert not y.ok and "latest version 1; last consumed 1" in y.detail

@@ -82,8 +82,8 @@ def test_run_id_is_derived_from_task_partition_inputs_and_attempt() -> None:
     assert run_key("first", D, {"raw": 7}) != run_key("first", "2026-11-23", {"raw": 7})
 
 
-def join_app(trigger: str) -> ef.App:
-    x, y, z = (ef.Dataset(n, ef.daily()) for n in ("x", "y", "z"))
+def join_app(trigger: str, *, partitioned: bool = True) -> ef.App:
+    x, y, z = (ef.Dataset(n, ef.daily()) if partitioned else ef.Dataset(n) for n in "xyz")
     p = ef.Pipeline("j")
     p.task(inputs=[x, y], outputs=[z], trigger=trigger, name="join")(noop)  # type: ignore[arg-type]
     return ef.App([p])
@@ -100,8 +100,18 @@ def test_all_join_waits_for_every_input_per_partition() -> None:
     sim.start(req)
     sim.succeed(req)
     sim.send(produced("x", D, 2))
+    req = sim.next_request("join")
+    assert {i.dataset: i.version for i in req.inputs} == {"x": 2, "y": 1}, "x restated"
+
+
+def test_all_join_of_unpartitioned_inputs_waits_for_every_input_again() -> None:
+    sim = Sim(join_app("all", partitioned=False))
+    sim.send(produced("x", "", 1))
+    sim.send(produced("y", "", 1))
+    sim.run_all()
+    sim.send(produced("x", "", 2))
     assert not sim.queue, "all: y has not changed since it was consumed"
-    sim.send(produced("y", D, 2))
+    sim.send(produced("y", "", 2))
     assert [r.task for r in sim.queue] == ["join"]
 
 
