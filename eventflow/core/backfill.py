@@ -295,7 +295,7 @@ class Backfills:
                     if cause not in run.causes:
                         run.causes.append(cause)
                 continue
-            elif key in st.waiting:
+            elif key in st.waiting or key in st.held:
                 continue
             else:  # ended out of sight (a cancel of a partition waiting for a slot)
                 outcome = False
@@ -332,7 +332,7 @@ class Backfills:
             bf.active[key] = part.run.run_id
             if cause not in part.run.causes:
                 part.run.causes.append(cause)
-        elif key in st.waiting:
+        elif key in st.waiting or key in st.held:  # a slot, or its debounce or cooldown
             bf.active[key] = ""
         else:
             self._skip(bf, key, "the run decisions started nothing")

@@ -377,3 +377,18 @@ def test_a_partition_whose_clock_has_not_ticked_yet_is_not_run_ahead_of_time() -
     sim.now = datetime(2026, 11, 22, 6, tzinfo=UTC).timestamp()
     sim.send(produced("clock.daily", D, int(sim.now * 1_000_000)))
     assert [(r.task, r.partition) for r in sim.queue] == [("build", D)]
+
+
+def test_a_partition_held_by_a_debounce_is_waited_for_not_skipped() -> None:
+    raw, out = ef.Dataset("raw", ef.daily()), ef.Dataset("out", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[raw], outputs=[out], name="build", debounce=60)(noop)
+    sim = Sim(ef.App([p]), now=AFTER)
+    sim.send(produced("raw", D, 1))
+    assert not sim.queue, "debouncing"
+    backfill(sim, partitions=[D])
+    assert (state(sim).started, state(sim).skipped, state(sim).status) == (1, 0, "running")
+    sim.advance(61)
+    assert [r.task for r in sim.queue] == ["build"]
+    run_through(sim, 1)
+    assert (state(sim).status, state(sim).succeeded) == ("done", 1)
