@@ -7,9 +7,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ExceptionHandler
 
 from ..core import Explanation
 from ..errors import EventError
@@ -397,11 +402,30 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
     backfills.router(ops, writes, reads)
     api.include_router(reads)
     api.include_router(writes)
+    routes = [route for router in (reads, writes) for route in router.routes]
+    api.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _allow_every_method(routes))
     if ui:
         from ..ui import mount
 
         mount(api, ops, token)
     return api
+
+
+def _allow_every_method(routes: list[BaseRoute]) -> ExceptionHandler:
+    """A 405 whose `Allow` lists the methods of every route at the path: reads and writes are
+    separate routes (their guards differ), and Starlette names only the first one's."""
+
+    async def refuse(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        methods: set[str] = set()
+        for route in routes:
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+                methods |= route.methods or set()
+        headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+        refused = StarletteHTTPException(exc.status_code, exc.detail, headers)
+        return await http_exception_handler(request, refused)
+
+    return refuse
 
 
 def _found(found: T | None, missing: str) -> T:

@@ -141,3 +141,12 @@ async def test_the_live_stream_sends_each_event_as_it_happens(api: Api) -> None:
     [run] = seen
     assert run["type"] == "eventflow.pipeline.run.succeeded"
     assert run["data"]["pipeline"] == "ingest"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
+async def test_a_method_not_allowed_names_every_method_of_the_path(api: Api) -> None:
+    # Reads and writes of /api/backfills are separate routes (their guards differ).
+    refused = await api.client.request("OPTIONS", "/api/backfills")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, POST"
+    assert (await api.client.delete("/api/pipelines")).headers["allow"] == "GET"

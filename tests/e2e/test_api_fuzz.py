@@ -33,22 +33,27 @@ schema = schemathesis.openapi.from_path(DOCUMENT)
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a dev instance serving the hello example."""
-    home = tmp_path_factory.mktemp("fuzz") / "home"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eventflow", "dev", str(HELLO)],
-        env={**env(home), "EVENTFLOW_API_TOKEN": TOKEN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    folder = tmp_path_factory.mktemp("fuzz")
+    home = folder / "home"
+    # A file, not a pipe: a pipe nobody reads until the end fills up with the server's log,
+    # and the server then blocks on its next line.
+    log = folder / "dev.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "dev", str(HELLO)],
+            env={**env(home), "EVENTFLOW_API_TOKEN": TOKEN},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         wait_for(lambda: (home / "api.json").exists() or proc.poll() is not None, timeout=60)
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, log.read_text()
         yield str(orjson.loads((home / "api.json").read_bytes())["url"])
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err  # it took everything and stopped cleanly
+        proc.wait(timeout=20)
+        assert proc.returncode == 0, log.read_text()  # it took everything and stopped cleanly
+        assert "Traceback" not in log.read_text(), log.read_text()
 
 
 @schema.exclude(path="/api/events/stream").parametrize()
