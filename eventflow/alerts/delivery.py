@@ -9,11 +9,13 @@ the same answer. `attempt` makes the request and never raises: whatever goes wro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -85,7 +87,13 @@ def idempotency_key(rule: str, event_id: str) -> str:
 async def attempt(
     client: httpx.AsyncClient, rule: Alert, event: Event, number: int, ui_url: str | None
 ) -> Answer:
-    """Post `event` as `rule` says (its secrets resolved); the answer, whatever happens."""
+    """Post `event` as `rule` says (its secrets resolved); the answer, whatever happens. The
+    whole attempt, answer included, takes at most `timeout_s` (httpx's own timeouts bound each
+    read, so a receiver trickling its answer would hold the attempt, past its lease, for
+    ever), and only the start of a failure's answer is read. An error never holds the rule's
+    secrets (the HTTP library quotes a header value it refuses)."""
+    response: httpx.Response | None = None
+    said = bytearray()
     try:
         content, content_type = body(event, rule.format, ui_url)
         headers = {
@@ -98,22 +106,50 @@ async def attempt(
             "X-Eventflow-Event-Type": event.type,
             "X-Eventflow-Attempt": str(number),
         }
-        response = await client.post(
-            rule.webhook, content=content, headers=headers, timeout=rule.timeout_s
+        request = client.build_request(
+            "POST", rule.webhook, content=content, headers=headers, timeout=rule.timeout_s
         )
-    except httpx.TimeoutException:
-        return Answer(None, f"no answer within {rule.timeout_s:g}s")
+        async with asyncio.timeout(rule.timeout_s):
+            response = await client.send(request, stream=True)
+            if not 200 <= response.status_code < 300:
+                async for chunk in response.aiter_bytes():
+                    said += chunk
+                    if len(said) >= 4 * EXCERPT:
+                        break
+    except (httpx.TimeoutException, TimeoutError):
+        if response is None:
+            return Answer(None, f"no answer within {rule.timeout_s:g}s")
+        # The status came, the rest of the answer did not: the status is the answer.
     except httpx.TransportError as e:
-        return Answer(None, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        if response is None:
+            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            return Answer(None, _secret_free(why, rule))
     except Exception as e:  # a bug or a URL httpx refuses: recorded, never raised
-        return Answer(None, f"{type(e).__name__}: {e}", retriable=False)
-    if 200 <= response.status_code < 300:
-        return Answer(response.status_code)
-    said = response.text[:EXCERPT].strip()
-    error = f"HTTP {response.status_code}" + (f": {said}" if said else "")
-    if 300 <= response.status_code < 400 and "location" in response.headers:
+        return Answer(None, _secret_free(f"{type(e).__name__}: {e}", rule), retriable=False)
+    finally:
+        if response is not None:
+            await response.aclose()
+    assert response is not None
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(status)
+    text = bytes(said).decode(response.encoding or "utf-8", errors="replace")[:EXCERPT].strip()
+    error = f"HTTP {status}" + (f": {text}" if text else "")
+    if 300 <= status < 400 and "location" in response.headers:
         error += f" (redirected to {response.headers['location'][:EXCERPT]})"
-    return Answer(response.status_code, error, retry_after_s=_retry_after(response))
+    return Answer(status, _secret_free(error, rule), retry_after_s=_retry_after(response))
+
+
+def _secret_free(text: str, rule: Alert) -> str:
+    """`text` with the rule's resolved header values, and its webhook's query and long path
+    (where a Slack webhook keeps its secret), replaced by `***`, as written or as quoted."""
+    parts = urlsplit(rule.webhook)
+    secrets = {v for v in rule.headers.values() if len(v) >= 4}
+    secrets |= {x for x in (parts.query, parts.path if len(parts.path) >= 16 else "") if x}
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in (secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]):
+            text = text.replace(form, "***")
+    return text
 
 
 def _retry_after(response: httpx.Response) -> float | None:

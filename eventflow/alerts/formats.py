@@ -20,8 +20,10 @@ from ..events import (
     encode,
 )
 
-#: Characters of an error or reason a Slack message keeps (Slack's section text takes 3,000).
+#: Characters (escaped) of an error or reason a Slack message keeps.
 WHY_MAX = 2000
+#: The most characters Slack takes in a section block's text.
+SECTION_MAX = 3000
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,19 @@ def slack(event: Event, ui_url: str | None) -> dict[str, Any]:
     said = summary(event)
     mark = ":red_circle:" if said.failed else ":large_green_circle:"
     lines = [f"{mark} *{_escape(said.title)}*", _escape(said.where)]
-    if said.why:
-        lines.append(f"```{_escape(_cut(said.why))}```")
     link = None
     if ui_url and said.path:
         link = ui_url.rstrip("/") + said.path
+    # Slack refuses a section whose text is over `SECTION_MAX` characters, as sent: escaping
+    # makes `<` four, so the reason gets what the rest leaves, counted once escaped.
+    if said.why:
+        room = SECTION_MAX - len("\n".join(lines)) - len("\n``````")
+        if link and room - len(f"\n<{link}|Open in eventflow>") >= 100:
+            room -= len(f"\n<{link}|Open in eventflow>")
+        else:
+            link = None  # a link as long as the message (a run id of odd characters) is left out
+        lines.append(f"```{_escaped_cut(said.why, min(room, WHY_MAX))}```")
+    if link:
         lines.append(f"<{link}|Open in eventflow>")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
@@ -65,8 +75,10 @@ def slack(event: Event, ui_url: str | None) -> dict[str, Any]:
             ],
         },
     ]
-    text = f"{said.title}: {said.where}" + (f": {_cut(said.why, 300)}" if said.why else "")
-    return {"text": _escape(text), "blocks": blocks}
+    text = _escape(f"{said.title}: {said.where}")
+    if said.why:
+        text += ": " + _escaped_cut(said.why, 300)
+    return {"text": text, "blocks": blocks}
 
 
 def summary(event: Event) -> Summary:
@@ -138,8 +150,19 @@ def _where(*, pipeline: str | None = None, dataset: str | None = None, partition
     return said + (f", partition {partition}" if partition else "")
 
 
-def _cut(text: str, limit: int = WHY_MAX) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _escaped_cut(text: str, limit: int) -> str:
+    """`text` escaped, cut to at most `limit` characters (an entity is never cut in two)."""
+    escaped = _escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    cut, used = [], 1  # the ellipsis
+    for c in text:
+        e = _escape(c)
+        if used + len(e) > limit:
+            break
+        cut.append(e)
+        used += len(e)
+    return "".join(cut) + "…"
 
 
 def _escape(text: str) -> str:

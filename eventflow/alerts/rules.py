@@ -49,8 +49,21 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "deadletter": (DeadLetter.event_type, None),
 }
 
+#: What the events of each kind name, which is what filters can keep them by.
+NAMES: dict[str, tuple[str, ...]] = {
+    "run.failed": ("pipeline", "partition"),
+    "run.succeeded": ("pipeline", "partition"),
+    "task.failed": ("pipeline", "partition"),
+    "check.failed": ("dataset", "partition"),
+    "freshness.violated": ("pipeline", "dataset", "partition"),  # a task's, or a dataset's
+    "freshness.recovered": ("pipeline", "dataset", "partition"),
+    "deadletter": (),
+}
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A header value HTTP takes: visible ASCII, spaces and tabs inside only.
+_HEADER_VALUE = re.compile(r"(?:[!-~](?:[ \t!-~]*[!-~])?)?")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Headers every delivery sets itself.
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key"})
@@ -68,9 +81,11 @@ class Alert:
     from the environment when the alerts service starts.
 
     A failed delivery is tried again after `backoff_s`, doubling up to `max_backoff_s`, until
-    `max_attempts` attempts or `max_age_s` since the event was recorded; each attempt may take
-    `timeout_s`. A 2xx answer delivers it; 408, 425, 429, a 5xx, a timeout or an unreachable
-    host are tried again; any other answer gives it up at once, with the reason.
+    `max_attempts` attempts or `max_age_s` since the event was recorded (at the default backoff,
+    the age is what ends it: a receiver down for hours still gets the alert); each attempt,
+    answer included, may take `timeout_s`. A 2xx answer delivers it; 408, 425, 429, a 5xx, a
+    timeout or an unreachable host are tried again; any other answer gives it up at once, with
+    the reason.
     """
 
     name: str
@@ -81,7 +96,7 @@ class Alert:
     partitions: Sequence[str] = ()
     format: Format = "json"
     headers: Mapping[str, str] = field(default_factory=dict)
-    max_attempts: int = 20
+    max_attempts: int = 1000
     max_age_s: float = 24 * 3600.0
     backoff_s: float = 1.0
     max_backoff_s: float = 300.0
@@ -111,7 +126,9 @@ class Alert:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th attempt failed."""
-        return float(min(self.max_backoff_s, self.backoff_s * 2.0 ** max(attempts - 1, 0)))
+        # The exponent is bounded: 2.0 ** 1024 overflows, and a rule may allow more attempts.
+        doubled = self.backoff_s * 2.0 ** min(max(attempts - 1, 0), 64)
+        return float(min(self.max_backoff_s, doubled))
 
     def resolved(self, environ: Callable[[str], str | None]) -> Alert:
         """This rule with every `${NAME}` replaced by the variable's value; a variable not
@@ -129,13 +146,20 @@ class Alert:
             return _VARIABLE.sub(value, text)
 
         webhook = fill(self.webhook, "the webhook")
-        problem = _url_problem(webhook)
-        if problem:
-            raise ConfigurationError(f"alert {self.name!r}: the webhook {problem}")
+        if _url_problem(webhook):
+            # Not the value in the message: it may be a secret (a Slack webhook is one).
+            raise ConfigurationError(
+                f"alert {self.name!r}: the webhook {self.webhook!r} is not an http(s) URL with "
+                f"a host once {', '.join(f'${{{v}}}' for v in variables(self))} is read"
+            )
         headers = {k: fill(v, f"header {k}") for k, v in self.headers.items()}
         for key, v in headers.items():
-            if "\r" in v or "\n" in v:
-                raise ConfigurationError(f"alert {self.name!r}: header {key} holds a line break")
+            if not _HEADER_VALUE.fullmatch(v):
+                raise ConfigurationError(
+                    f"alert {self.name!r}: header {key} holds what HTTP does not allow in a "
+                    "header (a line break, a control or non-ASCII character, or white space at "
+                    "either end) once its variables are read"
+                )
         return replace(self, webhook=webhook, headers=headers, on=tuple(self.on))
 
 
@@ -164,6 +188,21 @@ def validate(alerts: Iterable[Alert], app: App) -> dict[str, Alert]:
                 _known(where, what, name, known)
         if isinstance(alert.partitions, str):
             raise DefinitionError(f"{where}: partitions= is a list, not {alert.partitions!r}")
+        for what, names in (
+            ("pipeline", alert.pipelines),
+            ("dataset", alert.datasets),
+            ("partition", alert.partitions),
+        ):
+            # A filter keeps only events naming one of its values: a kind whose events never
+            # name that field would be dropped, every one of them, without a word.
+            blind = [kind for kind in alert.on if names and what not in NAMES[kind]]
+            if blind:
+                raise DefinitionError(
+                    f"{where}: {', '.join(blind)} events name no {what}, so {what}s= would "
+                    f"keep none of them; give them a rule of their own"
+                    + (f" (filtered by {' or '.join(f'{n}s=' for n in NAMES[blind[0]])})")
+                    * bool(NAMES[blind[0]])
+                )
         if alert.format not in FORMATS:
             raise DefinitionError(
                 f"{where}: format {alert.format!r} is one of {', '.join(FORMATS)}"

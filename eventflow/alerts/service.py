@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -39,6 +41,9 @@ log = logging.getLogger("eventflow.alerts")
 SUBSCRIPTION = "eventflow-alerts"
 #: Deliveries attempted at once.
 CONCURRENCY = 16
+#: Deliveries of one rule attempted at once: a receiver that is slow or never answers holds
+#: these, never every slot.
+PER_RULE = 4
 #: Seconds a claimed delivery is held beyond its attempt's timeout before another may take it.
 LEASE_MARGIN_S = 30.0
 #: Broker errors in a row, with no event read between them, that fail the service.
@@ -76,7 +81,8 @@ class AlertService(Service):
         self._http: httpx.AsyncClient | None = None
         self._subscriber: Subscriber | None = None
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        #: The attempts under way, each with its rule.
+        self._inflight: dict[asyncio.Task[None], str] = {}
         self._changed = asyncio.Condition()
         #: Events taken in that a rule wanted (their deliveries recorded), since the start.
         self.taken = 0
@@ -205,16 +211,24 @@ class AlertService(Service):
             timer: Cancellable | None = None
             room = CONCURRENCY - len(self._inflight)
             if room > 0:
+                busy = Counter(self._inflight.values())
                 claimed = await self._stored(
-                    self.store.claim_deliveries, self._now(), self.instance, lease_s, room
+                    partial(self.store.claim_deliveries, per_rule=PER_RULE, busy=busy),
+                    self._now(),
+                    self.instance,
+                    lease_s,
+                    room,
                 )
                 for row in claimed:
                     task = asyncio.create_task(self._one(row), name=f"alert {row['rule']}")
-                    self._inflight.add(task)
+                    self._inflight[task] = row["rule"]
                     task.add_done_callback(self._attempted)
                 if len(claimed) == room:
                     continue  # more may be due
-                due = await self._stored(self.store.next_delivery_due)
+                # Rules holding all they may are left out: each attempt's end wakes this.
+                busy = Counter(self._inflight.values())
+                full = sorted(rule for rule, n in busy.items() if n >= PER_RULE)
+                due = await self._stored(self.store.next_delivery_due, full)
                 if due is not None:
                     timer = self.clock.call_at(due.timestamp(), self._wake.set)
             try:
@@ -224,7 +238,7 @@ class AlertService(Service):
                     timer.cancel()
 
     def _attempted(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._wake.set()
         if not task.cancelled() and (error := task.exception()) is not None:
             self.fail(error, "an alert delivery")

@@ -10,6 +10,7 @@ its lease has run out) and writes each attempt's outcome back.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
@@ -79,24 +80,49 @@ class AlertDeliveries(Queries):
             raise StorageError(f"cannot record alert deliveries: {e}") from e
 
     async def claim_deliveries(
-        self, now: datetime, owner: str, lease_s: float, limit: int
+        self,
+        now: datetime,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        *,
+        per_rule: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Open deliveries due by `now` that no one holds, each leased to `owner` for
-        `lease_s`; their rows (with the body)."""
+        `lease_s`; their rows (with the body). With `per_rule`, a rule gets no more than that
+        many at once, counting the `busy` ones its caller holds: a receiver that is slow or
+        never answers then holds back only its own deliveries, not every rule's."""
         d = t.alert_deliveries
         free = or_(d.c.lease_until.is_(None), d.c.lease_until <= now)
         due = and_(d.c.state.in_(OPEN), d.c.next_attempt_at <= now, free)
+        held = Counter(busy or {})
+        if per_rule is None:
+            sql = select(d).where(due).order_by(d.c.next_attempt_at).limit(limit)
+        else:
+            full = sorted(rule for rule, n in held.items() if n >= per_rule)
+            order = func.row_number().over(partition_by=d.c.rule, order_by=d.c.next_attempt_at)
+            ranked = select(d, order.label("rank")).where(due, d.c.rule.not_in(full)).subquery()
+            sql = (
+                select(*(ranked.c[c.name] for c in d.columns))
+                .where(ranked.c.rank <= per_rule)
+                .order_by(ranked.c.next_attempt_at)
+            )
         claimed: list[dict[str, Any]] = []
         try:
             async with self.engine.begin() as conn:
-                sql = select(d).where(due).order_by(d.c.next_attempt_at).limit(limit)
                 rows = [dict(r) for r in (await conn.execute(sql)).mappings()]
                 for row in rows:
+                    if len(claimed) >= limit:
+                        break
+                    if per_rule is not None and held[row["rule"]] >= per_rule:
+                        continue
                     key = and_(d.c.rule == row["rule"], d.c.event_id == row["event_id"])
                     lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}
                     taken = await conn.execute(update(d).where(key, due).values(**lease))
                     if taken.rowcount == 1:
                         claimed.append(row)
+                        held[row["rule"]] += 1
         except SQLAlchemyError as e:
             raise StorageError(f"cannot claim alert deliveries: {e}") from e
         return claimed
@@ -116,11 +142,12 @@ class AlertDeliveries(Queries):
         except SQLAlchemyError as e:
             raise StorageError(f"cannot record an alert delivery: {e}") from e
 
-    async def next_delivery_due(self) -> datetime | None:
+    async def next_delivery_due(self, besides: Sequence[str] = ()) -> datetime | None:
         """When an open delivery is next due: the earliest `next_attempt_at` of those no one
-        holds, or the end of a lease, whichever is first."""
+        holds, or the end of a lease, whichever is first; the rules `besides` left out (their
+        caller holds as many as it may: it is told when one is done)."""
         d = t.alert_deliveries
-        open_ = d.c.state.in_(OPEN)
+        open_ = and_(d.c.state.in_(OPEN), d.c.rule.not_in(list(besides)))
         async with self._read() as conn:
             due = await conn.scalar(
                 select(func.min(d.c.next_attempt_at)).where(open_, d.c.lease_until.is_(None))

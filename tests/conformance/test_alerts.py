@@ -75,7 +75,10 @@ async def deliveries(service: AlertService, **where: Any) -> list[AlertDelivery]
 
 
 async def until(
-    service: AlertService, done: Callable[[Sequence[AlertDelivery]], bool], **where: Any
+    service: AlertService,
+    done: Callable[[Sequence[AlertDelivery]], bool],
+    timeout: float = 60,
+    **where: Any,
 ) -> list[AlertDelivery]:
     """Until the deliveries (filtered by `where`) satisfy `done`; them."""
     found: list[AlertDelivery] = []
@@ -84,7 +87,7 @@ async def until(
         found[:] = await deliveries(service, **where)
         return done(found)
 
-    await service.until(check, timeout=60)
+    await service.until(check, timeout=timeout)
     return found
 
 
@@ -274,3 +277,56 @@ async def test_a_restarted_service_on_kafka_delivers_nothing_twice(
             first.id,
             second.id,
         ]
+
+
+async def test_a_receiver_that_never_answers_holds_back_only_its_own_deliveries(
+    start: Start, tmp_path: Path
+) -> None:
+    """A backlog for a receiver that accepts and never answers took every delivery slot for
+    its whole timeout, so another rule's receiver, up all along, waited on it (and, with a
+    long enough backlog, for good)."""
+    stop = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stop.wait()
+        writer.close()
+
+    hole = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    try:
+        async with Receiver() as receiver:
+            rules = (
+                ef.Alert(
+                    "stuck", on=["run.failed"], webhook=f"http://127.0.0.1:{port}/", timeout_s=120
+                ),
+                ef.Alert("fine", on=["run.succeeded"], webhook=receiver.url()),
+            )
+            async with start(app(*rules)) as h, alerting(h, store_of(tmp_path)) as service:
+                # A backlog of failures for `stuck` (as after an incident), recorded as intake
+                # records them; then one success for `fine`.
+                now = service._now()
+                backlog = [
+                    ef.PipelineRunFailed.of(
+                        ef.PipelineRunData(
+                            pipeline="daily",
+                            partition=f"2026-10-{day:02d}",
+                            run_id=f"daily:2026-10-{day:02d}:1",
+                            status="failed",
+                            started_at=now,
+                            finished_at=now,
+                        ),
+                        source="eventflow",
+                    )
+                    for day in range(1, 31)
+                ]
+                await service.store.record_deliveries(
+                    [r for e in backlog for r in service.rows(e, now)]
+                )
+                await h.emit("src", DAY)
+                # Well within `stuck`'s timeout.
+                [done] = await until(service, settled(1), timeout=20, rule="fine")
+                assert len(await receiver.wait_for(1)) == 1
+            assert done.state == "delivered"
+    finally:
+        stop.set()
+        hole.close()

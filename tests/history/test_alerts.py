@@ -126,3 +126,17 @@ async def test_pruning_takes_old_finished_deliveries_and_a_rebuild_none(
     assert [d.event_id for d in await store.deliveries()] == ["open"]
     await store.clear()
     assert [d.event_id for d in await store.deliveries()] == ["open"]
+
+
+async def test_a_rule_is_claimed_no_more_than_its_share(store: HistoryStore) -> None:
+    """A backlog of one rule, due first, leaves room for another rule's delivery: the claim
+    takes at most `per_rule` of a rule, counting those its caller already holds."""
+    backlog = [row(rule="stuck", event_id=f"s{i}") for i in range(10)]
+    later = T0 + timedelta(seconds=1)
+    await store.record_deliveries([*backlog, row(rule="fine", next_attempt_at=later)])
+    first = await store.claim_deliveries(later, "a", 40, limit=8, per_rule=3, busy={"stuck": 1})
+    assert sorted(r["rule"] for r in first) == ["fine", "stuck", "stuck"]
+    assert "rank" not in first[0]
+    assert await store.claim_deliveries(later, "a", 40, 8, per_rule=3, busy={"stuck": 3}) == []
+    assert await store.next_delivery_due(["stuck"]) == later + timedelta(seconds=40)
+    assert await store.next_delivery_due() == T0  # the rest of the backlog, waiting

@@ -3,14 +3,17 @@ means (`judge`), and the bodies posted (no I/O here: the wire is in the conforma
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 import eventflow as ef
-from eventflow.alerts.delivery import Answer, judge
+from eventflow.alerts.delivery import Answer, attempt, judge
 from eventflow.alerts.formats import body, slack
 from eventflow.events import (
     CheckCompleted,
@@ -202,3 +205,138 @@ def test_slack_says_what_failed_where_and_why_with_a_link() -> None:
     # Slack reads <, > and & as markup: what an event says is escaped.
     odd = slack(failed_run(partition="<!channel>&"), None)
     assert "<!channel>" not in orjson.dumps(odd).decode()
+
+
+# -- found in review -----------------------------------------------------------------------------
+def test_slacks_section_stays_within_3000_characters_once_escaped() -> None:
+    """Slack refuses (400 invalid_blocks, given up at once) a section over 3,000 characters;
+    escaping turns each `<` of an error (a repr, an HTML page) into four."""
+    run = failed_run().data.model_copy(update={"reason": "<div>&" * 1000})
+    message = slack(PipelineRunFailed.of(run, source="eventflow"), "https://ui.example/")
+    section = message["blocks"][0]["text"]["text"]
+    assert len(section) <= 3000 and "&lt;div&gt;&amp;" in section
+    assert section.endswith(
+        "…```\n<https://ui.example/ui/runs/daily%3A2026-11-01%3A1|Open in eventflow>"
+    )
+    assert "&" not in section.replace("&lt;", "").replace("&gt;", "").replace("&amp;", "")
+    assert len(message["text"]) <= 400
+
+
+def test_the_default_rule_outlasts_a_receiver_down_for_hours() -> None:
+    """At the default backoff, 20 attempts were spent in under an hour, so a receiver down
+    longer lost every alert although `max_age_s` is a day."""
+    rule = ef.Alert("a", on=["run.failed"], webhook=HOOK)
+    now, attempts = T0, 0
+    while now < T0 + timedelta(hours=12):
+        attempts += 1
+        verdict = judge(rule, attempts, T0, now, Answer(None, "ConnectError"))
+        assert verdict.state == "retrying", verdict.error
+        assert verdict.next_at is not None
+        now = verdict.next_at
+    late = T0 + timedelta(seconds=rule.max_age_s)
+    assert judge(rule, attempts, T0, late, Answer(None, "ConnectError")).state == "given_up"
+
+
+def test_backoff_after_a_thousand_attempts_does_not_overflow() -> None:
+    rule = ef.Alert("a", on=["run.failed"], webhook=HOOK, max_attempts=10**6, max_age_s=1e9)
+    assert rule.delay(1025) == rule.delay(10**6) == rule.max_backoff_s
+
+
+def test_a_webhook_secret_is_not_in_the_error_when_it_is_no_url() -> None:
+    rule = ef.Alert("a", on=["run.failed"], webhook="${HOOK_URL}")
+    with pytest.raises(ef.ConfigurationError, match="not an http") as e:
+        rule.resolved({"HOOK_URL": "hooks.slack.com/services/T0/B0/s3cretpart"}.get)
+    assert "s3cretpart" not in str(e.value) and "${HOOK_URL}" in str(e.value)
+
+
+@pytest.mark.parametrize("token", ["s3cret ", "s3cret\t", "\x00s3cret", "s3crét"])
+def test_a_header_http_refuses_is_refused_at_start_without_its_value(token: str) -> None:
+    rule = ef.Alert("a", on=["run.failed"], webhook=HOOK, headers={"X-Token": "${TOKEN}"})
+    with pytest.raises(ef.ConfigurationError, match="header X-Token holds") as e:
+        rule.resolved({"TOKEN": token}.get)
+    assert "s3cr" not in str(e.value)
+
+
+async def test_an_error_quoting_a_secret_is_recorded_without_it() -> None:
+    rule = ef.Alert(
+        "a",
+        on=["run.failed"],
+        webhook="https://hooks.example.com/services/T0/B0/pathsecret?token=querysecret",
+        headers={"Authorization": "Bearer hdrsecret"},
+    )
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError(
+            f"Illegal header value {b'Bearer hdrsecret'!r} for {request.url}"
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        answer = await attempt(client, rule, failed_run(), 1, None)
+    assert answer.error and "Illegal header value" in answer.error
+    assert not any(s in answer.error for s in ("hdrsecret", "pathsecret", "querysecret"))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nx-slow: ",  # headers never end
+        b"HTTP/1.1 500 Oops\r\ncontent-length: 100000\r\n\r\n",  # the body never ends
+    ],
+)
+async def test_an_attempt_ends_within_its_timeout_when_the_receiver_trickles(
+    answer: bytes,
+) -> None:
+    """httpx's timeouts bound each read: a receiver sending a byte now and then held the
+    attempt (its slot, and past its lease) for as long as it liked."""
+    stop = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        with contextlib.suppress(ConnectionError):
+            while not stop.is_set():
+                writer.write(b"x")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    rule = ef.Alert("a", on=["run.failed"], webhook=f"http://127.0.0.1:{port}/", timeout_s=0.5)
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(10):
+            got = await attempt(client, rule, failed_run(), 1, None)
+    finally:
+        stop.set()
+        server.close()
+    assert got.retriable and not got.ok
+    if answer.startswith(b"HTTP/1.1 500"):
+        assert got.status_code == 500 and got.error and got.error.startswith("HTTP 500: xxx")
+    else:
+        assert got.status_code is None and got.error == "no answer within 0.5s"
+
+
+@pytest.mark.parametrize(
+    ("rule", "said"),
+    [
+        (
+            ef.Alert("a", on=["run.failed", "check.failed"], webhook=HOOK, pipelines=["daily"]),
+            "check.failed events name no pipeline, so pipelines= would keep none of them",
+        ),
+        (
+            ef.Alert("a", on=["run.failed"], webhook=HOOK, datasets=["out"]),
+            "run.failed events name no dataset",
+        ),
+        (
+            ef.Alert("a", on=["deadletter"], webhook=HOOK, partitions=["2026-11-01"]),
+            "deadletter events name no partition",
+        ),
+    ],
+)
+def test_a_filter_that_a_kinds_events_cannot_pass_is_refused(rule: ef.Alert, said: str) -> None:
+    """`on=["run.failed", "check.failed"], pipelines=[...]` (the README's example) sent the
+    runs and silently no check failure: checks name a dataset, never a pipeline."""
+    with pytest.raises(ef.DefinitionError, match="alert 'a'") as e:
+        app(rule)
+    assert said in str(e.value)
