@@ -64,7 +64,7 @@ def test_progress_arrives_live_up_to_done_with_the_runs_and_the_skipped_partitio
     live(page)
     bid = start(days, "2026-10-01", "2026-10-06", max_active=2)
     card = page.locator(f'section.backfill[data-backfill="{bid}"]')
-    expect(card).to_have_attribute("data-status", "running")
+    expect(card).to_have_attribute("data-status", "running", timeout=1_000)  # pushed, not polled
     bar = card.locator(".bf-progress")
     expect(bar).to_have_attribute("data-started", "2")  # max_active, while the bodies hold
     assert progress(page, f'section.backfill[data-backfill="{bid}"]')["planned"] == "6"
@@ -138,6 +138,12 @@ def test_the_dry_run_shows_each_verdict_and_starts_nothing_then_start_runs_it(
     )
     assert len(days.get("/api/backfills")) == before
     screenshot(page, "backfill-dry-run")
+    # a live refresh redraws the page: the verdicts and what was typed stay
+    other = start(days, "2026-05-01", "2026-05-01")
+    expect(page.locator(f'section.backfill[data-backfill="{other}"]')).to_be_visible()
+    expect(verdicts).to_have_count(3)
+    expect(page.locator("#bf-from")).to_have_value("2026-08-01")
+    expect(page.locator("#bf-reverse")).to_be_checked()
 
     page.click("#bf-start")
     act(page, days.token, "catch up August")
