@@ -20,6 +20,7 @@ from ..definitions import App
 from ..errors import EventError, NotRunning, StorageError
 from ..events import (
     Action,
+    BackfillPlan,
     CheckRequestedData,
     DatasetProduced,
     DatasetProducedData,
@@ -201,9 +202,12 @@ class EmbeddedRuntime(Service):
         operator: str,
         partition: str = "",
         task: str | None = None,
+        backfill: str | None = None,
+        plan: BackfillPlan | None = None,
     ) -> Receipt:
         """Carry out an operator's action (see `PipelineActionData`) as `Publisher.act` would
-        from outside; a refused action comes back with its `dead_letter` reason."""
+        from outside; `backfill` and `plan` are a backfill's id and what it covers. A refused
+        action comes back with its `dead_letter` reason."""
         event = pipeline_action(
             pipeline,
             action,
@@ -211,6 +215,8 @@ class EmbeddedRuntime(Service):
             operator=operator,
             partition=partition,
             task=task,
+            backfill=backfill,
+            plan=plan,
             source=self.settings.source,
         )
         return await self.publish(event)

@@ -106,11 +106,15 @@ class Queries:
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
+        backfill: str | None = None,
     ) -> Page[PipelineRun]:
         """Pipeline runs, newest started first, filtered; `since` <= started < `until`. Page by
-        `cursor` (the previous page's `next_cursor`: stable while runs are added) or `offset`."""
+        `cursor` (the previous page's `next_cursor`: stable while runs are added) or `offset`.
+        `backfill`: the finished runs of that backfill (their reason names it)."""
         r = t.pipeline_runs
         where: list[Any] = []
+        if backfill is not None:
+            where.append(r.c.reason.contains(f"backfill {backfill} by ", autoescape=True))
         if pipeline is not None:
             where.append(r.c.pipeline == pipeline)
         if partition is not None:

@@ -1,6 +1,7 @@
 """Pipelines: the index (paused or not, partitions active and waiting, last run), a pipeline's
-partition x task grid of outcomes, its runs with filters and pages, pause and resume; and "why
-(not)?" for a task in a partition, the operations plane's checklist read top to bottom."""
+partition x task grid of outcomes, its runs with filters and pages, pause and resume, its
+backfills and the form starting one; and "why (not)?" for a task in a partition, the operations
+plane's checklist read top to bottom."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..api.models import pipeline_info
 from ..errors import EventError
 from ..events import PipelineAction, PipelineRunFailed, PipelineRunStarted, PipelineRunSucceeded
 from ..history.models import RunStatus
+from .backfills import backfills_of, bar, form
 from .site import Site
 
 #: Partitions per page of the grid, and runs per page of the runs list.
@@ -93,6 +95,9 @@ def add(router: APIRouter, site: Site) -> None:
             rows=rows,
             here=here,
             refused=refused,
+            backfills=backfills_of(await site.ops.engine(), name),
+            backfill_form=form(app, name),
+            bar=bar,
         )
 
     @router.get("/pipelines/{name}/tasks/{task}/why")

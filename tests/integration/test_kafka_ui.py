@@ -153,3 +153,35 @@ def test_the_pipeline_why_and_run_pages_and_an_action_on_kafka(
     [run] = server.runs("ops")
     page.goto(f"{server.url}/ui/runs/{run['run_id']}")
     expect(page.locator(".gantt-row")).to_have_count(1)
+
+
+def test_a_backfill_from_the_pipeline_page_on_kafka(
+    server: Server, context: BrowserContext
+) -> None:
+    """The dry run (every partition read in through the replica of `eventflow server`), then the
+    backfill the coordinator decides, its skips shown on the pipeline's page as they arrive."""
+    server.emit("raw", D, rows=3)
+    finished(server, 1)
+    page = sign_in(context, server.url, TOKEN)
+    page.goto(f"{server.url}/ui/pipelines/ops")
+    live(page)
+    page.fill("#bf-from", D)
+    page.fill("#bf-to", "2026-11-21")
+    page.click("#bf-dry-run")
+    act(page, TOKEN, "catch up")
+    verdicts = page.locator("#dry-run-plan tr.verdict")
+    expect(verdicts).to_have_count(2)
+    assert verdicts.evaluate_all("rs => rs.map(r => [r.dataset.partition, r.dataset.run])") == [
+        [D, "false"],
+        ["2026-11-21", "false"],
+    ]
+    page.click("#bf-start")
+    act(page, TOKEN, "catch up")
+    bid = page.locator("#started-backfill").inner_text()
+    card = page.locator(f'section.backfill[data-backfill="{bid}"]')
+    expect(card).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(card.locator(".bf-progress")).to_have_attribute("data-skipped", "2")
+    card.locator("details.bf-skips summary").click()
+    expect(card.locator('.bf-skips li[data-partition="2026-11-21"] .why')).to_have_text(
+        "input 'raw' was never produced for '2026-11-21'"
+    )

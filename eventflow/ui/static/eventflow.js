@@ -75,13 +75,35 @@ const ef = (() => {
     });
   }
 
+  // The fields of the form an action names (`data-form`), as the API's JSON: empty fields left
+  // out, a checkbox as a boolean, a number as a number, a `data-list` field split on commas.
+  function fields(id) {
+    const form = id && document.getElementById(id);
+    const body = {};
+    if (!form) return body;
+    for (const field of form.elements) {
+      if (!field.name) continue;
+      if (field.type === "checkbox") body[field.name] = field.checked;
+      else if (field.value.trim() === "") continue;
+      else if (field.type === "number") body[field.name] = Number(field.value);
+      else if ("list" in field.dataset) body[field.name] = field.value.split(",").map((v) => v.trim()).filter(Boolean);
+      else body[field.name] = field.value.trim();
+    }
+    return body;
+  }
+
   async function act(button) {
     const title = button.dataset.title || button.textContent.trim();
     let refused = null;
     for (;;) {
       const given = await ask(title, refused);
       if (!given) return;
-      const body = { ...JSON.parse(button.dataset.body || "{}"), reason: given.reason, operator: "web UI" };
+      const body = {
+        ...JSON.parse(button.dataset.body || "{}"),
+        ...fields(button.dataset.form),
+        reason: given.reason,
+        operator: "web UI",
+      };
       const response = await fetch(button.dataset.action, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${given.token}` },
@@ -99,6 +121,7 @@ const ef = (() => {
         return;
       }
       notice(`${title}: ${answer.status}`, "done"); // what it changes arrives on the stream
+      document.dispatchEvent(new CustomEvent("ef:acted", { detail: { button, answer } }));
       return;
     }
   }
@@ -122,14 +145,21 @@ const ef = (() => {
 
   // What the user has typed or chosen in a field with an id survives a refresh of <main>.
   const typed = new Map();
-  const remember = (e) => { if (e.target.id && "value" in e.target) typed.set(e.target.id, e.target.value); };
+  const remember = (e) => {
+    const field = e.target;
+    if (!field.id || !("value" in field) || !main().contains(field)) return;
+    typed.set(field.id, field.type === "checkbox" ? field.checked : field.value);
+  };
   document.addEventListener("input", remember);
   document.addEventListener("change", remember);
-  document.addEventListener("submit", () => typed.clear());
+  // A page left for another forgets; the token dialog's answer is not such a submit.
+  document.addEventListener("submit", (e) => { if (e.target.method !== "dialog") typed.clear(); });
   document.addEventListener("ef:refreshed", () => {
     for (const [id, value] of typed) {
       const field = document.getElementById(id);
-      if (field) field.value = value;
+      if (!field) continue;
+      if (typeof value === "boolean") field.checked = value;
+      else field.value = value;
     }
   });
 
