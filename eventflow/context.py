@@ -42,6 +42,8 @@ class TaskInfo:
     fan_out: int | None = None
     #: Whether it gathers a fan-out's items (`TaskContext.items`).
     gather: bool = False
+    #: Outputs whose partitions a fan-out names (`emit(ds, partition=key)`).
+    dynamic_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,6 @@ class TaskContext:
     fanned: dict[str, dict[str, Metadata]] = field(default_factory=dict)
     #: For a gathering task, every item of the fan-out, in key order.
     items: tuple[Item, ...] = ()
-    #: Outputs partitioned dynamic(): emitted per partition named at run time.
-    dynamic_outputs: tuple[str, ...] = ()
     #: Set by `emit` when the body names an output it does not declare: the attempt then fails
     #: without a retry, even if the body caught the error.
     definition_error: str | None = field(default=None, init=False)
@@ -152,7 +152,7 @@ class TaskContext:
                 f"task {self.task.name!r} emitted {name!r}, which is not one of its declared "
                 f"outputs {list(self.task.outputs)}"
             )
-        if name not in self.dynamic_outputs:
+        if name not in self.task.dynamic_outputs:
             if partition is not None:  # a metadata field, as before fan-outs named partitions
                 meta = {"partition": partition, **meta}
             merged = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
@@ -188,7 +188,7 @@ class TaskContext:
         """What the attempt produces: the emitted outputs, or every declared one if none was."""
         if self.emitted or self.fanned:
             return self.emitted
-        return {name: {} for name in self.task.outputs if name not in self.dynamic_outputs}
+        return {name: {} for name in self.task.outputs if name not in self.task.dynamic_outputs}
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,8 @@ class Task:
     fan_out: FanOut | None = None
     #: Whether it runs once per fan-out, after every item, rather than once per item.
     gather: bool = False
+    #: Its outputs whose partitions a fan-out names; set by the App.
+    dynamic_outputs: tuple[str, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -152,6 +154,7 @@ class Task:
             retries=self.retry.count,
             fan_out=self.fan_out.max_width if self.fan_out is not None else None,
             gather=self.gather,
+            dynamic_outputs=self.dynamic_outputs,
         )
 
 
@@ -500,6 +503,9 @@ class App:
                 raise DefinitionError(f"{where}: a fan-out needs an output partitioned dynamic()")
             if task.partitioning.kind == "dynamic":
                 raise DefinitionError(f"{where}: a fan-out cannot run per dynamic partition")
+            task.dynamic_outputs = tuple(
+                ds for ds in task.outputs if self.datasets[ds].partitions.kind == "dynamic"
+            )
         if task.gather:
             if task.fan_out is not None:
                 raise DefinitionError(f"{where}: a task cannot both fan out and gather")

@@ -229,11 +229,6 @@ class Executor:
             log=logging.getLogger(f"eventflow.task.{task.name}"),
             max_metadata_bytes=self.max_metadata_bytes,
             items=tuple(Item(i.key, i.status, i.version) for i in req.items),
-            dynamic_outputs=tuple(
-                ds
-                for ds in task.outputs
-                if task.fan_out is not None and self.app.datasets[ds].partitions.kind == "dynamic"
-            ),
         )
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()

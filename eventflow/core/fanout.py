@@ -16,8 +16,8 @@ from ..events import FanOutItem, TaskSucceededData
 from .state import Decision, FanOutState, PartitionState, PipelineState
 
 
-def dynamic_outputs(app: App, task: Task) -> list[str]:
-    return [ds for ds in task.outputs if app.datasets[ds].partitions.kind == "dynamic"]
+def dynamic_outputs(app: App, task: Task) -> tuple[str, ...]:
+    return task.dynamic_outputs
 
 
 def parent_of(run_id: str, task: str) -> str | None:
