@@ -3,10 +3,15 @@ waits for them all, a failed item under each trigger rule, a second fan-out supe
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections import Counter
+from pathlib import Path
 from typing import Literal
 
 import eventflow as ef
+from eventflow.events import TaskSucceededData
+from eventflow.testing import EmbeddedHarness
 
 from .conftest import Start
 
@@ -109,3 +114,46 @@ async def test_wider_than_max_width_fails_the_fan_out(start: Start) -> None:
     failures = [e.data for e in h.events if e.type == "eventflow.task.failed"]
     [failure] = failures
     assert "max_width=50" in failure.error and not failure.retriable  # type: ignore[attr-defined]
+
+
+async def test_a_restart_mid_fan_out_gathers_once(start: Start) -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+    day, files = ef.Dataset("day", ef.daily()), ef.Dataset("files", ef.dynamic())
+    summary = ef.Dataset("summary", ef.daily())
+    p = ef.Pipeline("fan")
+    keys = [f"k{n}" for n in range(6)]
+    gathered: list[list[str]] = []
+
+    @p.task(inputs=[day], outputs=[files], fan_out=ef.FanOut(max_width=10))
+    def listing(ctx: ef.TaskContext) -> None:
+        ctx.fan_out(files, keys)
+
+    @p.task(inputs=[files], outputs=[files.name + "_parsed"])
+    async def parse(ctx: ef.TaskContext) -> None:
+        if ctx.partition == "k3":
+            entered.set()
+            await gate.wait()
+
+    @p.task(inputs=[files.name + "_parsed"], outputs=[summary], gather=True)
+    def total(ctx: ef.TaskContext) -> None:
+        gathered.append([i.key for i in ctx.items])
+
+    parsed = ef.Dataset(files.name + "_parsed", ef.dynamic())
+    async with start(ef.App([p], datasets=[day, parsed]), concurrency=8) as h:
+        await h.emit("day", D1)
+        await asyncio.wait_for(entered.wait(), 60)
+        await h.restart()  # k3 is cancelled in its body; its run is still in flight
+        gate.set()
+        await h.wait_idle()
+    assert gathered == [keys]
+    succeeded = [r for r in h.task_results() if isinstance(r, TaskSucceededData)]
+    assert Counter(r.task for r in succeeded) == {"listing": 1, "parse": 6, "total": 1}
+
+
+async def test_items_and_their_fan_out_paged_out_in_between(tmp_path: Path) -> None:
+    keys = [f"f{n:02d}" for n in range(20)]
+    app, seen, _ = build([keys])
+    async with EmbeddedHarness(app, tmp_path, state_cache=2) as h:
+        await h.emit("day", D1)
+        await h.wait_idle()
+    assert seen == [ok(*keys)]
