@@ -238,7 +238,7 @@ class Runs:
         tr.run_id = data.run_id
         tr.attempt = data.attempt
         tr.error = data.skipped
-        tr.outputs = [o.dataset for o in data.outputs]
+        tr.outputs = list(dict.fromkeys(o.dataset for o in data.outputs))
         tr.worker = data.worker
         d.dirty.add(data.partition)
         part = st.partitions[data.partition]

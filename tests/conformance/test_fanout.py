@@ -81,7 +81,11 @@ async def test_a_failed_item_holds_a_gather_of_all_back(start: Start) -> None:
     async with start(app) as h:
         await h.emit("day", D1)
         await h.wait_idle()
+        why = await h.explain("fan", "total", D1)
     assert seen == []
+    assert why.verdict == "waiting for a fan-out of listing whose items all succeed"
+    [trigger] = [i for i in why.items if i.check == "trigger"]
+    assert "3 of 3 items ended; failed: b" in trigger.detail
     [failed] = [r for r in h.runs() if r.status == "failed"]
     assert failed.partition == "b"
 
