@@ -2,8 +2,19 @@
 
 from .alerts import Alert
 from .clients import Publisher, Subscriber, publish
-from .context import CheckContext, Input, Inputs, TaskContext, TaskInfo
-from .definitions import App, Check, Dataset, Pipeline, Pool, Retry, Schedule, Task, check
+from .context import CheckContext, Input, Inputs, Item, TaskContext, TaskInfo
+from .definitions import (
+    App,
+    Check,
+    Dataset,
+    FanOut,
+    Pipeline,
+    Pool,
+    Retry,
+    Schedule,
+    Task,
+    check,
+)
 from .embedded import EmbeddedRuntime
 from .errors import (
     BrokerError,
@@ -44,7 +55,7 @@ from .events import (
 )
 from .freshness import Freshness
 from .loader import load_app
-from .partitions import daily, hourly, static
+from .partitions import daily, dynamic, hourly, static
 from .settings import Settings
 from .subscriptions import Position
 from .summary import run_summary
@@ -71,12 +82,14 @@ __all__ = [
     "EventError",
     "EventflowError",
     "Fail",
+    "FanOut",
     "Freshness",
     "FreshnessData",
     "FreshnessRecovered",
     "FreshnessViolated",
     "Input",
     "Inputs",
+    "Item",
     "MetadataTooLarge",
     "NotRunning",
     "Payload",
@@ -105,6 +118,7 @@ __all__ = [
     "TaskSucceededData",
     "check",
     "daily",
+    "dynamic",
     "hourly",
     "load_app",
     "publish",

@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 from .datasets import Dataset, DatasetLike, dataset_name
-from .errors import DefinitionError
+from .errors import DefinitionError, EventError
 from .events import DEFAULT_MAX_METADATA_BYTES, DatasetVersion, Metadata, check_metadata
+from .partitions import dynamic
+
+DYNAMIC = dynamic()
 
 _T = TypeVar("_T")
 
@@ -35,6 +38,12 @@ class TaskInfo:
     pool: str | None = None
     timeout_s: float | None = None
     retries: int = 0
+    #: The most partitions of its dynamic outputs a run may emit, when it fans out.
+    fan_out: int | None = None
+    #: Whether it gathers a fan-out's items (`TaskContext.items`).
+    gather: bool = False
+    #: Outputs whose partitions a fan-out names (`emit(ds, partition=key)`).
+    dynamic_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,16 @@ class Inputs(Mapping[str, Input]):
         return f"Inputs({self._by_name!r})"
 
 
+@dataclass(frozen=True)
+class Item:
+    """One item of the fan-out a gathering task sees: its key, how its run ended, and the
+    version of the gathered dataset it produced (None if it produced none)."""
+
+    key: str
+    status: str
+    version: int | None
+
+
 @dataclass
 class TaskContext:
     """Passed to a task body: which task, partition, run and attempt, the inputs, and `emit`.
@@ -106,29 +125,70 @@ class TaskContext:
     log: logging.Logger
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     emitted: dict[str, Metadata] = field(default_factory=dict)
+    #: Partitions of dynamic outputs named at run time: dataset -> key -> metadata.
+    fanned: dict[str, dict[str, Metadata]] = field(default_factory=dict)
+    #: For a gathering task, every item of the fan-out, in key order.
+    items: tuple[Item, ...] = ()
     #: Set by `emit` when the body names an output it does not declare: the attempt then fails
     #: without a retry, even if the body caught the error.
     definition_error: str | None = field(default=None, init=False)
 
-    def emit(self, dataset: DatasetLike, metadata: Metadata | None = None, **meta: Any) -> None:
+    def emit(
+        self,
+        dataset: DatasetLike,
+        metadata: Metadata | None = None,
+        *,
+        partition: str | None = None,
+        **meta: Any,
+    ) -> None:
         """Produce `dataset` (one of the declared outputs) when the body returns, with
-        `metadata` and `meta` merged; raises `DefinitionError` for any other dataset."""
+        `metadata` and `meta` merged; raises `DefinitionError` for any other dataset.
+
+        A task that fans out names the `partition` of a `dynamic()` output, once per item; more
+        distinct keys than its `max_width`, or a malformed key, fail the run without a retry."""
         name = dataset_name(dataset)
         if name not in self.task.outputs:
-            message = (
+            self._refuse(
                 f"task {self.task.name!r} emitted {name!r}, which is not one of its declared "
                 f"outputs {list(self.task.outputs)}"
             )
-            if self.definition_error is None:
-                self.definition_error = message
-            raise DefinitionError(message)
-        self.emitted[name] = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
+        if name not in self.task.dynamic_outputs:
+            if partition is not None:  # a metadata field, as before fan-outs named partitions
+                meta = {"partition": partition, **meta}
+            merged = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
+            self.emitted[name] = merged
+            return
+        merged = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
+        if partition is None:
+            self._refuse(f"{name!r} is partitioned dynamic(): name the partition to emit")
+        try:
+            key = DYNAMIC.validate(partition)
+        except EventError as e:
+            self._refuse(f"task {self.task.name!r}: {e.reason}")
+        keys = self.fanned.setdefault(name, {})
+        width = self.task.fan_out or 0
+        if key not in keys and len(keys) >= width:
+            self._refuse(
+                f"task {self.task.name!r} fanned out to more than max_width={width} partitions "
+                f"of {name!r}"
+            )
+        keys[key] = merged
+
+    def fan_out(self, dataset: DatasetLike, keys: Iterable[str]) -> None:
+        """Emit one partition of the dynamic output `dataset` per key (see `emit`)."""
+        for key in keys:
+            self.emit(dataset, partition=key)
+
+    def _refuse(self, message: str) -> NoReturn:
+        if self.definition_error is None:
+            self.definition_error = message
+        raise DefinitionError(message)
 
     def outputs(self) -> dict[str, Metadata]:
         """What the attempt produces: the emitted outputs, or every declared one if none was."""
-        if self.emitted:
+        if self.emitted or self.fanned:
             return self.emitted
-        return {name: {} for name in self.task.outputs}
+        return {name: {} for name in self.task.outputs if name not in self.task.dynamic_outputs}
 
 
 @dataclass(frozen=True)

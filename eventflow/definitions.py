@@ -32,6 +32,7 @@ __all__ = [
     "CheckFn",
     "Dataset",
     "DatasetLike",
+    "FanOut",
     "Pipeline",
     "Pool",
     "Restatements",
@@ -69,6 +70,18 @@ class Retry:
     def delay(self, failed_attempt: int) -> float:
         """Seconds to wait after attempt number `failed_attempt` (from 1) failed."""
         return float(min(self.max_delay_s, self.backoff_s * self.factor ** (failed_attempt - 1)))
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A task that names partitions of its `dynamic()` outputs at run time, at most
+    `max_width` of them per run; more fails the run (never a silent cut)."""
+
+    max_width: int = 100
+
+
+#: Widest fan-out accepted: a gather's request lists every item.
+MAX_WIDTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,12 @@ class Task:
     cooldown_s: float | None = None
     #: Whether a new version of an input partition it already consumed runs it again there.
     restatements: str = "follow"
+    #: Set on a task that emits partitions of its `dynamic()` outputs at run time.
+    fan_out: FanOut | None = None
+    #: Whether it runs once per fan-out, after every item, rather than once per item.
+    gather: bool = False
+    #: Its outputs whose partitions a fan-out names; set by the App.
+    dynamic_outputs: tuple[str, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -133,6 +152,9 @@ class Task:
             pool=self.pool,
             timeout_s=self.timeout_s if self.timeout_s is not None else timeout_s,
             retries=self.retry.count,
+            fan_out=self.fan_out.max_width if self.fan_out is not None else None,
+            gather=self.gather,
+            dynamic_outputs=self.dynamic_outputs,
         )
 
 
@@ -205,6 +227,8 @@ class Pipeline:
         debounce: timedelta | float | None = None,
         cooldown: timedelta | float | None = None,
         restatements: Restatements = "follow",
+        fan_out: FanOut | None = None,
+        gather: bool = False,
     ) -> Callable[[TaskFn], Task]:
         """Register a task. It runs when its inputs are fresh per `trigger`: `all` (every input
         has a version newer than the one it last consumed for the partition) or `any`.
@@ -215,7 +239,13 @@ class Pipeline:
         long in the partition, so a burst of updates makes one run on the newest versions.
         `cooldown`: at most one run start per that long in a partition; an update inside the
         window is decided when it ends, never dropped. `restatements`: `follow` (a new version
-        of an input partition it already consumed runs it again there) or `ignore`."""
+        of an input partition it already consumed runs it again there) or `ignore`.
+
+        `fan_out`: the body names partitions of its `dynamic()` outputs
+        (`ctx.emit(ds, partition=key)`), each then running downstream as its own partition.
+        `gather`: its one input is a `dynamic()` dataset fed by a fan-out of the same pipeline;
+        it runs once per fan-out, in the fan-out's partition, after every item ended (`all`:
+        every item succeeded; `any`: whatever they did), and sees them as `ctx.items`."""
 
         def register(fn: TaskFn) -> Task:
             task = Task(
@@ -233,6 +263,8 @@ class Pipeline:
                 debounce_s=_seconds(debounce),
                 cooldown_s=_seconds(cooldown),
                 restatements=restatements,
+                fan_out=fan_out,
+                gather=gather,
             )
             self.tasks.append(task)
             return task
@@ -290,6 +322,9 @@ class App:
         self.pools: dict[str, Pool] = {}
         self.schedules: dict[str, Schedule] = {}
         self.producer: dict[str, Task] = {}
+        #: Gather task name -> the fan-out task whose items it gathers, and the reverse.
+        self.gather_source: dict[str, Task] = {}
+        self.gathers_of: dict[str, list[Task]] = {}
         self.consumers: dict[str, list[Task]] = {}
         self.checks_of: dict[str, list[Check]] = {}
         pipelines = list(pipelines)
@@ -338,6 +373,9 @@ class App:
         for chk in checks:
             self._add_check(chk)
         self._reject_cycles()
+        for task in self.tasks.values():
+            if task.gather:
+                self._add_gather(task)
         self._limit_names()
         self.pipeline_consumers: dict[str, list[str]] = {
             ds: sorted({t.pipeline for t in tasks}) for ds, tasks in self.consumers.items()
@@ -419,6 +457,7 @@ class App:
                     raise DefinitionError(f"{where}: {role} {ds!r} is listed twice")
                 seen.add(ds)
         task.partitioning = self._partitioning_of(task, where)
+        self._validate_fan_out(task, where)
         validate_freshness(where, task.partitioning, task.deadline)
         _validate_pacing(task, where)
         for ds in task.outputs:
@@ -428,7 +467,10 @@ class App:
                 raise DefinitionError(
                     f"{where}: output {ds!r} is already produced by task {self.producer[ds].name!r}"
                 )
-            if self.datasets[ds].partitions != task.partitioning:
+            scheme = self.datasets[ds].partitions
+            if (task.fan_out is not None and scheme.kind == "dynamic") or task.gather:
+                pass  # named by the body; a gather's are checked by `_add_gather`
+            elif scheme != task.partitioning:
                 raise DefinitionError(
                     f"{where}: output {ds!r} is partitioned {self.datasets[ds].partitions.kind} "
                     f"but the task runs per {task.partitioning.kind} partition"
@@ -439,6 +481,8 @@ class App:
         self.tasks[task.name] = task
 
     def _partitioning_of(self, task: Task, where: str) -> Partitioning:
+        if task.gather:
+            return NONE  # the fan-out's, set by `_add_gather` once every task is known
         schemes = {
             ds: self.datasets[ds].partitions
             for ds in task.inputs
@@ -449,6 +493,52 @@ class App:
             listed = ", ".join(f"{ds!r} is {p.kind}" for ds, p in schemes.items())
             raise DefinitionError(f"{where}: inputs have different partitionings: {listed}")
         return distinct.pop() if distinct else NONE
+
+    def _validate_fan_out(self, task: Task, where: str) -> None:
+        if task.fan_out is not None:
+            width = task.fan_out.max_width
+            if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+                raise DefinitionError(f"{where}: max_width must be 1 to {MAX_WIDTH}")
+            if not any(self.datasets[ds].partitions.kind == "dynamic" for ds in task.outputs):
+                raise DefinitionError(f"{where}: a fan-out needs an output partitioned dynamic()")
+            if task.partitioning.kind == "dynamic":
+                raise DefinitionError(f"{where}: a fan-out cannot run per dynamic partition")
+            task.dynamic_outputs = tuple(
+                ds for ds in task.outputs if self.datasets[ds].partitions.kind == "dynamic"
+            )
+        if task.gather:
+            if task.fan_out is not None:
+                raise DefinitionError(f"{where}: a task cannot both fan out and gather")
+            if len(task.inputs) != 1 or self.datasets[task.inputs[0]].partitions.kind != "dynamic":
+                raise DefinitionError(f"{where}: a gather has one input, partitioned dynamic()")
+
+    def _add_gather(self, task: Task) -> None:
+        """Find the fan-out whose items `task` gathers: up its input through dynamic datasets,
+        all produced in its pipeline (one owner decides the items and the gather)."""
+        where = f"task {task.name!r} (pipeline {task.pipeline!r})"
+        ds = task.inputs[0]
+        while True:
+            up = self.producer.get(ds)
+            if up is None or up.pipeline != task.pipeline:
+                raise DefinitionError(
+                    f"{where}: {ds!r} is not fed by a fan-out of pipeline {task.pipeline!r}"
+                )
+            if up.fan_out is not None:
+                break
+            ds = up.inputs[0] if len(up.inputs) == 1 else ""
+            if not ds or self.datasets[ds].partitions.kind != "dynamic":
+                raise DefinitionError(
+                    f"{where}: {up.name!r} between it and a fan-out must have one dynamic() input"
+                )
+        task.partitioning = up.partitioning
+        for out in task.outputs:
+            if self.datasets[out].partitions != task.partitioning:
+                raise DefinitionError(
+                    f"{where}: output {out!r} must be partitioned like the fan-out "
+                    f"{up.name!r} ({task.partitioning.kind})"
+                )
+        self.gather_source[task.name] = up
+        self.gathers_of.setdefault(up.name, []).append(task)
 
     def _add_check(self, chk: Check) -> None:
         if chk.name in self.checks:

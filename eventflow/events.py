@@ -136,6 +136,18 @@ class TaskRef(Payload):
     )
 
 
+class FanOutItem(Payload):
+    """One item of a fan-out, as the task gathering them sees it."""
+
+    key: PartitionKey = Field(description="The item's partition key.")
+    status: Literal["succeeded", "failed"] = Field(
+        description="How the item's run ended (`succeeded` also when it emitted nothing)."
+    )
+    version: Version | None = Field(
+        default=None, description="Version of the gathered dataset for the item, if emitted."
+    )
+
+
 class TaskRequestedData(TaskRef):
     """A task run for a worker to execute, with the input versions it consumes."""
 
@@ -143,6 +155,10 @@ class TaskRequestedData(TaskRef):
     inputs: list[DatasetVersion] = Field(description="Input versions this run consumes.")
     timeout_s: float = Field(gt=0, description="Seconds the body may run.")
     pool: Name | None = Field(default=None, description="Shared concurrency pool, if any.")
+    items: list[FanOutItem] = Field(
+        default_factory=list,
+        description="For a task that gathers a fan-out: every item, in key order.",
+    )
 
 
 class TaskProgressData(TaskRef):

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import capture, metrics
 from .capture import AttemptLog
-from .context import CheckContext, Input, Inputs, TaskContext
+from .context import CheckContext, Input, Inputs, Item, TaskContext
 from .definitions import App, Task
 from .errors import Fail, Skip
 from .events import (
@@ -228,6 +228,7 @@ class Executor:
             inputs=Inputs(Input.of(ref) for ref in req.inputs),
             log=logging.getLogger(f"eventflow.task.{task.name}"),
             max_metadata_bytes=self.max_metadata_bytes,
+            items=tuple(Item(i.key, i.status, i.version) for i in req.items),
         )
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()
@@ -293,6 +294,11 @@ class Executor:
                 metadata=meta,
             )
             for name, meta in ctx.outputs().items()
+        ]
+        outputs += [
+            DatasetVersion(dataset=name, partition=key, version=self.versions.next(), metadata=meta)
+            for name, keys in ctx.fanned.items()
+            for key, meta in sorted(keys.items())
         ]
         done = TaskSucceededData(**base, outputs=outputs, duration_ms=_ms(started))
         return self._event(TaskSucceeded, done, corr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,8 +17,8 @@ UNPARTITIONED = ""
 class Partitioning:
     """Base: the unpartitioned scheme, whose only key is the empty string."""
 
-    #: How keys are derived: not at all, from a day or an hour, or from a fixed list.
-    kind: Literal["none", "daily", "hourly", "static"] = "none"
+    #: How keys are derived: not at all, from a day or an hour, a fixed list, or at run time.
+    kind: Literal["none", "daily", "hourly", "static", "dynamic"] = "none"
 
     def validate(self, key: str) -> str:
         """The key in its one spelling (`2026-01-05`, not `2026-1-5`); an `EventError`
@@ -99,6 +100,38 @@ class StaticPartitioning(Partitioning):
 def static(*keys: str) -> Partitioning:
     """A fixed list of partitions, such as regions or customers."""
     return StaticPartitioning(kind="static", keys=tuple(keys))
+
+
+#: Keys a fan-out may name: they end up in run ids (`task:partition:key:attempt`), file names
+#: and URLs, so no separators, spaces or path tricks.
+DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*")
+MAX_DYNAMIC_KEY = 100
+
+
+@dataclass(frozen=True)
+class DynamicPartitioning(Partitioning):
+    """Keys known only at run time, named by the task that fans out to them."""
+
+    max_length: int = MAX_DYNAMIC_KEY
+
+    def validate(self, key: str) -> str:
+        if not key or len(key) > self.max_length or not DYNAMIC_KEY.fullmatch(key):
+            raise EventError(
+                f"partition {key[:40]!r} is not a dynamic key: 1 to {self.max_length} letters, "
+                "digits and '_.=+-', starting with a letter or digit"
+            )
+        return key
+
+    def key_for(self, when: datetime) -> str:
+        raise EventError("a dynamic partitioning has no key for a time")
+
+
+def dynamic(max_length: int = MAX_DYNAMIC_KEY) -> Partitioning:
+    """Partitions named at run time by a task that fans out (`ctx.emit(ds, partition=key)`),
+    such as the files found in a directory; each key runs as its own partition."""
+    if not 1 <= max_length <= MAX_DYNAMIC_KEY:
+        raise ValueError(f"max_length must be 1 to {MAX_DYNAMIC_KEY}")
+    return DynamicPartitioning(kind="dynamic", max_length=max_length)
 
 
 NONE = Partitioning()

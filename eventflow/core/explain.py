@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..definitions import Task
 from ..errors import EventError
 from ..partitions import UNPARTITIONED
-from . import pacing
+from . import fanout, pacing
 from .state import DatasetState, InputState, PartitionState, PipelineState, TaskRun
 
 if TYPE_CHECKING:
@@ -97,11 +97,14 @@ class _Explainer:
 
     def run(self) -> Explanation:
         self._paused()
-        seen: list[tuple[str, InputState | None, int | None]] = []
-        fresh = self.runs.fresh_inputs(self.st, self.part, self.task, seen)
-        for ds, have, consumed in seen:
-            self._input(ds, have, consumed)
-        self._trigger(fresh)
+        if self.task.gather:
+            self._gather()
+        else:
+            seen: list[tuple[str, InputState | None, int | None]] = []
+            fresh = self.runs.fresh_inputs(self.st, self.part, self.task, seen)
+            for ds, have, consumed in seen:
+                self._input(ds, have, consumed)
+            self._trigger(fresh)
         self._pacing()
         tr = self.part.runs.get(self.task.name)
         self._attempt(tr)
@@ -213,6 +216,33 @@ class _Explainer:
             else "one input newer than the version last consumed"
         )
         self.add("trigger", False, f"trigger rule '{rule}' not met", f"it needs {need}")
+
+    def _gather(self) -> None:
+        """A gather's trigger: the fan-out in this partition and how far its items are."""
+        app = self.runs.app
+        source = app.gather_source[self.task.name].name
+        fo = self.part.fan_outs.get(source)
+        if fo is None:
+            detail = "it runs once per fan-out, after every item ended"
+            self.add("trigger", False, f"no fan-out of {source} here yet", detail)
+            self.waiting_for.append(f"a fan-out of {source}")
+            return
+        ended = len(fo.results) + len(fo.failed)
+        detail = f"fan-out {fo.seq} (run {fo.run_id}): {ended} of {len(fo.items)} items ended"
+        if fo.failed:
+            detail += f"; failed: {', '.join(fo.failed[:10])}"
+        if fanout.gathered(app, self.part, self.task) is not None:
+            self.add("trigger", True, "every item of the fan-out ended", detail)
+        elif not fo.complete:
+            pending = [k for k in fo.items if k not in fo.results and k not in fo.failed]
+            self.add("trigger", False, "waiting for items", f"{detail}; next: {pending[0]}")
+            self.waiting_for.append(f"{len(pending)} items of the fan-out of {source}")
+        elif self.task.trigger == "all" and fo.failed:
+            self.add("trigger", False, "an item failed (trigger rule 'all')", detail)
+            self.waiting_for.append(f"a fan-out of {source} whose items all succeed")
+        else:
+            self.add("trigger", False, "this fan-out was gathered", detail)
+            self.waiting_for.append(f"a new fan-out of {source}")
 
     def _pacing(self) -> None:
         task = self.task

@@ -37,7 +37,7 @@ from ..events import (
     TaskSucceededData,
 )
 from ..partitions import UNPARTITIONED
-from . import pacing
+from . import fanout, pacing
 from .state import (
     IN_FLIGHT,
     Decision,
@@ -122,10 +122,20 @@ class Runs:
         if isinstance(ref, TaskRequestedData) and ref.pool != task.pool:
             raise EventError(f"task {ref.task!r} does not run in pool {ref.pool!r}")
         if isinstance(ref, TaskSucceededData):
+            fanned: set[str] = set()
             for out in ref.outputs:
                 if out.dataset not in task.outputs:
                     raise EventError(f"task {ref.task!r} does not declare output {out.dataset!r}")
-                partitioned = self.app.datasets[out.dataset].partitions.partitioned
+                scheme = self.app.datasets[out.dataset].partitions
+                if task.fan_out is not None and scheme.kind == "dynamic":
+                    scheme.validate(out.partition)
+                    fanned.add(out.partition)
+                    if len(fanned) > task.fan_out.max_width:
+                        raise EventError(
+                            f"task {ref.task!r} fanned out wider than {task.fan_out.max_width}"
+                        )
+                    continue
+                partitioned = scheme.partitioned
                 if out.partition != (ref.partition if partitioned else UNPARTITIONED):
                     raise EventError(
                         f"output {out.dataset!r} in partition {out.partition!r} of a run in "
@@ -190,6 +200,8 @@ class Runs:
             else:
                 self.evaluate(st, data.partition, consumers, now, d)
         self.finish_if_done(st, data.partition, now, d)
+        if data.partition != UNPARTITIONED:  # an item nothing here runs on ends at once
+            self._settle(st, data.partition, not data.accepted, now, d)
         return d
 
     def on_started(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
@@ -226,12 +238,16 @@ class Runs:
         tr.run_id = data.run_id
         tr.attempt = data.attempt
         tr.error = data.skipped
-        tr.outputs = [o.dataset for o in data.outputs]
+        tr.outputs = list(dict.fromkeys(o.dataset for o in data.outputs))
         tr.worker = data.worker
         d.dirty.add(data.partition)
         part = st.partitions[data.partition]
+        if task.fan_out is not None:
+            fanout.on_fanned(self.app, part, task, data)
         for out in data.outputs:
-            if part.run is not None and any(
+            if out.partition != data.partition and out.partition != UNPARTITIONED:
+                pass  # an item of a fan-out: it runs in its own partition
+            elif part.run is not None and any(
                 c.pipeline == st.name for c in self.app.consumers.get(out.dataset, ())
             ):
                 part.run.expected[out.dataset] = out.version
@@ -416,6 +432,8 @@ class Runs:
             return None
         if current is not None and task.name in part.reruns:
             return dict(current.inputs)
+        if task.gather:
+            return fanout.gathered(self.app, part, task)
         return self.fresh_inputs(st, part, task)
 
     def slot_free(self, st: PipelineState) -> bool:
@@ -522,6 +540,13 @@ class Runs:
             found += [f"{ds} (on its way)" for ds in run.expected if ds in feeds]
         return found
 
+    def _settle(self, st: PipelineState, key: str, failed: bool, now: float, d: Decision) -> None:
+        """An item of a fan-out ended: its gathers may run now in the partition that fanned
+        out."""
+        for parent, gathers in fanout.settle(self.app, st, key, failed, d):
+            self.evaluate(st, parent, gathers, now, d)
+            self.finish_if_done(st, parent, now, d)
+
     def _start_run(self, st: PipelineState, key: str, now: float, d: Decision) -> RunState:
         part = st.partitions[key]
         part.run_seq += 1
@@ -585,7 +610,7 @@ class Runs:
         part = st.partitions[key]
         shared = st.partitions.get(UNPARTITIONED)
         inputs = []
-        for ds, version in tr.inputs.items():
+        for ds, version in tr.inputs.items() if not task.gather else ():
             partitioned = self.app.datasets[ds].partitions.partitioned
             source = part if partitioned else shared
             have = source.inputs.get(ds) if source is not None else None
@@ -605,6 +630,7 @@ class Runs:
             inputs=inputs,
             timeout_s=self.app.timeout_of(task, self.default_timeout_s),
             pool=task.pool,
+            items=fanout.items(self.app, part, task) if task.gather else [],
         )
 
     # -- failure and completion ------------------------------------------------------------------
@@ -673,6 +699,8 @@ class Runs:
         self.admit_waiting(st, now, d)
         # Inputs that arrived while this run held the partition may trigger a new run now.
         self.evaluate(st, key, tasks, now, d)
+        if key != UNPARTITIONED and self.app.gathers_of:
+            self._settle(st, key, bool(run.failures), now, d)
 
     def _held_in(self, part: PartitionState, run: RunState) -> bool:
         """Whether a task the run's cascade reached is held back by its debounce or cooldown."""
@@ -710,7 +738,10 @@ class Runs:
         for ds in run.blocked:
             for consumer in self.app.consumers.get(ds, ()):
                 failed_below |= {consumer.name, *self.app.downstream(consumer.name)}
+        dynamic = any(self.app.tasks[n].partitioning.kind == "dynamic" for n in run.tasks)
         for task in self.app.pipelines[pipeline].tasks:
+            if task.gather or (task.partitioning.kind == "dynamic") != dynamic:
+                continue  # runs in another partition, or once per fan-out in a run of its own
             if task.name in reached and task.name not in run.tasks:
                 if task.name in failed_below:
                     outcomes.append(TaskOutcome(task=task.name, status="upstream_failed"))

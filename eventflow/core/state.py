@@ -75,6 +75,25 @@ class Pacing:
 
 
 @dataclass(slots=True)
+class FanOutState:
+    """The last fan-out of a task in a partition (`core.fanout`): the items it named, and what
+    each gave once its own runs ended. A later fan-out replaces it."""
+
+    #: The fan-out task run that named the items; each item's input names it as producer.
+    run_id: str
+    #: Fan-outs of the task here so far; a gather consumes this number.
+    seq: int
+    items: list[str] = field(default_factory=list)
+    #: Items that ended well: key -> versions of the gathered datasets the item holds.
+    results: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.results) + len(self.failed) >= len(self.items)
+
+
+@dataclass(slots=True)
 class Pause:
     """Who paused a pipeline, when and why."""
 
@@ -114,6 +133,8 @@ class PartitionState:
     rejected: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: Debounce and cooldown by task, for the tasks that have either.
     pacing: dict[str, Pacing] = field(default_factory=dict)
+    #: The last fan-out by task, for fan-out tasks that a gather follows.
+    fan_outs: dict[str, FanOutState] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ..core import Engine
+from ..core import Engine, fanout
 from ..errors import EventError
 from ..events import (
     CheckCompleted,
@@ -49,8 +49,11 @@ class Pager:
         elif isinstance(event, PipelineInput | DatasetReset) and event.data.pipeline is not None:
             pipeline, partition = event.data.pipeline, event.data.partition
             await self._partition(pipeline, partition, everything=not partition)
+            producer = event.data.producer if isinstance(event, PipelineInput) else None
+            await self._fanned_from(pipeline, partition, producer)
         elif isinstance(data, TaskRef):
             await self._partition(data.pipeline, data.partition)
+            await self._fanned_from(data.pipeline, data.partition)
         elif isinstance(event, PipelineAction):
             if event.data.action in ("resume", "backfill"):  # evaluates many partitions
                 await self._partition(event.data.pipeline, "", everything=True)
@@ -113,6 +116,22 @@ class Pager:
             return False  # a backfill judges its partitions one after another, from memory
         pst.partitions.pop(partition, None)
         return True
+
+    async def _fanned_from(
+        self, pipeline: str, partition: str, producer: str | None = None
+    ) -> None:
+        """An item of a fan-out records its end in the partition that fanned out (named by
+        the producer of the item's input, arriving or held)."""
+        app = self.engine.app
+        pst = self.engine.pipelines.get(pipeline)
+        if pst is None or not partition or not app.gathers_of:
+            return
+        found = {fanout.parent_of(producer, name) for name in app.gathers_of} if producer else set()
+        part = pst.partitions.get(partition)
+        if part is not None:
+            found |= {parent for parent, _ in fanout.parents(app, pst, part)}
+        for parent in sorted(p for p in found if p is not None):
+            await self._partition(pipeline, parent)
 
     async def _dataset(self, dataset: str, partition: str) -> None:
         found = self.engine.app.datasets.get(dataset)

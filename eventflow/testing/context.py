@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .. import capture
-from ..context import CheckContext, Input, Inputs, TaskContext
+from ..context import CheckContext, Input, Inputs, Item, TaskContext
 from ..definitions import Check, Dataset, DatasetLike, Task
 from ..events import LogLine, Metadata
 from ..settings import Settings
@@ -58,12 +58,14 @@ def build_context(
     run_id: str | None = None,
     attempt: int = 1,
     max_metadata_bytes: int | None = None,
+    items: Iterable[Item] = (),
 ) -> LoggedContext:
     """The context a runtime would pass to `task`'s body, for calling `task.fn(ctx)` in a unit
     test. Each input is an `Input` or just its metadata (then at version 1); inputs left out
     are absent, as they are when a task triggered by `any` runs. After the call,
     `ctx.outputs()` says what the run would emit, and `ctx.lines` (or `ctx.messages()`) what
-    it logged through `ctx.log`.
+    it logged through `ctx.log`. `items` are what a gathering task sees (`ctx.items`); a
+    fan-out's partitions are in `ctx.fanned`.
 
         ctx = build_context(clean, "2026-11-22", {raw: {"rows": 10}})
         clean.fn(ctx)
@@ -83,6 +85,7 @@ def build_context(
         inputs=Inputs(given.values()),
         log=_logger(f"eventflow.task.{task.name}", lines),
         max_metadata_bytes=max_metadata_bytes or _default_metadata_bytes(),
+        items=tuple(items),
         lines=lines,
     )
 
