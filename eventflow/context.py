@@ -13,9 +13,7 @@ from typing import Any, NoReturn, TypeVar, overload
 from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError, EventError
 from .events import DEFAULT_MAX_METADATA_BYTES, DatasetVersion, Metadata, check_metadata
-from .partitions import dynamic
-
-DYNAMIC = dynamic()
+from .partitions import MAX_DYNAMIC_KEY, dynamic
 
 _T = TypeVar("_T")
 
@@ -44,6 +42,8 @@ class TaskInfo:
     gather: bool = False
     #: Outputs whose partitions a fan-out names (`emit(ds, partition=key)`).
     dynamic_outputs: tuple[str, ...] = ()
+    #: The longest key each of `dynamic_outputs` accepts (its `dynamic(max_length)`).
+    dynamic_key_lengths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,13 +161,15 @@ class TaskContext:
         merged = check_metadata({**(metadata or {}), **meta}, self.max_metadata_bytes)
         if partition is None:
             self._refuse(f"{name!r} is partitioned dynamic(): name the partition to emit")
+        lengths = dict(zip(self.task.dynamic_outputs, self.task.dynamic_key_lengths, strict=False))
         try:
-            key = DYNAMIC.validate(partition)
+            key = dynamic(lengths.get(name, MAX_DYNAMIC_KEY)).validate(partition)
         except EventError as e:
             self._refuse(f"task {self.task.name!r}: {e.reason}")
         keys = self.fanned.setdefault(name, {})
         width = self.task.fan_out or 0
-        if key not in keys and len(keys) >= width:
+        named = {k for found in self.fanned.values() for k in found}  # items: every output's
+        if key not in named and len(named) >= width:
             self._refuse(
                 f"task {self.task.name!r} fanned out to more than max_width={width} partitions "
                 f"of {name!r}"

@@ -24,7 +24,7 @@ from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError
 from .events import MAX_NAME
 from .freshness import validate as validate_freshness
-from .partitions import NONE, Partitioning
+from .partitions import NONE, DynamicPartitioning, Partitioning
 
 __all__ = [
     "App",
@@ -134,6 +134,8 @@ class Task:
     gather: bool = False
     #: Its outputs whose partitions a fan-out names; set by the App.
     dynamic_outputs: tuple[str, ...] = ()
+    #: The longest key each of `dynamic_outputs` accepts, in the same order; set by the App.
+    dynamic_key_lengths: tuple[int, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -155,6 +157,7 @@ class Task:
             fan_out=self.fan_out.max_width if self.fan_out is not None else None,
             gather=self.gather,
             dynamic_outputs=self.dynamic_outputs,
+            dynamic_key_lengths=self.dynamic_key_lengths,
         )
 
 
@@ -505,6 +508,11 @@ class App:
                 raise DefinitionError(f"{where}: a fan-out cannot run per dynamic partition")
             task.dynamic_outputs = tuple(
                 ds for ds in task.outputs if self.datasets[ds].partitions.kind == "dynamic"
+            )
+            task.dynamic_key_lengths = tuple(
+                scheme.max_length
+                for ds in task.dynamic_outputs
+                if isinstance(scheme := self.datasets[ds].partitions, DynamicPartitioning)
             )
         if task.gather:
             if task.fan_out is not None:

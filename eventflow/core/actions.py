@@ -153,6 +153,8 @@ class Actions:
                 versions = self.runs.wanted(st, key, part, task)
                 if versions is not None:
                     part.consumed[task.name] = versions
+            # An item of a fan-out that will not run now: it ended, failed, for its gather.
+            self.runs.settle(st, key, True, now, d)
             return
         for name in run.tasks:
             tr = part.runs[name]

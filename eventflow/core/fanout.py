@@ -59,12 +59,14 @@ def parents(app: App, st: PipelineState, part: PartitionState) -> list[tuple[str
 
 
 def settle(
-    app: App, st: PipelineState, key: str, failed: bool, d: Decision
+    app: App, st: PipelineState, key: str, failed: bool, d: Decision, *, ran: bool = False
 ) -> list[tuple[str, list[Task]]]:
     """Record how item `key` ended, once nothing of it runs or waits; the parents (with their
-    gathers) whose fan-out is now complete."""
+    gathers) whose fan-out is now complete. `ran`: a run of the item just ended, so a success
+    replaces an earlier failure (an operator's rerun of the failed task). Recorded while the
+    pipeline is paused too: the resume then evaluates the gather."""
     part = st.partitions.get(key)
-    if part is None or part.run is not None or st.paused is not None:
+    if part is None or part.run is not None:
         return []
     if key in st.waiting or key in st.held:
         return []
@@ -72,7 +74,9 @@ def settle(
     for parent, task in parents(app, st, part):
         holder = st.partitions.get(parent)
         fo = holder.fan_outs.get(task.name) if holder is not None else None
-        if fo is None or key not in fo.items or key in fo.results or key in fo.failed:
+        if fo is None or key not in fo.items or key in fo.results:
+            continue
+        if key in fo.failed and (failed or not ran):
             continue
         outputs = [ds for ds in dynamic_outputs(app, task) if ds in part.inputs]
         producers = {part.inputs[ds].producer for ds in outputs}
@@ -82,11 +86,39 @@ def settle(
         if failed:
             fo.failed.append(key)
         else:
+            if key in fo.failed:
+                fo.failed.remove(key)
             fo.results[key] = {
                 g.inputs[0]: part.inputs[g.inputs[0]].version
                 for g in gathers
                 if g.inputs[0] in part.inputs
             }
+        d.dirty.add(parent)
+        if fo.complete:
+            done.append((parent, gathers))
+    return done
+
+
+def rejected(
+    app: App, st: PipelineState, key: str, dataset: str, producer: str | None, d: Decision
+) -> list[tuple[str, list[Task]]]:
+    """A blocking check rejected the input a fan-out gave item `key`: nothing runs on it, so
+    the item failed; the parents (with their gathers) whose fan-out is now complete."""
+    done = []
+    for name, gathers in app.gathers_of.items():
+        task = app.tasks[name]
+        if producer is None or task.pipeline != st.name or dataset not in task.dynamic_outputs:
+            continue
+        parent = parent_of(producer, name)
+        if parent is None:
+            continue
+        holder = st.partitions.get(parent)
+        fo = holder.fan_outs.get(name) if holder is not None else None
+        if fo is None or fo.run_id != producer or key not in fo.items:
+            continue
+        if key in fo.results or key in fo.failed:
+            continue
+        fo.failed.append(key)
         d.dirty.add(parent)
         if fo.complete:
             done.append((parent, gathers))

@@ -184,6 +184,11 @@ class Runs:
                 part.rejected[data.dataset] = (data.version, data.reason)  # for `explain`
                 d.dirty.add(data.partition)
             self.finish_if_done(st, data.partition, now, d)
+            if data.partition != UNPARTITIONED and self.app.gathers_of:  # an item failed
+                found = fanout.rejected(
+                    self.app, st, data.partition, data.dataset, data.producer, d
+                )
+                self._gather(st, found, now, d)
             return d
         if known is None or data.version > known.version:
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
@@ -201,7 +206,7 @@ class Runs:
                 self.evaluate(st, data.partition, consumers, now, d)
         self.finish_if_done(st, data.partition, now, d)
         if data.partition != UNPARTITIONED:  # an item nothing here runs on ends at once
-            self._settle(st, data.partition, not data.accepted, now, d)
+            self.settle(st, data.partition, False, now, d)
         return d
 
     def on_started(self, st: PipelineState, data: TaskProgressData, now: float) -> Decision:
@@ -540,10 +545,24 @@ class Runs:
             found += [f"{ds} (on its way)" for ds in run.expected if ds in feeds]
         return found
 
-    def _settle(self, st: PipelineState, key: str, failed: bool, now: float, d: Decision) -> None:
+    def settle(
+        self,
+        st: PipelineState,
+        key: str,
+        failed: bool,
+        now: float,
+        d: Decision,
+        *,
+        ran: bool = False,
+    ) -> None:
         """An item of a fan-out ended: its gathers may run now in the partition that fanned
         out."""
-        for parent, gathers in fanout.settle(self.app, st, key, failed, d):
+        self._gather(st, fanout.settle(self.app, st, key, failed, d, ran=ran), now, d)
+
+    def _gather(
+        self, st: PipelineState, found: list[tuple[str, list[Task]]], now: float, d: Decision
+    ) -> None:
+        for parent, gathers in found:
             self.evaluate(st, parent, gathers, now, d)
             self.finish_if_done(st, parent, now, d)
 
@@ -700,7 +719,7 @@ class Runs:
         # Inputs that arrived while this run held the partition may trigger a new run now.
         self.evaluate(st, key, tasks, now, d)
         if key != UNPARTITIONED and self.app.gathers_of:
-            self._settle(st, key, bool(run.failures), now, d)
+            self.settle(st, key, bool(run.failures), now, d, ran=True)
 
     def _held_in(self, part: PartitionState, run: RunState) -> bool:
         """Whether a task the run's cascade reached is held back by its debounce or cooldown."""

@@ -57,8 +57,9 @@ class Pager:
         elif isinstance(event, PipelineAction):
             if event.data.action in ("resume", "backfill"):  # evaluates many partitions
                 await self._partition(event.data.pipeline, "", everything=True)
-            else:
+            else:  # a cancelled item records its end in the partition that fanned out
                 await self._partition(event.data.pipeline, event.data.partition)
+                await self._fanned_from(event.data.pipeline, event.data.partition)
 
     async def page_in_partition(self, pipeline: str, partition: str) -> None:
         """Read in one partition of a pipeline and its unpartitioned inputs, to read them

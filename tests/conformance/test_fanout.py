@@ -161,3 +161,36 @@ async def test_items_and_their_fan_out_paged_out_in_between(tmp_path: Path) -> N
         await h.emit("day", D1)
         await h.wait_idle()
     assert seen == [ok(*keys)]
+
+
+async def test_cancelling_an_item_waiting_for_a_slot_ends_it_for_the_gather(
+    tmp_path: Path,
+) -> None:
+    """A paged-out fan-out partition is read in with the item an operator cancels."""
+    day, files = ef.Dataset("day", ef.daily()), ef.Dataset("files", ef.dynamic())
+    parsed, summary = ef.Dataset("parsed", ef.dynamic()), ef.Dataset("summary", ef.daily())
+    p = ef.Pipeline("fan", max_active_runs=1)
+    entered, gate = asyncio.Event(), asyncio.Event()
+    gathered: list[list[tuple[str, str]]] = []
+
+    @p.task(inputs=[day], outputs=[files], fan_out=ef.FanOut(max_width=10))
+    def listing(ctx: ef.TaskContext) -> None:
+        ctx.fan_out(files, ["a", "b", "c"])
+
+    @p.task(inputs=[files], outputs=[parsed])
+    async def parse(ctx: ef.TaskContext) -> None:
+        if ctx.partition == "a":
+            entered.set()
+            await gate.wait()
+
+    @p.task(inputs=[parsed], outputs=[summary], gather=True, trigger="any")
+    def total(ctx: ef.TaskContext) -> None:
+        gathered.append([(i.key, i.status) for i in ctx.items])
+
+    async with EmbeddedHarness(ef.App([p], datasets=[day]), tmp_path, state_cache=0) as h:
+        await h.emit("day", D1)
+        await asyncio.wait_for(entered.wait(), 60)
+        await h.act("fan", "cancel", partition="b")  # waits for the run slot `a` holds
+        gate.set()
+        await h.wait_idle()
+    assert gathered == [[("a", "succeeded"), ("b", "failed"), ("c", "succeeded")]]

@@ -11,7 +11,13 @@ import pytest
 import eventflow as ef
 from eventflow.core.state import dump, load_partition
 from eventflow.errors import EventError
-from eventflow.events import DatasetVersion, TaskRequestedData, TaskSucceeded, TaskSucceededData
+from eventflow.events import (
+    DatasetVersion,
+    TaskRequestedData,
+    TaskSucceeded,
+    TaskSucceededData,
+    pipeline_action,
+)
 from eventflow.testing import build_context
 
 from .sim import Sim, produced
@@ -220,3 +226,116 @@ def test_the_app_validates_fan_outs_and_gathers() -> None:
     p.task(inputs=[day], outputs=[plain], fan_out=ef.FanOut(), name="x")(noop)
     with pytest.raises(ef.DefinitionError, match="needs an output partitioned dynamic"):
         ef.App([p])
+
+
+# -- an item's end is never lost -----------------------------------------------------------------
+def act(
+    sim: Sim,
+    action: Literal["pause", "resume", "cancel", "rerun_task"],
+    partition: str = "",
+    task: str | None = None,
+) -> None:
+    event = pipeline_action(
+        "p", action, operator="alice", reason="because", partition=partition, task=task
+    )
+    sim.send(event)
+
+
+def gathers(sim: Sim) -> list[list[tuple[str, str]]]:
+    return [[(i.key, i.status) for i in r.items] for r in sim.requests if r.task == "total"]
+
+
+def test_an_item_that_ends_while_paused_is_gathered_after_resume() -> None:
+    sim = Sim(fan_app())
+    sim.send(produced("day", D, 1))
+    fan_out(sim, ["a", "b"])
+    a, b = sim.next_request("parse"), sim.next_request("parse")
+    sim.start(a)
+    sim.succeed(a)
+    sim.start(b)
+    act(sim, "pause")
+    sim.succeed(b)  # its run ends while paused
+    act(sim, "resume")
+    sim.run_all()
+    assert gathers(sim) == [[("a", "succeeded"), ("b", "succeeded")]]
+
+
+def test_a_rerun_of_a_failed_item_lets_a_gather_of_all_run() -> None:
+    sim = Sim(fan_app(retries=0))
+    sim.send(produced("day", D, 1))
+    fan_out(sim, ["a", "b"])
+    a, b = sim.next_request("parse"), sim.next_request("parse")
+    sim.start(a)
+    sim.fail(a)
+    sim.start(b)
+    sim.succeed(b)
+    assert gathers(sim) == []
+    sim.send(produced("files", "a", a.inputs[0].version))  # a repeat changes nothing
+    assert gathers(sim) == []
+    act(sim, "rerun_task", partition="a", task="parse")
+    sim.run_all()
+    assert gathers(sim) == [[("a", "succeeded"), ("b", "succeeded")]]
+
+
+def test_cancelling_an_item_waiting_for_a_run_slot_ends_it() -> None:
+    day = ef.Dataset("day", ef.daily())
+    files, parsed = ef.Dataset("files", ef.dynamic()), ef.Dataset("parsed", ef.dynamic())
+    summary = ef.Dataset("summary", ef.daily())
+    p = ef.Pipeline("p", max_active_runs=1)
+    p.task(inputs=[day], outputs=[files], name="listing", fan_out=ef.FanOut(max_width=5))(noop)
+    p.task(inputs=[files], outputs=[parsed], name="parse")(noop)
+    p.task(inputs=[parsed], outputs=[summary], name="total", gather=True, trigger="any")(noop)
+    sim = Sim(ef.App([p]))
+    sim.send(produced("day", D, 1))
+    fan_out(sim, ["a", "b"])
+    assert sim.engine.pipelines["p"].waiting == ["b"]
+    act(sim, "cancel", partition="b")
+    sim.run_all()
+    assert gathers(sim) == [[("a", "succeeded"), ("b", "failed")]]
+
+
+def test_an_item_whose_input_a_check_rejects_fails() -> None:
+    day = ef.Dataset("day", ef.daily())
+    files, parsed = ef.Dataset("files", ef.dynamic()), ef.Dataset("parsed", ef.dynamic())
+    summary = ef.Dataset("summary", ef.daily())
+    p = ef.Pipeline("p")
+    p.task(inputs=[day], outputs=[files], name="listing", fan_out=ef.FanOut(max_width=5))(noop)
+    p.task(inputs=[files], outputs=[parsed], name="parse")(noop)
+    p.task(inputs=[parsed], outputs=[summary], name="total", gather=True, trigger="any")(noop)
+    gate = ef.check(files, blocking=True, name="gate")(lambda ctx: True)
+    sim = Sim(ef.App([p], checks=[gate]))
+    sim.send(produced("day", D, 1))
+    fan_out(sim, ["a", "b"])
+    sim.answer_check(False, "empty file")  # a's
+    sim.answer_check(True)
+    sim.run_all()
+    assert gathers(sim) == [[("a", "failed"), ("b", "succeeded")]]
+
+
+@pytest.mark.xfail(strict=True, reason="keys are global: a second day naming `a` takes it over")
+def test_two_days_fanning_out_to_the_same_keys_both_gather() -> None:
+    sim = Sim(fan_app())
+    sim.send(produced("day", D, 1))
+    sim.send(produced("day", "2026-11-23", 1))
+    fan_out(sim, ["a", "b"])
+    fan_out(sim, ["a", "b"])  # before the first day's items ran
+    sim.run_all()
+    assert sorted(r.partition for r in sim.requests if r.task == "total") == [D, "2026-11-23"]
+
+
+def test_emit_checks_the_key_length_and_width_the_coordinator_checks() -> None:
+    day = ef.Dataset("day", ef.daily())
+    short, other = ef.Dataset("short", ef.dynamic(max_length=5)), ef.Dataset("other", ef.dynamic())
+    p = ef.Pipeline("p")
+    p.task(inputs=[day], outputs=[short, other], name="listing", fan_out=ef.FanOut(max_width=2))(
+        noop
+    )
+    task = ef.App([p]).tasks["listing"]
+    ctx = build_context(task, D)
+    with pytest.raises(ef.DefinitionError, match="1 to 5"):
+        ctx.emit(short, partition="abcdefgh")  # the coordinator would refuse the success
+    ctx = build_context(task, D)
+    ctx.fan_out(short, ["x", "y"])
+    ctx.fan_out(other, ["y", "x"])  # the same items
+    with pytest.raises(ef.DefinitionError, match="max_width=2"):
+        ctx.emit(other, partition="z")  # a third item: `Runs.validate` counts every output's
