@@ -192,6 +192,7 @@ def test_cancel_stops_taking_partitions_and_the_running_one_finishes(
 def test_a_wrong_token_is_asked_again_and_a_refused_range_says_why(page: Page, days: Shop) -> None:
     before = len(days.get("/api/backfills"))
     page.goto(f"{days.url}/ui/pipelines/days")
+    live(page)  # the page re-reads itself once live: typing before that may go to a field replaced
     page.fill("#bf-from", "2026-06-10")
     page.fill("#bf-to", "2026-06-01")
     page.click("#bf-start")
