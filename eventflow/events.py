@@ -155,9 +155,10 @@ class TaskRequestedData(TaskRef):
     inputs: list[DatasetVersion] = Field(description="Input versions this run consumes.")
     timeout_s: float = Field(gt=0, description="Seconds the body may run.")
     pool: Name | None = Field(default=None, description="Shared concurrency pool, if any.")
-    items: list[FanOutItem] = Field(
-        default_factory=list,
-        description="For a task that gathers a fan-out: every item, in key order.",
+    items: list[FanOutItem] | None = Field(
+        default=None,
+        description="For a task that gathers a fan-out: every item, in key order (absent for "
+        "any other task, so workers of earlier versions keep taking their requests).",
     )
 
 

@@ -228,7 +228,7 @@ class Executor:
             inputs=Inputs(Input.of(ref) for ref in req.inputs),
             log=logging.getLogger(f"eventflow.task.{task.name}"),
             max_metadata_bytes=self.max_metadata_bytes,
-            items=tuple(Item(i.key, i.status, i.version) for i in req.items),
+            items=tuple(Item(i.key, i.status, i.version) for i in req.items or ()),
         )
         beat = self._heartbeat(req, report) if self.heartbeat_interval_s else None
         started = time.perf_counter()

@@ -191,6 +191,13 @@ class Runs:
                 self._gather(st, found, now, d)
             return d
         if known is None or data.version > known.version:
+            if known is not None and known.producer != data.producer and self.app.gathers_of:
+                # Keys are global: another fan-out took this item over before it ended for
+                # the last one, whose gather must not wait for it forever.
+                found = fanout.rejected(
+                    self.app, st, data.partition, data.dataset, known.producer, d
+                )
+                self._gather(st, found, now, d)
             part.inputs[data.dataset] = InputState(data.version, data.metadata, data.producer)
             part.rejected.pop(data.dataset, None)
             d.dirty.add(data.partition)
@@ -649,7 +656,7 @@ class Runs:
             inputs=inputs,
             timeout_s=self.app.timeout_of(task, self.default_timeout_s),
             pool=task.pool,
-            items=fanout.items(self.app, part, task) if task.gather else [],
+            items=fanout.items(self.app, part, task) if task.gather else None,
         )
 
     # -- failure and completion ------------------------------------------------------------------

@@ -13,9 +13,11 @@ from eventflow.core.state import dump, load_partition
 from eventflow.errors import EventError
 from eventflow.events import (
     DatasetVersion,
+    TaskRequested,
     TaskRequestedData,
     TaskSucceeded,
     TaskSucceededData,
+    encode,
     pipeline_action,
 )
 from eventflow.testing import build_context
@@ -71,12 +73,12 @@ def test_each_item_is_its_own_partition_and_the_gather_waits_for_all() -> None:
     sim.succeed(last)
     gather = sim.next_request("total")
     assert gather.partition == D
-    assert [(i.key, i.status) for i in gather.items] == [
+    assert [(i.key, i.status) for i in gather.items or ()] == [
         ("a", "succeeded"),
         ("b", "succeeded"),
         ("c", "succeeded"),
     ]
-    assert all(i.version is not None for i in gather.items)
+    assert all(i.version is not None for i in gather.items or ())
     sim.start(gather)
     sim.succeed(gather)
     assert sim.engine.idle()
@@ -100,7 +102,7 @@ def test_an_item_retries_on_its_own() -> None:
         sim.start(req)
         sim.succeed(req)
     [gather] = [r for r in sim.queue if r.task == "total"]
-    assert {i.status for i in gather.items} == {"succeeded"}
+    assert {i.status for i in gather.items or ()} == {"succeeded"}
 
 
 @pytest.mark.parametrize("trigger", ["all", "any"])
@@ -119,7 +121,7 @@ def test_a_failed_item_and_the_trigger_rule(trigger: Literal["all", "any"]) -> N
         assert gathers == []
     else:
         [gather] = gathers
-        assert [(i.key, i.status, i.version is None) for i in gather.items] == [
+        assert [(i.key, i.status, i.version is None) for i in gather.items or ()] == [
             ("a", "failed", True),
             ("b", "succeeded", False),
         ]
@@ -139,7 +141,7 @@ def test_a_second_fan_out_supersedes_the_first() -> None:
     assert not [r for r in sim.queue if r.task == "total"]
     sim.run_all()
     gathers = [r for r in sim.requests if r.task == "total"]
-    assert [[i.key for i in g.items] for g in gathers] == [["b", "c"]]
+    assert [[i.key for i in g.items or ()] for g in gathers] == [["b", "c"]]
     parsed_b = [r for r in sim.requests if r.task == "parse" and r.partition == "b"]
     assert len(parsed_b) == 2, "b's gathered version is the one the new fan-out fed"
 
@@ -164,7 +166,7 @@ def test_a_fan_out_of_1000_items_keeps_its_record_compact() -> None:
     fan_out(sim, keys)
     sim.run_all()
     [gather] = [r for r in sim.requests if r.task == "total"]
-    assert [i.key for i in gather.items] == keys
+    assert [i.key for i in gather.items or ()] == keys
     record = dump(sim.engine.pipelines["p"].partitions[D])
     assert len(record) < 100_000
     assert load_partition(record).fan_outs["listing"].results == (
@@ -242,7 +244,7 @@ def act(
 
 
 def gathers(sim: Sim) -> list[list[tuple[str, str]]]:
-    return [[(i.key, i.status) for i in r.items] for r in sim.requests if r.task == "total"]
+    return [[(i.key, i.status) for i in r.items or ()] for r in sim.requests if r.task == "total"]
 
 
 def test_an_item_that_ends_while_paused_is_gathered_after_resume() -> None:
@@ -312,15 +314,23 @@ def test_an_item_whose_input_a_check_rejects_fails() -> None:
     assert gathers(sim) == [[("a", "failed"), ("b", "succeeded")]]
 
 
-@pytest.mark.xfail(strict=True, reason="keys are global: a second day naming `a` takes it over")
-def test_two_days_fanning_out_to_the_same_keys_both_gather() -> None:
-    sim = Sim(fan_app())
+@pytest.mark.parametrize("trigger", ["all", "any"])
+def test_a_key_another_day_fans_out_to_first_fails_the_first_days_item(
+    trigger: Literal["all", "any"],
+) -> None:
+    # Keys are global to a dataset: the second day takes `a` and `b` over before the first
+    # day's items ran. The first day's items end as failed (its gather is not left waiting
+    # forever); the second day gathers both.
+    sim = Sim(fan_app(trigger))
     sim.send(produced("day", D, 1))
     sim.send(produced("day", "2026-11-23", 1))
     fan_out(sim, ["a", "b"])
-    fan_out(sim, ["a", "b"])  # before the first day's items ran
+    fan_out(sim, ["a", "b"])
     sim.run_all()
-    assert sorted(r.partition for r in sim.requests if r.task == "total") == [D, "2026-11-23"]
+    first = sim.engine.pipelines["p"].partitions[D].fan_outs["listing"]
+    assert first.complete and sorted(first.failed) == ["a", "b"]
+    gathered = sorted(r.partition for r in sim.requests if r.task == "total")
+    assert gathered == ([D, "2026-11-23"] if trigger == "any" else ["2026-11-23"])
 
 
 def test_emit_checks_the_key_length_and_width_the_coordinator_checks() -> None:
@@ -339,3 +349,14 @@ def test_emit_checks_the_key_length_and_width_the_coordinator_checks() -> None:
     ctx.fan_out(other, ["y", "x"])  # the same items
     with pytest.raises(ef.DefinitionError, match="max_width=2"):
         ctx.emit(other, partition="z")  # a third item: `Runs.validate` counts every output's
+
+
+def test_only_a_gathers_request_carries_items() -> None:
+    # Workers of earlier versions refuse a request with a field they do not know.
+    sim = Sim(fan_app())
+    sim.send(produced("day", D, 1))
+    fan_out(sim, ["a"])
+    sim.run_all()
+    requests = {r.task: r for r in sim.requests}
+    assert b'"items"' not in encode(TaskRequested.of(requests["parse"]))
+    assert [i.key for i in requests["total"].items or ()] == ["a"]
