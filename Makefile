@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 # Its files are removed when it ends; KEEP=1 keeps them.
 demo: $(STAMP)
 	$(PY) examples/ml_pipeline.py $(if $(filter 1,$(UI)),--ui) $(if $(filter 1,$(KEEP)),--keep)
+	@echo
+	@echo "eventflow is installed in $(VENV)/bin: 'source $(VENV)/bin/activate' puts it on the PATH,"
+	@echo "so the README's commands work as written (e.g. eventflow dev examples/hello.py)."
 
 # The web UI's tests need Chromium: installed first (as root, with apt-get) when missing.
 test: $(STAMP)
