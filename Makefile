@@ -8,10 +8,12 @@ KAFKA_DIR ?= .kafka
 
 .PHONY: demo test bench soak schemas kafka-up kafka-down faust-experiment clean
 
+# setuptools notes on every editable install that a folder named like the package may shadow
+# it: informational (that folder is the package here), so it is filtered by its message.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 # UI=1: then serve the web UI over the demo's runtime and print its address, until Ctrl-C.
