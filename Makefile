@@ -8,16 +8,21 @@ KAFKA_DIR ?= .kafka
 
 .PHONY: demo test bench soak schemas kafka-up kafka-down faust-experiment clean
 
+# setuptools notes on every editable install that a folder named like the package may shadow
+# it: informational (that folder is the package here), so it is filtered by its message.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 # UI=1: then serve the web UI over the demo's runtime and print its address, until Ctrl-C.
 # Its files are removed when it ends; KEEP=1 keeps them.
 demo: $(STAMP)
 	$(PY) examples/ml_pipeline.py $(if $(filter 1,$(UI)),--ui) $(if $(filter 1,$(KEEP)),--keep)
+	@echo
+	@echo "eventflow is installed in $(VENV)/bin: 'source $(VENV)/bin/activate' puts it on the PATH,"
+	@echo "so the README's commands work as written (e.g. eventflow dev examples/hello.py)."
 
 # The web UI's tests need Chromium: installed first (as root, with apt-get) when missing.
 test: $(STAMP)

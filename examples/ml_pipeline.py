@@ -41,6 +41,8 @@ trips = ef.Dataset("features.trips", ef.daily(), "one row per trip, every featur
 candidate = ef.Dataset("model.candidate", ef.daily())
 approved = ef.Dataset("model.approved", ef.daily())
 regression = ef.Dataset("model.regression", ef.daily())
+deployed = ef.Dataset("model.deployed", ef.daily(), "the model now serving")
+flagged = ef.Dataset("model.flagged", ef.daily(), "a worse model, kept out of service")
 
 nightly = ef.Pipeline("nightly_features", max_active_runs=2)
 cpu = ef.Pool("cpu", slots=2)
@@ -156,19 +158,36 @@ def evaluate_model(ctx: ef.TaskContext) -> None:
         ctx.emit(regression, path=meta["path"], rmse=meta["rmse"], baseline=baseline)
 
 
-@nightly.task(inputs=[approved], outputs=[])
+@nightly.task(inputs=[approved], outputs=[deployed], deadline="0 7 * * *")
 def deploy_model(ctx: ef.TaskContext) -> None:
+    """The SLA: each day's model serves by 07:00 UTC of the next day, or the coordinator
+    publishes `eventflow.freshness.violated` for it (an `ef.Alert` can page on that)."""
     meta = ctx.inputs[approved].metadata
     registry = Path(meta["path"]).parent.parent / "deployed.json"
     registry.write_text(json.dumps({"model": meta["path"], "rmse": meta["rmse"]}))
     ctx.log.info("deployed %s (rmse %.3f)", meta["path"], meta["rmse"])
+    ctx.emit(deployed, path=meta["path"], rmse=meta["rmse"])
 
 
-@nightly.task(inputs=[regression], outputs=[])
+@nightly.task(inputs=[regression], outputs=[flagged])
 def flag_regression(ctx: ef.TaskContext) -> None:
     meta = ctx.inputs[regression].metadata
     alert = Path(meta["path"]).with_name("REGRESSION.json")
     alert.write_text(json.dumps(meta))
+    ctx.emit(flagged, path=str(alert), rmse=meta["rmse"], baseline=meta["baseline"])
+
+
+@nightly.task(inputs=[deployed, flagged], outputs=[], trigger="any")
+def notify(ctx: ef.TaskContext) -> None:
+    """Whichever branch ran, the team hears of it: `trigger="any"` runs on the one produced.
+    Here the message goes to a file beside the model; a real one posts it to chat."""
+    if deployed.name in ctx.inputs:
+        meta, text = ctx.inputs[deployed].metadata, "deployed a new model"
+    else:
+        meta, text = ctx.inputs[flagged].metadata, "kept the old model: the new one is worse"
+    message = f"nightly_features {ctx.partition}: {text} (rmse {meta['rmse']:.3f})"
+    Path(meta["path"]).with_name("NOTIFIED.txt").write_text(message + "\n")
+    ctx.log.info("%s", message)
 
 
 app = ef.App([nightly], pools=[cpu])

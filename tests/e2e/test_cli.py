@@ -424,6 +424,8 @@ def test_demo_runs_the_ml_cascade_end_to_end_and_leaves_nothing_behind() -> None
     work = Path(kept.stdout.split("files and state in ", 1)[1].split()[0])
     try:
         assert kept.returncode == 0 and (work / ".eventflow" / "eventflow.db").exists()
+        [notified] = work.glob("*/NOTIFIED.txt")
+        assert ": deployed a new model (rmse " in notified.read_text()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for line in (
@@ -431,7 +433,8 @@ def test_demo_runs_the_ml_cascade_end_to_end_and_leaves_nothing_behind() -> None
         "merge_features       ok",
         "train_model          ok",
         "evaluate_model       ok               -> model.approved",
-        "deploy_model         ok",
+        "deploy_model         ok               -> model.deployed",
+        "notify               ok",
         "flag_regression      skipped",
         "quality_gate passed",
     ):
