@@ -41,6 +41,7 @@ class LineageMapping:
 
     @property
     def dataset_name(self) -> str:
+        """The eventflow dataset's name, whether a `Dataset` or its name was given."""
         return dataset_name(self.dataset)
 
     def key(self, output: Mapping[str, Any], event: Mapping[str, Any]) -> str:

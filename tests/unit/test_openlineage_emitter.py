@@ -3,6 +3,7 @@ control socket, as inside `eventflow dev`, and writes RunEvents with the file tr
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,11 @@ def _is_run_event(event: dict[str, Any]) -> None:
 def test_a_transport_eventflow_cannot_read_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="none of an http"):
         transport(ef.Settings(home=tmp_path, openlineage_url="kafka://x"))
+
+
+def test_a_missing_client_names_the_pip_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "openlineage.client", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'eventflow\[openlineage\]'"):
+        transport(ef.Settings(home=tmp_path, openlineage_url="console"))
