@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import ValidationError
 
 from ..errors import EventError
 from ..events import (
@@ -123,17 +124,21 @@ class Intake:
             "openlineage_run_id": run_id,
             "openlineage_job": f"{event['job']['namespace']}/{event['job']['name']}",
         }
-        stats = (output.get("outputFacets") or {}).get("outputStatistics")
+        stats = output["outputFacets"].get("outputStatistics")
         if isinstance(stats, Mapping):
             for field_, key in (("rowCount", "row_count"), ("size", "bytes")):
                 if isinstance(stats.get(field_), int):
                     metadata[key] = stats[field_]
-        return DatasetProducedData(
-            dataset=dataset.name,
-            partition=partition,
-            version=version,
-            metadata=check_metadata(metadata, self.max_metadata_bytes),
-        )
+        try:
+            return DatasetProducedData(
+                dataset=dataset.name,
+                partition=partition,
+                version=version,
+                metadata=check_metadata(metadata, self.max_metadata_bytes),
+            )
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+            raise EventError(f"not a dataset version: {problems}") from None
 
 
 def _merged(before: dict[str, Any] | None, now: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,7 +153,7 @@ def _merged(before: dict[str, Any] | None, now: Mapping[str, Any]) -> dict[str, 
 
 
 def _error(event: Mapping[str, Any]) -> str:
-    facet = ((event.get("run") or {}).get("facets") or {}).get("errorMessage")
+    facet = event["run"]["facets"].get("errorMessage")
     if isinstance(facet, Mapping) and isinstance(facet.get("message"), str):
         return str(facet["message"])[:500]
     return "no error message"
@@ -184,6 +189,9 @@ def _parse(raw: bytes) -> dict[str, Any]:
         isinstance(job.get(k), str) and job[k] for k in ("namespace", "name")
     ):
         raise EventError("no job.namespace and job.name")
+    run.setdefault("facets", {})
+    if not isinstance(run["facets"], dict):
+        raise EventError("run.facets is not an object")
     if not isinstance(event.get("eventTime"), str):
         raise EventError("no eventTime")
     _micros(event["eventTime"])
@@ -198,6 +206,11 @@ def _parse(raw: bytes) -> dict[str, Any]:
                 isinstance(dataset.get(k), str) and dataset[k] for k in ("namespace", "name")
             ):
                 raise EventError(f"an entry of {side} has no namespace and name")
+            for facets in ("facets", "inputFacets" if side == "inputs" else "outputFacets"):
+                dataset.setdefault(facets, {})
+                if not isinstance(dataset[facets], dict):
+                    name = dataset["name"]
+                    raise EventError(f"{facets} of {side} entry {name!r} is not an object")
     return event
 
 

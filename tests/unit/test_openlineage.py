@@ -200,3 +200,22 @@ def test_eventflow_runs_become_run_events_with_one_run_id() -> None:
 def _facet(found: dict[str, Any], version: str) -> dict[str, Any]:
     assert found["datasetVersion"] == version
     return found
+
+
+def test_odd_shapes_are_refused_or_recorded_never_raised() -> None:
+    intake = Intake(app(ef.LineageMapping("s3", "plain", PLAIN)))
+
+    def edited(**fields: Any) -> bytes:
+        body = orjson.loads(ol("COMPLETE", str(uuid.uuid4()), [out("plain")]))
+        body.update(fields)
+        return orjson.dumps(body)
+
+    facets_list = [{"namespace": "s3", "name": "plain", "outputFacets": []}]
+    for raw, reason in (
+        (edited(outputs=facets_list), "outputFacets of outputs entry 'plain' is not an object"),
+        (edited(run={"runId": "r", "facets": []}), "run.facets is not an object"),
+    ):
+        assert reason in str(intake.take(raw).refused)
+    # Before 1970 the version would not be positive: recorded, not announced.
+    taken = intake.take(edited(eventTime="1960-01-01T00:00:00Z"))
+    assert taken.announce == [] and "not a dataset version: version" in taken.record[0]
