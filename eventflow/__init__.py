@@ -55,6 +55,7 @@ from .events import (
 )
 from .freshness import Freshness
 from .loader import load_app
+from .openlineage import LineageMapping
 from .partitions import daily, dynamic, hourly, static
 from .settings import Settings
 from .subscriptions import Position
@@ -90,6 +91,7 @@ __all__ = [
     "Input",
     "Inputs",
     "Item",
+    "LineageMapping",
     "MetadataTooLarge",
     "NotRunning",
     "Payload",

@@ -24,6 +24,8 @@ from .datasets import Dataset, DatasetLike, dataset_name
 from .errors import DefinitionError
 from .events import MAX_NAME
 from .freshness import validate as validate_freshness
+from .openlineage.mapping import LineageMapping
+from .openlineage.mapping import validate as validate_lineage
 from .partitions import NONE, DynamicPartitioning, Partitioning
 
 __all__ = [
@@ -305,7 +307,8 @@ class App:
 
     Tasks, checks and schedules come from the pipelines; `checks=` and `schedules=` add ones
     made apart from any pipeline (the same object given twice counts once). `alerts=` are the
-    rules that send chosen events to webhooks (`eventflow.Alert`).
+    rules that send chosen events to webhooks (`eventflow.Alert`); `lineage=` says which
+    OpenLineage datasets are which of the App's (`eventflow.LineageMapping`).
     """
 
     def __init__(
@@ -317,6 +320,7 @@ class App:
         pools: Iterable[Pool] = (),
         schedules: Iterable[Schedule] = (),
         alerts: Iterable[Alert] = (),
+        lineage: Iterable[LineageMapping] = (),
     ) -> None:
         self.pipelines: dict[str, Pipeline] = {}
         self.tasks: dict[str, Task] = {}
@@ -384,6 +388,7 @@ class App:
             ds: sorted({t.pipeline for t in tasks}) for ds, tasks in self.consumers.items()
         }
         self.alerts: dict[str, Alert] = validate_alerts(alerts, self)
+        self.lineage: dict[tuple[str, str], LineageMapping] = validate_lineage(lineage, self)
 
     def _limit_names(self) -> None:
         """Names travel in every event, whose fields are bounded (`events.MAX_NAME`)."""

@@ -238,9 +238,15 @@ async def _dev(
 
 
 def _alerts(app: App, settings: Settings) -> list[Service]:
-    """The alerts service, when the App has alert rules: beside the runtime (reading its log
-    through the control socket) or beside a Kafka deployment's API (reading the topics)."""
-    return [AlertService(app, settings)] if app.alerts else []
+    """The alerts service, when the App has alert rules, and the OpenLineage emitter, when
+    `settings.openlineage_url` is set: beside the runtime (reading its log through the control
+    socket) or beside a Kafka deployment's API (reading the topics)."""
+    found: list[Service] = [AlertService(app, settings)] if app.alerts else []
+    if settings.openlineage_url:
+        from .openlineage.emitter import LineageEmitter
+
+        found.append(LineageEmitter(app, settings))
+    return found
 
 
 def ui_address(api: ApiServer) -> str:
@@ -357,7 +363,12 @@ async def _server(ops: Operations, api: ApiServer) -> int:
     from .kafka.config import KafkaConfig
 
     await _topics_exist(KafkaConfig(ops.settings))
-    async with Supervisor(ops, api, *_alerts(ops.app, ops.settings)) as supervisor:
+    intake: list[Service] = []
+    if ops.app.lineage:
+        from .openlineage.kafka import LineageConsumer
+
+        intake.append(LineageConsumer(ops))
+    async with Supervisor(ops, api, *intake, *_alerts(ops.app, ops.settings)) as supervisor:
         click.echo(
             f"eventflow server: API at {api.url}, web UI at {api.url}/ui/; SIGTERM stops",
             err=True,

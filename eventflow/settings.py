@@ -150,6 +150,22 @@ class Settings(BaseSettings):
         "the links alerts carry; unset: alerts carry no link.",
     )
 
+    openlineage_url: str | None = Field(
+        default=None,
+        description="Where eventflow sends OpenLineage RunEvents of its task runs: an HTTP "
+        "endpoint (a Marquez base URL; events go to `/api/v1/lineage`), `file:///PATH` (one "
+        "event per line) or `console`; unset: none are sent. Needs `eventflow[openlineage]`.",
+    )
+    openlineage_namespace: str = Field(
+        default="eventflow",
+        min_length=1,
+        description="OpenLineage namespace of eventflow's jobs and datasets.",
+    )
+    openlineage_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer token sent to an HTTP `openlineage_url`.",
+    )
+
     def environment(self, name: str) -> str | None:
         """The environment variable `name`: what an alert rule's `${NAME}` reads, so that its
         secrets stay out of code (and, like every other setting, are read here)."""

@@ -159,6 +159,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
     ),
     TopicSpec(
+        "eventflow.openlineage",
+        "OpenLineage RunEvents of other tools (not CloudEvents), as the OpenLineage Kafka "
+        "transport writes them: `eventflow server` announces the outputs of completed runs "
+        "that the App's lineage mappings name.",
+        key="job",
+        events=(),
+        config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
         "eventflow.deadletter",
         "Input refused as malformed or invalid: the original bytes and the reason.",
         key="none",

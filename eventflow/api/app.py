@@ -200,6 +200,26 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         kafka = settings.kafka_bootstrap is not None
         return models.Submitted(id=done.id, status="published" if kafka else "accepted")
 
+    @writes.post(
+        "/v1/lineage",
+        tags=["actions"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "description": "An OpenLineage RunEvent, as the OpenLineage HTTP transport "
+                "sends it.",
+            }
+        },
+    )
+    async def openlineage(request: Request) -> models.LineageReceived:
+        """Take an OpenLineage RunEvent: a COMPLETE run's outputs that the App's lineage
+        mappings name are announced as dataset versions; FAIL and ABORT are recorded."""
+        received = await ops.lineage.take(await request.body(), "openlineage-http")
+        if received.refused is not None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, received.refused)
+        return models.LineageReceived(announced=received.announced, recorded=received.recorded)
+
     history = ops.history
 
     @reads.get("/runs", tags=["runs"])

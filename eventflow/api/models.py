@@ -85,6 +85,16 @@ class Submitted(BaseModel):
     )
 
 
+class LineageReceived(BaseModel):
+    """What became of an OpenLineage RunEvent."""
+
+    announced: list[str] = Field(description="Ids of the dataset versions it announced.")
+    recorded: list[str] = Field(
+        description="What it said that is no trigger (a run failed or aborted, an output no "
+        "mapping names), each recorded as a dead letter with this reason."
+    )
+
+
 class FreshnessPolicy(BaseModel):
     """A dataset's freshness policy, or a task's deadline, as the App declares it."""
 

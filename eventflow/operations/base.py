@@ -19,6 +19,7 @@ from ..definitions import App
 from ..events import Event
 from ..history import HistoryStore
 from ..lifecycle import Service
+from ..openlineage.intake import Receiver
 from ..settings import Settings
 
 
@@ -131,6 +132,8 @@ class Operations(Service):
         self.history = history
         self._stored = Fanout()
         history.listeners.append(self._stored.put_all)
+        #: OpenLineage RunEvents in (the HTTP endpoint and the Kafka topic share its runs).
+        self.lineage = Receiver(self)
 
     def stored(self) -> Feed:
         """Every event from the call on, once the history holds it: a page re-read on one of
@@ -141,6 +144,10 @@ class Operations(Service):
     async def submit(self, event: Event) -> Submitted:
         """Hand an event in as the control socket or a signed producer would: a dataset
         announcement, or an operator's action."""
+
+    @abstractmethod
+    async def refuse(self, raw: bytes, reason: str, origin: str) -> None:
+        """Record input that will not be decided on as a dead letter with `reason`."""
 
     @abstractmethod
     def live(self) -> Feed:

@@ -30,6 +30,9 @@ class EmbeddedOperations(Operations):
         receipt = await self.runtime.publish_raw(encode(event), "api", allowed=control_allows)
         return Submitted(receipt.event.id, receipt.dead_letter)
 
+    async def refuse(self, raw: bytes, reason: str, origin: str) -> None:
+        await self.runtime.refuse(raw, reason, origin)
+
     async def explain(self, pipeline: str, task: str, partition: str) -> Explanation:
         return await self.runtime.explain(pipeline, task, partition)
 

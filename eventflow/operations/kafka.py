@@ -11,7 +11,7 @@ from asyncio import FIRST_COMPLETED
 
 from ..core import Engine, Explanation
 from ..definitions import App
-from ..events import DeadLetter, Event, PipelineAction, encode
+from ..events import DeadLetter, Event, PipelineAction, dead_letter, encode
 from ..kafka.clients import KafkaPublisher, KafkaSubscriber
 from ..kafka.history import HistoryProjector
 from ..kafka.replica import StateReplica
@@ -96,6 +96,10 @@ class KafkaOperations(Operations):
             return await self._decided(event, raw, feed)
         finally:
             feed.close()
+
+    async def refuse(self, raw: bytes, reason: str, origin: str) -> None:
+        letter = dead_letter(raw, reason, origin=origin, source=self.settings.source)
+        await self.publisher.send(encode(letter), None, "eventflow.deadletter")
 
     async def _decided(self, event: PipelineAction, raw: bytes, feed: Feed) -> Submitted:
         digest = hashlib.sha256(raw).hexdigest()
