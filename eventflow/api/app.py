@@ -19,6 +19,7 @@ from starlette.types import ExceptionHandler
 from ..core import Explanation
 from ..errors import EventError
 from ..events import (
+    MAX_VERSION,
     Action,
     DatasetProduced,
     DatasetProducedData,
@@ -48,6 +49,8 @@ from .auth import guard
 T = TypeVar("T")
 #: The longest page a list endpoint returns.
 PAGE_MAX = 1000
+#: The largest event sequence number the stores hold (a signed 64-bit integer).
+SEQ_MAX = 2**63 - 1
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": models.Problem}}
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Problem, "description": "No token given."},
@@ -253,7 +256,8 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         """A pipeline run with every task attempt, in the order they were requested."""
         return _found(await history.run(run_id), f"no pipeline run {run_id!r}")
 
-    @reads.get("/attempts/{run_id:path}/logs", tags=["runs"])
+    # 404: a run id no route takes (a line break in it, say).
+    @reads.get("/attempts/{run_id:path}/logs", tags=["runs"], responses=NOT_FOUND)
     async def logs(run_id: str) -> list[LogLine]:
         """What the attempt logged (or printed), in order."""
         return await history.logs(run_id)
@@ -325,7 +329,7 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
     )
     async def lineage(
         name: str,
-        version: int,
+        version: Annotated[int, Query(ge=0, le=MAX_VERSION)],
         partition: str = "",
         depth: Annotated[int, Query(ge=0, le=10)] = 3,
     ) -> Lineage:
@@ -386,7 +390,9 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         type: Annotated[list[str] | None, Query(description="Event types to keep.")] = None,
         pipeline: str | None = None,
         dataset: str | None = None,
-        after: Annotated[int | None, Query(description="`seq` of the last event seen.")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=SEQ_MAX, description="`seq` of the last event seen.")
+        ] = None,
         since: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
     ) -> list[EventRecord]:

@@ -150,3 +150,11 @@ async def test_a_method_not_allowed_names_every_method_of_the_path(api: Api) -> 
     assert refused.status_code == 405
     assert refused.headers["allow"] == "GET, POST"
     assert (await api.client.delete("/api/pipelines")).headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
+async def test_a_version_beyond_the_largest_is_refused_not_a_server_error(api: Api) -> None:
+    answer = await api.client.get("/api/datasets/raw/lineage", params={"version": 2**63})
+    assert answer.status_code == 422, answer.text
+    answer = await api.client.get("/api/events", params={"after": 2**63})
+    assert answer.status_code == 422, answer.text

@@ -61,6 +61,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_no_request_makes_the_api_fail(case: schemathesis.Case[Any], api: str) -> None:
     response = case.call(base_url=api, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+    if response.text == "Invalid HTTP request received.":
+        return  # headers no HTTP server takes (a Content-Length of letters), refused by uvicorn
     # Every request carries the token (its refusals are tested on their own), so checks that
     # expect a request without it to be refused do not apply; nor do those that guess from the
     # schema alone what must be taken or refused: a version of 2**63 + 192 reads as within the
