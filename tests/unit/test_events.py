@@ -130,11 +130,13 @@ def test_envelope_is_structured_cloudevents_with_our_extensions() -> None:
         (b"[1, 2]", "not a CloudEvent: a JSON list"),
         (b'{"type": "eventflow.nope"}', "unknown event type 'eventflow.nope'"),
         (
-            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
+            b'{"specversion": "1.0", "id": "1", "source": "s", '
+            b'"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
             "invalid eventflow.dataset.produced: data.version: Field required",
         ),
         (
-            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
+            b'{"specversion": "1.0", "id": "1", "source": "s", '
+            b'"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
             "data.version: Input should be a valid integer",
         ),
     ],
