@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -28,6 +28,7 @@ from .events import (
     check_metadata,
     encode,
     pipeline_action,
+    structured,
     version_now,
 )
 from .lifecycle import Lifecycle
@@ -102,15 +103,22 @@ class Publisher(Lifecycle):
             raise BrokerError(f"not published: {reply.get('error', 'no reason given')}")
 
     async def publish_raw(
-        self, raw: bytes, key: str | None = None, *, topic: str = "eventflow.datasets"
+        self,
+        raw: bytes,
+        key: str | None = None,
+        *,
+        topic: str = "eventflow.datasets",
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> dict[str, Any]:
-        """Bytes as any producer would send them (on Kafka, to `topic`). From a dev instance
-        the reply says whether they were dead-lettered; Kafka only acknowledges them."""
+        """Bytes as any producer would send them (on Kafka, to `topic`, with `headers`). From a
+        dev instance the reply says whether they were dead-lettered; Kafka only acknowledges
+        them. A CloudEvent in binary mode (`ce_` headers, `raw` its data) reaches a dev
+        instance in its structured form; one that has none is refused with `EventError`."""
         if self._kafka is not None:
-            await self._kafka.send(raw, key, topic)
+            await self._kafka.send(raw, key, topic, headers)
             return {"ok": True}
         assert self._dev is not None
-        return await self._dev.publish_raw(raw)
+        return await self._dev.publish_raw(structured(raw, headers))
 
     async def act(
         self,

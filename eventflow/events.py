@@ -1,9 +1,12 @@
 """Every event eventflow reads or writes, as CloudEvents 1.0 in structured JSON mode.
 
 The envelope carries the CloudEvents attributes (`specversion`, `id`, `source`, `type`, `time`,
-`subject`, `datacontenttype`) plus two extension attributes: `schemaversion` (of our payloads)
-and `correlationid` (the pipeline run an event belongs to). Payloads sit in `data`. orjson does
-the wire; pydantic checks the shape, so an invalid event fails with a reason a dead letter keeps.
+`subject`, `datacontenttype`, `dataschema`) plus two extension attributes of ours: `schemaversion`
+(of our payloads) and `correlationid` (the pipeline run an event belongs to). Any other producer's
+extension attributes (`traceparent`...) are kept as they came, so an event written by any
+CloudEvents SDK is accepted. Payloads sit in `data`. orjson does the wire; pydantic checks the
+shape, so an invalid event fails with a reason a dead letter keeps. Kafka's binary content mode
+(attributes in `ce_` headers) is turned into the structured form by `from_binary`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeAlias, Union
 
@@ -20,6 +25,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -495,6 +503,28 @@ def new_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+#: What an extension attribute's name may be (CloudEvents 1.0: lowercase letters and digits).
+EXTENSION_NAME = re.compile(rf"^[a-z0-9]{{1,{MAX_NAME}}}$")
+#: CloudEvents' integer type is signed 32-bit.
+ExtensionValue: TypeAlias = (
+    StrictBool
+    | Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
+    | Annotated[StrictStr, Field(max_length=MAX_TEXT)]
+)
+#: Attributes every CloudEvent carries; eventflow fills them in for its own events, but an
+#: event from outside without one of them is not a CloudEvent.
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def is_json_media_type(value: str) -> bool:
+    """`application/json`, `text/json` or a `+json` type, with or without parameters."""
+    essence = value.split(";", 1)[0].strip().lower()
+    return essence in ("application/json", "text/json") or (
+        essence.endswith("+json") and "/" in essence
+    )
+
+
 _T = TypeVar("_T")
 #: The `type` attribute; each event class narrows it to its own literal.
 EventType: TypeAlias = Annotated[
@@ -511,7 +541,13 @@ class Event(BaseModel, Generic[D]):
     so `event.data` is typed wherever the event's class is known.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown attributes are extensions; their names are checked below, their values typed here.
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={"propertyNames": {"pattern": EXTENSION_NAME.pattern}},
+    )
+    __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)
     event_type: ClassVar[str]
 
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents spec version.")
@@ -526,12 +562,56 @@ class Event(BaseModel, Generic[D]):
     subject: Annotated[str, Field(max_length=MAX_ID)] | None = Field(
         default=None, description="What it is about."
     )
-    datacontenttype: Literal["application/json"] = Field(
-        default="application/json", description="Media type of `data`."
+    datacontenttype: Annotated[str, Field(max_length=MAX_NAME)] = Field(
+        default="application/json",
+        description="Media type of `data`: `application/json` or another JSON type "
+        "(`application/json; charset=utf-8`, `application/vnd.x+json`), kept as given.",
+    )
+    dataschema: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | None = Field(
+        default=None, description="URI of the schema `data` follows, as the producer gave it."
     )
     schemaversion: int = Field(default=SCHEMA_VERSION, description="Version of the payload schema.")
     correlationid: RunId | None = Field(default=None, description="Pipeline run it belongs to.")
     data: D = Field(description="The payload, its shape fixed by `type`.")
+
+    @field_validator("datacontenttype")
+    @classmethod
+    def _json_content(cls, value: str) -> str:
+        if not is_json_media_type(value):
+            raise ValueError(f"{value!r} is not a JSON media type: eventflow's `data` is JSON")
+        return value
+
+    @field_validator("dataschema")
+    @classmethod
+    def _absolute_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _URI_SCHEME.match(value):
+            raise ValueError(f"{value!r} is not an absolute URI")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extensions(cls, values: Any) -> Any:
+        """One clear reason per bad extension (the typed extras alone would list three)."""
+        if not isinstance(values, dict):
+            return values
+        for name, value in values.items():
+            if name in cls.model_fields:
+                continue
+            if not isinstance(name, str) or not EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a CloudEvents attribute name (lowercase a-z and 0-9 only)"
+                )
+            if not isinstance(value, bool | int | str):
+                raise ValueError(
+                    f"extension {name!r} is a {type(value).__name__}: CloudEvents attributes "
+                    "are strings, integers or booleans"
+                )
+        return values
+
+    @property
+    def extensions(self) -> dict[str, ExtensionValue]:
+        """Extension attributes other producers set (`traceparent`...), kept as they came."""
+        return dict(self.model_extra or {})
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -732,10 +812,62 @@ def decode(raw: bytes, *, max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) 
     kind = obj.get("type")
     if kind not in BY_TYPE:
         raise EventError(f"unknown event type {kind!r}")
+    missing = [name for name in REQUIRED_ATTRIBUTES if obj.get(name) is None]
+    if missing:
+        raise EventError(f"not a CloudEvent: no {', '.join(missing)}")
+    if obj["specversion"] != "1.0":
+        raise EventError(f"unsupported CloudEvents specversion {obj['specversion']!r} (not 1.0)")
+    if "data_base64" in obj:
+        raise EventError(f"invalid {kind}: binary `data_base64`; eventflow's `data` is JSON")
+    # JSON format: an optional attribute set to null is absent.
+    obj = {name: value for name, value in obj.items() if value is not None}
     try:
         return _any_event.validate_python(obj, context={"max_metadata_bytes": max_metadata_bytes})
     except ValidationError as e:
         raise EventError(f"invalid {kind}: {_first_error(e)}") from None
+
+
+#: Prefix of the Kafka headers carrying attributes in binary content mode.
+CE_HEADER_PREFIX = "ce_"
+
+
+def is_binary(headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Whether a Kafka record is a CloudEvent in binary content mode (its `ce_specversion`
+    header says so; a structured record carries its attributes in its value)."""
+    return any(name.lower() == "ce_specversion" for name, _ in headers)
+
+
+def from_binary(headers: Sequence[tuple[str, bytes]], value: bytes) -> bytes:
+    """A binary-mode Kafka record (attributes in `ce_` headers, `content-type` as the
+    `datacontenttype`, the data as the value) as the structured JSON event it stands for, so
+    that it is decoded, stored and dead-lettered like any other. Header values are strings;
+    `decode` checks them."""
+    obj: dict[str, Any] = {}
+    for name, raw in headers:
+        lowered = name.lower()
+        if lowered.startswith(CE_HEADER_PREFIX):
+            attribute = lowered[len(CE_HEADER_PREFIX) :]
+        elif lowered == "content-type":
+            attribute = "datacontenttype"
+        else:
+            continue  # not an attribute (a signature, a producer's own header)
+        try:
+            obj[attribute] = raw.decode("utf-8") if raw is not None else None
+        except UnicodeDecodeError:
+            raise EventError(f"header {name!r} is not UTF-8") from None
+    content_type = obj.get("datacontenttype")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise EventError(f"content-type {content_type!r} is not JSON: eventflow's `data` is JSON")
+    try:
+        obj["data"] = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise EventError(f"binary-mode data is not JSON: {e}") from None
+    return orjson.dumps(obj)
+
+
+def structured(value: bytes, headers: Sequence[tuple[str, bytes]]) -> bytes:
+    """A Kafka record's event in structured form, whichever content mode it was written in."""
+    return from_binary(headers, value) if is_binary(headers) else value
 
 
 def _first_error(error: ValidationError, skip: int = 1) -> str:

@@ -1,8 +1,10 @@
-"""Kafka topics and the JSON Schema of every event, as written to `topics/`.
+"""Kafka topics, the JSON Schema of every event and an AsyncAPI document, as written to `topics/`.
 
-`python -m eventflow.topics DIR` writes one spec per topic (`DIR/<topic>.json`) and one schema per
-event type (`DIR/schemas/<type>.json`), so a producer in any language can publish valid events.
-A test regenerates them and fails when the files and the models drift apart.
+`python -m eventflow.topics DIR` writes one spec per topic (`DIR/<topic>.json`), one schema per
+event type (`DIR/schemas/<type>.json`) and an AsyncAPI 3 document of them all
+(`DIR/asyncapi.json`: a channel per topic, its messages and keys), so a producer in any language
+can publish valid events and AsyncAPI tooling can show or generate code for them. A test
+regenerates them and fails when the files and the models drift apart.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import orjson
 
 from .events import (
+    BY_TYPE,
     EVENT_TYPES,
+    SCHEMA_VERSION,
     CheckCompleted,
     CheckRequested,
     DatasetProduced,
@@ -201,6 +205,113 @@ def destination(event: Event) -> tuple[str, str]:
     raise ValueError(f"no topic carries {event.type}")
 
 
+#: AsyncAPI's Kafka bindings version the document uses.
+KAFKA_BINDING = "0.5.0"
+#: Topic settings AsyncAPI's Kafka channel binding spells as integers.
+_INTEGER_CONFIG = frozenset(
+    {"retention.ms", "retention.bytes", "delete.retention.ms", "max.message.bytes"}
+)
+_KEYS = {
+    "dataset": "The dataset name (a check result: the dataset checked).",
+    "pipeline": "The pipeline name, so one stream task owns all of a pipeline's inputs.",
+    "run_id": "The task or check run id.",
+    "pool": "The pool name.",
+    "record": "Which state record (an opaque string).",
+    "correlation": "The correlation id of the announcement decided on.",
+    "name": "The dataset or task name the policy is about.",
+}
+
+
+def _channel_id(topic: str) -> str:
+    return topic.removeprefix("eventflow.")
+
+
+def _message(kind: type[Event], spec: TopicSpec) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "name": kind.event_type,
+        "title": kind.__name__,
+        "summary": (kind.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+        "contentType": "application/cloudevents+json",
+        "payload": {"$ref": f"schemas/{kind.event_type}.json"},
+    }
+    if spec.key in _KEYS:
+        message["bindings"] = {
+            "kafka": {
+                "key": {"type": "string", "description": _KEYS[spec.key]},
+                "bindingVersion": KAFKA_BINDING,
+            }
+        }
+    return message
+
+
+def _kafka_channel(spec: TopicSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name, value in spec.config.items():
+        if name == "cleanup.policy":
+            config[name] = value.split(",")
+        elif name in _INTEGER_CONFIG:
+            config[name] = int(value)
+        else:
+            config[name] = value
+    return {
+        "topic": spec.name,
+        "partitions": spec.partitions,
+        "replicas": spec.replication_factor,
+        "topicConfiguration": config,
+        "bindingVersion": KAFKA_BINDING,
+    }
+
+
+def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of every topic: payloads refer to the JSON Schemas beside it,
+    so the two never say different things."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for spec in TOPICS:
+        channel_id = _channel_id(spec.name)
+        messages = {BY_TYPE[t].__name__: _message(BY_TYPE[t], spec) for t in spec.events}
+        channels[channel_id] = {
+            "address": spec.name,
+            "title": spec.name,
+            "description": spec.description
+            + ("" if spec.events else " Not CloudEvents: its records are eventflow's own."),
+            "messages": messages,
+            "bindings": {"kafka": _kafka_channel(spec)},
+        }
+        if messages and spec.name not in INTERNAL_TOPICS:
+            operations[f"read-{channel_id}"] = {
+                "action": "receive",
+                "title": f"Read {spec.name}",
+                "channel": {"$ref": f"#/channels/{channel_id}"},
+                "messages": [
+                    {"$ref": f"#/channels/{channel_id}/messages/{name}"} for name in messages
+                ],
+            }
+    operations["announce-dataset"] = {
+        "action": "send",
+        "title": "Announce a dataset version",
+        "description": "What an outside producer may publish: a `eventflow.dataset.produced` "
+        "without a `producer` (the rest come only from eventflow's signed services).",
+        "channel": {"$ref": "#/channels/datasets"},
+        "messages": [{"$ref": "#/channels/datasets/messages/DatasetProduced"}],
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "eventflow",
+            "version": str(SCHEMA_VERSION),
+            "description": "The Kafka topics of eventflow, a data-aware pipeline orchestrator. "
+            "Every message is a CloudEvents 1.0 event in structured JSON mode (binary mode, "
+            "attributes in `ce_` headers, is accepted on `eventflow.datasets` too); the "
+            "version is the payloads' `schemaversion`. Topic names take the deployment's "
+            "prefix (`EVENTFLOW_TOPIC_PREFIX`), if one is set.",
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+    }
+
+
 def topic_files() -> dict[str, bytes]:
     """Relative path -> content of everything that belongs in `topics/`."""
     option = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -214,6 +325,7 @@ def topic_files() -> dict[str, bytes]:
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"eventflow/{kind.event_type}"
         files[f"schemas/{kind.event_type}.json"] = orjson.dumps(schema, option=option)
+    files["asyncapi.json"] = orjson.dumps(asyncapi(), option=option)
     return files
 
 

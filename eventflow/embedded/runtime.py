@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..core import Effects, Engine, Explanation
 from ..definitions import App
@@ -153,11 +153,17 @@ class EmbeddedRuntime(Service):
         return await self._wait(Inbound(event, "publish"))
 
     async def publish_raw(
-        self, raw: bytes, origin: str = "raw", *, allowed: Callable[[Event], bool] | None = None
+        self,
+        raw: bytes,
+        origin: str = "raw",
+        *,
+        allowed: Callable[[Event], bool] | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> Receipt:
         """Bytes from an outside producer; invalid ones land in the dead-letter log, and so do
         events that `allowed` refuses (by default only dataset announcements are allowed: task,
-        check, pool and run events are eventflow's own)."""
+        check, pool and run events are eventflow's own). With CloudEvents binary-mode `headers`
+        (`ce_` attributes, `content-type`) `raw` is the event's data, as on Kafka."""
         admitted = allowed or is_external
 
         def check(event: Event) -> None:
@@ -169,7 +175,8 @@ class EmbeddedRuntime(Service):
                 )
 
         limit = self.settings.max_metadata_bytes
-        return await self._wait(admit(raw, origin, max_metadata_bytes=limit, allowed=check))
+        inbound = admit(raw, origin, max_metadata_bytes=limit, allowed=check, headers=headers)
+        return await self._wait(inbound)
 
     async def refuse(self, raw: bytes, reason: str, origin: str) -> Receipt:
         """Log input that will not be decided on as a dead letter with its reason."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from ..errors import BrokerError, ConfigurationError, EventError
-from ..events import Event, decode
+from ..events import Event, decode, structured
 from ..settings import Settings
 from .config import KafkaConfig
 from .signing import Signer
@@ -51,8 +51,15 @@ class KafkaPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def send(self, raw: bytes, key: str | None, topic: str = "eventflow.datasets") -> None:
-        """`topic` unprefixed, as `eventflow.topics` names it."""
+    async def send(
+        self,
+        raw: bytes,
+        key: str | None,
+        topic: str = "eventflow.datasets",
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """`topic` unprefixed, as `eventflow.topics` names it; `headers` go with the record
+        (CloudEvents binary mode puts the attributes there)."""
         if self._producer is None:
             raise BrokerError("the publisher is not started", retriable=False)
         try:
@@ -60,7 +67,7 @@ class KafkaPublisher:
                 self.config.topic(topic),
                 raw,
                 key=key.encode() if key else None,
-                headers=self.signer.headers(topic, raw),
+                headers=[*headers, *self.signer.headers(topic, raw)],
             )
         except UnknownTopicOrPartitionError as e:
             raise BrokerError(
@@ -297,8 +304,8 @@ class KafkaSubscriber:
                         yield tp, record.offset, event
 
     def _decode(self, record: Any) -> Event | None:
-        value = record.value or b""
         try:
+            value = structured(record.value or b"", record.headers or ())
             event = decode(value, max_metadata_bytes=1 << 30)
             self.signer.check(
                 self.config.unprefixed(record.topic), event, value, record.headers or ()

@@ -32,10 +32,13 @@ from ..definitions import App
 from ..errors import BrokerError, EventError
 from ..events import (
     BY_TYPE,
+    CE_HEADER_PREFIX,
     DatasetProduced,
     Event,
     TaskRequested,
     encode,
+    from_binary,
+    is_binary,
     is_external,
 )
 from ..execution import one_line
@@ -352,15 +355,23 @@ class KafkaCoordinator(Service):
         producer keyed it otherwise than the stream task owning its state."""
         topic = self.config.unprefixed(record.topic)
         value: bytes = record.value or b""
+        headers: list[tuple[str, bytes]] = list(record.headers or ())
         failed = self._failures.get((record.topic, record.partition, record.offset))
         if failed is not None and failed[0] >= POISON_AFTER:
             reason = f"deciding it failed {failed[0]} times: {failed[1]}"
             return Inbound(None, topic, value, refused=reason)
+        if is_binary(headers):
+            # Binary content mode: decided, stored and forwarded in the structured form.
+            try:
+                value = from_binary(headers, value)
+            except EventError as e:
+                return Inbound(None, topic, value, refused=e.reason)
+            headers = [(name, raw) for name, raw in headers if not _is_ce_header(name)]
 
         def allowed(event: Event) -> None:
             if not isinstance(event, ACCEPTS[topic]):
                 raise EventError(f"{event.type} does not belong on {topic}")
-            self.signer.check(topic, event, value, record.headers or ())
+            self.signer.check(topic, event, value, headers)
 
         inbound = admit(
             value, topic, max_metadata_bytes=self.settings.max_metadata_bytes, allowed=allowed
@@ -383,5 +394,10 @@ class KafkaCoordinator(Service):
                 raise EventError(f"{event.type} on {topic} is not keyed by its {key!r}")
         except EventError as e:
             return Inbound(None, topic, value, refused=e.reason)
-        forward.append((topic, key, value, record.headers))
+        forward.append((topic, key, value, headers))
         return None
+
+
+def _is_ce_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith(CE_HEADER_PREFIX) or lowered == "content-type"

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ..core import Engine
 from ..definitions import App
 from ..errors import BrokerError, EventError
-from ..events import DatasetProduced, Event, decode, is_external
+from ..events import DatasetProduced, Event, decode, is_external, structured
 from ..history import HistoryStore
 from ..lifecycle import Service
 from ..metrics import HISTORY_LAG
@@ -176,8 +176,8 @@ class HistoryProjector(Service):
     def _admit(self, record: Any) -> Event | None:
         """The record's event, if a trusted consumer would take it."""
         topic = self.config.unprefixed(record.topic)
-        value: bytes = record.value or b""
         try:
+            value = structured(record.value or b"", record.headers or ())
             event = decode(value, max_metadata_bytes=1 << 30)
             if event.type not in SPECS[topic].events:
                 raise EventError(f"{event.type} does not belong on {topic}")

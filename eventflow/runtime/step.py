@@ -32,6 +32,8 @@ from ..events import (
     dead_letter,
     decode,
     encode,
+    from_binary,
+    is_binary,
 )
 from ..execution import one_line
 from ..topics import destination
@@ -112,10 +114,15 @@ def admit(
     *,
     max_metadata_bytes: int,
     allowed: Callable[[Event], None] | None = None,
+    headers: Sequence[tuple[str, bytes]] = (),
 ) -> Inbound:
     """Bytes from outside, decoded; `allowed` raises `EventError` for an event that may not
-    arrive this way. Whatever fails becomes a refused input (a dead letter with the reason)."""
+    arrive this way. Whatever fails becomes a refused input (a dead letter with the reason).
+    With CloudEvents binary-mode `headers`, `raw` is the data, and the event is kept (and
+    refused) in its structured form."""
     try:
+        if is_binary(headers):
+            raw = from_binary(headers, raw)
         event = decode(raw, max_metadata_bytes=max_metadata_bytes)
         if allowed is not None:
             allowed(event)

@@ -14,7 +14,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +79,9 @@ class Harness(Lifecycle):
         """Announce a version of `dataset` (now, in µs, unless `version` is given)."""
         raise NotImplementedError
 
-    async def publish_raw(self, raw: bytes) -> None:
-        """Bytes as an outside producer sends them; what is refused becomes a dead letter."""
+    async def publish_raw(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Bytes as an outside producer sends them; what is refused becomes a dead letter.
+        With CloudEvents binary-mode `headers` (`ce_` attributes), `raw` is the event's data."""
         raise NotImplementedError
 
     async def publish(self, event: Event) -> None:
@@ -305,8 +306,8 @@ class EmbeddedHarness(Harness):
     ) -> None:
         await self.runtime.emit(dataset, partition, version=version, metadata=metadata)
 
-    async def publish_raw(self, raw: bytes) -> None:
-        await self.runtime.publish_raw(raw, origin="test")
+    async def publish_raw(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        await self.runtime.publish_raw(raw, origin="test", headers=headers)
 
     async def act(
         self,
@@ -457,8 +458,9 @@ class KafkaHarness(Harness):
     ) -> None:
         await self._publisher().publish(dataset, partition, version=version, metadata=metadata)
 
-    async def publish_raw(self, raw: bytes) -> None:
-        await self._publisher().publish_raw(raw, key="raw")  # one key: kept in order
+    async def publish_raw(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        # One key: kept in order.
+        await self._publisher().publish_raw(raw, key="raw", headers=headers)
 
     async def act(
         self,

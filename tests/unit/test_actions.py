@@ -340,7 +340,13 @@ def test_an_action_that_does_not_fit_its_fields_is_refused_when_read(
     fields: dict[str, Any], reason: str
 ) -> None:
     data = {"pipeline": "p", "reason": "r", "operator": "o", **fields}
-    envelope = {"type": PipelineAction.event_type, "data": data}
+    envelope = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "ui",
+        "type": PipelineAction.event_type,
+        "data": data,
+    }
     with pytest.raises(EventError, match=reason):
         decode(orjson.dumps(envelope))
 

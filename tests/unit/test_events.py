@@ -130,11 +130,13 @@ def test_envelope_is_structured_cloudevents_with_our_extensions() -> None:
         (b"[1, 2]", "not a CloudEvent: a JSON list"),
         (b'{"type": "eventflow.nope"}', "unknown event type 'eventflow.nope'"),
         (
-            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
+            b'{"specversion": "1.0", "id": "1", "source": "s", '
+            b'"type": "eventflow.dataset.produced", "data": {"dataset": "a"}}',
             "invalid eventflow.dataset.produced: data.version: Field required",
         ),
         (
-            b'{"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
+            b'{"specversion": "1.0", "id": "1", "source": "s", '
+            b'"type": "eventflow.dataset.produced", "data": {"dataset": "a", "version": "x"}}',
             "data.version: Input should be a valid integer",
         ),
     ],
@@ -164,3 +166,24 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
     assert isinstance(decoded.data, ev.DeadLetterData)
     assert decoded.data.original_bytes == b"\xff garbage"
     assert base64.b64decode(decoded.data.original) == b"\xff garbage"
+
+
+def test_binary_mode_headers_become_the_structured_event_other_headers_ignored() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"b1"),
+        ("ce_source", b"/spark"),
+        ("ce_type", b"eventflow.dataset.produced"),
+        ("ce_traceparent", b"00-ab-cd-01"),
+        ("content-type", b"application/json; charset=utf-8"),
+        ("eventflow-signature", b"\xff\xfe not text"),  # not an attribute: never read
+    ]
+    value = b'{"dataset": "raw", "version": 3}'
+    assert ev.is_binary(headers) and not ev.is_binary(headers[1:])
+    event = ev.decode(ev.structured(value, headers))
+    assert isinstance(event, ev.DatasetProduced) and event.data.version == 3
+    assert event.id == "b1" and event.extensions == {"traceparent": "00-ab-cd-01"}
+    assert ev.decode(ev.encode(event)).extensions == {"traceparent": "00-ab-cd-01"}
+    assert ev.structured(value, headers[1:]) == value  # structured mode: the value is the event
+    with pytest.raises(EventError, match="binary-mode data is not JSON"):
+        ev.from_binary(headers, b"\x00")

@@ -170,6 +170,9 @@ def test_the_engine_refuses_or_applies_every_input(raws: list[bytes]) -> None:
     valid = decode(
         json.dumps(
             {
+                "specversion": "1.0",
+                "id": "v",
+                "source": "fuzz",
                 "type": "eventflow.dataset.produced",
                 "data": {"dataset": "src", "partition": "2026-01-01", "version": 2**63 - 1},
             }
@@ -199,7 +202,13 @@ def test_the_embedded_runtime_applies_or_dead_letters_every_input(raws: list[byt
 def test_strict_versions_and_bounded_names() -> None:
     def produced(**data: Any) -> bytes:
         return json.dumps(
-            {"type": "eventflow.dataset.produced", "data": {"dataset": "src", **data}}
+            {
+                "specversion": "1.0",
+                "id": "v",
+                "source": "fuzz",
+                "type": "eventflow.dataset.produced",
+                "data": {"dataset": "src", **data},
+            }
         ).encode()
 
     for version in (True, "5", 0, -1, 2**63, 1.0):

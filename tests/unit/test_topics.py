@@ -6,6 +6,9 @@ from pathlib import Path
 
 import jsonschema
 import orjson
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from eventflow import events as ev
 from eventflow.topics import CO_PARTITIONED, TOPICS, topic_files
@@ -51,3 +54,24 @@ def test_the_schema_rejects_what_the_models_reject() -> None:
         assert "'version' is a required property" in e.message
     else:
         raise AssertionError("the schema accepted an event without a version")
+
+
+def test_a_cloudevent_from_the_sdk_validates_against_the_published_schema() -> None:
+    """Producers in other languages validate with `topics/schemas`: an event any CloudEvents SDK
+    writes (an extension, `dataschema`, a content type with parameters) must pass, as it does in
+    `decode`; a bad extension name must not."""
+    event = CloudEvent(
+        attributes={
+            "type": "eventflow.dataset.produced",
+            "source": "/spark",
+            "datacontenttype": "application/json; charset=utf-8",
+            "dataschema": "https://example.com/s.json",
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        },
+        data={"dataset": "raw", "version": 1},
+    )
+    wire = orjson.loads(JSONFormat().write(event))
+    schema = orjson.loads((TOPICS_DIR / "schemas" / "eventflow.dataset.produced.json").read_bytes())
+    jsonschema.validate(wire, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**wire, "Trace-Parent": "x"}, schema)
