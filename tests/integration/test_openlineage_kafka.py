@@ -73,6 +73,7 @@ async def test_run_events_on_the_topic_trigger_and_failures_are_recorded(
             try:
                 ok, failed = str(uuid.uuid4()), str(uuid.uuid4())
                 for value in (
+                    b"{not json",  # anything on the topic: refused with the reason, not a stop
                     event(RunState.START, ok, DAY),
                     event(RunState.START, failed, "2026-11-21"),
                     event(RunState.FAIL, failed),
@@ -84,11 +85,12 @@ async def test_run_events_on_the_topic_trigger_and_failures_are_recorded(
             finally:
                 await producer.stop()
             await harness.wait_for(lambda: harness.task_results("tidy"), timeout=60)
-            await harness.wait_for(lambda: harness.dead_letters(), timeout=60)
-            assert consumer.taken == 4
+            await harness.wait_for(lambda: len(harness.dead_letters()) == 2, timeout=60)
+            assert consumer.taken == 5
     (announced,) = harness.produced("orders")
     assert (announced.partition, announced.metadata["openlineage_run_id"]) == (DAY, ok)
     assert [r.partition for r in harness.task_results("tidy")] == [DAY]
-    (letter,) = harness.dead_letters()
+    garbage, letter = sorted(harness.dead_letters(), key=lambda d: "not JSON" not in d.reason)
+    assert "not an OpenLineage RunEvent: not JSON" in garbage.reason and garbage.origin == TOPIC
     assert f"OpenLineage run {failed} of job spark/ingest_orders ended FAIL" in letter.reason
     assert letter.origin == TOPIC
