@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 #: Exit status of a process whose service failed.
 FAILED = 1
 #: Exit status when nothing went wrong and nothing happened: no run started.
@@ -426,6 +428,11 @@ async def _beat(service: KafkaCoordinator | KafkaWorker, kind: str, path: Path |
                 # Bounded, so that a slow broker cannot hold back the health file.
                 lag = await asyncio.wait_for(service.lag(), timeout=BEAT_S)
             except (BrokerError, TimeoutError):
+                lag = -1
+            except Exception:
+                # A beat that died would freeze the file of a service that works: count it
+                # unknown, say why, and beat on.
+                log.warning("%s: reading the lag failed", service.name, exc_info=True)
                 lag = -1
             metrics.LAG.set(lag)
             if path is not None:

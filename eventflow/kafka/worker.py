@@ -200,7 +200,8 @@ class KafkaWorker(Service):
             ends = await consumer.end_offsets(tps)
             positions: list[int] = [await consumer.position(tp) for tp in tps]
         unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
-        unfinished = sum(len(self.partitions[tp].running) for tp in tps)
+        # Partitions given up while the offsets were read are no longer ours to count.
+        unfinished = sum(len(p.running) for tp in tps if (p := self.partitions.get(tp)) is not None)
         return unread + unfinished + len(self._finished)
 
     # -- rebalancing -----------------------------------------------------------------------------
