@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+import logging
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -35,6 +43,8 @@ from .lifecycle import Lifecycle
 from .settings import Settings
 from .subscriptions import Position, Selection, Start
 from .topics import INTERNAL_TOPICS, SPECS, destination
+
+log = logging.getLogger(__name__)
 
 
 class Publisher(Lifecycle):
@@ -324,6 +334,60 @@ class Subscriber(Lifecycle):
             and isinstance(event, PIPELINE_RUN_EVENTS)
             and event.data.status == "running"
         )
+
+
+class Intake:
+    """A durable subscription a service reads for its whole life: started with the service (so
+    that what cannot work, a missing topic or no dev instance, fails the start), then read by
+    `run` until cancelled. A broker error starts a new subscriber after a growing pause (it
+    reads again from the last commit: `take` must be idempotent per event); `failures` errors in
+    a row with no event between them are raised."""
+
+    def __init__(
+        self,
+        subscribe: Callable[[], Subscriber],
+        what: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        failures: int = 10,
+        max_pause_s: float = 30.0,
+    ) -> None:
+        self.what = what
+        self._subscribe = subscribe
+        self._sleep = sleep
+        self._failures = failures
+        self._max_pause_s = max_pause_s
+        self._subscriber: Subscriber | None = None
+
+    async def start(self) -> None:
+        if self._subscriber is None:
+            self._subscriber = self._subscribe()
+            await self._subscriber.start()
+
+    async def stop(self) -> None:
+        if self._subscriber is not None:
+            subscriber, self._subscriber = self._subscriber, None
+            await subscriber.stop()
+
+    async def run(self, take: Callable[[Event], Awaitable[None]]) -> None:
+        failures = 0
+        while True:
+            subscriber = self._subscriber or self._subscribe()
+            self._subscriber = subscriber
+            try:
+                # Inside `async with`: a stop (a cancellation) or an error does not count the
+                # event in hand as handled, so one that `take` did not finish comes again.
+                async with subscriber:
+                    async for event in subscriber.events():
+                        failures = 0
+                        await take(event)
+            except BrokerError as e:
+                self._subscriber = None
+                failures += 1
+                if failures >= self._failures:
+                    raise
+                log.warning("%s: reading events failed (%d in a row): %s", self.what, failures, e)
+                await self._sleep(min(self._max_pause_s, 0.5 * 2 ** min(failures, 6)))
 
 
 class _Source(Protocol):

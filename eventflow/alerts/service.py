@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from ..clients import Subscriber
+from ..clients import Intake, Subscriber
 from ..definitions import App
-from ..errors import BrokerError, EventError, StorageError
+from ..errors import EventError, StorageError
 from ..events import Event, decode, encode
 from ..history import HistoryStore
 from ..lifecycle import Service, instance_id
@@ -46,8 +46,6 @@ CONCURRENCY = 16
 PER_RULE = 4
 #: Seconds a claimed delivery is held beyond its attempt's timeout before another may take it.
 LEASE_MARGIN_S = 30.0
-#: Broker errors in a row, with no event read between them, that fail the service.
-BROKER_FAILURES = 10
 #: The longest pause between two tries to write to a store that refuses writes.
 STORE_BACKOFF_MAX_S = 30.0
 
@@ -79,7 +77,8 @@ class AlertService(Service):
         self._transport = transport
         self._rules: dict[str, Alert] = {}
         self._http: httpx.AsyncClient | None = None
-        self._subscriber: Subscriber | None = None
+        # A repeated event is no new delivery: reading again from the last commit is safe.
+        self._intake = Intake(self._subscribe, "alerts", sleep=self.clock.sleep)
         self._wake = asyncio.Event()
         #: The attempts under way, each with its rule.
         self._inflight: dict[asyncio.Task[None], str] = {}
@@ -97,18 +96,15 @@ class AlertService(Service):
         if self._rules:
             # Started here, so that what cannot work (a topic missing, no dev instance to
             # read from) fails the start rather than the service later.
-            self._subscriber = self._subscribe()
-            await self._subscriber.start()
-            self.spawn(self._intake(), "alert intake")
+            await self._intake.start()
+            self.spawn(self._intake.run(self._take), "alert intake")
         self.spawn(self._deliver(), "alert delivery")
         self.ready.set()
 
     async def _close(self) -> None:
         await self._stop_loops()
         await self.cancel(*self._inflight)
-        if self._subscriber is not None:
-            subscriber, self._subscriber = self._subscriber, None
-            await subscriber.stop()
+        await self._intake.stop()
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
@@ -131,31 +127,6 @@ class AlertService(Service):
         asyncio.get_running_loop().create_task(self._notify())
 
     # -- intake ----------------------------------------------------------------------------------
-    async def _intake(self) -> None:
-        """Take events in until stopped. A broker error (Kafka) starts the subscriber again
-        after a pause: reading again from the last commit is always safe, since a repeated
-        event is no new delivery; `BROKER_FAILURES` in a row without an event fail the
-        service."""
-        failures = 0
-        while True:
-            subscriber = self._subscriber or self._subscribe()
-            self._subscriber = subscriber
-            try:
-                # Inside `async with`: a stop (a cancellation) or an error does not count the
-                # event in hand as handled, so an event whose deliveries were not recorded
-                # comes again.
-                async with subscriber:
-                    async for event in subscriber.events():
-                        failures = 0
-                        await self._take(event)
-            except BrokerError as e:
-                self._subscriber = None
-                failures += 1
-                if failures >= BROKER_FAILURES:
-                    raise
-                log.warning("alerts: reading events failed (%d in a row): %s", failures, e)
-                await self.clock.sleep(min(STORE_BACKOFF_MAX_S, 0.5 * 2 ** min(failures, 6)))
-
     def _subscribe(self) -> Subscriber:
         types = sorted({t for rule in self._rules.values() for t in rule.event_types})
         return Subscriber(self.settings, kinds=types, name=self.subscription, finished_only=False)

@@ -71,7 +71,7 @@ class AlertDeliveries(Queries):
         if not rows:
             return
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 insert = self._insert(t.alert_deliveries).on_conflict_do_nothing()
                 # Every column named in every row: one statement takes many rows only so.
                 columns = [c.name for c in t.alert_deliveries.columns]
@@ -110,7 +110,7 @@ class AlertDeliveries(Queries):
             )
         claimed: list[dict[str, Any]] = []
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 rows = [dict(r) for r in (await conn.execute(sql)).mappings()]
                 for row in rows:
                     if len(claimed) >= limit:
@@ -137,7 +137,7 @@ class AlertDeliveries(Queries):
             .values(**values, lease_owner=None, lease_until=None)
         )
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 await conn.execute(sql)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot record an alert delivery: {e}") from e

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -79,12 +79,20 @@ def _never_ran(status: str) -> str:
     return "never ran: a task upstream failed or a blocking check rejected its input"
 
 
+#: The execution option that marks a write transaction.
+WRITE = "eventflow_write"
+
+
 class Queries:
     """Reads over the history tables; `HistoryStore` supplies the connection."""
 
     @property
     def engine(self) -> AsyncEngine:
         raise NotImplementedError
+
+    def _writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction (on SQLite one that takes the write lock as it begins)."""
+        return self.engine.execution_options(**{WRITE: True}).begin()
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

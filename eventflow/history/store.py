@@ -29,6 +29,7 @@ from ..settings import Settings
 from . import schema as t
 from .alerts import OPEN, AlertDeliveries
 from .projection import Row, merge_attempt, merge_run, project
+from .queries import WRITE
 
 #: Rows per statement where a list of keys is sent (SQLite bounds a statement's parameters).
 CHUNK = 500
@@ -54,12 +55,22 @@ def _private_file(path: Path) -> None:
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    # WAL lets the API and the CLI read while the projector writes.
+    # WAL lets the API and the CLI read while the projector writes. The driver's own BEGIN is
+    # off: `_sqlite_begin` says which kind.
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A write transaction takes the write lock as it begins, so it waits its turn (busy_timeout)
+    # where a deferred one that read first would fail with "database is locked" at its first
+    # write, if another connection wrote in between.
+    immediate = conn.get_execution_options().get(WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class HistoryStore(AlertDeliveries, Lifecycle):
@@ -123,8 +134,9 @@ class HistoryStore(AlertDeliveries, Lifecycle):
             raise StorageError(f"cannot open the history store {self!r}: {e}") from e
         if is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         try:
-            async with engine.begin() as conn:
+            async with engine.execution_options(**{WRITE: True}).begin() as conn:
                 await conn.run_sync(t.metadata.create_all)
         except (OSError, SQLAlchemyError) as e:
             await engine.dispose()
@@ -143,7 +155,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         """Project `events` and store `positions`, in one transaction; returns how many events
         were new. Events the store has (by id) change nothing, so replays are harmless."""
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 fresh = await self._fresh(conn, events)
                 if fresh:
                     await self._write(conn, project(fresh))
@@ -170,7 +182,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         """Empty every table, positions included: what a rebuild starts from. The alert
         deliveries stay: they are no projection, and keep an event from being sent twice."""
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 for table in t.TABLES:
                     await conn.execute(delete(table))
         except SQLAlchemyError as e:
@@ -209,7 +221,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         ]
         deleted = 0
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 for statement in statements:
                     deleted += max((await conn.execute(statement)).rowcount, 0)
         except SQLAlchemyError as e:

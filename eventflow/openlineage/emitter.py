@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from ..clients import Subscriber
+from ..clients import Intake, Subscriber
 from ..definitions import App
-from ..errors import BrokerError, ConfigurationError
+from ..errors import ConfigurationError
 from ..events import (
     DatasetVersion,
     Event,
@@ -51,8 +51,6 @@ PRODUCER = "https://github.com/eventflow/eventflow"
 PIP = "pip install 'eventflow[openlineage]'"
 #: Task requests remembered for their inputs until the run starts.
 MAX_REQUESTS = 10_000
-#: Broker errors in a row, with no event read between them, that fail the service.
-BROKER_FAILURES = 10
 TYPES = (
     TaskRequested.event_type,
     TaskStarted.event_type,
@@ -182,7 +180,7 @@ class LineageEmitter(Service):
         self.settings = settings
         self.subscription = subscription
         self._transport = transport
-        self._subscriber: Subscriber | None = None
+        self._intake = Intake(self._subscribe, "openlineage")
         self._requests: OrderedDict[str, list[DatasetVersion]] = OrderedDict()
         self._sent = asyncio.Condition()
         #: RunEvents handed to the transport since the start.
@@ -192,16 +190,13 @@ class LineageEmitter(Service):
         require()
         if self._transport is None:
             self._transport = transport(self.settings)
-        self._subscriber = self._subscribe()
-        await self._subscriber.start()
-        self.spawn(self._intake(), "openlineage emitter")
+        await self._intake.start()
+        self.spawn(self._intake.run(self._take), "openlineage emitter")
         self.ready.set()
 
     async def _close(self) -> None:
         await self._stop_loops()
-        if self._subscriber is not None:
-            subscriber, self._subscriber = self._subscriber, None
-            await subscriber.stop()
+        await self._intake.stop()
 
     def _subscribe(self) -> Subscriber:
         return Subscriber(
@@ -215,24 +210,6 @@ class LineageEmitter(Service):
                 if self.error is not None:
                     raise self.error
                 await self._sent.wait()
-
-    async def _intake(self) -> None:
-        failures = 0
-        while True:
-            subscriber = self._subscriber or self._subscribe()
-            self._subscriber = subscriber
-            try:
-                async with subscriber:
-                    async for event in subscriber.events():
-                        failures = 0
-                        await self._take(event)
-            except BrokerError as e:
-                self._subscriber = None
-                failures += 1
-                if failures >= BROKER_FAILURES:
-                    raise
-                log.warning("openlineage: reading events failed (%d in a row): %s", failures, e)
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     async def _take(self, event: Event) -> None:
         if isinstance(event, TaskRequested):

@@ -4,13 +4,16 @@ every query and filter, pagination, lineage, task logs and retention."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from eventflow.events import Event
-from eventflow.history import HistoryStore, VersionRef
+from eventflow.history import HistoryStore, VersionRef, schema
 from eventflow.history.projection import log_rows
 
 from .events import PART, RUN, TaskLog, at, chain, pipeline_run, produced, task_run, version
@@ -339,3 +342,34 @@ async def test_start_and_stop_are_idempotent(history_url: str) -> None:
     await store.stop()
     async with HistoryStore(history_url) as again:
         assert [v.version for v in await again.versions("a")] == [1]
+
+
+async def test_sqlite_write_transactions_hold_the_write_lock_from_their_start(
+    tmp_path: Path,
+) -> None:
+    """Several processes write one SQLite history (a dev instance and the alerts service, say).
+    A write transaction that began deferred and read first fails with "database is locked" if
+    another wrote meanwhile, whatever the busy timeout; taking the lock as it begins makes a
+    writer wait its turn instead. Reads take no lock."""
+    path = tmp_path / "history.db"
+    async with HistoryStore(f"sqlite+aiosqlite:///{path}") as store:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+
+        def other_can_write() -> bool:
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return False
+            other.execute("ROLLBACK")
+            return True
+
+        try:
+            async with store._read() as conn:
+                await conn.execute(select(func.count()).select_from(schema.events))
+                assert other_can_write(), "a read holds the write lock"
+            async with store._writing() as conn:
+                assert not other_can_write(), "a write transaction began without the lock"
+                await conn.execute(select(func.count()).select_from(schema.events))
+            assert other_can_write()
+        finally:
+            other.close()
