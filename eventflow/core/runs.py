@@ -564,6 +564,8 @@ class Runs:
     ) -> None:
         """An item of a fan-out ended: its gathers may run now in the partition that fanned
         out."""
+        if not self.app.gathers_of:
+            return  # on the hot path of every App: most have no fan-out
         self._gather(st, fanout.settle(self.app, st, key, failed, d, ran=ran), now, d)
 
     def _gather(
