@@ -57,7 +57,13 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     machine = report["machine"]
     assert isinstance(machine, dict) and machine["cores"] and machine["commit"]
     results: Any = report["results"]
-    assert results["latency/embedded"]["to_body_ms"]["n"] == 5
+    latency = results["latency/embedded"]
+    assert latency["to_body_ms"]["n"] == 5
+    for floor in ("floor_ms", "floor_queue_ms", "floor_commit_ms"):  # the same run's floor
+        assert latency[floor]["n"] == 5 and latency[floor]["p50"] > 0
+    assert latency["to_body_over_floor_p99"] == round(
+        latency["to_body_ms"]["p99"] / latency["floor_ms"]["p99"], 1
+    )
     assert results["chain10/embedded"]["per_hop_ms"]["n"] == 100
     assert results["fanout/embedded"]["total_ms"]["n"] == 3
     assert results["fanout/embedded"]["coordinator_share"] > 0
