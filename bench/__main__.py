@@ -19,10 +19,20 @@ from typing import Any
 
 import orjson
 
-from . import ab, backfill, scenarios, soak, ui
+from . import ab, backfill, memory, scenarios, soak, ui
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover", "ui", "backfill")
+SCENARIOS = (
+    "latency",
+    "chain10",
+    "fanout",
+    "throughput",
+    "state",
+    "memory",
+    "failover",
+    "ui",
+    "backfill",
+)
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
@@ -85,6 +95,10 @@ async def run(
                 figures = await ui.ui_pages(
                     runs=args.ui_runs, loads=args.loads, chromium=args.chromium or None
                 )
+            elif name == "memory":
+                if runtime != "embedded":
+                    continue  # the engine's states in this process, the same on either runtime
+                figures = await memory.memory(states=args.states)
             elif name == "backfill":
                 results[f"backfill/planning/{runtime}"] = backfill.planning_rate(args.backfill)
                 figures = await backfill.backfill(
@@ -144,7 +158,10 @@ def main() -> None:
         help="profile the coordinator during `throughput` with pyinstrument, into FILE.RUNTIME.txt",
     )
     parser.add_argument(
-        "--states", type=int, default=1_000_000, help="(pipeline, partition) states (state)"
+        "--states",
+        type=int,
+        default=1_000_000,
+        help="(pipeline, partition) states (state, memory)",
     )
     soaking = parser.add_argument_group("soak")
     soaking.add_argument("--minutes", type=float, default=10.0, help="how long to publish")

@@ -71,6 +71,10 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["throughput/embedded"]["all_events_per_s"] > 0
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
+    memory = results["memory/embedded"]
+    assert memory["states"] == 2000 and memory["dataset_states"] == 4000
+    assert memory["traced_per_state_b"] > memory["stored_state_b"] > 100
+    assert memory["rss_mib"] > memory["rss_empty_mib"] > 0
     assert results["ui/embedded"]["runs"] == 10
     assert results["backfill/embedded"]["partitions"] == 20
     assert results["backfill/planning/embedded"]["partitions"] == 20
