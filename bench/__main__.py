@@ -1,7 +1,9 @@
 """python -m bench [SCENARIO ...] [--runtime embedded|kafka|both] [--events N] [--out FILE]
+       [--against REV [--rounds N]]
 
 Without a scenario, all but `soak` run (about 4 minutes); `python -m bench soak` runs for
---minutes on each runtime."""
+--minutes on each runtime. With `--against REV`, the scenarios run on this tree and on REV in
+turns, and each figure is printed for both with their ratio (`bench/ab.py`)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,20 @@ from typing import Any
 
 import orjson
 
-from . import backfill, scenarios, soak, ui
+from . import ab, backfill, memory, scenarios, soak, ui
 from .machine import ROOT, describe
 
-SCENARIOS = ("latency", "chain10", "fanout", "throughput", "state", "failover", "ui", "backfill")
+SCENARIOS = (
+    "latency",
+    "chain10",
+    "fanout",
+    "throughput",
+    "state",
+    "memory",
+    "failover",
+    "ui",
+    "backfill",
+)
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
 
@@ -83,6 +95,10 @@ async def run(
                 figures = await ui.ui_pages(
                     runs=args.ui_runs, loads=args.loads, chromium=args.chromium or None
                 )
+            elif name == "memory":
+                if runtime != "embedded":
+                    continue  # the engine's states in this process, the same on either runtime
+                figures = await memory.memory(states=args.states)
             elif name == "backfill":
                 results[f"backfill/planning/{runtime}"] = backfill.planning_rate(args.backfill)
                 figures = await backfill.backfill(
@@ -142,7 +158,10 @@ def main() -> None:
         help="profile the coordinator during `throughput` with pyinstrument, into FILE.RUNTIME.txt",
     )
     parser.add_argument(
-        "--states", type=int, default=1_000_000, help="(pipeline, partition) states (state)"
+        "--states",
+        type=int,
+        default=1_000_000,
+        help="(pipeline, partition) states (state, memory)",
     )
     soaking = parser.add_argument_group("soak")
     soaking.add_argument("--minutes", type=float, default=10.0, help="how long to publish")
@@ -183,7 +202,19 @@ def main() -> None:
     backfills.add_argument(
         "--backfill-active", type=int, default=64, help="its max_active and worker concurrency"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run the scenarios on this git revision, in turns, and print the ratios",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each side with --against, alternating"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the JSON goes (bench/results/latest.json, or ab-REV.json with --against)",
+    )
     args = parser.parse_args()
     names = args.scenarios or list(SCENARIOS)
     runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
@@ -199,8 +230,11 @@ def main() -> None:
     broker_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-")) / "kafka"
     bootstrap = args.bootstrap
     if "kafka" in runtimes and not bootstrap:
-        bootstrap = start_broker(broker_dir)
+        bootstrap = start_broker(broker_dir)  # with --against, one broker serves both sides
     try:
+        if args.against:
+            compared(args, names, bootstrap)
+            return
         results = asyncio.run(run(names, runtimes, args, bootstrap))
     finally:
         if "kafka" in runtimes and not args.bootstrap:
@@ -219,10 +253,24 @@ def main() -> None:
         "settings": {"events": args.events, "warmup": args.warmup},
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    out = args.out or ROOT / "bench" / "results" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(table(results))
-    print(f"written to {args.out}")
+    print(f"written to {out}")
+
+
+def compared(args: argparse.Namespace, names: list[str], bootstrap: str | None) -> None:
+    """`--against REV`: both sides in turns; the combined report with the ratios."""
+    try:
+        report = ab.against(args.against, names, sys.argv[1:], args.rounds, bootstrap)
+    except ab.Refused as e:
+        sys.exit(f"bench: {e}")
+    out = args.out or ROOT / "bench" / "results" / f"ab-{report['against']['commit'][:10]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    print(ab.summary(report))
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import signal
 import statistics
+import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -53,7 +55,69 @@ async def trigger_latency(
         floor = await kafka_round_trip(bootstrap, events=events, warmup=warmup)
         result["floor_ms"] = floor
         result["to_body_over_floor_p50"] = round(result["to_body_ms"]["p50"] / floor["p50"], 1)
+    elif runtime == "embedded":
+        floors = await embedded_floor(events=events, warmup=warmup)
+        result.update(floors)
+        floor = floors["floor_ms"]
+        result["to_body_over_floor_p50"] = round(result["to_body_ms"]["p50"] / floor["p50"], 1)
+        result["to_body_over_floor_p99"] = round(result["to_body_ms"]["p99"] / floor["p99"], 1)
     return result
+
+
+async def embedded_floor(*, events: int, warmup: int) -> dict[str, dict[str, float]]:
+    """The floor of the embedded runtime's trigger: what a step cannot do without, bare. An
+    asyncio queue round trip (put, another task takes it and answers through a future: an event
+    into the runtime's inbox, and its request out to a worker), and a WAL commit of one row with
+    the state file's own settings (`BEGIN IMMEDIATE`, insert, `COMMIT` through aiosqlite's
+    thread). `floor_ms` is both in sequence per sample, as a trigger pays them."""
+    import aiosqlite
+
+    inbox: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+
+    async def taker() -> None:
+        while True:
+            (await inbox.get()).set_result(None)
+
+    async def queue_trip() -> None:
+        answer = asyncio.get_running_loop().create_future()
+        inbox.put_nowait(answer)
+        await answer
+
+    folder = Path(tempfile.mkdtemp(prefix="eventflow-bench-floor-"))
+    queue_s, commit_s, floor_s = [], [], []
+    taking = asyncio.create_task(taker())
+    db = await aiosqlite.connect(folder / "floor.db", isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, body BLOB)")
+        body = b"x" * 500  # about a trigger's event
+
+        async def commit() -> None:
+            await db.execute("BEGIN IMMEDIATE")
+            await db.execute("INSERT INTO events (body) VALUES (?)", (body,))
+            await db.execute("COMMIT")
+
+        for i in range(warmup + events):
+            began = time.perf_counter()
+            await queue_trip()
+            queued = time.perf_counter()
+            await commit()
+            ended = time.perf_counter()
+            if i >= warmup:
+                queue_s.append(queued - began)
+                commit_s.append(ended - queued)
+                floor_s.append(ended - began)
+    finally:
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        await db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "floor_queue_ms": percentiles(queue_s),
+        "floor_commit_ms": percentiles(commit_s),
+        "floor_ms": percentiles(floor_s),
+    }
 
 
 async def kafka_round_trip(bootstrap: str, *, events: int, warmup: int) -> dict[str, float]:

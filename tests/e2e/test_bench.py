@@ -57,7 +57,13 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     machine = report["machine"]
     assert isinstance(machine, dict) and machine["cores"] and machine["commit"]
     results: Any = report["results"]
-    assert results["latency/embedded"]["to_body_ms"]["n"] == 5
+    latency = results["latency/embedded"]
+    assert latency["to_body_ms"]["n"] == 5
+    for floor in ("floor_ms", "floor_queue_ms", "floor_commit_ms"):  # the same run's floor
+        assert latency[floor]["n"] == 5 and latency[floor]["p50"] > 0
+    assert latency["to_body_over_floor_p99"] == round(
+        latency["to_body_ms"]["p99"] / latency["floor_ms"]["p99"], 1
+    )
     assert results["chain10/embedded"]["per_hop_ms"]["n"] == 100
     assert results["fanout/embedded"]["total_ms"]["n"] == 3
     assert results["fanout/embedded"]["coordinator_share"] > 0
@@ -65,6 +71,10 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["throughput/embedded"]["all_events_per_s"] > 0
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
+    memory = results["memory/embedded"]
+    assert memory["states"] == 2000 and memory["dataset_states"] == 4000
+    assert memory["traced_per_state_b"] > memory["stored_state_b"] > 100
+    assert memory["rss_mib"] > memory["rss_empty_mib"] > 0
     assert results["ui/embedded"]["runs"] == 10
     assert results["backfill/embedded"]["partitions"] == 20
     assert results["backfill/planning/embedded"]["partitions"] == 20
@@ -181,3 +191,52 @@ def test_bench_ui_measures_each_page_it_serves(tmp_path: Path) -> None:
     assert figures["server_ms.events"]["bytes"] > 1000  # ten runs' events, not an empty page
     if shutil.which("chromium"):
         assert figures["browser_ms.events"]["n"] == 2
+
+
+@pytest.mark.timeout(300)
+def test_bench_against_a_revision_reports_both_sides_with_their_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    args = ["latency", "--runtime", "embedded", "--events", "3", "--warmup", "1"]
+    args += ["--against", "HEAD", "--rounds", "2", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report: Any = orjson.loads(out.read_bytes())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert report["against"]["commit"] == head.stdout.strip()
+    assert len(report["reports"]["current"]) == len(report["reports"]["other"]) == 2
+    row = report["figures"]["latency/embedded to_body_ms.p50"]
+    assert len(row["rounds"]["current"]) == len(row["rounds"]["other"]) == 2
+    assert row["ratio"] == pytest.approx(row["current"] / row["other"], rel=1e-2)
+    assert "latency/embedded to_body_ms.p50" in done.stdout and "ratio" in done.stdout
+    assert (
+        report["other_machine"]["libraries"]["pydantic"]
+        == report["machine"]["libraries"]["pydantic"]
+    )
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "eventflow-ab-" not in worktrees.stdout  # removed afterwards
+
+
+@pytest.mark.timeout(60)
+def test_bench_against_a_revision_without_the_scenario_says_so(tmp_path: Path) -> None:
+    first = subprocess.run(
+        ["git", "rev-list", "--max-parents=0", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()[0]
+    args = ["latency", "--runtime", "embedded", "--against", first]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(tmp_path / "ab.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"({first[:10]}) has no" in done.stderr
+    assert not (tmp_path / "ab.json").exists()
