@@ -22,7 +22,7 @@ import httpx
 from ..events import Event
 from ..history import DeliveryState
 from .formats import body
-from .rules import Alert
+from .rules import SECRET_PATH, Alert
 
 #: Statuses that say "not now" rather than "no".
 AGAIN = frozenset({408, 425, 429})
@@ -145,7 +145,7 @@ def _secret_free(text: str, rule: Alert) -> str:
     (where a Slack webhook keeps its secret), replaced by `***`, as written or as quoted."""
     parts = urlsplit(rule.webhook)
     secrets = {v for v in rule.headers.values() if len(v) >= 4}
-    secrets |= {x for x in (parts.query, parts.path if len(parts.path) >= 16 else "") if x}
+    secrets |= {x for x in (parts.query, parts.path if len(parts.path) >= SECRET_PATH else "") if x}
     for secret in sorted(secrets, key=len, reverse=True):
         for form in (secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]):
             text = text.replace(form, "***")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, DefinitionError
 from ..events import (
@@ -64,6 +64,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: A header value HTTP takes: visible ASCII, spaces and tabs inside only.
 _HEADER_VALUE = re.compile(r"(?:[!-~](?:[ \t!-~]*[!-~])?)?")
+#: A literal webhook path this long may be a secret (a Slack webhook's is), so it is not shown.
+SECRET_PATH = 16
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Headers every delivery sets itself.
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key"})
@@ -118,6 +120,18 @@ class Alert:
     def wants(self, event: Event) -> bool:
         """Whether `event` is one this rule sends."""
         return any(s.wants(event) for s in self.selections())
+
+    @property
+    def shown_webhook(self) -> str:
+        """The webhook as the API and the history show it: `${NAME}` as written, a literal
+        query or long path (where a Slack webhook keeps its secret) as `***`."""
+        parts = urlsplit(self.webhook)
+        path, query = parts.path, parts.query
+        if len(path) >= SECRET_PATH and "${" not in path:
+            path = "/***"
+        if query and "${" not in query:
+            query = "***"
+        return urlunsplit(parts._replace(path=path, query=query))
 
     @property
     def event_types(self) -> frozenset[str]:

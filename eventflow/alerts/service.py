@@ -162,7 +162,7 @@ class AlertService(Service):
                     "pipeline": said.get("pipeline"),
                     "dataset": said.get("dataset"),
                     "partition": said.get("partition"),
-                    "target": self.app.alerts[name].webhook,
+                    "target": self.app.alerts[name].shown_webhook,
                     "body": body,
                     "state": "pending" if error is None else "given_up",
                     "attempts": 0,

@@ -169,7 +169,10 @@ class AlertRule(BaseModel):
     name: str
     on: list[str] = Field(description="Event kinds it sends (`run.failed`, ...).")
     event_types: list[str] = Field(description="The event types those kinds stand for.")
-    webhook: str = Field(description="Where it posts, as written (`${NAME}` left unresolved).")
+    webhook: str = Field(
+        description="Where it posts, as written (`${NAME}` left unresolved); a literal query or "
+        "long path, where a webhook keeps its secret, shows as `***`."
+    )
     format: Literal["json", "slack"] = Field(
         description="`json`: the CloudEvent as it is; `slack`: a Slack message."
     )
@@ -189,7 +192,7 @@ class AlertRule(BaseModel):
             name=alert.name,
             on=list(alert.on),
             event_types=sorted(alert.event_types),
-            webhook=alert.webhook,
+            webhook=alert.shown_webhook,
             format=alert.format,
             pipelines=list(alert.pipelines),
             datasets=list(alert.datasets),

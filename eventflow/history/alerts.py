@@ -40,7 +40,9 @@ class AlertDelivery(Record):
     pipeline: str | None = Field(default=None, description="The pipeline it names, if any.")
     dataset: str | None = Field(default=None, description="The dataset it names, if any.")
     partition: str | None = Field(default=None, description="The partition it names, if any.")
-    target: str = Field(description="The webhook, as the rule writes it (secrets unresolved).")
+    target: str = Field(
+        description="The webhook as the API shows the rule's (secrets unresolved or `***`)."
+    )
     state: DeliveryState = Field(description="Where the delivery stands.")
     attempts: int = Field(description="Attempts made.")
     status_code: int | None = Field(

@@ -243,7 +243,7 @@ alert_deliveries = Table(
     Column("pipeline", Name),
     Column("dataset", Name),
     Column("partition", Name),
-    Column("target", CleanText, nullable=False, doc="The webhook as the rule writes it."),
+    Column("target", CleanText, nullable=False, doc="The webhook as the API shows the rule's."),
     Column("body", CleanText, nullable=False, doc="The event, encoded: what is sent."),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),

@@ -27,6 +27,10 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield started
 
 
+#: The secret a Slack-style webhook keeps in its path.
+SLACK = "services/T0001/B0002/s3cr3tS3cr3tS3cr3t"
+
+
 @pytest.fixture
 def api_app(receiver: Receiver) -> ef.App:
     p = ef.Pipeline("nightly")
@@ -43,6 +47,8 @@ def api_app(receiver: Receiver) -> ef.App:
             headers={"Authorization": "Bearer ${ALERTS_API_TOKEN}"},
         ),
         ef.Alert("chat", on=["task.failed"], webhook=receiver.url(), format="slack"),
+        # Never sent here: it shows how a literal webhook's secret is kept out of sight.
+        ef.Alert("team", on=["freshness.violated"], webhook=f"https://hooks.example/{SLACK}?k=v"),
     ]
     return ef.App([p], alerts=rules)
 
@@ -60,8 +66,11 @@ async def test_rules_and_deliveries(
         assert [(r["name"], r["on"], r["format"], r["headers"]) for r in rules] == [
             ("oncall", ["run.failed"], "json", ["Authorization"]),
             ("chat", ["task.failed"], "slack", []),
+            ("team", ["freshness.violated"], "json", []),
         ]
         assert "not-to-be-shown" not in orjson.dumps(rules).decode()
+        assert rules[2]["webhook"] == "https://hooks.example/***?***"
+        assert SLACK not in orjson.dumps(rules).decode()
         await harness.emit("src", "", 1)
         found = await until(
             api,
@@ -95,4 +104,5 @@ async def test_rules_and_deliveries(
     assert as_json.exit_code == 0, as_json.output
     said = orjson.loads(as_json.output)
     assert [d["rule"] for d in said["deliveries"]] == ["chat"]
-    assert [r["name"] for r in said["rules"]] == ["oncall", "chat"]
+    assert [r["name"] for r in said["rules"]] == ["oncall", "chat", "team"]
+    assert SLACK not in text.output
