@@ -228,7 +228,7 @@ class AlertService(Service):
             "next_attempt_at": verdict.next_at,
             "finished_at": now if verdict.next_at is None else None,
         }
-        await self._stored(self.store.settle_delivery, name, event_id, values)
+        await self._stored(self.store.settle_delivery, name, event_id, self.instance, values)
         if verdict.state == "given_up":
             log.warning("alert %r gave event %s up: %s", name, event_id, verdict.error)
         elif verdict.state == "retrying":

@@ -129,13 +129,21 @@ class AlertDeliveries(Queries):
             raise StorageError(f"cannot claim alert deliveries: {e}") from e
         return claimed
 
-    async def settle_delivery(self, rule: str, event_id: str, values: Mapping[str, Any]) -> None:
-        """Write an attempt's outcome to an open delivery and let go of its lease (a delivery
-        already finished, by another server, stays as it is)."""
+    async def settle_delivery(
+        self, rule: str, event_id: str, owner: str, values: Mapping[str, Any]
+    ) -> None:
+        """Write the outcome of `owner`'s attempt to an open delivery and let go of its lease.
+        A delivery already finished, or leased since by another server (this one was too slow,
+        and its attempt is being repeated), stays as it is."""
         d = t.alert_deliveries
         sql = (
             update(d)
-            .where(d.c.rule == rule, d.c.event_id == event_id, d.c.state.in_(OPEN))
+            .where(
+                d.c.rule == rule,
+                d.c.event_id == event_id,
+                d.c.state.in_(OPEN),
+                d.c.lease_owner == owner,
+            )
             .values(**values, lease_owner=None, lease_until=None)
         )
         try:

@@ -53,19 +53,20 @@ async def test_a_claimed_delivery_is_held_until_settled_or_its_lease_ends(
     [taken] = await store.claim_deliveries(T0 + timedelta(seconds=41), "b", 40, limit=10)
     assert taken["event_id"] == "e1"  # a went quiet: b takes it over
     retry_at = T0 + timedelta(seconds=50)
-    await store.settle_delivery(
-        "oncall",
-        "e1",
-        {
-            "state": "retrying",
-            "attempts": 1,
-            "status_code": 503,
-            "error": "HTTP 503",
-            "last_attempt_at": T0,
-            "next_attempt_at": retry_at,
-            "finished_at": None,
-        },
-    )
+    failed = {
+        "state": "retrying",
+        "attempts": 1,
+        "status_code": 503,
+        "error": "HTTP 503",
+        "last_attempt_at": T0,
+        "next_attempt_at": retry_at,
+        "finished_at": None,
+    }
+    # a's answer comes after b took the delivery over: b's attempt decides.
+    await store.settle_delivery("oncall", "e1", "a", failed | {"state": "given_up"})
+    [d] = await store.deliveries(event_id="e1")
+    assert (d.state, d.attempts) == ("pending", 0)
+    await store.settle_delivery("oncall", "e1", "b", failed)
     assert await store.next_delivery_due() == retry_at
     [d] = await store.deliveries(state="retrying")
     assert (d.attempts, d.status_code, d.error, d.next_attempt_at) == (1, 503, "HTTP 503", retry_at)
@@ -82,9 +83,10 @@ async def test_a_finished_delivery_stays_finished(store: HistoryStore) -> None:
         "next_attempt_at": None,
         "finished_at": T0,
     }
-    await store.settle_delivery("oncall", "e1", done)
+    assert len(await store.claim_deliveries(T0, "a", 40, limit=10)) == 1
+    await store.settle_delivery("oncall", "e1", "a", done)
     late = done | {"state": "retrying", "attempts": 2, "next_attempt_at": T0}
-    await store.settle_delivery("oncall", "e1", late)  # another server's late answer
+    await store.settle_delivery("oncall", "e1", "a", late)  # a late answer, repeated
     [d] = await store.deliveries()
     assert (d.state, d.attempts) == ("delivered", 1)
     assert await store.claim_deliveries(T0 + timedelta(days=1), "a", 40, limit=10) == []
