@@ -30,7 +30,8 @@ DBT = Path(sys.prefix) / "dbt" / "bin" / "dbt"
 def dbt(monkeypatch: pytest.MonkeyPatch) -> str:
     """The dbt executable, named to the helper as `EVENTFLOW_DBT`; missing, the test fails."""
     path = os.environ.get("EVENTFLOW_DBT") or str(DBT)
-    assert Path(path).exists(), f"no dbt at {path}: `make test` installs it (make {DBT.parent})"
+    stamp = DBT.parents[1] / ".installed"
+    assert Path(path).exists(), f"no dbt at {path}: `make test` installs it (make {stamp})"
     monkeypatch.setenv("EVENTFLOW_DBT", path)
     return path
 
