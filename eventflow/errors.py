@@ -8,7 +8,8 @@
     │   └── MetadataTooLarge    dataset metadata over the configured limit
     ├── BrokerError             the bus or broker failed; `retriable` says whether to try again
     │   └── NotRunning          no running instance answers at the given address
-    └── StorageError            the state store failed
+    ├── StorageError            the state store failed
+    └── DbtError                dbt ended without saying which node failed (`eventflow.dbt`)
 
 Control flow for task bodies (not errors):
 
@@ -64,6 +65,14 @@ class NotRunning(BrokerError):
 
 class StorageError(EventflowError):
     """The state store could not read or write."""
+
+
+class DbtError(EventflowError):
+    """dbt ended in error before reporting its nodes (no `run_results.json`): a profile it
+    cannot connect with, a project it cannot parse. Retried as the task's policy says, since
+    a warehouse that was away may be back; a node that failed is a `Fail` instead."""
+
+    retriable = True
 
 
 class Skip(Exception):

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token sent to an HTTP `openlineage_url`.",
     )
+    dbt: Path | None = Field(
+        default=None,
+        description="The dbt executable `eventflow.dbt` runs (dbt may live in a venv of its "
+        "own); unset: `dbt` beside the Python running eventflow, else on the PATH.",
+    )
 
     def environment(self, name: str) -> str | None:
         """The environment variable `name`: what an alert rule's `${NAME}` reads, so that its
