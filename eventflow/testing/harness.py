@@ -45,6 +45,7 @@ from ..events import (
 from ..lifecycle import Lifecycle
 from ..runtime.clock import Clock
 from ..settings import Settings
+from ..tracing import Tracer
 from .clock import ManualClock
 
 if TYPE_CHECKING:
@@ -224,17 +225,21 @@ class EmbeddedHarness(Harness):
         home: Path | str | None = None,
         *,
         clock: Clock | None = None,
+        tracer: Tracer | None = None,
         **settings: Any,
     ) -> None:
+        """`tracer` records the spans of the runtime (e.g. over an OpenTelemetry
+        `InMemorySpanExporter`, to test a pipeline's traces)."""
         super().__init__()
         self.app = app
         self.clock = clock
+        self.tracer = tracer
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if home is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="eventflow-test-")
             home = self._temporary.name
         self.settings = Settings(home=Path(home), **settings)
-        self.runtime = EmbeddedRuntime(app, self.settings, clock=clock)
+        self.runtime = EmbeddedRuntime(app, self.settings, clock=clock, tracer=tracer)
         self._queue: asyncio.Queue[Event] | None = None
         self._collector: asyncio.Task[None] | None = None
         self._unwatch: Callable[[], None] | None = None
@@ -264,7 +269,9 @@ class EmbeddedHarness(Harness):
 
     async def restart(self) -> None:
         await self._stop_runtime()
-        self.runtime = EmbeddedRuntime(self.app, self.settings, clock=self.clock)
+        self.runtime = EmbeddedRuntime(
+            self.app, self.settings, clock=self.clock, tracer=self.tracer
+        )
         await self.start()
 
     async def _stop_runtime(self) -> None:
