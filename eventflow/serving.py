@@ -73,22 +73,24 @@ BEAT_S = 1.0
 def setup_logging(level: str = "WARNING", log_format: str = "text") -> None:
     """Log to stderr as `LEVEL logger [run id]: message` (the run id of lines logged by a
     task or check attempt), or with `log_format="json"` one JSON object per line
-    (`capture.JsonFormatter`). Called again, only the level changes."""
+    (`capture.JsonFormatter`). Called again, the level and the format change."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
-        if log_format == "json":
-            handler.setFormatter(JsonFormatter())
-            print_as_json(True)
-        else:
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s"))
         handler.addFilter(RunIdFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    json = log_format == "json"
+    print_as_json(json)
     for ours in root.handlers:
         if any(isinstance(f, RunIdFilter) for f in ours.filters):
             # Task loggers pass INFO on for the task log; stderr shows what `level` says.
             ours.setLevel(level)
+            ours.setFormatter(
+                JsonFormatter()
+                if json
+                else logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s")
+            )
     # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
