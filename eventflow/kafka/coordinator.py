@@ -383,7 +383,11 @@ class KafkaCoordinator(Service):
             self.signer.check(topic, event, value, headers)
 
         inbound = admit(
-            value, topic, max_metadata_bytes=self.settings.max_metadata_bytes, allowed=allowed
+            value,
+            topic,
+            max_metadata_bytes=self.settings.max_metadata_bytes,
+            allowed=allowed,
+            headers=headers,  # no `ce_` ones left: a `traceparent` header is taken in
         )
         event = inbound.item
         if not isinstance(event, Event):

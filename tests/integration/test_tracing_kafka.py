@@ -151,11 +151,10 @@ def test_one_trace_from_publish_through_coordinator_and_worker_processes(
 ) -> None:
     coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
     cluster.ready(coordinator, worker)
-    announced = DatasetProduced.of(
-        DatasetProducedData(dataset="raw", version=1),
-        traceparent=f"00-{TRACE_ID}-{PARENT_SPAN}-01",
-    )
-    cluster.publish_raw(encode(announced), key=b"raw")
+    # The context as OpenTelemetry's Kafka instrumentations send it: a record header.
+    announced = DatasetProduced.of(DatasetProducedData(dataset="raw", version=1))
+    parent = f"00-{TRACE_ID}-{PARENT_SPAN}-01".encode()
+    cluster.publish_raw(encode(announced), key=b"raw", headers=[("traceparent", parent)])
     wait_for(
         lambda: len(receiver.named("task")) == 2,
         90,
