@@ -153,8 +153,8 @@ def test_one_trace_from_publish_through_coordinator_and_worker_processes(
     cluster.ready(coordinator, worker)
     # The context as OpenTelemetry's Kafka instrumentations send it: a record header.
     announced = DatasetProduced.of(DatasetProducedData(dataset="raw", version=1))
-    parent = f"00-{TRACE_ID}-{PARENT_SPAN}-01".encode()
-    cluster.publish_raw(encode(announced), key=b"raw", headers=[("traceparent", parent)])
+    context = f"00-{TRACE_ID}-{PARENT_SPAN}-01".encode()
+    cluster.publish_raw(encode(announced), key=b"raw", headers=[("traceparent", context)])
     wait_for(
         lambda: len(receiver.named("task")) == 2,
         90,
