@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..core import Effects, Engine, Refused, codec, is_followed
+from ..core.state import TaskRun
 from ..errors import EventError
 from ..events import (
     DatasetProduced,
@@ -268,12 +269,23 @@ class Step:
     def stored_trace(self, request: TaskRequestedData) -> Trace | None:
         """The trace context the engine's state keeps for a task run (its first request's),
         so retries and requests sent again after a restart stay in its trace."""
+        run = self._task_run(request)
+        if run is None or run.trace is None:
+            return None
+        return Trace(run.trace, run.tracestate)
+
+    def _task_run(self, request: TaskRequestedData) -> TaskRun | None:
+        """The state of the task run `request` is for, where this engine holds it (the pool
+        stage on Kafka may not)."""
         pst = self.engine.pipelines.get(request.pipeline)
         part = pst.partitions.get(request.partition) if pst is not None else None
         run = part.runs.get(request.task) if part is not None else None
-        if run is None or run.trace is None or run.run_id != request.run_id:
-            return None
-        return Trace(run.trace, run.tracestate)
+        return run if run is not None and run.run_id == request.run_id else None
+
+    def _keep(self, request: TaskRequestedData, trace: Trace) -> None:
+        run = self._task_run(request)
+        if run is not None:
+            run.trace, run.tracestate = trace.parent, trace.state
 
     def _trace_requests(self, out: Outcome, decided: Effects, trace: Trace | None) -> None:
         """Requests decided from an input with a trace context carry it, and their task run
@@ -282,11 +294,7 @@ class Step:
             return
         for request in (*decided.dispatch, *decided.pool_requests):
             out.traces[request.run_id] = trace
-            pst = self.engine.pipelines.get(request.pipeline)
-            part = pst.partitions.get(request.partition) if pst is not None else None
-            run = part.runs.get(request.task) if part is not None else None
-            if run is not None and run.run_id == request.run_id:
-                run.trace, run.tracestate = trace.parent, trace.state
+            self._keep(request, trace)
 
     def _publish_span(self, item: Event, trace: Trace | None) -> Trace:
         """The edge: an announcement from outside starts its trace here unless it carries
@@ -319,11 +327,6 @@ class Step:
             "decide", trace, start=began, **_decided(requests, first.pipeline)
         ) as span:
             return span.trace
-
-    def _keep(self, request: TaskRequestedData, trace: Trace) -> None:
-        pst = self.engine.pipelines[request.pipeline]
-        run = pst.partitions[request.partition].runs[request.task]
-        run.trace, run.tracestate = trace.parent, trace.state
 
     def _refuse(self, out: Outcome, inbound: Inbound, reason: str) -> Receipt:
         raw = inbound.raw
