@@ -355,10 +355,20 @@ class EmbeddedHarness(Harness):
 class KafkaHarness(Harness):
     """The App on a real broker at `bootstrap`: a coordinator and `workers` workers in this
     process, under a topic prefix of their own (so tests sharing a broker do not meet), signing
-    with a fresh key. Other keyword arguments are `Settings` fields."""
+    with a fresh key. `tracer` records the spans of all of them. Other keyword arguments are
+    `Settings` fields."""
 
-    def __init__(self, app: App, bootstrap: str, *, workers: int = 1, **settings: Any) -> None:
+    def __init__(
+        self,
+        app: App,
+        bootstrap: str,
+        *,
+        workers: int = 1,
+        tracer: Tracer | None = None,
+        **settings: Any,
+    ) -> None:
         super().__init__()
+        self.tracer = tracer
         settings.setdefault("kafka_session_timeout_ms", 3000)
         settings.setdefault("signing_key", secrets.token_hex(24))
         settings.setdefault("topic_prefix", f"t{uuid.uuid4().hex[:10]}.")
@@ -373,9 +383,11 @@ class KafkaHarness(Harness):
         from ..kafka.coordinator import KafkaCoordinator
         from ..kafka.worker import KafkaWorker
 
-        coordinator = KafkaCoordinator(self.app, self.settings, instance="coordinator-1")
+        coordinator = KafkaCoordinator(
+            self.app, self.settings, instance="coordinator-1", tracer=self.tracer
+        )
         workers = [
-            KafkaWorker(self.app, self.settings, instance=f"worker-{n}")
+            KafkaWorker(self.app, self.settings, instance=f"worker-{n}", tracer=self.tracer)
             for n in range(self.worker_count)
         ]
         return coordinator, workers
