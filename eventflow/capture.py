@@ -22,8 +22,11 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
+
 from .events import MAX_LOG_LINES, MAX_TEXT, LogLine, TaskLogData, TaskRef
 from .runtime.clock import Cancellable, Clock
+from .tracing import Trace
 
 #: Pending bytes at which a chunk is sent without waiting for the interval.
 CHUNK_BYTES = 16 * 1024
@@ -35,6 +38,10 @@ STREAMS = {"stdout": "STDOUT", "stderr": "STDERR"}
 #: The run id of the task or check attempt the code running now belongs to, if any.
 RUN_ID: ContextVar[str | None] = ContextVar("eventflow_run_id", default=None)
 _LOG: ContextVar[AttemptLog | None] = ContextVar("eventflow_attempt_log", default=None)
+#: The task attempt running now and its trace context, for structured log lines.
+ATTEMPT: ContextVar[tuple[TaskRef, Trace | None] | None] = ContextVar(
+    "eventflow_attempt", default=None
+)
 
 
 class AttemptLog:
@@ -241,11 +248,53 @@ class RunIdFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time` (UTC, ISO 8601), `level`, `logger`, `message` (with
+    the traceback, if any), and for lines of a task attempt its `run_id`, `pipeline`, `task`,
+    `partition`, `attempt`, `trace_id` and `span_id`, so a log store joins lines to runs
+    and traces by field rather than by parsing text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["message"] = f"{line['message']}\n{self.formatException(record.exc_info)}"
+        elif record.stack_info:
+            line["message"] = f"{line['message']}\n{self.formatStack(record.stack_info)}"
+        run_id = RUN_ID.get()
+        if run_id is not None:
+            line["run_id"] = run_id
+        current = ATTEMPT.get()
+        if current is not None:
+            ref, trace = current
+            line |= {
+                "pipeline": ref.pipeline,
+                "task": ref.task,
+                "partition": ref.partition,
+                "attempt": ref.attempt,
+            }
+            if trace is not None:
+                line |= {"trace_id": trace.trace_id, "span_id": trace.span_id}
+        return orjson.dumps(line).decode()
+
+
 @contextmanager
-def attempt(run_id: str, log: AttemptLog | None = None) -> Iterator[None]:
-    """Code run inside belongs to `run_id`, and logs (and, if `log.prints`, prints) to `log`."""
+def attempt(
+    run_id: str,
+    log: AttemptLog | None = None,
+    *,
+    ref: TaskRef | None = None,
+    trace: Trace | None = None,
+) -> Iterator[None]:
+    """Code run inside belongs to `run_id` (of task attempt `ref`, in `trace`), and logs
+    (and, if `log.prints`, prints) to `log`."""
     run_token = RUN_ID.set(run_id)
     log_token = _LOG.set(log)
+    attempt_token = ATTEMPT.set((ref, trace) if ref is not None else None)
     printing = log is not None and log.prints
     if printing:
         _Streams.enter()
@@ -253,15 +302,41 @@ def attempt(run_id: str, log: AttemptLog | None = None) -> Iterator[None]:
         yield
     finally:
         _LOG.reset(log_token)
-        RUN_ID.reset(run_token)
-        if log is not None:
-            rest = log.close()
-            for name, level in STREAMS.items():
-                stream = _Streams.inner(name)
-                if level in rest and stream is not None:
-                    stream.write(f"[{run_id}] {rest[level]}\n")
-        if printing:
-            _Streams.leave()
+        try:
+            if log is not None:
+                rest = log.close()
+                for name, level in STREAMS.items():
+                    stream = _Streams.inner(name)
+                    if level in rest and stream is not None:
+                        stream.write(_passed_on(run_id, level, [rest[level]]))
+        finally:
+            ATTEMPT.reset(attempt_token)
+            RUN_ID.reset(run_token)
+            if printing:
+                _Streams.leave()
+
+
+#: Set by `print_as_json`: how printed lines passed on to the real streams are written.
+_JSON: JsonFormatter | None = None
+
+
+def print_as_json(on: bool) -> None:
+    """Pass what blocking bodies print on to the real streams as JSON log lines (level
+    `STDOUT`/`STDERR`, logger `eventflow.task`), so a JSON log stays JSON throughout."""
+    global _JSON
+    _JSON = JsonFormatter() if on else None
+
+
+def _passed_on(run_id: str, level: str, lines: list[str]) -> str:
+    if _JSON is None:
+        return "".join(f"[{run_id}] {line}\n" for line in lines)
+    formatter = _JSON
+    out = []
+    for line in lines:
+        record = logging.LogRecord(TASK_LOGGER, logging.INFO, "", 0, line, None, None)
+        record.levelname = level
+        out.append(formatter.format(record) + "\n")
+    return "".join(out)
 
 
 class _Stream:
@@ -277,7 +352,7 @@ class _Stream:
             return self.inner.write(text)
         lines = log.write(self.level, text)
         if lines:
-            self.inner.write("".join(f"[{log.run_id}] {line}\n" for line in lines))
+            self.inner.write(_passed_on(log.run_id, self.level, lines))
         return len(text)
 
     def __getattr__(self, name: str) -> Any:

@@ -46,6 +46,7 @@ from .events import (
 )
 from .runtime.clock import Clock, SystemClock
 from .settings import Settings
+from .tracing import Span, Trace, Tracer, stamp
 
 log = logging.getLogger("eventflow.worker")
 Report = Callable[[Event], Awaitable[None]]
@@ -85,9 +86,11 @@ class Executor:
         worker: str,
         heartbeats: bool,
         clock: Clock | None = None,
+        tracer: Tracer | None = None,
     ) -> Executor:
         """As `settings` say; `heartbeats` only where a worker can be lost alone (Kafka). Logs
-        go out every heartbeat interval in both modes."""
+        go out every heartbeat interval in both modes. `tracer` records a `task` span per
+        attempt."""
         interval_s = settings.heartbeat_interval_ms / 1000
         return cls(
             app,
@@ -98,6 +101,7 @@ class Executor:
             clock=clock,
             task_log_max_bytes=settings.task_log_max_bytes,
             log_interval_s=interval_s,
+            tracer=tracer,
         )
 
     def __init__(
@@ -111,6 +115,7 @@ class Executor:
         clock: Clock | None = None,
         task_log_max_bytes: int = 64 * 1024,
         log_interval_s: float | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """`log_interval_s`: how long a logged line may wait before it is reported while the
         attempt runs (None: only when a chunk fills, and at the end)."""
@@ -123,6 +128,7 @@ class Executor:
         self.versions = VersionClock(self.clock)
         self.task_log_max_bytes = task_log_max_bytes
         self.log_interval_s = log_interval_s
+        self.tracer = tracer
         capture.install()
 
     def _progress(self, req: TaskRequestedData) -> dict[str, Any]:
@@ -139,18 +145,39 @@ class Executor:
         return kind.of(data, source=self.source, correlationid=correlation)
 
     async def run(
-        self, request: TaskRequestedData | CheckRequestedData, report: Report
+        self,
+        request: TaskRequestedData | CheckRequestedData,
+        report: Report,
+        trace: Trace | None = None,
     ) -> list[Event]:
         """Run a task (reporting its start, heartbeats and log chunks as they come) or a check;
-        what is left to report at the end: the attempt's last log chunks, then its result."""
+        what is left to report at the end: the attempt's last log chunks, then its result.
+        Every event carries `trace` (the request's context) on, or the attempt's span's."""
         if isinstance(request, CheckRequestedData):
-            return [await self.run_check(request)]
-        return await self.run_task(request, report)
+            return [stamp(await self.run_check(request), trace)]
+        return await self.run_task(request, report, trace)
 
-    async def run_task(self, req: TaskRequestedData, report: Report) -> list[Event]:
+    async def run_task(
+        self, req: TaskRequestedData, report: Report, trace: Trace | None = None
+    ) -> list[Event]:
         """Run the body; report `started`, heartbeats and log chunks through `report`; return
         the last log chunks and the result event, in that order."""
-        events = await self._attempt(req, report)
+        if self.tracer is None:
+            events = await self._traced(req, report, trace)
+        else:
+            with self.tracer.span(
+                "task",
+                trace,
+                pipeline=req.pipeline,
+                task=req.task,
+                partition=req.partition,
+                run_id=req.run_id,
+                attempt=req.attempt,
+                pipeline_run_id=req.pipeline_run_id,
+                worker=self.worker,
+            ) as span:
+                events = await self._traced(req, report, span.trace)
+                _outcome(span, events[-1])
         result = events[-1]
         if isinstance(result.data, TaskSucceededData):
             metrics.TASK_RUNS.labels("skipped" if result.data.skipped else "succeeded").inc()
@@ -158,7 +185,20 @@ class Executor:
             metrics.TASK_RUNS.labels("failed").inc()
         return events
 
-    async def _attempt(self, req: TaskRequestedData, report: Report) -> list[Event]:
+    async def _traced(
+        self, req: TaskRequestedData, report: Report, trace: Trace | None
+    ) -> list[Event]:
+        if trace is None:
+            return await self._attempt(req, report, None)
+
+        async def carrying(event: Event) -> None:
+            await report(trace.stamp(event))
+
+        return [trace.stamp(e) for e in await self._attempt(req, carrying, trace)]
+
+    async def _attempt(
+        self, req: TaskRequestedData, report: Report, trace: Trace | None
+    ) -> list[Event]:
         base = self._progress(req)
         corr = req.pipeline_run_id
         task = self.app.tasks.get(req.task)
@@ -180,7 +220,7 @@ class Executor:
         )
         flusher = asyncio.create_task(self._flush(lines, report, corr), name=f"log {req.run_id}")
         try:
-            with capture.attempt(req.run_id, lines):
+            with capture.attempt(req.run_id, lines, ref=req, trace=trace):
                 result = await self._body(task, req, report, lines)
         except BaseException:
             flusher.cancel()  # cancelled: what has not gone out yet is lost with the attempt
@@ -370,6 +410,16 @@ def _check_result(result: object) -> tuple[bool, str]:
     if isinstance(result, bool):
         return result, ""
     raise TypeError(f"a check returns a bool or (bool, message), not {type(result).__name__}")
+
+
+def _outcome(span: Span, result: Event) -> None:
+    """The span's `outcome` attribute, and status ERROR for a failed attempt."""
+    data = result.data
+    if isinstance(data, TaskFailedData):
+        span.set(outcome=data.kind if data.kind != "error" else "failed")
+        span.fail(data.error)
+    elif isinstance(data, TaskSucceededData):
+        span.set(outcome="skipped" if data.skipped else "succeeded")
 
 
 def _ms(started: float) -> float:

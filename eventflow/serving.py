@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import click
 import orjson
 
-from . import metrics
+from . import metrics, tracing
 from .alerts.service import AlertService
 from .api import ApiServer
-from .capture import RunIdFilter
+from .capture import JsonFormatter, RunIdFilter, print_as_json
 from .definitions import App
 from .embedded import ControlServer, EmbeddedRuntime
 from .errors import BrokerError, ConfigurationError
@@ -51,6 +51,7 @@ from .operations import Operations
 from .operations.embedded import EmbeddedOperations
 from .settings import Settings
 from .summary import run_line, run_summary
+from .tracing import Tracer
 
 if TYPE_CHECKING:
     from .kafka.config import KafkaConfig
@@ -69,22 +70,43 @@ NOTHING = 3
 BEAT_S = 1.0
 
 
-def setup_logging(level: str = "WARNING") -> None:
+def setup_logging(level: str = "WARNING", log_format: str = "text") -> None:
     """Log to stderr as `LEVEL logger [run id]: message` (the run id of lines logged by a
-    task or check attempt). Called again, only the level changes."""
+    task or check attempt), or with `log_format="json"` one JSON object per line
+    (`capture.JsonFormatter`). Called again, the level and the format change."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s"))
         handler.addFilter(RunIdFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    json = log_format == "json"
+    print_as_json(json)
     for ours in root.handlers:
         if any(isinstance(f, RunIdFilter) for f in ours.filters):
             # Task loggers pass INFO on for the task log; stderr shows what `level` says.
             ours.setLevel(level)
+            ours.setFormatter(
+                JsonFormatter()
+                if json
+                else logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s")
+            )
     # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def say(message: str) -> None:
+    """A service's own line on stderr (started, ready, stopped, why it failed): as it is, or
+    as a JSON log line (logger `eventflow`) when the log is JSON, whatever the level."""
+    handler = next(
+        (h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)),
+        None,
+    )
+    if handler is None or handler.formatter is None:
+        click.echo(message, err=True)
+        return
+    record = logging.LogRecord("eventflow", logging.INFO, "", 0, message, None, None)
+    click.echo(handler.formatter.format(record), err=True)
 
 
 class Supervisor:
@@ -159,8 +181,20 @@ class Supervisor:
 def failed(service: Service) -> int:
     """Say in one line why `service` failed; the exit status for it."""
     why = one_line(service.error) if service.error is not None else "no reason given"
-    click.echo(f"error: {service.name} failed: {why}", err=True)
+    say(f"error: {service.name} failed: {why}")
     return FAILED
+
+
+@contextlib.contextmanager
+def traced(settings: Settings, service: str) -> Iterator[Tracer | None]:
+    """The process's tracer as `settings` say (None: off); what it recorded is exported
+    before the process ends."""
+    tracer = tracing.from_settings(settings, service)
+    try:
+        yield tracer
+    finally:
+        if tracer is not None:
+            tracer.shutdown()
 
 
 # -- eventflow dev -------------------------------------------------------------------------------
@@ -175,10 +209,11 @@ def dev(
 ) -> int:
     """Run the App of `target` embedded until a signal, or with `until_idle` until nothing is
     left to do; the exit status. `ui`: serve the web UI beside the API."""
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = load_app(target)
     metrics.serve(settings)
-    return asyncio.run(_dev(app, settings, emits, metadata, until_idle, ui))
+    with traced(settings, "dev") as tracer:
+        return asyncio.run(_dev(app, settings, emits, metadata, until_idle, ui, tracer))
 
 
 async def _dev(
@@ -188,8 +223,9 @@ async def _dev(
     metadata: dict[str, Any],
     until_idle: bool,
     ui: bool,
+    tracer: Tracer | None,
 ) -> int:
-    runtime = EmbeddedRuntime(app, settings)
+    runtime = EmbeddedRuntime(app, settings, tracer=tracer)
     # The socket first: a second instance on the same folder stops before opening the store.
     control = ControlServer(runtime, settings.control_socket)
     ops = EmbeddedOperations(runtime)
@@ -227,11 +263,11 @@ async def _dev(
     if (failure := supervisor.failure) is not None:
         return failed(failure)
     for line in refused:
-        click.echo(f"error: {line}", err=True)
+        say(f"error: {line}")
     if until_idle:
         click.echo(run_summary(finished))
         if done is None:
-            click.echo("stopped before the work was done", err=True)
+            say("stopped before the work was done")
             return 1
         if not finished and not refused:
             return NOTHING
@@ -311,17 +347,14 @@ async def _report(
             if not quiet:
                 click.echo(run_line(run))
         elif isinstance(event, DeadLetter) and not quiet:
-            click.echo(f"dead letter: {event.data.reason}", err=True)
+            say(f"dead letter: {event.data.reason}")
         elif isinstance(event, FreshnessViolated | FreshnessRecovered) and not quiet:
             said = "late" if isinstance(event, FreshnessViolated) else "on time again"
-            click.echo(f"{said}: {event.data.message}", err=True)
+            say(f"{said}: {event.data.message}")
         elif isinstance(event, CheckCompleted) and not event.data.passed:
             d = event.data
             kind = "blocked" if d.blocking else "warning"
-            click.echo(
-                f"check {d.check} {kind}: {d.target.dataset}@{d.target.version} {d.message}",
-                err=True,
-            )
+            say(f"check {d.check} {kind}: {d.target.dataset}@{d.target.version} {d.message}")
 
 
 # -- eventflow coordinator, eventflow worker -----------------------------------------------------
@@ -329,10 +362,12 @@ def coordinator(target: str, settings: Settings, *, health_file: Path | None) ->
     """Run a Kafka coordinator instance until a signal or its failure; the exit status."""
     from .kafka.coordinator import KafkaCoordinator
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = load_app(target)
     metrics.serve(settings)
-    return asyncio.run(_kafka(KafkaCoordinator(app, settings), "coordinator", health_file))
+    with traced(settings, "coordinator") as tracer:
+        service = KafkaCoordinator(app, settings, tracer=tracer)
+        return asyncio.run(_kafka(service, "coordinator", health_file))
 
 
 def worker(
@@ -341,11 +376,12 @@ def worker(
     """Run a Kafka worker until a signal or its failure; the exit status."""
     from .kafka.worker import KafkaWorker
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = load_app(target)
     metrics.serve(settings)
-    service = KafkaWorker(app, settings, concurrency=concurrency)
-    return asyncio.run(_kafka(service, "worker", health_file))
+    with traced(settings, "worker") as tracer:
+        service = KafkaWorker(app, settings, concurrency=concurrency, tracer=tracer)
+        return asyncio.run(_kafka(service, "worker", health_file))
 
 
 def server(target: str, settings: Settings) -> int:
@@ -353,7 +389,7 @@ def server(target: str, settings: Settings) -> int:
     when the App has alert rules) until a signal or its failure; the exit status."""
     from .operations.kafka import KafkaOperations
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = load_app(target)
     metrics.serve(settings)
     ops = KafkaOperations(app, settings)
@@ -371,14 +407,11 @@ async def _server(ops: Operations, api: ApiServer) -> int:
 
         intake.append(LineageConsumer(ops))
     async with Supervisor(ops, api, *intake, *_alerts(ops.app, ops.settings)) as supervisor:
-        click.echo(
-            f"eventflow server: API at {api.url}, web UI at {api.url}/ui/; SIGTERM stops",
-            err=True,
-        )
+        say(f"eventflow server: API at {api.url}, web UI at {api.url}/ui/; SIGTERM stops")
         await supervisor.run()
     if (failure := supervisor.failure) is not None:
         return failed(failure)
-    click.echo("eventflow server: stopped", err=True)
+    say("eventflow server: stopped")
     return 0
 
 
@@ -397,7 +430,7 @@ async def _kafka(
 ) -> int:
     await _topics_exist(service.config)
     async with Supervisor(service) as supervisor:
-        click.echo(f"eventflow {service.name}: joining its group; SIGTERM stops", err=True)
+        say(f"eventflow {service.name}: joining its group; SIGTERM stops")
         beat = asyncio.create_task(_beat(service, kind, health_file))
         ready = asyncio.create_task(_ready(service))
         try:
@@ -406,7 +439,7 @@ async def _kafka(
             await Service.cancel(beat, ready)
     if (failure := supervisor.failure) is not None:
         return failed(failure)
-    click.echo(f"eventflow {service.name}: stopped", err=True)
+    say(f"eventflow {service.name}: stopped")
     return 0
 
 
@@ -416,7 +449,7 @@ async def _ready(service: KafkaCoordinator | KafkaWorker) -> None:
     await service.ready.wait()
     owned = service.owns()
     what = f"partitions {', '.join(map(str, owned))}" if owned else "no partition (all taken)"
-    click.echo(f"eventflow {service.name}: ready, owns {what}", err=True)
+    say(f"eventflow {service.name}: ready, owns {what}")
 
 
 async def _beat(service: KafkaCoordinator | KafkaWorker, kind: str, path: Path | None) -> None:

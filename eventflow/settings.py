@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="WARNING", description="Python logging level of services."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How services write their log lines to stderr: `text` (`LEVEL logger "
+        "[run id]: message`) or `json`, one object per line with time, level, logger, message "
+        "and, when known, run id, pipeline, task, partition, trace and span id.",
+    )
+    otel: bool | None = Field(
+        default=None,
+        description="Record OpenTelemetry spans (publish, decide, task) and export them with "
+        "OTLP as the standard `OTEL_EXPORTER_OTLP_*` variables say; unset: on when "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or "
+        "`OTEL_TRACES_EXPORTER` (other than `none`) is set. Needs `eventflow[otel]`.",
+    )
     signing_key: SecretStr | None = Field(
         default=None,
         min_length=32,

@@ -43,6 +43,7 @@ from ..history.models import (
     TaskAttempt,
 )
 from ..operations import Operations, selected
+from ..tracing import Trace, stamp
 from . import backfills, models
 from .auth import guard
 
@@ -184,8 +185,9 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
         status_code=status.HTTP_202_ACCEPTED,
         responses=NOT_FOUND,
     )
-    async def publish(name: str, body: models.Publish) -> models.Submitted:
-        """Announce a version of a dataset, as an outside producer would."""
+    async def publish(name: str, body: models.Publish, request: Request) -> models.Submitted:
+        """Announce a version of a dataset, as an outside producer would; a W3C
+        `traceparent` header (and `tracestate`) rides on the event into the trace."""
         if name not in app.datasets:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {name!r}")
         try:
@@ -197,7 +199,8 @@ def create_app(ops: Operations, token: str, *, ui: bool = False) -> FastAPI:
             )
         except (EventError, ValidationError) as e:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
-        done = await ops.submit(DatasetProduced.of(data, source=settings.source))
+        trace = Trace.from_headers(request.headers)
+        done = await ops.submit(stamp(DatasetProduced.of(data, source=settings.source), trace))
         if done.dead_letter is not None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, done.dead_letter)
         kafka = settings.kafka_bootstrap is not None

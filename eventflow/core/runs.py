@@ -599,6 +599,9 @@ class Runs:
         self._request(
             st, key, task, tr.inputs, tr.attempt + 1, tr.pipeline_run, now, d, rerun=tr.rerun
         )
+        # The retry stays in the trace of the attempts before it.
+        retried = st.partitions[key].runs[task.name]
+        retried.trace, retried.tracestate = tr.trace, tr.tracestate
 
     def _request(
         self,

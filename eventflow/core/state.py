@@ -52,6 +52,10 @@ class TaskRun:
     worker: str | None = None
     #: Rerun counter salted into `key` (0: a run triggered by its inputs).
     rerun: int = 0
+    #: W3C trace context (`traceparent`, `tracestate`) its requests carry, retries included;
+    #: set by the runtime's step, opaque to the decisions.
+    trace: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(slots=True)

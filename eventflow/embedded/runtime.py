@@ -38,6 +38,7 @@ from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, a
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
+from ..tracing import Trace, Tracer
 from .history import EmbeddedProjector
 from .paging import Pager
 from .store import Store
@@ -58,7 +59,16 @@ class EmbeddedRuntime(Service):
 
     name = "eventflow dev"
 
-    def __init__(self, app: App, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        """`tracer` records spans (`eventflow.tracing`); without one, trace context that
+        events carry is still carried on."""
         super().__init__()
         self.app = app
         self.settings = settings
@@ -72,14 +82,18 @@ class EmbeddedRuntime(Service):
         )
         self.pager = Pager(self.engine, self.store, settings.state_cache)
         self.step = Step(
-            self.engine, source=settings.source, follow=True, page_in=self.pager.page_in
+            self.engine,
+            source=settings.source,
+            follow=True,
+            page_in=self.pager.page_in,
+            tracer=tracer,
         )
         self.worker_id = instance_id()
         self.executor = Executor.of(
-            app, settings, worker=self.worker_id, heartbeats=False, clock=self.clock
+            app, settings, worker=self.worker_id, heartbeats=False, clock=self.clock, tracer=tracer
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
-        self._work: deque[TaskRequestedData | CheckRequestedData] = deque()
+        self._work: deque[tuple[TaskRequestedData | CheckRequestedData, Trace | None]] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._commits: set[asyncio.Event] = set()
@@ -372,7 +386,7 @@ class EmbeddedRuntime(Service):
         self.pager.forget()
         await self.store.load(self.engine)
         recovered = self.engine.recover()
-        known = set(self._running) | {w.run_id for w in self._work}
+        known = set(self._running) | {w.run_id for w, _ in self._work}
         recovered.dispatch = [r for r in recovered.dispatch if r.run_id not in known]
         recovered.checks = [c for c in recovered.checks if c.data.run_id not in known]
         self._recovered(recovered)
@@ -420,13 +434,13 @@ class EmbeddedRuntime(Service):
             if topic in WORK:
                 data = event.data
                 assert isinstance(data, TaskRequestedData | CheckRequestedData)
-                self._work.append(data)
+                self._work.append((data, Trace.of(event)))
         self._start_work()
 
     def _carry_out(self, fx: Effects) -> None:
         if fx.cancel:
             stopped = set(fx.cancel)
-            self._work = deque(w for w in self._work if w.run_id not in stopped)
+            self._work = deque(w for w in self._work if w[0].run_id not in stopped)
         for run_id in fx.cancel:
             running = self._running.get(run_id)
             if running is not None and not running.done():
@@ -466,8 +480,8 @@ class EmbeddedRuntime(Service):
     def _start_work(self) -> None:
         """One task per run, up to `concurrency` at once; the rest wait in `_work`."""
         while self._work and len(self._running) < self.settings.concurrency and self._started:
-            request = self._work.popleft()
-            body = asyncio.create_task(self._execute(request), name=f"run {request.run_id}")
+            request, trace = self._work.popleft()
+            body = asyncio.create_task(self._execute(request, trace), name=f"run {request.run_id}")
             self._running[request.run_id] = body
             body.add_done_callback(functools.partial(self._ended, request.run_id))
 
@@ -477,8 +491,10 @@ class EmbeddedRuntime(Service):
         self._start_work()
         self._check_idle()
 
-    async def _execute(self, request: TaskRequestedData | CheckRequestedData) -> None:
-        for event in await self.executor.run(request, self._report):
+    async def _execute(
+        self, request: TaskRequestedData | CheckRequestedData, trace: Trace | None
+    ) -> None:
+        for event in await self.executor.run(request, self._report, trace):
             self._submit(event)
 
     async def _report(self, event: Event) -> None:

@@ -48,6 +48,7 @@ from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
 from ..topics import SPECS, destination
+from ..tracing import Tracer
 from .config import KafkaConfig, broker_errors
 from .signing import Signer
 from .takeover import INPUTS, Listener, TakeOver
@@ -122,7 +123,15 @@ class _Transaction:
 class KafkaCoordinator(Service):
     """One coordinator instance; run as many as wanted, they split the stream tasks."""
 
-    def __init__(self, app: App, settings: Settings, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        *,
+        instance: str | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        """`tracer` records the `publish` and `decide` spans (`eventflow.tracing`)."""
         super().__init__()
         self.app = app
         self.settings = settings
@@ -136,7 +145,7 @@ class KafkaCoordinator(Service):
             source=settings.source,
             local_pools=False,
         )
-        self.step = Step(self.engine, source=settings.source, follow=False)
+        self.step = Step(self.engine, source=settings.source, follow=False, tracer=tracer)
         self.group = self.config.name("eventflow.coordinator")
         self.signer = Signer.of(settings, required_by="eventflow coordinator")
         # Per record (topic, partition, offset): failures so far and the last error.
@@ -374,7 +383,11 @@ class KafkaCoordinator(Service):
             self.signer.check(topic, event, value, headers)
 
         inbound = admit(
-            value, topic, max_metadata_bytes=self.settings.max_metadata_bytes, allowed=allowed
+            value,
+            topic,
+            max_metadata_bytes=self.settings.max_metadata_bytes,
+            allowed=allowed,
+            headers=headers,  # no `ce_` ones left: a `traceparent` header is taken in
         )
         event = inbound.item
         if not isinstance(event, Event):

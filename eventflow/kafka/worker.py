@@ -42,6 +42,7 @@ from ..execution import Executor
 from ..lifecycle import Service, instance_id
 from ..settings import Settings
 from ..topics import destination
+from ..tracing import Trace, Tracer
 from .config import KafkaConfig, broker_errors, owns_nothing_for_sure, partition_for, retrying
 from .signing import Signer
 
@@ -96,7 +97,9 @@ class KafkaWorker(Service):
         *,
         concurrency: int | None = None,
         instance: str | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer` records a `task` span per attempt (`eventflow.tracing`)."""
         super().__init__()
         self.app = app
         self.settings = settings
@@ -107,7 +110,9 @@ class KafkaWorker(Service):
         self.group = self.config.name("eventflow.workers")
         self.signer = Signer.of(settings, required_by="eventflow worker")
         self.request_partitions = self.config.partitions("eventflow.task-requests")
-        self.executor = Executor.of(app, settings, worker=self.instance, heartbeats=True)
+        self.executor = Executor.of(
+            app, settings, worker=self.instance, heartbeats=True, tracer=tracer
+        )
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
         self._capacity = asyncio.Event()
@@ -387,7 +392,7 @@ class KafkaWorker(Service):
             return
         key = (tp, record.offset)
         body = self.running[key] = asyncio.create_task(
-            self._run(tp, record.offset, request), name=f"run {request.run_id}"
+            self._run(tp, record.offset, request, Trace.of(event)), name=f"run {request.run_id}"
         )
         self._bodies[request.run_id] = body
 
@@ -399,10 +404,12 @@ class KafkaWorker(Service):
         released = PoolReleasedData(run_id=request.run_id, pool=request.pool)
         return [PoolReleased.of(released, source=self.settings.source)]
 
-    async def _run(self, tp: TopicPartition, offset: int, request: Any) -> None:
+    async def _run(
+        self, tp: TopicPartition, offset: int, request: Any, trace: Trace | None
+    ) -> None:
         try:
             # The last log chunks go in the result's transaction, before the result.
-            events = await self.executor.run(request, self._report)
+            events = await self.executor.run(request, self._report, trace)
             self._finish(_Finished(tp, offset, request.run_id, events))
         except asyncio.CancelledError:
             if request.run_id not in self._stopped:

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..core import Effects, Engine, Refused, codec, is_followed
+from ..core.state import TaskRun
 from ..errors import EventError
 from ..events import (
+    DatasetProduced,
+    DatasetProducedData,
     DeadLetter,
     Event,
     PoolReleased,
@@ -37,6 +40,7 @@ from ..events import (
 )
 from ..execution import one_line
 from ..topics import destination
+from ..tracing import Trace, Tracer, stamp
 
 if TYPE_CHECKING:
     from .ports import StateLog
@@ -89,6 +93,8 @@ class Outcome:
     receipts: dict[int, Receipt] = field(default_factory=dict)
     decided: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
+    #: Trace context of the task requests decided, by run id (their `traceparent`).
+    traces: dict[str, Trace] = field(default_factory=dict)
 
     def record(self, decide_s: float, commit_s: float) -> None:
         """Metrics of a committed step."""
@@ -124,6 +130,8 @@ def admit(
         if is_binary(headers):
             raw = from_binary(headers, raw)
         event = decode(raw, max_metadata_bytes=max_metadata_bytes)
+        if headers:
+            event = stamp(event, _header_trace(headers))
         if allowed is not None:
             allowed(event)
     except EventError as e:
@@ -131,6 +139,18 @@ def admit(
     except Exception as e:  # a decoder bug must not stop the service
         return Inbound(None, origin, raw, refused=f"could not be decoded: {one_line(e)}")
     return Inbound(event, origin, raw)
+
+
+def _header_trace(headers: Sequence[tuple[str, bytes]]) -> Trace | None:
+    """A Kafka record's `traceparent` header, as OpenTelemetry's Kafka instrumentations set
+    it (a binary-mode event has it as `ce_traceparent`, an attribute already)."""
+    found = {k: v for k, v in headers if k in ("traceparent", "tracestate")}
+    if "traceparent" not in found:
+        return None
+    state = found.get("tracestate")
+    return Trace.parse(
+        found["traceparent"].decode("latin-1"), state.decode("latin-1") if state else None
+    )
 
 
 class Step:
@@ -141,13 +161,16 @@ class Step:
         source: str,
         follow: bool,
         page_in: Callable[[Event], Awaitable[None]] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """`page_in` brings the state an event needs into the engine before it is decided
-        (the embedded runtime keeps idle state in its file only)."""
+        (the embedded runtime keeps idle state in its file only); `tracer` records the
+        `publish` and `decide` spans (None: trace context is only carried on)."""
         self.engine = engine
         self.source = source
         self.follow = follow
         self.page_in = page_in
+        self.tracer = tracer
 
     async def process(self, inputs: Sequence[Inbound], now: float, log: StateLog) -> Outcome:
         """Decide, then commit through `log` the events and the state records that changed.
@@ -176,10 +199,14 @@ class Step:
                 continue
             if self.page_in is not None and isinstance(item, Event):
                 await self.page_in(item)
+            trace = None if isinstance(item, Tick) or item is None else Trace.of(item)
+            began = time.time_ns() if self.tracer is not None else 0
             try:
                 if isinstance(item, Tick):
                     decided = self.engine.tick(item.pipeline, now, item.heard_since)
                 elif item is not None:
+                    if self.tracer is not None and not followed and _announced(item):
+                        trace = self._publish_span(item, trace)
                     decided = self.engine.handle(item, now)
                     out.events.append(item)
                     if isinstance(item, DeadLetter | TaskLog):
@@ -202,6 +229,12 @@ class Step:
                 decided = e.effects
             except Exception as e:
                 raise Undecidable(index, e) from e
+            if self.tracer is not None and (decided.dispatch or decided.pool_requests):
+                trace = self._decide_span(item, trace, decided, began)
+            if trace is not None:
+                decided.events = [trace.stamp(e) for e in decided.events]
+                decided.checks = [trace.stamp(c) for c in decided.checks]
+            self._trace_requests(out, decided, trace)
             for event in decided.events:
                 if self.follow and is_followed(event):
                     pending.append((index, Inbound(event, "engine"), True))
@@ -213,23 +246,87 @@ class Step:
                 out.messages.append(self.message(request))
             decided.events = []
             fx.merge(decided)
-        out.messages += self.requests(fx)
+        out.messages += self.requests(fx, out)
         return out
 
-    def requests(self, fx: Effects) -> list[Message]:
+    def requests(self, fx: Effects, out: Outcome | None = None) -> list[Message]:
         """Task requests to the workers, and pooled requests and releases to the pool stage."""
         messages: list[Message] = []
         for request in fx.dispatch:
-            messages.append(self.message(self._requested(request)))
+            messages.append(self.message(self._requested(request, out)))
         for request in fx.pool_requests:
-            messages.append(("eventflow.pools", request.pool or "", self._requested(request)))
+            messages.append(("eventflow.pools", request.pool or "", self._requested(request, out)))
         for run_id, pool in fx.pool_releases:
             data = PoolReleasedData(run_id=run_id, pool=pool)
             messages.append(("eventflow.pools", pool, PoolReleased.of(data, source=self.source)))
         return messages
 
-    def _requested(self, request: TaskRequestedData) -> Event:
-        return TaskRequested.of(request, source=self.source, correlationid=request.pipeline_run_id)
+    def _requested(self, request: TaskRequestedData, out: Outcome | None = None) -> Event:
+        event = TaskRequested.of(request, source=self.source, correlationid=request.pipeline_run_id)
+        trace = out.traces.get(request.run_id) if out is not None else None
+        return stamp(event, trace or self.stored_trace(request))
+
+    def stored_trace(self, request: TaskRequestedData) -> Trace | None:
+        """The trace context the engine's state keeps for a task run (its first request's),
+        so retries and requests sent again after a restart stay in its trace."""
+        run = self._task_run(request)
+        if run is None or run.trace is None:
+            return None
+        return Trace(run.trace, run.tracestate)
+
+    def _task_run(self, request: TaskRequestedData) -> TaskRun | None:
+        """The state of the task run `request` is for, where this engine holds it (the pool
+        stage on Kafka may not)."""
+        pst = self.engine.pipelines.get(request.pipeline)
+        part = pst.partitions.get(request.partition) if pst is not None else None
+        run = part.runs.get(request.task) if part is not None else None
+        return run if run is not None and run.run_id == request.run_id else None
+
+    def _keep(self, request: TaskRequestedData, trace: Trace) -> None:
+        run = self._task_run(request)
+        if run is not None:
+            run.trace, run.tracestate = trace.parent, trace.state
+
+    def _trace_requests(self, out: Outcome, decided: Effects, trace: Trace | None) -> None:
+        """Requests decided from an input with a trace context carry it, and their task run
+        keeps it for its retries."""
+        if trace is None:
+            return
+        for request in (*decided.dispatch, *decided.pool_requests):
+            out.traces[request.run_id] = trace
+            self._keep(request, trace)
+
+    def _publish_span(self, item: Event, trace: Trace | None) -> Trace:
+        """The edge: an announcement from outside starts its trace here unless it carries
+        one, and what it sets going is the `publish` span's child."""
+        assert self.tracer is not None and isinstance(item.data, DatasetProducedData)
+        data = item.data
+        with self.tracer.span(
+            "publish", trace, dataset=data.dataset, partition=data.partition, event=item.id
+        ) as span:
+            return span.trace
+
+    def _decide_span(
+        self, item: Event | Tick | None, trace: Trace | None, decided: Effects, began: int
+    ) -> Trace | None:
+        """A `decide` span for a decision that requests task runs. A tick (retries, held
+        decisions) has no context of its own: its requests keep their task run's."""
+        assert self.tracer is not None
+        requests = [*decided.dispatch, *decided.pool_requests]
+        if isinstance(item, Tick):
+            for request in requests:
+                parent = self.stored_trace(request)
+                if parent is not None:
+                    with self.tracer.span(
+                        "decide", parent, start=began, **_decided([request], item.pipeline)
+                    ) as span:
+                        self._keep(request, span.trace)
+            return None
+        first = requests[0]
+        with self.tracer.span(
+            "decide", trace, start=began, **_decided(requests, first.pipeline)
+        ) as span:
+            return span.trace
 
     def _refuse(self, out: Outcome, inbound: Inbound, reason: str) -> Receipt:
         raw = inbound.raw
@@ -246,3 +343,19 @@ class Step:
     def message(event: Event) -> Message:
         topic, key = destination(event)
         return topic, key, event
+
+
+def _announced(event: Event) -> bool:
+    """A dataset version from outside: where a trace starts (or enters) eventflow."""
+    return isinstance(event, DatasetProduced) and event.data.producer is None
+
+
+def _decided(requests: Sequence[TaskRequestedData], pipeline: str) -> dict[str, str | int]:
+    first = requests[0]
+    return {
+        "pipeline": pipeline,
+        "partition": first.partition,
+        "pipeline_run_id": first.pipeline_run_id,
+        "tasks": ",".join(sorted({r.task for r in requests})),
+        "requests": len(requests),
+    }

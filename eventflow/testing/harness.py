@@ -45,6 +45,7 @@ from ..events import (
 from ..lifecycle import Lifecycle
 from ..runtime.clock import Clock
 from ..settings import Settings
+from ..tracing import Tracer
 from .clock import ManualClock
 
 if TYPE_CHECKING:
@@ -224,17 +225,21 @@ class EmbeddedHarness(Harness):
         home: Path | str | None = None,
         *,
         clock: Clock | None = None,
+        tracer: Tracer | None = None,
         **settings: Any,
     ) -> None:
+        """`tracer` records the spans of the runtime (e.g. over an OpenTelemetry
+        `InMemorySpanExporter`, to test a pipeline's traces)."""
         super().__init__()
         self.app = app
         self.clock = clock
+        self.tracer = tracer
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if home is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="eventflow-test-")
             home = self._temporary.name
         self.settings = Settings(home=Path(home), **settings)
-        self.runtime = EmbeddedRuntime(app, self.settings, clock=clock)
+        self.runtime = EmbeddedRuntime(app, self.settings, clock=clock, tracer=tracer)
         self._queue: asyncio.Queue[Event] | None = None
         self._collector: asyncio.Task[None] | None = None
         self._unwatch: Callable[[], None] | None = None
@@ -264,7 +269,9 @@ class EmbeddedHarness(Harness):
 
     async def restart(self) -> None:
         await self._stop_runtime()
-        self.runtime = EmbeddedRuntime(self.app, self.settings, clock=self.clock)
+        self.runtime = EmbeddedRuntime(
+            self.app, self.settings, clock=self.clock, tracer=self.tracer
+        )
         await self.start()
 
     async def _stop_runtime(self) -> None:
@@ -348,10 +355,20 @@ class EmbeddedHarness(Harness):
 class KafkaHarness(Harness):
     """The App on a real broker at `bootstrap`: a coordinator and `workers` workers in this
     process, under a topic prefix of their own (so tests sharing a broker do not meet), signing
-    with a fresh key. Other keyword arguments are `Settings` fields."""
+    with a fresh key. `tracer` records the spans of all of them. Other keyword arguments are
+    `Settings` fields."""
 
-    def __init__(self, app: App, bootstrap: str, *, workers: int = 1, **settings: Any) -> None:
+    def __init__(
+        self,
+        app: App,
+        bootstrap: str,
+        *,
+        workers: int = 1,
+        tracer: Tracer | None = None,
+        **settings: Any,
+    ) -> None:
         super().__init__()
+        self.tracer = tracer
         settings.setdefault("kafka_session_timeout_ms", 3000)
         settings.setdefault("signing_key", secrets.token_hex(24))
         settings.setdefault("topic_prefix", f"t{uuid.uuid4().hex[:10]}.")
@@ -366,9 +383,11 @@ class KafkaHarness(Harness):
         from ..kafka.coordinator import KafkaCoordinator
         from ..kafka.worker import KafkaWorker
 
-        coordinator = KafkaCoordinator(self.app, self.settings, instance="coordinator-1")
+        coordinator = KafkaCoordinator(
+            self.app, self.settings, instance="coordinator-1", tracer=self.tracer
+        )
         workers = [
-            KafkaWorker(self.app, self.settings, instance=f"worker-{n}")
+            KafkaWorker(self.app, self.settings, instance=f"worker-{n}", tracer=self.tracer)
             for n in range(self.worker_count)
         ]
         return coordinator, workers

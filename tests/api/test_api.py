@@ -9,6 +9,9 @@ import httpx
 import orjson
 import pytest
 
+from eventflow.events import TaskSucceeded
+from eventflow.tracing import Trace
+
 from .conftest import EMBEDDED_ONLY, TOKEN, Api
 
 
@@ -91,6 +94,24 @@ async def test_publishing_a_dataset_version_triggers_its_consumers(api: Api) -> 
     state = api.engine.pipelines["ingest"].partitions["2026-01-05"]
     assert state.inputs["raw"].metadata == {"rows": 3}
     assert state.runs["tidy"].status == "succeeded"
+
+
+@pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)
+async def test_a_traceparent_header_rides_on_the_published_event_and_what_follows(
+    api: Api,
+) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    done = await api.client.post(
+        "/api/datasets/raw/events",
+        json={"partition": "2026-1-6"},
+        headers={"traceparent": parent, "tracestate": "vendor=1"},
+    )
+    assert done.status_code == 202, done.text
+    await api.harness.wait_for_runs(1, pipeline="ingest", timeout=60)
+    [published] = [e for e in api.harness.events if e.id == done.json()["id"]]
+    assert Trace.of(published) == Trace(parent, "vendor=1")
+    [succeeded] = [e for e in api.harness.events if isinstance(e, TaskSucceeded)]
+    assert Trace.of(succeeded) == Trace(parent, "vendor=1")
 
 
 @pytest.mark.parametrize("api", EMBEDDED_ONLY, indirect=True)

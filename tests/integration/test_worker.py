@@ -31,7 +31,7 @@ async def test_an_executor_that_raises_fails_the_worker(kafka: Broker) -> None:
     async with KafkaHarness(app(), kafka.bootstrap) as harness:
         [worker] = harness.workers
 
-        async def broken(request: Any, report: Any) -> list[Event]:
+        async def broken(request: Any, report: Any, trace: Any = None) -> list[Event]:
             raise RuntimeError("the executor broke")
 
         worker.executor.run = broken  # type: ignore[method-assign]
