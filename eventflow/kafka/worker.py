@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from .. import metrics
 from ..definitions import App
@@ -54,6 +54,8 @@ STOPS = "eventflow.task-stops"
 STOPS_KEPT = 10_000
 #: Seconds a revoked partition's running requests get to finish before they are cancelled.
 REVOKE_GRACE_S = 5.0
+#: New producers tried in a row for one batch of results before the worker fails.
+RENEWALS = 3
 
 
 @dataclass
@@ -66,6 +68,21 @@ class _Partition:
 
     def commit_position(self) -> int:
         return min(self.running) if self.running else self.next_offset
+
+
+class UnusableProducer(KafkaError):  # type: ignore[misc]
+    """A result producer that no longer answers: renewed as after its own state's errors."""
+
+    retriable = False
+
+
+def _forget(abandoned: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
+    def ended(work: asyncio.Future[None]) -> None:
+        abandoned.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: the renewal already said what went wrong
+
+    return ended
 
 
 @dataclass
@@ -135,6 +152,11 @@ class KafkaWorker(Service):
         #: Run ids stopped before their request ran here (the last `STOPS_KEPT`, oldest first).
         self._stop_before: dict[str, None] = {}
         self._stops: AIOKafkaConsumer | None = None
+        # The transaction timeout only matters if no worker takes the partition over (a
+        # successor fences at once); results commit in milliseconds, so it can be short.
+        self._transaction_timeout_s = max(10_000, settings.kafka_session_timeout_ms) / 1000
+        #: Result transactions given up on (see `_transact_within`), until they end.
+        self._abandoned: set[asyncio.Future[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -269,13 +291,11 @@ class KafkaWorker(Service):
         log.info("%s: took over partitions %s", self.instance, sorted(tp.partition for tp in new))
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
-        # The transaction timeout only matters if no worker takes the partition over (a
-        # successor fences at once); results commit in milliseconds, so it can be short.
         return AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.worker.{partition}"),
             enable_idempotence=True,
             acks="all",
-            transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms),
+            transaction_timeout_ms=int(self._transaction_timeout_s * 1000),
             client_id=f"eventflow-worker-{self.instance}-{partition}",
             **self.config.client(),
         )
@@ -504,8 +524,12 @@ class KafkaWorker(Service):
 
     async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
         """Results, done-markers and the offset of one partition's finished requests, retried
-        while the broker is away; any other broker error fails the worker (a new owner of the
-        partition runs the requests again)."""
+        while the broker is away. A producer left unusable by an error of its own state (out
+        of order sequence numbers after a broker restart, say) is replaced, up to `RENEWALS`
+        times in a row; any other broker error fails the worker (a new owner of the partition
+        runs the requests again)."""
+        renewals = 0
+        stale = False
         while True:
             producer = self._results.get(tp)
             if producer is None:
@@ -519,10 +543,13 @@ class KafkaWorker(Service):
                 return
             try:
                 with broker_errors(f"publishing results of partition {tp.partition}"):
-                    await self._transact(producer, tp, items)
+                    if stale:
+                        producer = await self._renew(tp, producer)
+                        stale = False
+                    await self._transact_within(producer, tp, items)
+                self._settle(items)
                 return
             except BrokerError as e:
-                self._undo(items)
                 if isinstance(e.__cause__, ProducerFenced):
                     # Another worker took the partition over (this one missed a rebalance): it
                     # redelivers these requests. Never fence it back: its done-markers would
@@ -535,9 +562,50 @@ class KafkaWorker(Service):
                     await self._give_up(tp)
                     return
                 if not e.retriable:
-                    raise
-                log.warning("%s: %s; retrying", self.instance, e)
+                    if stale or renewals >= RENEWALS or not self._holds(tp):
+                        raise
+                    renewals += 1
+                    stale = True
+                log.warning(
+                    "%s: %s; %s", self.instance, e, "renewing its producer" if stale else "retrying"
+                )
             await asyncio.sleep(0.5)
+
+    async def _transact_within(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, items: list[_Finished]
+    ) -> None:
+        """`_transact`, given up after twice the transaction timeout (the broker has aborted it
+        by then): a producer can wait for good on a transaction begun across a broker restart.
+        Its task is cancelled but not awaited (it may never end); the renewed producer fences
+        it."""
+        work = asyncio.ensure_future(self._transact(producer, tp, items))
+        done, _ = await asyncio.wait({work}, timeout=2 * self._transaction_timeout_s)
+        if not done:
+            work.cancel()
+            self._abandoned.add(work)
+            work.add_done_callback(_forget(self._abandoned))
+            raise UnusableProducer(
+                f"no answer in {2 * self._transaction_timeout_s:.0f} s to a result transaction"
+            )
+        work.result()
+
+    def _holds(self, tp: TopicPartition) -> bool:
+        """Still assigned `tp`: only then may a new producer fence the one before it."""
+        return self._consumer is not None and tp in self._consumer.assignment()
+
+    async def _renew(self, tp: TopicPartition, old: AIOKafkaProducer) -> AIOKafkaProducer:
+        """A new producer for `tp`'s transactional id. Starting it fences `old` and aborts the
+        transaction `old` left open, whose results are then published again."""
+        fresh = self._producer(tp.partition)
+        try:
+            await fresh.start()
+        except BaseException:
+            await fresh.stop()
+            raise
+        self._results[tp] = fresh
+        with contextlib.suppress(Exception):
+            await old.stop()
+        return fresh
 
     async def _transact(
         self, producer: AIOKafkaProducer, tp: TopicPartition, items: list[_Finished]
@@ -572,21 +640,23 @@ class KafkaWorker(Service):
                 await producer.send_offsets_to_transaction(offsets, self.group)
 
     def _offsets_after(self, batch: list[_Finished]) -> dict[TopicPartition, int]:
-        touched: set[TopicPartition] = set()
+        """Per partition, the offset to commit with `batch`: read only, `_settle` applies the
+        batch once its transaction committed."""
+        ended: dict[TopicPartition, set[int]] = {}
         for item in batch:
-            state = self.partitions.get(item.tp)
-            if state is None:
-                continue
-            state.running.discard(item.offset)
-            if item.run_id is not None:
-                state.done[item.run_id] = item.offset
-            touched.add(item.tp)
-        return {tp: self.partitions[tp].commit_position() for tp in touched}
+            if item.tp in self.partitions:
+                ended.setdefault(item.tp, set()).add(item.offset)
+        after: dict[TopicPartition, int] = {}
+        for tp, offsets in ended.items():
+            state = self.partitions[tp]
+            still = state.running - offsets
+            after[tp] = min(still) if still else state.next_offset
+        return after
 
-    def _undo(self, batch: list[_Finished]) -> None:
+    def _settle(self, batch: list[_Finished]) -> None:
         for item in batch:
             state = self.partitions.get(item.tp)
             if state is not None:
-                state.running.add(item.offset)
+                state.running.discard(item.offset)
                 if item.run_id is not None:
-                    state.done.pop(item.run_id, None)
+                    state.done[item.run_id] = item.offset
