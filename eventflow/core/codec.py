@@ -9,13 +9,24 @@ that `Snapshot.install` puts into the engine whole.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import orjson
 
+from ..partitions import UNPARTITIONED
 from . import backfill, freshness
 from .engine import Effects, Engine
-from .state import DatasetState, PartitionState, Pause, dump, load_dataset, load_partition
+from .state import (
+    DatasetState,
+    PartitionState,
+    Pause,
+    compact,
+    dump,
+    finished,
+    load_dataset,
+    load_partition,
+)
 
 SEP = "\x00"
 
@@ -57,12 +68,16 @@ def header(engine: Engine, pipeline: str) -> bytes:
 
 
 def changes(engine: Engine, fx: Effects) -> list[Record]:
-    """The records of the state a step changed, as `fx` names it."""
+    """The records of the state a step changed, as `fx` names it. A partition the step left
+    finished is kept compact from now on, as the record's bytes (`state.compact`)."""
     records: list[Record] = []
     for pipeline, key in fx.dirty_partitions:
         part = engine.pipelines[pipeline].partitions.get(key)
         if part is not None:
-            records.append((partition_key(pipeline, key), dump(part)))
+            raw = dump(part)
+            records.append((partition_key(pipeline, key), raw))
+            if key != UNPARTITIONED and finished(part):
+                compact(part, raw)
     for pipeline in {p for p, _ in fx.dirty_partitions} | fx.dirty_headers:
         records.append((header_key(pipeline), header(engine, pipeline)))
     for dataset, key in fx.dirty_datasets:
@@ -76,7 +91,10 @@ def changes(engine: Engine, fx: Effects) -> list[Record]:
 
 @dataclass
 class Snapshot:
-    """State read back from records, apart from the engine until installed."""
+    """State read back from records, apart from the engine until installed. Finished
+    partitions are kept compact (`state.compact`) unless `compact` is off (read in to be
+    decided at once); names are interned, since every pipeline's partitions repeat the same
+    keys and every dataset's states its name."""
 
     #: pipeline -> partition key -> state
     partitions: dict[str, dict[str, PartitionState]] = field(default_factory=dict)
@@ -96,6 +114,7 @@ class Snapshot:
     #: freshness subject -> its state
     fresh: dict[str, freshness.FreshnessState] = field(default_factory=dict)
     records: int = 0
+    compact: bool = True
 
     def add(self, key: str, value: bytes) -> None:
         """One record; a later record of the same key replaces the earlier one."""
@@ -105,7 +124,9 @@ class Snapshot:
             found = self.partitions.get(pipeline)
             if found is None:
                 found = self.partitions[pipeline] = {}
-            found[partition] = load_partition(value)
+            part = found[sys.intern(partition)] = load_partition(value)
+            if self.compact and partition != UNPARTITIONED and finished(part):
+                compact(part, value)
         elif kind == "h":
             head = orjson.loads(value)
             self.headers[rest] = (head["active"], head["waiting"])
@@ -116,7 +137,7 @@ class Snapshot:
             self.held[rest] = head.get("held", [])
         elif kind == "d":
             dataset, _, partition = rest.partition(SEP)
-            self.datasets[(dataset, partition)] = load_dataset(value)
+            self.datasets[(sys.intern(dataset), sys.intern(partition))] = load_dataset(value)
         elif kind == "g":
             self.pools[rest] = value
         elif kind == "f":

@@ -251,11 +251,77 @@ def bulk_load() -> Iterator[None]:
 
 
 def dump(state: PartitionState | DatasetState) -> bytes:
+    if type(state) is _COMPACT:  # its stored bytes, without expanding it
+        return bytes(_RAW.__get__(state, _Compact))
     return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
 
 
 def load_partition(raw: bytes) -> PartitionState:
     return _partition.validate_json(raw)
+
+
+# -- compact states ------------------------------------------------------------------------------
+def finished(part: PartitionState) -> bool:
+    """Nothing in the partition runs, waits or is held back, so only an event naming it (or a
+    reader such as `explain`) looks at it again: worth keeping compact."""
+    return (
+        part.run is None
+        and not part.reruns
+        and all(tr.status not in IN_FLIGHT for tr in part.runs.values())
+        and all(p.due is None for p in part.pacing.values())
+        and all(fo.complete for fo in part.fan_outs.values())
+    )
+
+
+def compact(part: PartitionState, raw: bytes) -> None:
+    """Keep `part` as `raw`, its stored form (`dump(part) == raw`), until something reads it.
+
+    In place, so every reference to the state stays valid: the object becomes a `_Compact`
+    (same slots), which turns back into the full `PartitionState` on its first attribute
+    access. A finished state costs its stored bytes plus one object, a third of its objects."""
+    for name in _FIELDS:
+        _SLOTS[name].__delete__(part)
+    object.__setattr__(part, "__class__", _Compact)
+    _RAW.__set__(part, raw)
+
+
+def _expand(obj: object) -> None:
+    full = _partition.validate_json(_RAW.__get__(obj, _Compact))
+    object.__setattr__(obj, "__class__", PartitionState)
+    for name in _FIELDS:
+        _SLOTS[name].__set__(obj, _SLOTS[name].__get__(full, PartitionState))
+
+
+class _Compact:
+    """A `PartitionState` held as its stored bytes (`compact`). The layout is the same, so the
+    object can change class in place; reading any attribute expands it first, so callers never
+    see this class (`isinstance` and the dataclass's `==` read `__class__`, which names
+    `PartitionState`; only `type()` tells them apart)."""
+
+    __slots__ = PartitionState.__slots__
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__class__":  # what `isinstance` reads; it must not expand the state first
+            return PartitionState
+        _expand(self)
+        return getattr(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        _expand(self)
+        return self == other
+
+    def __repr__(self) -> str:
+        _expand(self)
+        return repr(self)
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable like the dataclass it stands for
+
+
+_COMPACT: type = _Compact  # `type(state)` is typed as a state class, which this is not
+_FIELDS: tuple[str, ...] = PartitionState.__slots__
+_SLOTS: dict[str, Any] = {name: vars(PartitionState)[name] for name in _FIELDS}
+#: The first slot holds the bytes while compact (both classes have the same slot offsets).
+_RAW: Any = vars(_Compact)[_FIELDS[0]]
 
 
 def load_dataset(raw: bytes) -> DatasetState:

@@ -186,7 +186,7 @@ class Store(Lifecycle):
                 rows = await self._range(codec.partition_key(pipeline, ""))
             else:
                 rows = await self._exact([codec.partition_key(pipeline, k) for k in keys])
-            snapshot = Snapshot()
+            snapshot = Snapshot(compact=False)  # read in to be decided now
             for key, value in rows:
                 snapshot.add(key, value)
             snapshot.install(engine, merge=True)
