@@ -131,7 +131,10 @@ class Alert:
             path = "/***"
         if query and "${" not in query:
             query = "***"
-        return urlunsplit(parts._replace(path=path, query=query))
+        netloc = parts.netloc
+        if parts.password and "${" not in parts.password:
+            netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc, path=path, query=query, fragment=""))
 
     @property
     def event_types(self) -> frozenset[str]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from .. import metrics
 from ..definitions import App
@@ -68,21 +68,6 @@ class _Partition:
 
     def commit_position(self) -> int:
         return min(self.running) if self.running else self.next_offset
-
-
-class UnusableProducer(KafkaError):  # type: ignore[misc]
-    """A result producer that no longer answers: renewed as after its own state's errors."""
-
-    retriable = False
-
-
-def _forget(abandoned: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
-    def ended(work: asyncio.Future[None]) -> None:
-        abandoned.discard(work)
-        if not work.cancelled():
-            work.exception()  # retrieved: the renewal already said what went wrong
-
-    return ended
 
 
 @dataclass
@@ -152,11 +137,6 @@ class KafkaWorker(Service):
         #: Run ids stopped before their request ran here (the last `STOPS_KEPT`, oldest first).
         self._stop_before: dict[str, None] = {}
         self._stops: AIOKafkaConsumer | None = None
-        # The transaction timeout only matters if no worker takes the partition over (a
-        # successor fences at once); results commit in milliseconds, so it can be short.
-        self._transaction_timeout_s = max(10_000, settings.kafka_session_timeout_ms) / 1000
-        #: Result transactions given up on (see `_transact_within`), until they end.
-        self._abandoned: set[asyncio.Future[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -229,7 +209,8 @@ class KafkaWorker(Service):
         unread = sum(max(0, int(ends[tp]) - pos) for tp, pos in zip(tps, positions, strict=False))
         # Partitions given up while the offsets were read are no longer ours to count.
         unfinished = sum(len(p.running) for tp in tps if (p := self.partitions.get(tp)) is not None)
-        return unread + unfinished + len(self._finished)
+        # Finished requests stay running until their results are committed: counted once.
+        return unread + unfinished
 
     # -- rebalancing -----------------------------------------------------------------------------
     async def _assign(self, assigned: list[TopicPartition]) -> None:
@@ -291,11 +272,13 @@ class KafkaWorker(Service):
         log.info("%s: took over partitions %s", self.instance, sorted(tp.partition for tp in new))
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
+        # The transaction timeout only matters if no worker takes the partition over (a
+        # successor fences at once); results commit in milliseconds, so it can be short.
         return AIOKafkaProducer(
             transactional_id=self.config.name(f"eventflow.worker.{partition}"),
             enable_idempotence=True,
             acks="all",
-            transaction_timeout_ms=int(self._transaction_timeout_s * 1000),
+            transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms),
             client_id=f"eventflow-worker-{self.instance}-{partition}",
             **self.config.client(),
         )
@@ -525,9 +508,9 @@ class KafkaWorker(Service):
     async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
         """Results, done-markers and the offset of one partition's finished requests, retried
         while the broker is away. A producer left unusable by an error of its own state (out
-        of order sequence numbers after a broker restart, say) is replaced, up to `RENEWALS`
-        times in a row; any other broker error fails the worker (a new owner of the partition
-        runs the requests again)."""
+        of order sequence numbers after a broker restart: its transaction did not commit) is
+        replaced, up to `RENEWALS` times in a row; any other broker error fails the worker (a
+        new owner of the partition runs the requests again)."""
         renewals = 0
         stale = False
         while True:
@@ -546,7 +529,7 @@ class KafkaWorker(Service):
                     if stale:
                         producer = await self._renew(tp, producer)
                         stale = False
-                    await self._transact_within(producer, tp, items)
+                    await self._transact(producer, tp, items)
                 self._settle(items)
                 return
             except BrokerError as e:
@@ -562,7 +545,8 @@ class KafkaWorker(Service):
                     await self._give_up(tp)
                     return
                 if not e.retriable:
-                    if stale or renewals >= RENEWALS or not self._holds(tp):
+                    unusable = isinstance(e.__cause__, OutOfOrderSequenceNumber | UnknownProducerId)
+                    if stale or not unusable or renewals >= RENEWALS or not self._holds(tp):
                         raise
                     renewals += 1
                     stale = True
@@ -570,24 +554,6 @@ class KafkaWorker(Service):
                     "%s: %s; %s", self.instance, e, "renewing its producer" if stale else "retrying"
                 )
             await asyncio.sleep(0.5)
-
-    async def _transact_within(
-        self, producer: AIOKafkaProducer, tp: TopicPartition, items: list[_Finished]
-    ) -> None:
-        """`_transact`, given up after twice the transaction timeout (the broker has aborted it
-        by then): a producer can wait for good on a transaction begun across a broker restart.
-        Its task is cancelled but not awaited (it may never end); the renewed producer fences
-        it."""
-        work = asyncio.ensure_future(self._transact(producer, tp, items))
-        done, _ = await asyncio.wait({work}, timeout=2 * self._transaction_timeout_s)
-        if not done:
-            work.cancel()
-            self._abandoned.add(work)
-            work.add_done_callback(_forget(self._abandoned))
-            raise UnusableProducer(
-                f"no answer in {2 * self._transaction_timeout_s:.0f} s to a result transaction"
-            )
-        work.result()
 
     def _holds(self, tp: TopicPartition) -> bool:
         """Still assigned `tp`: only then may a new producer fence the one before it."""
@@ -604,7 +570,7 @@ class KafkaWorker(Service):
             raise
         self._results[tp] = fresh
         with contextlib.suppress(Exception):
-            await old.stop()
+            await asyncio.wait_for(old.stop(), REVOKE_GRACE_S)
         return fresh
 
     async def _transact(

@@ -48,7 +48,11 @@ def api_app(receiver: Receiver) -> ef.App:
         ),
         ef.Alert("chat", on=["task.failed"], webhook=receiver.url(), format="slack"),
         # Never sent here: it shows how a literal webhook's secret is kept out of sight.
-        ef.Alert("team", on=["freshness.violated"], webhook=f"https://hooks.example/{SLACK}?k=v"),
+        ef.Alert(
+            "team",
+            on=["freshness.violated"],
+            webhook=f"https://bob:pw{SLACK[-6:]}@hooks.example/{SLACK}?k=v#top",
+        ),
     ]
     return ef.App([p], alerts=rules)
 
@@ -69,7 +73,7 @@ async def test_rules_and_deliveries(
             ("team", ["freshness.violated"], "json", []),
         ]
         assert "not-to-be-shown" not in orjson.dumps(rules).decode()
-        assert rules[2]["webhook"] == "https://hooks.example/***?***"
+        assert rules[2]["webhook"] == "https://bob:***@hooks.example/***?***"
         assert SLACK not in orjson.dumps(rules).decode()
         await harness.emit("src", "", 1)
         found = await until(

@@ -74,7 +74,8 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     memory = results["memory/embedded"]
     assert memory["states"] == 2000 and memory["dataset_states"] == 4000
     assert memory["traced_per_state_b"] > memory["stored_state_b"] > 100
-    assert memory["rss_mib"] > memory["rss_empty_mib"] > 0
+    # Compact states: 2,000 of them may not move the resident size by a whole MiB.
+    assert memory["rss_mib"] >= memory["rss_empty_mib"] > 0
     assert results["ui/embedded"]["runs"] == 10
     assert results["backfill/embedded"]["partitions"] == 20
     assert results["backfill/planning/embedded"]["partitions"] == 20
