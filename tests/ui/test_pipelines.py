@@ -96,6 +96,8 @@ def test_runs_filter_by_status_and_partition_and_page_by_cursor(page: Page, shop
     assert len(statuses) == sum(r["status"] == "failed" for r in runs)
 
     page.goto(f"{shop.url}/ui/pipelines/shop")
+    # The live stream's first refresh redraws the page, the form with it: typed after it.
+    expect(page.locator("body")).to_have_attribute("data-live", "open")
     page.fill("#filter-partition", "2026-10-07")
     page.click("#run-filters button")
     expect(page.locator("#runs tr.run")).to_have_count(1)
