@@ -96,8 +96,7 @@ def test_runs_filter_by_status_and_partition_and_page_by_cursor(page: Page, shop
     assert len(statuses) == sum(r["status"] == "failed" for r in runs)
 
     page.goto(f"{shop.url}/ui/pipelines/shop")
-    # The live stream's first refresh redraws the page, the form with it: typed after it.
-    expect(page.locator("body")).to_have_attribute("data-live", "open")
+    live(page)  # its first refresh redraws the page, the form with it: typed after it
     page.fill("#filter-partition", "2026-10-07")
     page.click("#run-filters button")
     expect(page.locator("#runs tr.run")).to_have_count(1)
@@ -161,6 +160,7 @@ def test_why_says_what_a_waiting_task_waits_for_and_follows_its_inputs_live(
 
     page.goto(f"{shop.url}/ui/pipelines/shop/tasks/tidy/why")  # the partition it last ran in
     expect(page.locator("#why-partition")).to_have_value(waiting)
+    live(page)
     page.fill("#why-partition", "not-a-day")
     page.click("#why-form button")
     expect(page.locator("#refused")).to_contain_text("not a daily key")
