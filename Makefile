@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
+# The suite mostly waits (on brokers, processes, browsers): more workers than cores pay off.
+# Each worker starts its own broker and PostgreSQL; a module stays on one worker.
+TEST_WORKERS ?= 3
 # dbt in a venv of its own: dbt-common pins pathspec below what mypy needs, so the two cannot
 # share one. The dbt tests find it at $(VENV)/dbt/bin/dbt.
 DBT_VENV := $(VENV)/dbt
@@ -44,7 +47,7 @@ test: $(STAMP) $(DBT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Figures, not assertions: prints a table and writes bench/results/latest.json.
 bench: $(STAMP)

@@ -14,6 +14,7 @@ KRaft storage, `bootstrap` (host:port), `broker.pid` and `broker.log`. Standard 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -114,6 +115,16 @@ def ensure_jars() -> Path:
     libs = cache / "libs"
     if (cache / ".complete").exists():
         return libs
+    cache.mkdir(parents=True, exist_ok=True)
+    # Test workers start their brokers at once: one resolves, the others wait and reuse it.
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (cache / ".complete").exists():
+            return libs
+        return _resolve(cache, libs)
+
+
+def _resolve(cache: Path, libs: Path) -> Path:
     for tool in ("mvn", "java"):
         if shutil.which(tool) is None:
             sys.exit(f"kafka_broker: `{tool}` is not installed (Java 17+ and Maven are needed)")
