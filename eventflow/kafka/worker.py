@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,12 @@ STOPS_KEPT = 10_000
 REVOKE_GRACE_S = 5.0
 #: New producers tried in a row for one batch of results before the worker fails.
 RENEWALS = 3
+#: Seconds a result transaction may go unanswered before its partition is taken over again.
+UNANSWERED_S = 120.0
+
+
+class _Unanswered(Exception):
+    """A result transaction that neither committed nor failed in time."""
 
 
 @dataclass
@@ -129,6 +135,9 @@ class KafkaWorker(Service):
         # The transactional producer of each assigned partition (see `_load`).
         self._results: dict[TopicPartition, AIOKafkaProducer] = {}
         self._commit_lock = asyncio.Lock()
+        self.unanswered_s = UNANSWERED_S
+        # Result transactions given up on unanswered; cancelled again on stop.
+        self._abandoned: set[asyncio.Task[None]] = set()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
         #: Run id -> the body running it here, for stops to find.
         self._bodies: dict[str, asyncio.Task[None]] = {}
@@ -182,6 +191,7 @@ class KafkaWorker(Service):
         stops, self._stops = self._stops, None
         await self._stop_loops()  # fetching, committing, stops, partitions being taken over
         await self.cancel(*self.running.values())
+        await self._end_abandoned()
         for reader in (consumer, stops):
             if reader is not None:
                 await reader.stop()
@@ -299,15 +309,46 @@ class KafkaWorker(Service):
                 body.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         async with self._commit_lock:
-            await self._publish(self._take_finished())
-            for tp in revoked:
-                await self._give_up(tp)
+            try:
+                for tp in await self._publish(self._take_finished()):
+                    if tp not in revoked:
+                        await self._reload(tp)
+            except Exception as e:
+                # The group's listener would swallow it: results not published fail the worker
+                # (a new owner runs their requests again), as in the commit loop.
+                self.fail(e, "publishing results before giving partitions up")
+            finally:
+                for tp in revoked:
+                    await self._give_up(tp)
 
     async def _give_up(self, tp: TopicPartition) -> None:
         self.partitions.pop(tp, None)
         producer = self._results.pop(tp, None)
         if producer is not None:
-            await producer.stop()
+            # Bounded: a producer whose transaction went unanswered may never flush.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), REVOKE_GRACE_S)
+
+    async def _reload(self, tp: TopicPartition) -> None:
+        """Under `_commit_lock`: a result transaction of `tp` went unanswered, so whether it
+        commits is unknown. Take `tp` over again as a new owner would: its requests running here
+        are cancelled, its unpublished results dropped, and the new producer fences the old one
+        (the broker finishes or aborts that transaction first), so the committed offset and
+        done-markers read next say exactly which requests still run."""
+        log.warning(
+            "%s: a result transaction of partition %d went unanswered for %.0f s; "
+            "taking the partition over again",
+            self.instance,
+            tp.partition,
+            self.unanswered_s,
+        )
+        bodies = [body for (p, _), body in self.running.items() if p == tp]
+        await self.cancel(*bodies)
+        self._finished = [item for item in self._finished if item.tp != tp]
+        await self._give_up(tp)
+        if self._consumer is not None and self._holds(tp) and tp not in self._loading:
+            self._consumer.pause(tp)
+            self._loading[tp] = self.spawn(self._load([tp]), "take over a partition again")
 
     async def _done_markers(self, committed: dict[int, int]) -> dict[int, dict[str, int]]:
         """Per partition, run ids finished at or after its committed offset: never run again."""
@@ -493,17 +534,27 @@ class KafkaWorker(Service):
         while True:
             await self._has_finished.wait()
             async with self._commit_lock:
-                await self._publish(self._take_finished())
+                for tp in await self._publish(self._take_finished()):
+                    await self._reload(tp)
 
-    async def _publish(self, batch: list[_Finished]) -> None:
+    async def _publish(self, batch: list[_Finished]) -> list[TopicPartition]:
         """Under `_commit_lock`: the finished requests of each partition in one transaction of
-        that partition's producer (the request offsets go with it)."""
+        that partition's producer (the request offsets go with it). Returns the partitions whose
+        transaction went unanswered."""
         by_partition: dict[TopicPartition, list[_Finished]] = {}
         for item in batch:
             by_partition.setdefault(item.tp, []).append(item)
-        await asyncio.gather(
-            *(self._publish_partition(tp, items) for tp, items in by_partition.items())
+        outcomes = await asyncio.gather(
+            *(self._publish_partition(tp, items) for tp, items in by_partition.items()),
+            return_exceptions=True,
         )
+        unanswered = []
+        for tp, outcome in zip(by_partition, outcomes, strict=True):
+            if isinstance(outcome, _Unanswered):
+                unanswered.append(tp)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return unanswered
 
     async def _publish_partition(self, tp: TopicPartition, items: list[_Finished]) -> None:
         """Results, done-markers and the offset of one partition's finished requests, retried
@@ -529,7 +580,7 @@ class KafkaWorker(Service):
                     if stale:
                         producer = await self._renew(tp, producer)
                         stale = False
-                    await self._transact(producer, tp, items)
+                    await self._answered(self._transact(producer, tp, items))
                 self._settle(items)
                 return
             except BrokerError as e:
@@ -554,6 +605,34 @@ class KafkaWorker(Service):
                     "%s: %s; %s", self.instance, e, "renewing its producer" if stale else "retrying"
                 )
             await asyncio.sleep(0.5)
+
+    async def _answered(self, transaction: Coroutine[Any, Any, None]) -> None:
+        """`transaction`, or `_Unanswered` after `unanswered_s`. It is then cancelled but not
+        awaited: a transaction's end is awaited shielded and may never come; the new producer
+        of its partition fences it."""
+        task = asyncio.ensure_future(transaction)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.unanswered_s)
+        except BaseException:
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
+            raise _Unanswered
+        await task
+
+    def _abandon(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    async def _end_abandoned(self) -> None:
+        """Cancel the abandoned transactions again (a second cancel ends a shielded wait) and
+        wait for them, bounded."""
+        for task in self._abandoned:
+            task.cancel()
+        if self._abandoned:
+            await asyncio.wait(self._abandoned, timeout=REVOKE_GRACE_S)
 
     def _holds(self, tp: TopicPartition) -> bool:
         """Still assigned `tp`: only then may a new producer fence the one before it."""
