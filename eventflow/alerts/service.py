@@ -18,7 +18,6 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import httpx
@@ -183,13 +182,14 @@ class AlertService(Service):
             room = CONCURRENCY - len(self._inflight)
             if room > 0:
                 busy = Counter(self._inflight.values())
-                claimed = await self._stored(
-                    partial(self.store.claim_deliveries, per_rule=PER_RULE, busy=busy),
-                    self._now(),
-                    self.instance,
-                    lease_s,
-                    room,
-                )
+
+                async def claim(room: int = room, busy: Counter[str] = busy) -> Any:
+                    # The time of each try: a claim retried after an outage is due by then.
+                    return await self.store.claim_deliveries(
+                        self._now(), self.instance, lease_s, room, per_rule=PER_RULE, busy=busy
+                    )
+
+                claimed = await self._stored(claim)
                 for row in claimed:
                     task = asyncio.create_task(self._one(row), name=f"alert {row['rule']}")
                     self._inflight[task] = row["rule"]
@@ -228,7 +228,7 @@ class AlertService(Service):
             "next_attempt_at": verdict.next_at,
             "finished_at": now if verdict.next_at is None else None,
         }
-        await self._stored(self.store.settle_delivery, name, event_id, self.instance, values)
+        await self._stored(self.store.settle_delivery, name, event_id, row["lease_owner"], values)
         if verdict.state == "given_up":
             log.warning("alert %r gave event %s up: %s", name, event_id, verdict.error)
         elif verdict.state == "retrying":

@@ -10,6 +10,7 @@ its lease has run out) and writes each attempt's outcome back.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -92,7 +93,8 @@ class AlertDeliveries(Queries):
         busy: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Open deliveries due by `now` that no one holds, each leased to `owner` for
-        `lease_s`; their rows (with the body). With `per_rule`, a rule gets no more than that
+        `lease_s`; their rows (with the body), whose `lease_owner` names this claim: the one
+        `settle_delivery` takes. With `per_rule`, a rule gets no more than that
         many at once, counting the `busy` ones its caller holds: a receiver that is slow or
         never answers then holds back only its own deliveries, not every rule's."""
         d = t.alert_deliveries
@@ -120,10 +122,15 @@ class AlertDeliveries(Queries):
                     if per_rule is not None and held[row["rule"]] >= per_rule:
                         continue
                     key = and_(d.c.rule == row["rule"], d.c.event_id == row["event_id"])
-                    lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}
+                    # Per claim: a server that claims the same delivery again after its lease
+                    # ran out must not settle it with the first claim's attempt.
+                    lease = {
+                        "lease_owner": f"{owner}/{secrets.token_hex(6)}",
+                        "lease_until": now + timedelta(seconds=lease_s),
+                    }
                     taken = await conn.execute(update(d).where(key, due).values(**lease))
                     if taken.rowcount == 1:
-                        claimed.append(row)
+                        claimed.append(row | lease)
                         held[row["rule"]] += 1
         except SQLAlchemyError as e:
             raise StorageError(f"cannot claim alert deliveries: {e}") from e
@@ -132,9 +139,9 @@ class AlertDeliveries(Queries):
     async def settle_delivery(
         self, rule: str, event_id: str, owner: str, values: Mapping[str, Any]
     ) -> None:
-        """Write the outcome of `owner`'s attempt to an open delivery and let go of its lease.
-        A delivery already finished, or leased since by another server (this one was too slow,
-        and its attempt is being repeated), stays as it is."""
+        """Write the outcome of the attempt of claim `owner` (its row's `lease_owner`) to an
+        open delivery and let go of its lease. A delivery already finished, or claimed since
+        (this attempt was too slow, and is being repeated), stays as it is."""
         d = t.alert_deliveries
         sql = (
             update(d)

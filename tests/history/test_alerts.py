@@ -40,6 +40,18 @@ async def test_an_event_recorded_twice_is_one_delivery(store: HistoryStore) -> N
     ]
 
 
+#: A first attempt's outcome: delivered.
+DELIVERED = {
+    "state": "delivered",
+    "attempts": 1,
+    "status_code": 200,
+    "error": None,
+    "last_attempt_at": T0,
+    "next_attempt_at": None,
+    "finished_at": T0,
+}
+
+
 async def test_a_claimed_delivery_is_held_until_settled_or_its_lease_ends(
     store: HistoryStore,
 ) -> None:
@@ -63,30 +75,41 @@ async def test_a_claimed_delivery_is_held_until_settled_or_its_lease_ends(
         "finished_at": None,
     }
     # a's answer comes after b took the delivery over: b's attempt decides.
-    await store.settle_delivery("oncall", "e1", "a", failed | {"state": "given_up"})
+    await store.settle_delivery("oncall", "e1", mine["lease_owner"], failed | {"state": "given_up"})
     [d] = await store.deliveries(event_id="e1")
     assert (d.state, d.attempts) == ("pending", 0)
-    await store.settle_delivery("oncall", "e1", "b", failed)
+    await store.settle_delivery("oncall", "e1", taken["lease_owner"], failed)
     assert await store.next_delivery_due() == retry_at
     [d] = await store.deliveries(state="retrying")
     assert (d.attempts, d.status_code, d.error, d.next_attempt_at) == (1, 503, "HTTP 503", retry_at)
 
 
+async def test_a_server_claiming_again_settles_only_with_its_latest_claim(
+    store: HistoryStore,
+) -> None:
+    """Server a's attempt outlives its lease and a claims the delivery again: the first
+    attempt's late answer is not the outcome, the second's is."""
+    await store.record_deliveries([row()])
+    [first] = await store.claim_deliveries(T0, "a", 40, limit=10)
+    [second] = await store.claim_deliveries(T0 + timedelta(seconds=41), "a", 40, limit=10)
+    assert first["lease_owner"] != second["lease_owner"]
+    await store.settle_delivery(
+        "oncall", "e1", first["lease_owner"], DELIVERED | {"state": "given_up"}
+    )
+    [d] = await store.deliveries(event_id="e1")
+    assert d.state == "pending", "the first claim's answer came too late"
+    await store.settle_delivery("oncall", "e1", second["lease_owner"], DELIVERED)
+    [d] = await store.deliveries(event_id="e1")
+    assert d.state == "delivered"
+
+
 async def test_a_finished_delivery_stays_finished(store: HistoryStore) -> None:
     await store.record_deliveries([row()])
-    done = {
-        "state": "delivered",
-        "attempts": 1,
-        "status_code": 200,
-        "error": None,
-        "last_attempt_at": T0,
-        "next_attempt_at": None,
-        "finished_at": T0,
-    }
-    assert len(await store.claim_deliveries(T0, "a", 40, limit=10)) == 1
-    await store.settle_delivery("oncall", "e1", "a", done)
+    done = DELIVERED
+    [claim] = await store.claim_deliveries(T0, "a", 40, limit=10)
+    await store.settle_delivery("oncall", "e1", claim["lease_owner"], done)
     late = done | {"state": "retrying", "attempts": 2, "next_attempt_at": T0}
-    await store.settle_delivery("oncall", "e1", "a", late)  # a late answer, repeated
+    await store.settle_delivery("oncall", "e1", claim["lease_owner"], late)  # a late answer
     [d] = await store.deliveries()
     assert (d.state, d.attempts) == ("delivered", 1)
     assert await store.claim_deliveries(T0 + timedelta(days=1), "a", 40, limit=10) == []
