@@ -294,9 +294,9 @@ def _expand(obj: object) -> None:
 
 class _Compact:
     """A `PartitionState` held as its stored bytes (`compact`). The layout is the same, so the
-    object can change class in place; reading any attribute expands it first, so callers never
-    see this class (`isinstance` and the dataclass's `==` read `__class__`, which names
-    `PartitionState`; only `type()` tells them apart)."""
+    object can change class in place; reading or writing any attribute expands it first, so
+    callers never see this class (`isinstance` and the dataclass's `==` read `__class__`, which
+    names `PartitionState`; only `type()` tells them apart)."""
 
     __slots__ = PartitionState.__slots__
 
@@ -305,6 +305,10 @@ class _Compact:
             return PartitionState
         _expand(self)
         return getattr(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _expand(self)  # else expanding later would overwrite what is written now
+        setattr(self, name, value)
 
     def __eq__(self, other: object) -> bool:
         _expand(self)

@@ -200,3 +200,16 @@ def test_a_restore_keeps_finished_partitions_compact_and_live_ones_expanded() ->
     assert type(restored[PARTS[0]]) is not PartitionState
     assert type(restored[PARTS[1]]) is PartitionState
     assert restored == sim.engine.pipelines["compact"].partitions
+
+
+def test_a_write_to_a_compact_state_before_any_read_is_kept() -> None:
+    sim = compacting(app())
+    sim.send(produced("x", PARTS[0], 1))
+    req = sim.queue.popleft()
+    sim.start(req)
+    sim.succeed(req)
+    assert compacted(sim) == {PARTS[0]}
+    part = sim.engine.pipelines["compact"].partitions[PARTS[0]]
+    part.run_seq = 99
+    assert type(part) is PartitionState, "expanded by the write"
+    assert part.run_seq == 99 and part.runs, "the write kept, the rest expanded from the bytes"
