@@ -155,7 +155,8 @@ def main() -> None:
         "--profile",
         type=Path,
         metavar="FILE",
-        help="profile the coordinator during `throughput` with pyinstrument, into FILE.RUNTIME.txt",
+        help="profile the coordinator during `throughput` with pyinstrument: FILE.RUNTIME.txt "
+        "(flat), .tree.txt (call tree), .pyisession (the samples)",
     )
     parser.add_argument(
         "--states",

@@ -102,11 +102,9 @@ class Deployment:
                 "-m",
                 "pyinstrument",
                 "-r",
-                "text",
-                "-p",
-                "flat=true",
+                "pyisession",
                 "-o",
-                str(self.profile),
+                str(self.profile.with_suffix(".pyisession")),
             ]
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=ROOT)
         self.services[name] = proc
@@ -187,6 +185,8 @@ class Deployment:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.profile is not None:
+            render_profile(self.profile)
 
     async def _until_ready(self, socket: Path) -> None:
         """Until the dev instance has loaded its state and processes events."""
@@ -289,3 +289,19 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def render_profile(profile: Path) -> None:
+    """The coordinator's saved pyinstrument session as two text reports beside it: flat
+    (`profile`: seconds whose innermost frame is the function, where the time goes) and the
+    call tree (`*.tree.txt`: which caller pays for it). Repeat either with `pyinstrument
+    --load FILE.pyisession`."""
+    from pyinstrument.renderers import ConsoleRenderer
+    from pyinstrument.session import Session
+
+    saved = profile.with_suffix(".pyisession")
+    if not saved.exists():
+        return
+    session = Session.load(saved)
+    profile.write_text(ConsoleRenderer(flat=True).render(session))
+    profile.with_suffix(".tree.txt").write_text(ConsoleRenderer().render(session))

@@ -594,8 +594,11 @@ class Event(BaseModel, Generic[D]):
         """One clear reason per bad extension (the typed extras alone would list three)."""
         if not isinstance(values, dict):
             return values
+        # The class's own dict: `model_fields` goes through a deprecation descriptor that cost
+        # more than the rest of validating an event.
+        fields = cls.__pydantic_fields__
         for name, value in values.items():
-            if name in cls.model_fields:
+            if name in fields:
                 continue
             if not isinstance(name, str) or not EXTENSION_NAME.match(name):
                 raise ValueError(

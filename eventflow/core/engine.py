@@ -67,7 +67,7 @@ class Refused(EventError):
         self.effects = effects
 
 
-@dataclass
+@dataclass(slots=True)
 class Effects:
     """What deciding asks a runtime to carry out, and which state it changed."""
 

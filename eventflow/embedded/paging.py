@@ -23,6 +23,7 @@ from ..events import (
     PipelineAction,
     PipelineInput,
     TaskRef,
+    TaskSucceeded,
 )
 from ..partitions import UNPARTITIONED
 from .store import Store
@@ -36,6 +37,32 @@ class Pager:
         self.store = store
         self.limit = limit
         self._recent: OrderedDict[_Key, None] = OrderedDict()
+        #: Dataset partitions looked up in the file since the step began, found or not.
+        self._looked_up: set[tuple[str, str]] = set()
+
+    async def prefetch(self, events: Iterable[Event]) -> None:
+        """Before a step: read in, in one query, the dataset partitions its inputs name,
+        including the outputs of the task runs that succeeded (which the step follows), so
+        that a step of many inputs does not query the file once per dataset event. A
+        partition the file lacks is not looked up again until the next step (the file
+        changes only when the step commits)."""
+        self._looked_up.clear()
+        wanted: dict[tuple[str, str], None] = {}
+        for event in events:
+            if isinstance(event, DatasetProduced):
+                self._want(wanted, event.data.dataset, event.data.partition)
+            elif isinstance(event, TaskSucceeded):
+                for output in event.data.outputs:
+                    self._want(wanted, output.dataset, output.partition)
+        if wanted:
+            keys = list(wanted)
+            await self.store.page_in_datasets(self.engine, keys)
+            self._looked_up.update(keys)
+
+    def _want(self, wanted: dict[tuple[str, str], None], dataset: str, partition: str) -> None:
+        key = self._dataset_key(dataset, partition)
+        if key is not None and key not in self.engine.datasets:
+            wanted[key] = None
 
     async def page_in(self, event: Event) -> None:
         """Read in what deciding `event` will touch; unknown names are left to the engine."""
@@ -91,6 +118,7 @@ class Pager:
     def forget(self) -> None:
         """The engine's state was reloaded from the file."""
         self._recent.clear()
+        self._looked_up.clear()
 
     def __len__(self) -> int:
         return len(self._recent)
@@ -134,17 +162,23 @@ class Pager:
         for parent in sorted(p for p in found if p is not None):
             await self._partition(pipeline, parent)
 
-    async def _dataset(self, dataset: str, partition: str) -> None:
+    def _dataset_key(self, dataset: str, partition: str) -> tuple[str, str] | None:
+        """The state's key, or None for what the engine will refuse."""
         found = self.engine.app.datasets.get(dataset)
         if found is None:
-            return
+            return None
         try:
-            key = found.partitions.validate(partition)
+            return dataset, found.partitions.validate(partition)
         except EventError:
+            return None
+
+    async def _dataset(self, dataset: str, partition: str) -> None:
+        key = self._dataset_key(dataset, partition)
+        if key is None:
             return
-        if (dataset, key) not in self.engine.datasets:
-            await self.store.page_in_dataset(self.engine, dataset, key)
-        self._use(("d", dataset, key))
+        if key not in self.engine.datasets and key not in self._looked_up:
+            await self.store.page_in_datasets(self.engine, [key])
+        self._use(("d", *key))
 
     async def _partition(self, pipeline: str, partition: str, everything: bool = False) -> None:
         pst = self.engine.pipelines.get(pipeline)

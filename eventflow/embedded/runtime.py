@@ -86,6 +86,7 @@ class EmbeddedRuntime(Service):
             source=settings.source,
             follow=True,
             page_in=self.pager.page_in,
+            prefetch=self.pager.prefetch,
             tracer=tracer,
         )
         self.worker_id = instance_id()

@@ -193,10 +193,11 @@ class Store(Lifecycle):
         except (sqlite3.Error, ValueError) as e:
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e
 
-    async def page_in_dataset(self, engine: Engine, dataset: str, key: str) -> None:
+    async def page_in_datasets(self, engine: Engine, keys: list[tuple[str, str]]) -> None:
+        """Read these (dataset, partition) states into the engine, in one query."""
         try:
             snapshot = Snapshot()
-            for k, value in await self._exact([codec.dataset_key(dataset, key)]):
+            for k, value in await self._exact([codec.dataset_key(d, p) for d, p in keys]):
                 snapshot.add(k, value)
             snapshot.install(engine, merge=True)
         except (sqlite3.Error, ValueError) as e:

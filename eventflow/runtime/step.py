@@ -161,15 +161,18 @@ class Step:
         source: str,
         follow: bool,
         page_in: Callable[[Event], Awaitable[None]] | None = None,
+        prefetch: Callable[[list[Event]], Awaitable[None]] | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         """`page_in` brings the state an event needs into the engine before it is decided
-        (the embedded runtime keeps idle state in its file only); `tracer` records the
-        `publish` and `decide` spans (None: trace context is only carried on)."""
+        (the embedded runtime keeps idle state in its file only), `prefetch` what a whole
+        step's inputs need, before the first is decided; `tracer` records the `publish` and
+        `decide` spans (None: trace context is only carried on)."""
         self.engine = engine
         self.source = source
         self.follow = follow
         self.page_in = page_in
+        self.prefetch = prefetch
         self.tracer = tracer
 
     async def process(self, inputs: Sequence[Inbound], now: float, log: StateLog) -> Outcome:
@@ -187,6 +190,10 @@ class Step:
         failed unexpectedly (the caller restores the state, then refuses that input)."""
         out = Outcome()
         fx = out.effects
+        if self.prefetch is not None:
+            await self.prefetch(
+                [i.item for i in inputs if isinstance(i.item, Event) and i.refused is None]
+            )
         pending: deque[tuple[int, Inbound, bool]] = deque(
             (i, inbound, False) for i, inbound in enumerate(inputs)
         )

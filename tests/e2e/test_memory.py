@@ -6,7 +6,10 @@ import asyncio
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
+
 import eventflow as ef
+from eventflow.core import Engine
 
 
 def days(n: int) -> list[str]:
@@ -58,3 +61,36 @@ async def test_idle_partitions_leave_memory_and_come_back_when_named(tmp_path: P
         await asyncio.wait_for(restarted.wait_idle(), 60)
     assert calls[-1] == (keys[5], {"src": 3, "lookup": 2})
     assert len(calls) == 82
+
+
+async def test_a_step_reads_the_dataset_partitions_its_inputs_name_in_one_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, dict[str, int]]] = []
+    settings = ef.Settings(home=tmp_path / "home", state_cache=2)
+    keys = days(10)
+    async with ef.EmbeddedRuntime(app(calls), settings) as runtime:
+        await runtime.emit("lookup", version=1)
+        for key in keys:
+            await runtime.emit("src", key, version=1)
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert len(calls) == 10
+        queries: list[list[tuple[str, str]]] = []
+        read = runtime.store.page_in_datasets
+
+        async def counted(engine: Engine, wanted: list[tuple[str, str]]) -> None:
+            queries.append(list(wanted))
+            await read(engine, wanted)
+
+        monkeypatch.setattr(runtime.store, "page_in_datasets", counted)
+        # Handed in together, so decided in one step: versions already seen, read back from
+        # the file in one query and dropped.
+        await asyncio.gather(*(runtime.emit("src", key, version=1) for key in keys))
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert len(calls) == 10
+        assert len(queries) == 1
+        assert {("src", key) for key in keys} <= set(queries[0])
+
+        await asyncio.gather(*(runtime.emit("src", key, version=2) for key in keys))
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+    assert sorted(calls[10:]) == [(key, {"src": 2, "lookup": 1}) for key in keys]
