@@ -155,10 +155,10 @@ def test_one_trace_from_publish_through_coordinator_and_worker_processes(
     announced = DatasetProduced.of(DatasetProducedData(dataset="raw", version=1))
     context = f"00-{TRACE_ID}-{PARENT_SPAN}-01".encode()
     cluster.publish_raw(encode(announced), key=b"raw", headers=[("traceparent", context)])
-    wait_for(
-        lambda: len(receiver.named("task")) == 2,
+    wait_for(  # each process exports its spans in batches of its own, in no common order
+        lambda: len(receiver.named("task")) == 2 and len(receiver.named("decide")) == 2,
         90,
-        "both task spans exported",
+        "both task spans and both decide spans exported",
         lambda: f"{receiver.spans}\n{coordinator.describe()}\n{worker.describe()}",
     )
     [publish] = receiver.named("publish")
