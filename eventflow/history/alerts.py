@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import StorageError
 from . import schema as t
 from .models import Record
-from .queries import Queries
+from .queries import Queries, whole
 
 #: `pending`: not tried yet; `retrying`: tried, tried again at `next_attempt_at`; `delivered`;
 #: `given_up`: refused by the receiver, or out of attempts or time (`error` says which).
@@ -68,6 +68,7 @@ class AlertDeliveries(Queries):
     def _insert(self, table: Any) -> Any:
         raise NotImplementedError
 
+    @whole
     async def record_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add `pending` deliveries (every column but the attempt's); one that exists (same
         rule and event id) is left as it is."""
@@ -82,6 +83,7 @@ class AlertDeliveries(Queries):
         except SQLAlchemyError as e:
             raise StorageError(f"cannot record alert deliveries: {e}") from e
 
+    @whole
     async def claim_deliveries(
         self,
         now: datetime,
@@ -136,6 +138,7 @@ class AlertDeliveries(Queries):
             raise StorageError(f"cannot claim alert deliveries: {e}") from e
         return claimed
 
+    @whole
     async def settle_delivery(
         self, rule: str, event_id: str, owner: str, values: Mapping[str, Any]
     ) -> None:

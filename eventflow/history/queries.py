@@ -3,8 +3,10 @@ letters, events and task logs, each returning the models of `history.models`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -81,6 +83,28 @@ def _never_ran(status: str) -> str:
 
 #: The execution option that marks a write transaction.
 WRITE = "eventflow_write"
+
+Write = TypeVar("Write", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def whole(write: Write) -> Write:
+    """A write that runs to its end though its caller is cancelled (a service stopping), which
+    waits for it. Cut off while the driver's thread runs a statement, the transaction stayed
+    open on a connection the pool had given up: on SQLite it kept the file's write lock, and
+    every later writer waited out the busy timeout and failed with "database is locked"."""
+
+    @functools.wraps(write)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.ensure_future(write(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Cancelled again while waiting: the write still ends; its outcome is not wanted.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            await asyncio.wait([task])
+            raise
+
+    return run  # type: ignore[return-value]
 
 
 class Queries:

@@ -29,7 +29,7 @@ from ..settings import Settings
 from . import schema as t
 from .alerts import OPEN, AlertDeliveries
 from .projection import Row, merge_attempt, merge_run, project
-from .queries import WRITE
+from .queries import WRITE, whole
 
 #: Rows per statement where a list of keys is sent (SQLite bounds a statement's parameters).
 CHUNK = 500
@@ -149,6 +149,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
             await engine.dispose()
 
     # -- writes ----------------------------------------------------------------------------------
+    @whole
     async def apply(
         self, events: Sequence[Event], positions: Mapping[str, int] | None = None
     ) -> int:
@@ -178,6 +179,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         async with self._read() as conn:
             return {r.name: r.position for r in (await conn.execute(sql)).all()}
 
+    @whole
     async def clear(self) -> None:
         """Empty every table, positions included: what a rebuild starts from. The alert
         deliveries stay: they are no projection, and keep an event from being sent twice."""
@@ -188,6 +190,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         except SQLAlchemyError as e:
             raise StorageError(f"cannot clear the history store {self!r}: {e}") from e
 
+    @whole
     async def prune(self, now: datetime) -> int:
         """Delete history older than `retention_days` before `now` (nothing when it is 0): events,
         ended runs and attempts, checks, dead letters, log lines, finished alert deliveries, and

@@ -3,6 +3,8 @@ every query and filter, pagination, lineage, task logs and retention."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sqlite3
 from datetime import timedelta
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from eventflow.events import Event
@@ -373,3 +376,35 @@ async def test_sqlite_write_transactions_hold_the_write_lock_from_their_start(
             assert other_can_write()
         finally:
             other.close()
+
+
+async def test_a_cancelled_write_lets_go_of_the_sqlite_write_lock(tmp_path: Path) -> None:
+    """A runtime that stops cancels its projector, maybe inside `apply`. Cut off while the
+    driver's thread holds the transaction, the write left its pooled connection holding the
+    write lock, and every later writer of the file (the runtime's last flush, the next start)
+    waited out the busy timeout and failed with "database is locked"."""
+    path = tmp_path / "history.db"
+    async with HistoryStore(f"sqlite+aiosqlite:///{path}") as store:
+        inserting = asyncio.Event()
+
+        def statement(*args: Any) -> None:  # conn, cursor, sql, parameters, context, many
+            if args[-1]:
+                inserting.set()
+
+        sa_event.listen(store.engine.sync_engine, "before_cursor_execute", statement, named=False)
+        for n in range(3):  # cut while the driver's thread inserts rows
+            inserting.clear()
+            batch = [produced(f"a{n}", v, v) for v in range(1, 2001)]
+            writing = asyncio.create_task(store.apply(batch))
+            await inserting.wait()
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # "database is locked" at once if held
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+        await store.apply([produced("b", 1, 0)])
+        assert [v.version for v in await store.versions("b")] == [1]
