@@ -86,8 +86,17 @@ def test_a_new_event_arrives_live_and_keeps_an_open_event_open(
 def test_the_older_page_link_goes_back_past_the_newest_hundred(page: Page, shop: Shop) -> None:
     for day in range(1, 29):
         for month in ("01", "02", "03", "04"):
-            shop.emit("customers", f"2025-{month}-{day:02d}")
+            last = shop.emit("customers", f"2025-{month}-{day:02d}")
+
+    def all_in_history() -> bool:
+        found = shop.get("/api/events", dataset="customers", limit=1000)
+        return any(e["id"] == last for e in found)
+
+    # Each announcement's step commits the decisions it caused with it, so once the last is in
+    # the history nothing more arrives, and the page's live refresh redraws nothing under us.
+    wait_for(all_in_history, timeout=60)
     page.goto(f"{shop.url}/ui/events")
+    live(page)
     newest = page.locator("tr.event td.mono").first.inner_text()
     oldest_shown = int(page.locator("tr.event").last.locator("td.mono").first.inner_text())
     assert page.locator("tr.event").count() == 100
