@@ -28,15 +28,20 @@ def app(calls: list[tuple[str, dict[str, int]]]) -> ef.App:
     return ef.App([p])
 
 
+async def filled(runtime: ef.EmbeddedRuntime, keys: list[str]) -> None:
+    """The lookup, then version 1 of each partition of src, one at a time; until idle."""
+    await runtime.emit("lookup", version=1)
+    for key in keys:
+        await runtime.emit("src", key, version=1)
+    await asyncio.wait_for(runtime.wait_idle(), 60)
+
+
 async def test_idle_partitions_leave_memory_and_come_back_when_named(tmp_path: Path) -> None:
     calls: list[tuple[str, dict[str, int]]] = []
     settings = ef.Settings(home=tmp_path / "home", state_cache=5)
     keys = days(40)
     async with ef.EmbeddedRuntime(app(calls), settings) as runtime:
-        await runtime.emit("lookup", version=1)
-        for key in keys:
-            await runtime.emit("src", key, version=1)
-        await asyncio.wait_for(runtime.wait_idle(), 60)
+        await filled(runtime, keys)
         assert len(calls) == 40
         in_memory = runtime.engine.pipelines["p"].partitions
         assert len(in_memory) <= 5 + 1, "at most the cache, and the unpartitioned inputs"
@@ -70,10 +75,7 @@ async def test_a_step_reads_the_dataset_partitions_its_inputs_name_in_one_query(
     settings = ef.Settings(home=tmp_path / "home", state_cache=2)
     keys = days(10)
     async with ef.EmbeddedRuntime(app(calls), settings) as runtime:
-        await runtime.emit("lookup", version=1)
-        for key in keys:
-            await runtime.emit("src", key, version=1)
-        await asyncio.wait_for(runtime.wait_idle(), 60)
+        await filled(runtime, keys)
         assert len(calls) == 10
         queries: list[list[tuple[str, str]]] = []
         read = runtime.store.page_in_datasets
