@@ -231,7 +231,7 @@ class _Router(logging.Handler):
 def install() -> None:
     """Route task loggers' records to their attempts (once per process). A body's INFO lines
     are kept unless `eventflow.task`'s level was set otherwise; the service's own stderr keeps
-    the level it was given (`serving.setup_logging`)."""
+    the level it was given (`setup_logging`)."""
     logger = logging.getLogger(TASK_LOGGER)
     if not any(isinstance(handler, _Router) for handler in logger.handlers):
         logger.addHandler(_Router())
@@ -389,3 +389,28 @@ class _Streams:
     def inner(name: str) -> TextIO | None:
         current = getattr(sys, name)
         return current.inner if isinstance(current, _Stream) else current
+
+
+def setup_logging(level: str = "WARNING", log_format: str = "text") -> None:
+    """Log to stderr as `LEVEL logger [run id]: message` (the run id of lines logged by a
+    task or check attempt), or with `log_format="json"` one JSON object per line
+    (`capture.JsonFormatter`). Called again, the level and the format change."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(RunIdFilter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    json = log_format == "json"
+    print_as_json(json)
+    for ours in root.handlers:
+        if any(isinstance(f, RunIdFilter) for f in ours.filters):
+            # Task loggers pass INFO on for the task log; stderr shows what `level` says.
+            ours.setLevel(level)
+            ours.setFormatter(
+                JsonFormatter()
+                if json
+                else logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s")
+            )
+    # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

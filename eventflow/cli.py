@@ -21,6 +21,7 @@ from . import operator, serving
 from .api.client import ApiClient, ApiError
 from .api.models import AlertRule
 from .backfill_cli import backfill
+from .capture import setup_logging
 from .clients import Publisher, Subscriber
 from .core import Explanation
 from .embedded import ControlClient
@@ -1005,5 +1006,5 @@ cli.add_command(backfill)
 
 
 def main() -> None:
-    serving.setup_logging()
+    setup_logging()
     cli(prog_name="eventflow")

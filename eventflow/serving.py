@@ -31,7 +31,7 @@ import orjson
 from . import metrics, tracing
 from .alerts.service import AlertService
 from .api import ApiServer
-from .capture import JsonFormatter, RunIdFilter, print_as_json
+from .capture import JsonFormatter, setup_logging
 from .definitions import App
 from .embedded import ControlServer, EmbeddedRuntime
 from .errors import BrokerError, ConfigurationError
@@ -68,31 +68,6 @@ FAILED = 1
 NOTHING = 3
 #: Seconds between two beats of the health file.
 BEAT_S = 1.0
-
-
-def setup_logging(level: str = "WARNING", log_format: str = "text") -> None:
-    """Log to stderr as `LEVEL logger [run id]: message` (the run id of lines logged by a
-    task or check attempt), or with `log_format="json"` one JSON object per line
-    (`capture.JsonFormatter`). Called again, the level and the format change."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.addFilter(RunIdFilter())
-        root.addHandler(handler)
-    root.setLevel(level)
-    json = log_format == "json"
-    print_as_json(json)
-    for ours in root.handlers:
-        if any(isinstance(f, RunIdFilter) for f in ours.filters):
-            # Task loggers pass INFO on for the task log; stderr shows what `level` says.
-            ours.setLevel(level)
-            ours.setFormatter(
-                JsonFormatter()
-                if json
-                else logging.Formatter("%(levelname)s %(name)s%(run)s: %(message)s")
-            )
-    # aiokafka logs every retry while metadata settles; our own errors say what went wrong.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def say(message: str) -> None:
@@ -225,6 +200,8 @@ async def _dev(
     ui: bool,
     tracer: Tracer | None,
 ) -> int:
+    if "history_process" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"history_process": True})
     runtime = EmbeddedRuntime(app, settings, tracer=tracer)
     # The socket first: a second instance on the same folder stops before opening the store.
     control = ControlServer(runtime, settings.control_socket)

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         "`sqlite+aiosqlite:///path/history.db` or `postgresql+asyncpg://user@host/db`; unset: "
         "`history.db` in `home`.",
     )
+    history_process: bool = Field(
+        default=False,
+        description="Embedded mode: project the event log into the history store in a child "
+        "process, on another core, instead of in the decision loop's; `eventflow dev` turns it "
+        "on unless set.",
+    )
     history_retention_days: float = Field(
         default=0,
         ge=0,

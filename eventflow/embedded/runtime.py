@@ -40,6 +40,7 @@ from ..settings import Settings
 from ..timers import Timers
 from ..tracing import Trace, Tracer
 from .history import EmbeddedProjector
+from .history_process import HistoryProcess
 from .paging import Pager
 from .store import Store
 
@@ -73,9 +74,20 @@ class EmbeddedRuntime(Service):
         self.app = app
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.store = Store(settings.database)
-        #: Feeds the history store (`settings.history`) from the event log, beside the loop.
-        self.history = EmbeddedProjector(settings.database, HistoryStore.of(settings))
+        #: Feeds the history store (`settings.history`) from the event log, beside the loop or
+        #: in a process of its own (`settings.history_process`).
+        self.history: EmbeddedProjector | HistoryProcess
+        if settings.history_process:
+            self.history = HistoryProcess(
+                settings.database,
+                HistoryStore.of(settings),
+                log_level=settings.log_level,
+                log_format=settings.log_format,
+            )
+            self.store = Store(settings.database, logged=self.history.hand)
+        else:
+            self.history = EmbeddedProjector(settings.database, HistoryStore.of(settings))
+            self.store = Store(settings.database)
         # Workers share this process: they cannot be lost alone, so no heartbeats are needed.
         self.engine = Engine(
             app, default_timeout_s=settings.default_timeout_s, source=settings.source

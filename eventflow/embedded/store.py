@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,10 @@ from ..events import (
 from ..lifecycle import Lifecycle
 from ..runtime.step import Outcome
 from . import subscriptions
+
+LOG_EVENTS = "INSERT INTO events (id, type, subject, correlation, time, body) VALUES "
+#: Events per logging statement (SQLite takes at most 32,766 parameters in one; six per event).
+LOG_CHUNK = 1000
 
 SCHEMA = (
     """
@@ -101,8 +107,14 @@ async def _migrate(db: aiosqlite.Connection) -> None:
 class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, logged: Callable[[int, list[Event]], None] | None = None
+    ) -> None:
+        """`logged` hears, after each commit, the `seq` of the first event it logged and the
+        events (the history projector takes them so, instead of reading and decoding the log
+        it was just written from)."""
         self.path = path
+        self.logged = logged
         self._db: aiosqlite.Connection | None = None
 
     async def start(self) -> None:
@@ -263,13 +275,14 @@ class Store(Lifecycle):
             if isinstance(e, RUN_EVENTS)
         ]
         db = self.db
+        seqs: list[int] = []
         try:
             await db.execute("BEGIN IMMEDIATE")
-            await db.executemany(
-                "INSERT INTO events (id, type, subject, correlation, time, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            # One statement per chunk, answering the numbers the log gave the events.
+            for start in range(0, len(rows), LOG_CHUNK):
+                chunk = rows[start : start + LOG_CHUNK]
+                sql = LOG_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) + " RETURNING seq"
+                seqs += [seq for (seq,) in await db.execute_fetchall(sql, list(chain(*chunk)))]
             if records:
                 await db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
             if fresh:
@@ -291,6 +304,10 @@ class Store(Lifecycle):
                 if db.in_transaction:
                     await db.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.path}: {e}") from e
+        if self.logged is not None and seqs:
+            seqs.sort()
+            if seqs[-1] - seqs[0] + 1 == len(events):  # numbered in order, none in between
+                self.logged(seqs[0], events)
 
     async def trim(self, before: float, *, upto: int | None = None) -> int:
         """Drop events logged before `before` (epoch seconds), and only up to `seq` `upto` when

@@ -1,0 +1,126 @@
+"""The embedded history projector in a child process (`history_process`): the same history as
+in process, listeners told once the child has stored the events, the rest projected at stop, and
+a child killed started again with nothing lost or stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import eventflow as ef
+from eventflow.embedded.history_process import HistoryProcess
+from eventflow.errors import StorageError
+from eventflow.history import HistoryStore
+from eventflow.testing import EmbeddedHarness
+
+from .cascade import D1, D2, cascade, views
+
+
+async def _log(home: Path) -> list[tuple[int, ef.Event]]:
+    from eventflow.embedded.store import Store
+
+    async with Store(home / "eventflow.db") as log:
+        return await log.events(limit=100_000)
+
+
+def child(h: EmbeddedHarness) -> HistoryProcess:
+    assert isinstance(h.runtime.history, HistoryProcess)
+    return h.runtime.history
+
+
+async def test_the_child_projects_the_same_history_and_tells_the_listeners(
+    tmp_path: Path, history_url: str
+) -> None:
+    heard: list[str] = []
+
+    def listener(events: Sequence[ef.Event]) -> None:
+        heard.extend(e.id for e in events)
+
+    async with EmbeddedHarness(
+        cascade(), tmp_path, history_url=history_url, history_process=True
+    ) as h:
+        child(h).history.listeners.append(listener)
+        for day in (D1, D2):
+            await h.emit("src", day, 1)
+        await h.wait_for_runs(2, timeout=60)
+        await h.wait_idle()
+        position = await child(h).flush()
+        log = await _log(tmp_path)
+        assert position == child(h).position == log[-1][0]
+        async with HistoryStore(history_url) as store:
+            stored = await views(store)
+        assert stored["events"] == sorted(e.id for _, e in log)
+        assert sorted(heard) == stored["events"]  # each once, and only once stored
+
+
+async def test_what_is_left_is_projected_when_the_runtime_stops(
+    tmp_path: Path, history_url: str
+) -> None:
+    async with EmbeddedHarness(
+        cascade(), tmp_path, history_url=history_url, history_process=True
+    ) as h:
+        await h.emit("src", D1, 1)
+        await h.wait_for_runs(timeout=60)
+        await h.wait_idle()
+    log = await _log(tmp_path)
+    async with HistoryStore(history_url) as store:
+        assert (await views(store))["events"] == sorted(e.id for _, e in log)
+        assert list((await store.positions("embedded:")).values()) == [log[-1][0]]
+
+
+async def test_a_killed_child_is_started_again_and_nothing_is_lost_or_doubled(
+    tmp_path: Path, history_url: str
+) -> None:
+    async with EmbeddedHarness(
+        cascade(), tmp_path, history_url=history_url, history_process=True
+    ) as h:
+        await h.emit("src", D1, 1)
+        await h.wait_for_runs(timeout=60)
+        await h.wait_idle()
+        await child(h).flush()
+        first = child(h)._proc
+        assert first is not None
+        first.kill()
+        await first.wait()
+        await h.emit("src", D2, 1)
+        await h.wait_for_runs(2, timeout=60)
+        await h.wait_idle()
+        async with asyncio.timeout(60):
+            while True:  # refused while no child runs; the next one takes it
+                try:
+                    await child(h).flush()
+                    break
+                except StorageError:
+                    await asyncio.sleep(0.05)
+        assert child(h)._proc is not first
+    log = await _log(tmp_path)
+    async with HistoryStore(history_url) as store:
+        stored = await views(store)
+        assert stored["events"] == sorted(e.id for _, e in log)  # each once
+        assert sorted((r.partition, r.status) for r in stored["runs"]) == [
+            (D1, "succeeded"),
+            (D2, "succeeded"),
+        ]
+
+
+def test_the_runtime_hands_the_listeners_what_the_child_stored_and_ignores_stray_lines(
+    tmp_path: Path,
+) -> None:
+    store = HistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    heard: list[list[str]] = []
+    store.listeners.append(lambda events: heard.append([e.id for e in events]))
+    process = HistoryProcess(tmp_path / "eventflow.db", store)
+    one, two, three = (
+        ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=v))
+        for v in (1, 2, 3)
+    )
+    process.hand(10, [one, two])
+    process.hand(12, [three])
+    assert not process._heard(b"Some library printed this\n")
+    assert not process._heard(b"p\n")
+    assert (process.position, heard) == (0, [])
+    assert process._heard(b"p 10\n")  # the first of the two only: they wait
+    assert (process.position, heard) == (10, [])
+    assert process._heard(b"p 12\n")
+    assert (process.position, heard) == (12, [[one.id, two.id, three.id]])
