@@ -45,9 +45,11 @@ def test_the_run_page_shows_the_timeline_logs_inputs_and_the_skipped_branch(
         ["tidy", "succeeded"],
         ["summarise", "succeeded"],
     ]
-    # bars are placed in time: summarise starts after tidy ended
-    tidy, summarise = (rows.nth(i).locator(".bar").bounding_box() for i in range(2))
-    assert tidy is not None and summarise is not None
+    # bars are placed in time: summarise starts after tidy ended. Both are read at once, once
+    # laid out: the live refresh may redraw the page between two reads.
+    bars = "[...document.querySelectorAll('#gantt .bar')].map(b => b.getBoundingClientRect())"
+    page.wait_for_function(f"{bars}.filter(b => b.width > 0).length === 2")
+    tidy, summarise = page.evaluate(f"{bars}.map(b => ({{x: b.x, width: b.width}}))")
     assert summarise["x"] >= tidy["x"] + tidy["width"] - 1
     assert page.locator("#gantt .tick").count() >= 2
 
