@@ -18,7 +18,6 @@ history store's listeners (the live pages) once the child says the history holds
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -103,12 +102,11 @@ class HistoryProcess:
                     proc.kill()
                     await proc.wait()
                 # Its last lines, the position it reached, are read to their end.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(supervisor), STOP_S)
+                await asyncio.wait([supervisor], timeout=STOP_S)
         finally:
             supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            # Ended without raising here: an error of its own already failed the runtime (`run`).
+            await asyncio.wait([supervisor])
             self._fail_flushes(StorageError("the history process was stopped"))
             await self.history.stop()
 
@@ -136,6 +134,8 @@ class HistoryProcess:
         """Until the history holds everything logged so far; its position."""
         if self._supervisor is None:
             raise StorageError("the history process is not started")
+        if self._supervisor.done():
+            raise StorageError("the history process is no longer followed")
         if self._proc is None:
             raise StorageError("the history process is being started again")
         self._flushed += 1

@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 import eventflow as ef
 from eventflow.embedded.history_process import HistoryProcess
 from eventflow.errors import StorageError
@@ -124,3 +126,24 @@ def test_the_runtime_hands_the_listeners_what_the_child_stored_and_ignores_stray
     assert (process.position, heard) == (10, [])
     assert process._heard(b"p 12\n")
     assert (process.position, heard) == (12, [[one.id, two.id, three.id]])
+
+
+async def test_a_failed_supervision_fails_the_runtime_which_still_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = EmbeddedHarness(cascade(), tmp_path, history_process=True)
+    await h.start()
+    try:
+
+        def broken(line: bytes) -> bool:
+            raise RuntimeError("a defect in following the child")
+
+        monkeypatch.setattr(child(h), "_heard", broken)
+        await h.emit("src", D1, 1)  # its commit wakes the child, whose answer breaks it
+        await asyncio.wait_for(h.runtime.failed.wait(), 60)
+        assert "a defect in following the child" in str(h.runtime.error)
+    finally:
+        await asyncio.wait_for(h.stop(), 120)  # no flush left waiting for an answer
+    proc = child(h)._proc
+    assert proc is not None and proc.returncode is not None, "the child was left running"
+    assert not child(h).started
