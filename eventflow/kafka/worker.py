@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from .. import metrics
 from ..definitions import App
@@ -61,7 +61,8 @@ UNANSWERED_S = 120.0
 
 
 class _Unanswered(Exception):
-    """A result transaction that neither committed nor failed in time."""
+    """A result transaction whose outcome is unknown: it neither committed nor failed in time,
+    or it failed in a way that does not say whether it committed."""
 
 
 @dataclass
@@ -136,6 +137,8 @@ class KafkaWorker(Service):
         self._results: dict[TopicPartition, AIOKafkaProducer] = {}
         self._commit_lock = asyncio.Lock()
         self.unanswered_s = UNANSWERED_S
+        #: Partitions taken over again in a row because a transaction's outcome was unknown.
+        self._retakes: dict[TopicPartition, int] = {}
         # Result transactions given up on unanswered; cancelled again on stop.
         self._abandoned: set[asyncio.Task[None]] = set()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
@@ -310,9 +313,9 @@ class KafkaWorker(Service):
             await asyncio.gather(*pending, return_exceptions=True)
         async with self._commit_lock:
             try:
-                for tp in await self._publish(self._take_finished()):
+                for tp, why in (await self._publish(self._take_finished())).items():
                     if tp not in revoked:
-                        await self._reload(tp)
+                        await self._reload(tp, why)
             except Exception as e:
                 # The group's listener would swallow it: results not published fail the worker
                 # (a new owner runs their requests again), as in the commit loop.
@@ -329,18 +332,17 @@ class KafkaWorker(Service):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), REVOKE_GRACE_S)
 
-    async def _reload(self, tp: TopicPartition) -> None:
-        """Under `_commit_lock`: a result transaction of `tp` went unanswered, so whether it
-        commits is unknown. Take `tp` over again as a new owner would: its requests running here
-        are cancelled, its unpublished results dropped, and the new producer fences the old one
+    async def _reload(self, tp: TopicPartition, why: str) -> None:
+        """Under `_commit_lock`: whether a result transaction of `tp` commits is unknown
+        (`why`). Take `tp` over again as a new owner would: its requests running here are
+        cancelled, its unpublished results dropped, and the new producer fences the old one
         (the broker finishes or aborts that transaction first), so the committed offset and
         done-markers read next say exactly which requests still run."""
         log.warning(
-            "%s: a result transaction of partition %d went unanswered for %.0f s; "
-            "taking the partition over again",
+            "%s: a result transaction of partition %d %s; taking the partition over again",
             self.instance,
             tp.partition,
-            self.unanswered_s,
+            why,
         )
         bodies = [body for (p, _), body in self.running.items() if p == tp]
         await self.cancel(*bodies)
@@ -534,13 +536,13 @@ class KafkaWorker(Service):
         while True:
             await self._has_finished.wait()
             async with self._commit_lock:
-                for tp in await self._publish(self._take_finished()):
-                    await self._reload(tp)
+                for tp, why in (await self._publish(self._take_finished())).items():
+                    await self._reload(tp, why)
 
-    async def _publish(self, batch: list[_Finished]) -> list[TopicPartition]:
+    async def _publish(self, batch: list[_Finished]) -> dict[TopicPartition, str]:
         """Under `_commit_lock`: the finished requests of each partition in one transaction of
         that partition's producer (the request offsets go with it). Returns the partitions whose
-        transaction went unanswered."""
+        transaction's outcome is unknown, with why."""
         by_partition: dict[TopicPartition, list[_Finished]] = {}
         for item in batch:
             by_partition.setdefault(item.tp, []).append(item)
@@ -548,10 +550,10 @@ class KafkaWorker(Service):
             *(self._publish_partition(tp, items) for tp, items in by_partition.items()),
             return_exceptions=True,
         )
-        unanswered = []
+        unanswered = {}
         for tp, outcome in zip(by_partition, outcomes, strict=True):
             if isinstance(outcome, _Unanswered):
-                unanswered.append(tp)
+                unanswered[tp] = str(outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
         return unanswered
@@ -582,6 +584,7 @@ class KafkaWorker(Service):
                         stale = False
                     await self._answered(self._transact(producer, tp, items))
                 self._settle(items)
+                self._retakes.pop(tp, None)
                 return
             except BrokerError as e:
                 if isinstance(e.__cause__, ProducerFenced):
@@ -596,6 +599,13 @@ class KafkaWorker(Service):
                     await self._give_up(tp)
                     return
                 if not e.retriable:
+                    # aiokafka's sender died (a connection lost mid-request as the broker
+                    # restarts): whether the transaction committed is unknown, so the partition
+                    # is taken over again, as when it goes unanswered.
+                    died = type(e.__cause__) is KafkaError
+                    if died and self._holds(tp) and self._retakes.get(tp, 0) < RENEWALS:
+                        self._retakes[tp] = self._retakes.get(tp, 0) + 1
+                        raise _Unanswered(f"failed ({e})") from e
                     unusable = isinstance(e.__cause__, OutOfOrderSequenceNumber | UnknownProducerId)
                     if stale or not unusable or renewals >= RENEWALS or not self._holds(tp):
                         raise
@@ -618,7 +628,7 @@ class KafkaWorker(Service):
             raise
         if not done:
             self._abandon(task)
-            raise _Unanswered
+            raise _Unanswered(f"went unanswered for {self.unanswered_s:.0f} s")
         await task
 
     def _abandon(self, task: asyncio.Task[None]) -> None:

@@ -6,7 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.errors import OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed
+from aiokafka.errors import (
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    TransactionalIdAuthorizationFailed,
+)
 
 import eventflow as ef
 from eventflow.errors import BrokerError
@@ -148,6 +152,31 @@ async def test_a_result_transaction_left_unanswered_has_its_partition_taken_over
         await succeeded_once(harness)
         assert len(ran) == 2 and len(set(ran)) == 1, "the request ran again after the take-over"
         assert hung[0] not in worker._results.values(), "the unanswered producer was replaced"
+        assert worker.owns() and worker.healthy()
+
+
+async def test_a_result_transaction_whose_sender_died_has_its_partition_taken_over_again(
+    kafka: Broker,
+) -> None:
+    """Seen as a broker restarts: aiokafka's sender dies on a lost connection mid-transaction
+    and the transaction fails with a bare KafkaError, which does not say whether it committed.
+    The worker keeps running and takes the partition over again: the request runs again and its
+    result is published once."""
+    ran: list[str] = []
+    raw = ef.Dataset("raw")
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[raw])
+    def body(ctx: ef.TaskContext) -> None:
+        ran.append(ctx.run_id)
+
+    async with KafkaHarness(ef.App([p]), kafka.bootstrap) as harness:
+        [worker] = harness.workers
+        died = spoil_first_transaction(worker, KafkaError)
+        await harness.emit("raw")
+        await succeeded_once(harness)
+        assert len(ran) == 2 and len(set(ran)) == 1, "the request ran again after the take-over"
+        assert died[0] not in worker._results.values(), "its producer was replaced"
         assert worker.owns() and worker.healthy()
 
 
