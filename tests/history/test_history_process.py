@@ -26,6 +26,11 @@ async def _log(home: Path) -> list[tuple[int, ef.Event]]:
         return await log.events(limit=100_000)
 
 
+def projecting_apart(home: Path, history_url: str) -> EmbeddedHarness:
+    """The cascade, its history projected by a child process."""
+    return EmbeddedHarness(cascade(), home, history_url=history_url, history_process=True)
+
+
 def child(h: EmbeddedHarness) -> HistoryProcess:
     assert isinstance(h.runtime.history, HistoryProcess)
     return h.runtime.history
@@ -39,9 +44,7 @@ async def test_the_child_projects_the_same_history_and_tells_the_listeners(
     def listener(events: Sequence[ef.Event]) -> None:
         heard.extend(e.id for e in events)
 
-    async with EmbeddedHarness(
-        cascade(), tmp_path, history_url=history_url, history_process=True
-    ) as h:
+    async with projecting_apart(tmp_path, history_url) as h:
         child(h).history.listeners.append(listener)
         for day in (D1, D2):
             await h.emit("src", day, 1)
@@ -56,15 +59,18 @@ async def test_the_child_projects_the_same_history_and_tells_the_listeners(
         assert sorted(heard) == stored["events"]  # each once, and only once stored
 
 
+async def ran(h: EmbeddedHarness, day: str, runs: int) -> None:
+    """A run of the cascade on `day`, the `runs`-th, finished; until idle."""
+    await h.emit("src", day, 1)
+    await h.wait_for_runs(runs, timeout=60)
+    await h.wait_idle()
+
+
 async def test_what_is_left_is_projected_when_the_runtime_stops(
     tmp_path: Path, history_url: str
 ) -> None:
-    async with EmbeddedHarness(
-        cascade(), tmp_path, history_url=history_url, history_process=True
-    ) as h:
-        await h.emit("src", D1, 1)
-        await h.wait_for_runs(timeout=60)
-        await h.wait_idle()
+    async with projecting_apart(tmp_path, history_url) as h:
+        await ran(h, D1, 1)
     log = await _log(tmp_path)
     async with HistoryStore(history_url) as store:
         assert (await views(store))["events"] == sorted(e.id for _, e in log)
@@ -74,20 +80,14 @@ async def test_what_is_left_is_projected_when_the_runtime_stops(
 async def test_a_killed_child_is_started_again_and_nothing_is_lost_or_doubled(
     tmp_path: Path, history_url: str
 ) -> None:
-    async with EmbeddedHarness(
-        cascade(), tmp_path, history_url=history_url, history_process=True
-    ) as h:
-        await h.emit("src", D1, 1)
-        await h.wait_for_runs(timeout=60)
-        await h.wait_idle()
+    async with projecting_apart(tmp_path, history_url) as h:
+        await ran(h, D1, 1)
         await child(h).flush()
         first = child(h)._proc
         assert first is not None
         first.kill()
         await first.wait()
-        await h.emit("src", D2, 1)
-        await h.wait_for_runs(2, timeout=60)
-        await h.wait_idle()
+        await ran(h, D2, 2)
         async with asyncio.timeout(60):
             while True:  # refused while no child runs; the next one takes it
                 try:
