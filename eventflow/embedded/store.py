@@ -111,8 +111,8 @@ class Store(Lifecycle):
         self, path: Path, logged: Callable[[int, list[Event]], None] | None = None
     ) -> None:
         """`logged` hears, after each commit, the `seq` of the first event it logged and the
-        events (the history projector takes them so, instead of reading and decoding the log
-        it was just written from)."""
+        events: a history projected in another process (`HistoryProcess`) hands them to the
+        history store's listeners once the child says it holds them."""
         self.path = path
         self.logged = logged
         self._db: aiosqlite.Connection | None = None
