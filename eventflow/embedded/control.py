@@ -70,10 +70,16 @@ def control_allows(event: Event) -> bool:
     return is_external(event) or is_operator(event)
 
 
+def _staging(path: Path) -> Path:
+    """Where the socket listens before it takes its name: clients wait for the name, and the
+    name must not appear before the socket listens."""
+    return path.with_name(path.name + "~")
+
+
 def _check_path(path: Path) -> None:
-    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+    if len(os.fsencode(_staging(path))) > _SUN_PATH_MAX:
         raise ConfigurationError(
-            f"control socket path {path} is longer than {_SUN_PATH_MAX} bytes; "
+            f"control socket path {path} is longer than {_SUN_PATH_MAX - 1} bytes; "
             "set EVENTFLOW_HOME to a shorter folder"
         )
 
@@ -110,8 +116,10 @@ class ControlServer(Service):
                 )
         private_folder(self.path.parent)
         await self.subscriptions.start()
-        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self._limit)
-        os.chmod(self.path, 0o600)
+        staging = _staging(self.path)
+        self._server = await asyncio.start_unix_server(self._serve, staging, limit=self._limit)
+        os.chmod(staging, 0o600)
+        os.replace(staging, self.path)
         self.ready.set()
 
     async def _close(self) -> None:
@@ -123,8 +131,8 @@ class ControlServer(Service):
         await self.cancel(*self._clients)
         await server.wait_closed()
         await self.subscriptions.stop()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        for path in (self.path, _staging(self.path)):
+            path.unlink(missing_ok=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One request per line, one reply per request; a request that cannot be served gets

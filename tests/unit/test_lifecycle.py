@@ -166,6 +166,26 @@ async def test_control_server_start_and_stop_are_idempotent(tmp_path: Path) -> N
         await ControlClient(server.path).start()
 
 
+async def test_the_control_socket_takes_its_name_only_once_it_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients (and `eventflow dev`'s callers) take the socket's name as the sign that it
+    serves; a name that appeared at bind, before listen, refused their connections."""
+    home = tmp_path / "home"
+    server = ControlServer(runtime(home), home / "dev.sock")
+    named_before_listening = []
+    start_serving = asyncio.Server._start_serving  # type: ignore[attr-defined]
+
+    def listen(self: asyncio.Server) -> None:
+        named_before_listening.append(server.path.exists())
+        start_serving(self)
+
+    monkeypatch.setattr(asyncio.Server, "_start_serving", listen)
+    async with server:
+        assert named_before_listening == [False]
+        assert server.path.exists() and not (home / "dev.sock~").exists()
+
+
 async def test_control_server_start_refused_while_another_answers_then_retried(
     tmp_path: Path,
 ) -> None:
