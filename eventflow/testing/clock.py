@@ -48,6 +48,10 @@ class ManualClock:
     the same advance is fired too. How far "the work it set off" goes is told by the quiet
     conditions added with `until_quiet` (the testing harnesses add their runtime's); without
     any, the loop only gets a few turns.
+
+    A blocking body runs in a thread, outside the event loop, so it counts as waiting: an
+    `advance` past its timeout times it out, whether or not its thread has run yet. Advance in
+    steps shorter than the timeout, with `wait_idle` between them, to let such bodies finish.
     """
 
     def __init__(self, start: float | datetime = DEFAULT_START) -> None:
