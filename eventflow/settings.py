@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         "[run id]: message`) or `json`, one object per line with time, level, logger, message "
         "and, when known, run id, pipeline, task, partition, trace and span id.",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop of `dev`, `coordinator`, `worker` and `server`: uvloop's, "
+        "or the standard library's.",
+    )
     otel: bool | None = Field(
         default=None,
         description="Record OpenTelemetry spans (publish, decide, task) and export them with "

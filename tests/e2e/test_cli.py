@@ -26,6 +26,7 @@ import pytest
 from eventflow.api.auth import read_pass
 from eventflow.embedded.subscriptions import SubscriptionLog
 from eventflow.events import (
+    DatasetProduced,
     DeadLetter,
     DeadLetterData,
     Event,
@@ -132,6 +133,24 @@ def test_until_idle_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
     assert "Pipeline runs: 1 (1 succeeded, 0 failed)" in done.stdout
     assert "polish  ok" in done.stdout
     assert "Hello ada!" in done.stderr  # the task's own log line
+
+
+@pytest.mark.parametrize(("setting", "loop"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_dev_runs_on_the_event_loop_the_settings_name(
+    tmp_path: Path, setting: str | None, loop: str
+) -> None:
+    chosen = {} if setting is None else {"EVENTFLOW_EVENT_LOOP": setting}
+    command = ["dev", str(PIPELINES / "looped.py"), "--emit", "tick", "--until-idle"]
+    done = subprocess.run(
+        [sys.executable, "-m", "eventflow", *command],
+        env={**env(tmp_path), **chosen},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    (reported,) = [d for d in logged(tmp_path, DatasetProduced) if d.dataset == "loop.seen"]
+    assert str(reported.metadata["loop"]).split(".")[0] == loop
 
 
 def test_until_idle_exits_3_when_no_run_started(tmp_path: Path) -> None:
