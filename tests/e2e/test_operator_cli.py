@@ -46,6 +46,9 @@ def finished(home: Path, count: int, pipeline: str = "ops") -> list[dict[str, An
     return runs(home, "--pipeline", pipeline)
 
 
+# About 70 commands, each a process that takes over a second to import eventflow: 90-100 s alone
+# on this machine, more beside other tests. Each command has its own 60 s limit.
+@pytest.mark.timeout(300)
 def test_every_command_and_action_against_a_dev_instance(tmp_path: Path) -> None:
     home, release = tmp_path / "home", tmp_path / "release"
     with dev(home, OPERATED) as service:
