@@ -27,6 +27,7 @@ SCENARIOS = (
     "chain10",
     "fanout",
     "throughput",
+    "scaling",
     "state",
     "memory",
     "failover",
@@ -107,6 +108,13 @@ async def run(
                     max_active=args.backfill_active,
                     bootstrap=bootstrap,
                 )
+            elif name == "scaling":
+                if runtime != "kafka":
+                    continue  # one process by design
+                assert bootstrap is not None
+                figures = await scenarios.scaling(
+                    events=args.events * 2, bootstrap=bootstrap, rounds=args.scaling_rounds
+                )
             elif name == "throughput":
                 figures = await scenarios.throughput(
                     runtime,
@@ -177,6 +185,12 @@ def main() -> None:
     )
     soaking.add_argument(
         "--sample-s", type=float, default=5.0, help="seconds between samples of memory and lag"
+    )
+    parser.add_argument(
+        "--scaling-rounds",
+        type=int,
+        default=2,
+        help="throughput runs with one and with two coordinators, in turns (scaling)",
     )
     parser.add_argument(
         "--kills", type=int, default=10, help="workers SIGKILLed inside a transaction (failover)"

@@ -50,12 +50,14 @@ class Deployment:
         profile: Path | None = None,
         prepare: Callable[[ef.Settings], Awaitable[object]] | None = None,
         session_timeout_ms: int | None = None,
+        coordinators: int = 1,
     ) -> None:
         """`lanes`: how many `publish` calls may be under way at once; `watch=False` leaves
         out `produced()` and the load of reading every event; `profile`: where pyinstrument
         writes a profile of the coordinator process; `prepare` runs before the services start
         (topics exist by then); `session_timeout_ms`: the services' consumer-group session
-        timeout, if not the default."""
+        timeout, if not the default; `coordinators`: coordinator processes on Kafka (`coordinator`,
+        `coordinator-2`, ...), ready once together they own every stream task."""
         self.app = f"{APPS}:{app}"
         self.runtime = runtime
         self.bootstrap = bootstrap
@@ -64,6 +66,9 @@ class Deployment:
         self.watch = watch
         self.profile = profile
         self.prepare = prepare
+        self.coordinators = [
+            "coordinator" if i == 0 else f"coordinator-{i + 1}" for i in range(coordinators)
+        ]
         self.ready_s = 0.0
         self.ports: dict[str, int] = {}
         self.services: dict[str, subprocess.Popen[bytes]] = {}
@@ -144,8 +149,9 @@ class Deployment:
             if self.prepare is not None:
                 await self.prepare(self.settings)
             began = time.perf_counter()
-            health = [self.folder / "coordinator.health", self.folder / "worker.health"]
-            self._spawn("coordinator", "--app", self.app, "--health-file", str(health[0]))
+            health = [self.folder / f"{name}.health" for name in (*self.coordinators, "worker")]
+            for name, file in zip(self.coordinators, health, strict=False):
+                self._spawn("coordinator", "--app", self.app, "--health-file", str(file), name=name)
             self._spawn(
                 "worker",
                 "--app",
@@ -153,9 +159,9 @@ class Deployment:
                 "--concurrency",
                 str(self.concurrency),
                 "--health-file",
-                str(health[1]),
+                str(health[-1]),
             )
-            while not all(h.exists() for h in health):
+            while not all(h.exists() for h in health) or not await self._shared():
                 if any(p.poll() is not None for p in self.processes):
                     raise RuntimeError(f"a service exited; logs in {self.folder}")
                 await asyncio.sleep(0.05)
@@ -271,6 +277,24 @@ class Deployment:
                 assert isinstance(data, DatasetProducedData)
                 if data.producer is not None:
                     yield data, time.time()
+
+    async def _shared(self) -> bool:
+        """Each coordinator owns stream tasks, none is restoring, and together they own all."""
+        if len(self.coordinators) == 1:
+            return True
+        from eventflow.kafka.config import KafkaConfig
+
+        owned = restoring = 0
+        for name in self.coordinators:
+            metrics = await self.scrape(name)
+            mine = metrics.get("eventflow_coordinator_stream_tasks{state=owned}", 0.0)
+            restoring += int(metrics.get("eventflow_coordinator_stream_tasks{state=restoring}", 0))
+            if mine == 0:
+                return False
+            owned += int(mine)
+        return restoring == 0 and owned == KafkaConfig(self.settings).partitions(
+            "eventflow.pipeline-inputs"
+        )
 
     async def scrape(self, service: str) -> dict[str, float]:
         """A service's Prometheus metrics, as {'name{label=value}': value}."""

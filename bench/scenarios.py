@@ -218,7 +218,12 @@ async def fanout(
 
 
 async def throughput(
-    runtime: str, *, events: int, bootstrap: str | None = None, profile: Path | None = None
+    runtime: str,
+    *,
+    events: int,
+    bootstrap: str | None = None,
+    profile: Path | None = None,
+    coordinators: int = 1,
 ) -> dict[str, Any]:
     """External events into 100 pipelines x 10-task chains as fast as they are taken; each
     starts ten runs, so one external event means 11 dataset events for the coordinator (its
@@ -235,8 +240,9 @@ async def throughput(
         lanes=32,
         watch=False,
         profile=profile,
+        coordinators=coordinators,
     ) as d:
-        coordinator = coordinator_of(runtime)
+        deciders = d.coordinators if runtime == "kafka" else [coordinator_of(runtime)]
         worker = "dev" if runtime == "embedded" else "worker"
         succeeded = "eventflow_task_runs_total{outcome=succeeded}"
         published = 0
@@ -261,22 +267,49 @@ async def throughput(
             return min(await sending), time.time()
 
         await drive(PIPELINES)  # warm-up: every pipeline once
-        before = await d.scrape(coordinator)
+        before = [await d.scrape(name) for name in deciders]
         began, ended = await drive(events)
-        after = await d.scrape(coordinator)
+        after = [await d.scrape(name) for name in deciders]
     elapsed = ended - began
     decided = sum(
-        v - before.get(k, 0.0)
-        for k, v in after.items()
+        v - was.get(k, 0.0)
+        for was, now in zip(before, after, strict=True)
+        for k, v in now.items()
         if k.startswith("eventflow_events_decided_total")
     )
+    busy = sum(busy_s(was, now) for was, now in zip(before, after, strict=True))
     return {
         "external_events": events,
         "seconds": round(elapsed, 3),
         "dataset_events_per_s": round(events * (CHAIN + 1) / elapsed),
         "task_runs_per_s": round(events * CHAIN / elapsed),
         "all_events_per_s": round(decided / elapsed),
-        "coordinator_share": round(busy_s(before, after) / elapsed, 3),
+        "coordinator_share": round(busy / elapsed, 3),
+    }
+
+
+async def scaling(*, events: int, bootstrap: str, rounds: int = 2) -> dict[str, Any]:
+    """Kafka throughput with one coordinator process and with two, in turns (1, 2, 1, 2, ...):
+    what the second adds, as a ratio measured in one run. `coordinator_share` counts the
+    coordinators' busy seconds per second, so two fully busy ones make 2.0."""
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for count in (1, 2):
+            runs[count].append(
+                await throughput("kafka", events=events, bootstrap=bootstrap, coordinators=count)
+            )
+
+    def median(count: int, figure: str) -> float:
+        return float(statistics.median(run[figure] for run in runs[count]))
+
+    one, two = median(1, "dataset_events_per_s"), median(2, "dataset_events_per_s")
+    return {
+        "rounds": rounds,
+        "one_dataset_events_per_s": one,
+        "two_dataset_events_per_s": two,
+        "second_coordinator_adds": round(two / one - 1, 3),
+        "one_coordinator_share": median(1, "coordinator_share"),
+        "two_coordinator_share": median(2, "coordinator_share"),
     }
 
 

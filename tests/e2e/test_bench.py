@@ -43,7 +43,7 @@ def bench(out: Path, *args: str) -> dict[str, object]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
     )
     assert done.returncode == 0, done.stderr
     assert "to_body_ms" in done.stdout and f"written to {out}" in done.stdout
@@ -82,7 +82,7 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     report = bench(
         tmp_path / "r.json",
@@ -90,10 +90,13 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
         "fanout",
         "state",
         "failover",
+        "scaling",
         "--runtime",
         "kafka",
         "--bootstrap",
         kafka.bootstrap,
+        "--scaling-rounds",
+        "1",
         "--kills",
         "1",
         "--session-timeouts-ms",
@@ -105,6 +108,8 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     assert results["state/kafka"]["states"] == 2000
     assert results["state/kafka"]["takeover_assignments"] >= 1
     assert results["failover/kafka/2s"]["stall_ms"]["n"] == 1
+    scaling = results["scaling/kafka"]
+    assert scaling["one_dataset_events_per_s"] > 0 and scaling["two_dataset_events_per_s"] > 0
 
 
 def soak(out: Path, *args: str) -> dict[str, Any]:
