@@ -28,6 +28,12 @@ def instance_id() -> str:
 T = TypeVar("T")
 
 
+def pause_after(failures: int, *, first_s: float = 0.1, max_s: float = 30.0) -> float:
+    """Seconds to wait before trying again after `failures` in a row: doubling from twice
+    `first_s`, at most `max_s`."""
+    return min(max_s, first_s * 2.0 ** min(failures, 30))
+
+
 class Lifecycle:
     """Start and stop, each safe to call twice, or `async with` for both."""
 

@@ -182,8 +182,6 @@ def _run(main: Coroutine[Any, Any, int], settings: Settings) -> int:
 
 
 # -- eventflow dev -------------------------------------------------------------------------------
-
-
 def dev(
     target: str,
     settings: Settings,

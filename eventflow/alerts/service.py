@@ -27,7 +27,7 @@ from ..definitions import App
 from ..errors import EventError, StorageError
 from ..events import Event, decode, encode
 from ..history import HistoryStore
-from ..lifecycle import Service, instance_id
+from ..lifecycle import Service, instance_id, pause_after
 from ..runtime.clock import Cancellable, Clock, SystemClock
 from ..settings import Settings
 from ..subscriptions import facts
@@ -260,7 +260,7 @@ class AlertService(Service):
             except StorageError as e:
                 failures += 1
                 log.error("alerts: the store refused (%d in a row): %s", failures, e)
-                await self.clock.sleep(min(STORE_BACKOFF_MAX_S, 0.1 * 2 ** min(failures, 9)))
+                await self.clock.sleep(pause_after(failures, max_s=STORE_BACKOFF_MAX_S))
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.time(), UTC)

@@ -25,6 +25,7 @@ import aiosqlite
 from ..errors import EventError, StorageError
 from ..events import Event, decode
 from ..history import HistoryStore
+from ..lifecycle import pause_after
 
 log = logging.getLogger("eventflow.history")
 
@@ -95,7 +96,7 @@ class EmbeddedProjector:
                 failures += 1
                 log.error("history projection failed (%d in a row): %s", failures, e)
                 self._wake.set()
-                await asyncio.sleep(min(30.0, 0.1 * 2 ** min(failures, 9)))
+                await asyncio.sleep(pause_after(failures))
 
     async def flush(self) -> int:
         """Project every event logged after the position; returns how many were read."""

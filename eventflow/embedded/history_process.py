@@ -28,6 +28,7 @@ from ..capture import setup_logging
 from ..errors import StorageError
 from ..events import Event
 from ..history import HistoryStore
+from ..lifecycle import pause_after
 from .history import EmbeddedProjector
 
 log = logging.getLogger("eventflow.history")
@@ -178,7 +179,7 @@ class HistoryProcess:
                     return
                 log.error("the history process exited (%s); starting it again", code)
             failures += 1
-            await asyncio.sleep(min(30.0, 0.1 * 2 ** min(failures, 9)))
+            await asyncio.sleep(pause_after(failures))
             if self._stopping:
                 return
             try:
@@ -278,7 +279,7 @@ async def _child(database: Path, url: str, retention_days: float) -> None:
                 if ended:
                     break
                 woken.set()
-                await asyncio.sleep(min(30.0, 0.1 * 2 ** min(failures, 9)))
+                await asyncio.sleep(pause_after(failures))
                 continue
             failures = 0
             say(f"p {projector.position}\n")

@@ -32,7 +32,7 @@ from ..events import (
 )
 from ..execution import Executor, one_line
 from ..history import HistoryStore
-from ..lifecycle import Service, instance_id
+from ..lifecycle import Service, instance_id, pause_after
 from ..runtime.clock import Cancellable, Clock, SystemClock
 from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
 from ..schedule import run_schedule
@@ -420,7 +420,7 @@ class EmbeddedRuntime(Service):
                 future.set_exception(error)
         kept = [item for item in batch if item[1] is None]
         if kept:
-            await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._commit_failures, 7)))
+            await asyncio.sleep(pause_after(self._commit_failures, first_s=0.05, max_s=5.0))
             for item in kept:
                 self._inbox.put_nowait(item)
 
