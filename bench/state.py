@@ -63,13 +63,13 @@ class States:
             yield key, key.encode()
 
     def records(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(pipeline or dataset, key, value) as `core.codec` lays the state out."""
+        """(name of its stream task, key, value) as `core.codec` lays the state out."""
         first = FIRST_KEY.encode()
         for key, raw_key in self._days():
             for pipeline, body in self.partitions.items():
                 yield pipeline, codec.partition_key(pipeline, key), body.replace(first, raw_key)
             for dataset, body in self.datasets.items():
-                yield dataset, codec.dataset_key(dataset, key), body
+                yield scale.home_of(dataset), codec.dataset_key(dataset, key), body
 
     def write_sqlite(self, database: Path) -> None:
         """Into an embedded state file, as `Store.commit` writes it."""

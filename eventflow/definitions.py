@@ -390,6 +390,16 @@ class App:
         self.alerts: dict[str, Alert] = validate_alerts(alerts, self)
         self.lineage: dict[tuple[str, str], LineageMapping] = validate_lineage(lineage, self)
 
+    def home_of(self, dataset: str) -> str:
+        """The name whose Kafka stream task holds `dataset`'s router state: the pipeline that
+        produces it, so that a task's output is routed, and a consumer in that pipeline decided,
+        in the step that takes the task's result; the dataset itself when outside systems
+        produce it, or when checks hold its versions back (their results are keyed by dataset)."""
+        task = self.producer.get(dataset)
+        if task is None or dataset in self.checks_of:
+            return dataset
+        return task.pipeline
+
     def _limit_names(self) -> None:
         """Names travel in every event, whose fields are bounded (`events.MAX_NAME`)."""
         kinds: dict[str, Iterable[str]] = {

@@ -304,11 +304,11 @@ class Engine:
     def freshness_wakes(
         self, owned: Callable[[str], bool] = lambda _: True
     ) -> list[tuple[float, str]]:
-        """The timers of the freshness subjects whose owner `owned` selects, from their state
-        (one with no state yet is due at once, to be started)."""
+        """The timers of the freshness subjects `owned` selects, from their state (one with no
+        state yet is due at once, to be started)."""
         wakes: list[tuple[float, str]] = []
         for subject, policy in self.freshness.policies.items():
-            if owned(policy.owner):
+            if owned(subject):
                 wake = self.freshness.next_wake(policy, self.fresh.get(subject))
                 if wake is not None:
                     wakes.append((wake, timer_key(subject)))

@@ -95,6 +95,12 @@ def is_timer(key: str) -> bool:
     return key.startswith(SEP)
 
 
+def of_dataset(key: str) -> bool:
+    """Whether a timer (or subject) is a dataset's, whose `owner_of` is a dataset name."""
+    subject = key[1:] if is_timer(key) else key
+    return subject.startswith("d" + SEP)
+
+
 def owner_of(key: str) -> str:
     """The name whose stream task holds a timer's (or a subject's) state: the pipeline for a
     pipeline's timer or a task's subject, the dataset for a dataset's."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..core import Engine, Explanation, codec
-from ..core.freshness import owner_of
+from ..core.freshness import of_dataset, owner_of
 from ..core.state import bulk_load
 from ..definitions import App
 from .config import KafkaConfig, partition_for
@@ -82,7 +82,7 @@ async def explain(
     stream tasks holding the pipeline's state, its inputs' router state and the task's pool are
     read from their changelog partitions, as committed, into an engine of their own."""
     found = app.tasks.get(task)
-    names = [pipeline, *(found.inputs if found is not None else ())]
+    names = [pipeline, *(app.home_of(d) for d in (found.inputs if found is not None else ()))]
     if found is not None and found.pool is not None:
         names.append(found.pool)
     tasks = config.partitions("eventflow.pipeline-inputs")
@@ -105,13 +105,30 @@ class TaskStates:
         #: is known to be the committed one.
         self.ends: dict[int, int] = {}
         self._tasks_of: dict[str, int] = {}
+        self._datasets: dict[str, int] = {}
 
     def task_of(self, key: str) -> int:
-        """The stream task of a pipeline, dataset or pool name."""
+        """The stream task of a pipeline or pool name (a dataset's: `dataset_task`)."""
         n = self._tasks_of.get(key)
         if n is None:  # names come from the App, so this cache stays small
             n = self._tasks_of[key] = partition_for(key, self.tasks)
         return n
+
+    def dataset_task(self, dataset: str) -> int:
+        """The stream task of a dataset's router state: its home's (`App.home_of`)."""
+        n = self._datasets.get(dataset)
+        if n is None:
+            n = self._datasets[dataset] = self.task_of(self.engine.app.home_of(dataset))
+        return n
+
+    def owner_task(self, key: str) -> int:
+        """The stream task of a timer or freshness subject: its pipeline's or its dataset's."""
+        owner = owner_of(key)
+        return self.dataset_task(owner) if of_dataset(key) else self.task_of(owner)
+
+    def task_for(self, topic: str, key: str) -> int:
+        """The stream task that decides a record of `topic` (unprefixed) keyed `key`."""
+        return self.dataset_task(key) if topic == "eventflow.datasets" else self.task_of(key)
 
     def install(self, n: int, snapshot: Snapshot) -> None:
         """Task n's state into the engine, in one synchronous step; the engine holds none of
@@ -137,12 +154,12 @@ class TaskStates:
         keys = list(datasets)  # others' datasets may be added while this yields
         for start in range(0, len(keys), 10 * batch):
             for key in keys[start : start + 10 * batch]:
-                if self.task_of(key[0]) == n:
+                if self.dataset_task(key[0]) == n:
                     del datasets[key]
             await asyncio.sleep(0)
         for pool in self.engine.app.pools:
             if self.task_of(pool) == n:
                 self.engine.gate.forget(pool)
-        for subject in [s for s in self.engine.fresh if self.task_of(owner_of(s)) == n]:
+        for subject in [s for s in self.engine.fresh if self.owner_task(s) == n]:
             del self.engine.fresh[subject]
         self.held.discard(n)

@@ -27,7 +27,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ..core import Engine
 from ..core.codec import Record
-from ..core.freshness import owner_of
 from ..definitions import App
 from ..errors import BrokerError, EventError
 from ..events import (
@@ -58,6 +57,7 @@ log = logging.getLogger("eventflow.coordinator")
 ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
+DATASETS = "eventflow.datasets"
 #: Times a step may fail unexpectedly on one record before that record is dead-lettered.
 POISON_AFTER = 3
 #: A task-events partition not fetched for this long counts as unheard (broker unreachable).
@@ -92,6 +92,7 @@ class _Transaction:
         topic = self.service.config.topic
         signer = self.service.signer
         producer = self.producer
+        tasks = self.service.stream_tasks.states
         async with producer.transaction():
             futures = []
             for target, key, event in outcome.messages:
@@ -100,12 +101,28 @@ class _Transaction:
                     topic(target),
                     value,
                     key=key.encode() if key else None,
+                    # A dataset's events go to its home's stream task (`App.home_of`).
+                    partition=tasks.dataset_task(key) if target == DATASETS else None,
                     headers=signer.headers(target, value),
+                )
+                futures.append(sent)
+            for target, key, event in outcome.echoes:
+                value = encode(event)
+                sent = await producer.send(
+                    topic(target),
+                    value,
+                    key=key.encode(),
+                    partition=self.n,
+                    headers=signer.echo_headers(target, value),
                 )
                 futures.append(sent)
             for target, key, value, headers in self.forward:
                 sent = await producer.send(
-                    topic(target), value, key=key.encode(), headers=list(headers or ())
+                    topic(target),
+                    value,
+                    key=key.encode(),
+                    partition=tasks.task_for(target, key),
+                    headers=list(headers or ()),
                 )
                 futures.append(sent)
             state = topic("eventflow.state")
@@ -151,6 +168,8 @@ class KafkaCoordinator(Service):
         # Per record (topic, partition, offset): failures so far and the last error.
         self._failures: dict[tuple[str, int, int], tuple[int, str]] = {}
         self._tick_failures: Counter[str] = Counter()
+        # Per stream task: input offsets of echoes read since its last step committed.
+        self._echoed: dict[int, dict[TopicPartition, int]] = {}
         # Per stream task: since when its task-events partition has been fetched without a gap.
         self._heard_since: dict[int, float] = {}
         self._listened_at: float | None = None
@@ -275,7 +294,7 @@ class KafkaCoordinator(Service):
                 now = time.time()
                 self._listen(consumer, now)
                 for pipeline in self.timers.due(now):
-                    n = self.stream_tasks.task_of(owner_of(pipeline))
+                    n = self.stream_tasks.states.owner_task(pipeline)
                     if n in self.stream_tasks.owned:
                         await self._step(n, [], tick=pipeline)
 
@@ -318,13 +337,26 @@ class KafkaCoordinator(Service):
             if inbound is not None:
                 inputs.append(inbound)
                 sources.append(record)
-        offsets: dict[TopicPartition, int] = {}
+        # Offsets of echoes read before go with this step (see below).
+        offsets: dict[TopicPartition, int] = self._echoed.pop(n, {})
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        if records and not inputs and not forward:
+            # Only echoes: nothing to decide or send. A transaction for their offsets alone
+            # would hold up the task's next step (the broker is often still completing the
+            # last one, and aiokafka waits 100 ms to retry); the next step commits them, and
+            # echoes read again after a restart are skipped again.
+            self._echoed[n] = offsets
+            return
         transaction = _Transaction(self, producer, n, offsets, forward)
+        tasks = self.stream_tasks.states
+
+        def local(event: Event) -> bool:
+            return tasks.task_for(*destination(event)) == n
+
         try:
-            outcome = await self.step.process(inputs, now, transaction)
+            outcome = await self.step.process(inputs, now, transaction, local)
         except BrokerError as e:
             log.warning("%s: step of task %d failed (%s); restoring it", self.instance, n, e)
             await self.stream_tasks.recover(n)
@@ -360,11 +392,16 @@ class KafkaCoordinator(Service):
 
     def _admit(self, record: Any, forward: list[tuple[str, str, bytes, Any]]) -> Inbound | None:
         """A record as a step's input: decoded, or refused with the reason (malformed, not of
-        this topic, unsigned, failing too often). None when it is forwarded instead: an outside
-        producer keyed it otherwise than the stream task owning its state."""
+        this topic, unsigned, failing too often). None when it is forwarded instead (its producer
+        keyed it otherwise than the stream task owning its state: an outside system, or a tool
+        that does not know which pipeline produces a dataset), or when it is an echo. Only
+        dataset events and announcements from outside are forwarded; any other event on the
+        wrong partition is refused, since eventflow's services key theirs right."""
         topic = self.config.unprefixed(record.topic)
         value: bytes = record.value or b""
         headers: list[tuple[str, bytes]] = list(record.headers or ())
+        if self.signer.decided(topic, value, headers):
+            return None  # an echo: decided in the step that wrote it
         failed = self._failures.get((record.topic, record.partition, record.offset))
         if failed is not None and failed[0] >= POISON_AFTER:
             reason = f"deciding it failed {failed[0]} times: {failed[1]}"
@@ -395,7 +432,7 @@ class KafkaCoordinator(Service):
         target, key = destination(event)
         if isinstance(event, TaskRequested) and topic == "eventflow.pools":
             target, key = topic, event.data.pool or ""  # a pooled request, as `Step` sends it
-        if target == topic and self.stream_tasks.task_of(key) == record.partition:
+        if target == topic and self.stream_tasks.states.task_for(topic, key) == record.partition:
             return inbound
         try:
             if target != topic:
@@ -403,7 +440,7 @@ class KafkaCoordinator(Service):
                 raise EventError(f"{event.type} on {topic} belongs on {target}")
             if isinstance(event, DatasetProduced):
                 self.engine.router.validate(event.data)  # refused here if it cannot be used
-            if not is_external(event):
+            if not is_external(event) and topic != DATASETS:
                 raise EventError(f"{event.type} on {topic} is not keyed by its {key!r}")
         except EventError as e:
             return Inbound(None, topic, value, refused=e.reason)

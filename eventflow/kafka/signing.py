@@ -8,6 +8,10 @@ HMAC-SHA256 of its topic (without prefix) and value, keyed by `Settings.signing_
 lacks a valid one. Binding the topic stops a signed event from being replayed onto another topic;
 a replay onto the same topic is harmless because decisions ignore repeats. Topic ACLs (see
 docs/operations.md) keep outside principals off the internal topics in the first place.
+
+An echo (an event a coordinator step decided itself, published for the record) also carries
+`eventflow-decided`, an HMAC of the same value under another label: the stream task reading it
+back skips it, and nobody without the key can make a record be skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..events import Event, is_external
 from ..settings import Settings
 
 HEADER = "eventflow-signature"
+DECIDED = "eventflow-decided"
 Headers = list[tuple[str, bytes]]
 
 
@@ -51,6 +56,21 @@ class Signer:
         if self._key is None:
             return []
         return [(HEADER, self._mac(topic, value))]
+
+    def echo_headers(self, topic: str, value: bytes) -> Headers:
+        """Headers of an echo produced to `topic`: signed, and marked as decided."""
+        assert self._key is not None, "only a coordinator (which has a key) echoes"
+        return [(HEADER, self._mac(topic, value)), (DECIDED, self._mac(f"decided:{topic}", value))]
+
+    def decided(self, topic: str, value: bytes, headers: Sequence[tuple[str, bytes]]) -> bool:
+        """Whether a record is an echo a coordinator wrote (a mark without the key is not)."""
+        if self._key is None:
+            return False
+        marks = [mark for name, mark in headers if name == DECIDED]
+        if not marks:
+            return False
+        expected = self._mac(f"decided:{topic}", value)
+        return any(hmac.compare_digest(mark, expected) for mark in marks)
 
     def verify(self, topic: str, value: bytes, headers: Sequence[tuple[str, bytes]]) -> bool:
         if self._key is None:

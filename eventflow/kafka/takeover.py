@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from .. import metrics
-from ..core.freshness import owner_of
 from . import changelog
 from .config import owns_nothing_for_sure, retrying
 
@@ -156,6 +155,8 @@ class TakeOver:
                 if snapshot is not None:
                     self.states.install(n, snapshot)
                 self._rewake(n)
+                # Echo offsets of an earlier ownership may lie before what others committed since.
+                self.service._echoed.pop(n, None)
                 self.producers[n] = producer
                 self.owned.add(n)
                 consumer.resume(*tps)
@@ -188,13 +189,14 @@ class TakeOver:
 
     def _rewake(self, n: int) -> None:
         """Timers of n's pipelines from its state (ticks due while n was not owned were dropped)."""
-        self.service.timers.forget(lambda key: self.task_of(owner_of(key)) == n)
+        self.service.timers.forget(lambda key: self.states.owner_task(key) == n)
         for name, pst in self.service.engine.pipelines.items():
             if self.task_of(name) == n:
                 wake = self.service.engine.runs.next_wake(pst)
                 if wake is not None:
                     self.service.timers.add(wake, name)
-        for at, key in self.service.engine.freshness_wakes(lambda owner: self.task_of(owner) == n):
+        mine = self.states.owner_task
+        for at, key in self.service.engine.freshness_wakes(lambda subject: mine(subject) == n):
             self.service.timers.add(at, key)
 
     async def _drop_all(self, numbers: set[int]) -> None:
@@ -205,7 +207,7 @@ class TakeOver:
 
     async def _drop(self, n: int) -> None:
         await self.states.drop(n)
-        self.service.timers.forget(lambda key: self.task_of(owner_of(key)) == n)
+        self.service.timers.forget(lambda key: self.states.owner_task(key) == n)
 
     def inputs(self, n: int) -> list[TopicPartition]:
         return [TopicPartition(self.service.config.topic(t), n) for t in INPUTS]

@@ -6,8 +6,9 @@ became of each input. Nothing here does I/O: the runtime commits the outcome thr
 log (SQLite file, or Kafka transaction with changelog) and only then delivers it.
 
 `follow=True` (embedded) decides the engine's own routed outputs in the same step, so a cascade
-hop costs no extra commit; `follow=False` (Kafka) publishes them to their topic, where the stream
-task owning their key decides them.
+hop costs no extra commit. On Kafka a step follows those whose state its own stream task holds
+(`local`) and publishes them as echoes, which that task skips when it reads them back; the others
+go to their topic, where the stream task owning their key decides them.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     #: What the step sends on, with its destination.
     messages: list[Message] = field(default_factory=list)
+    #: What it decided itself that was on its way to a topic (Kafka): published, not decided.
+    echoes: list[Message] = field(default_factory=list)
     effects: Effects = field(default_factory=Effects)
     #: Per input index (followed outputs excluded).
     receipts: dict[int, Receipt] = field(default_factory=dict)
@@ -175,19 +178,28 @@ class Step:
         self.prefetch = prefetch
         self.tracer = tracer
 
-    async def process(self, inputs: Sequence[Inbound], now: float, log: StateLog) -> Outcome:
+    async def process(
+        self,
+        inputs: Sequence[Inbound],
+        now: float,
+        log: StateLog,
+        local: Callable[[Event], bool] | None = None,
+    ) -> Outcome:
         """Decide, then commit through `log` the events and the state records that changed.
         Raises `Undecidable` before anything is committed, or what `log` raises."""
         began = time.perf_counter()
-        outcome = await self.run(inputs, now)
+        outcome = await self.run(inputs, now, local)
         committing = time.perf_counter()
         await log.commit(outcome, codec.changes(self.engine, outcome.effects))
         outcome.record(committing - began, time.perf_counter() - committing)
         return outcome
 
-    async def run(self, inputs: Sequence[Inbound], now: float) -> Outcome:
+    async def run(
+        self, inputs: Sequence[Inbound], now: float, local: Callable[[Event], bool] | None = None
+    ) -> Outcome:
         """Decide every input in order; raises `Undecidable` naming the input whose decision
-        failed unexpectedly (the caller restores the state, then refuses that input)."""
+        failed unexpectedly (the caller restores the state, then refuses that input). `local`
+        picks the routed outputs to follow as echoes (Kafka; embedded follows all of them)."""
         out = Outcome()
         fx = out.effects
         if self.prefetch is not None:
@@ -243,8 +255,10 @@ class Step:
                 decided.checks = [trace.stamp(c) for c in decided.checks]
             self._trace_requests(out, decided, trace)
             for event in decided.events:
-                if self.follow and is_followed(event):
+                if is_followed(event) and (self.follow or (local is not None and local(event))):
                     pending.append((index, Inbound(event, "engine"), True))
+                    if not self.follow:
+                        out.echoes.append(self.message(event))
                 else:
                     out.events.append(event)
                     out.messages.append(self.message(event))

@@ -241,3 +241,15 @@ def test_loading_accepts_checks_and_schedules_held_by_an_app_of_the_module(tmp_p
         + "plain = ef.App([p])\nguarded = ef.App([p], checks=[gate])\n"
     )
     assert not ef.load_app(f"{split}:plain").checks, "another App of the module holds it"
+
+
+def test_a_dataset_lives_with_the_pipeline_that_produces_it_unless_checks_hold_it() -> None:
+    raw, clean, checked = ef.Dataset("raw"), ef.Dataset("clean"), ef.Dataset("checked")
+    p = ef.Pipeline("p")
+    p.task(inputs=[raw], outputs=[clean], name="clean")(lambda ctx: None)
+    p.task(inputs=[clean], outputs=[checked], name="check")(lambda ctx: None)
+    p.check(checked, name="rows")(lambda ctx: True)
+    app = ef.App([p])
+    assert app.home_of("clean") == "p"
+    assert app.home_of("raw") == "raw", "produced outside: its own name"
+    assert app.home_of("checked") == "checked", "check results are keyed by the dataset"
