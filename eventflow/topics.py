@@ -126,7 +126,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "eventflow.state",
         "Changelog of coordinator, router and pool state (not CloudEvents): partition N holds "
-        "the state of the keys of partition N of the co-partitioned input topics.",
+        "the state of stream task N, the keys of partition N of the co-partitioned input "
+        "topics (a dataset produced by a pipeline: that pipeline's partition).",
         key="record",
         events=(),
         config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},

@@ -10,6 +10,7 @@ that `Snapshot.install` puts into the engine whole.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -143,6 +144,17 @@ class Snapshot:
         elif kind == "f":
             self.fresh[rest] = freshness.load(value)
         self.records += 1
+
+    def forget_datasets(self, moved: Callable[[str], bool]) -> None:
+        """Drop the router and freshness state of the datasets `moved` selects: kept elsewhere
+        now (on Kafka, a record left in a stream task's changelog from before the dataset's
+        home moved), so it must not overwrite the state where it lives."""
+        self.datasets = {key: dst for key, dst in self.datasets.items() if not moved(key[0])}
+        self.fresh = {
+            subject: fst
+            for subject, fst in self.fresh.items()
+            if not (freshness.of_dataset(subject) and moved(freshness.owner_of(subject)))
+        }
 
     def install(self, engine: Engine, *, merge: bool = False) -> None:
         """Into the engine in one synchronous step (pipelines the App no longer has are

@@ -34,8 +34,6 @@ class Policy:
     subject: str
     kind: Literal["dataset", "task"]
     name: str
-    #: The key that places the subject's state: the dataset, or the task's pipeline.
-    owner: str
     partitions: Partitioning
     deadline: str | None
     max_age_s: float | None
@@ -102,8 +100,9 @@ def of_dataset(key: str) -> bool:
 
 
 def owner_of(key: str) -> str:
-    """The name whose stream task holds a timer's (or a subject's) state: the pipeline for a
-    pipeline's timer or a task's subject, the dataset for a dataset's."""
+    """Whose state a timer's (or a subject's) lives with: the pipeline for a pipeline's timer
+    or a task's subject, the dataset for a dataset's (on Kafka, in its home's stream task:
+    `TaskStates.owner_task`)."""
     subject = key[1:] if is_timer(key) else key
     kind, _, rest = subject.partition(SEP)
     if kind not in ("d", "t") or not rest:
@@ -121,7 +120,6 @@ def policies(app: App) -> dict[str, Policy]:
                 subject,
                 "dataset",
                 ds.name,
-                ds.name,
                 ds.partitions,
                 ds.freshness.deadline,
                 ds.freshness.max_age_s,
@@ -133,7 +131,6 @@ def policies(app: App) -> dict[str, Policy]:
                 subject,
                 "task",
                 task.name,
-                task.pipeline,
                 task.partitioning,
                 task.deadline,
                 None,

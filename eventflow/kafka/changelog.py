@@ -14,6 +14,7 @@ drops a task's state a batch at a time. `explain` reads the same records to answ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -88,8 +89,24 @@ async def explain(
     tasks = config.partitions("eventflow.pipeline-inputs")
     engine = Engine(app)
     for n in sorted({partition_for(name, tasks) for name in names}):
-        (await read(config, n)).install(engine)
+        snapshot = await read(config, n)
+        snapshot.forget_datasets(homed_elsewhere(app, n, tasks))
+        snapshot.install(engine)
     return engine.explain(pipeline, task, partition)
+
+
+def homed_elsewhere(app: App, n: int, tasks: int) -> Callable[[str], bool]:
+    """Selects the datasets whose state stream task n does not hold (`App.home_of`), though
+    its changelog may still have records of it from before the home moved."""
+    known: dict[str, bool] = {}
+
+    def moved(dataset: str) -> bool:
+        found = known.get(dataset)
+        if found is None:
+            found = known[dataset] = partition_for(app.home_of(dataset), tasks) != n
+        return found
+
+    return moved
 
 
 class TaskStates:
@@ -134,6 +151,7 @@ class TaskStates:
         """Task n's state into the engine, in one synchronous step; the engine holds none of
         n's state before (a held task is dropped first)."""
         assert n not in self.held
+        snapshot.forget_datasets(lambda dataset: self.dataset_task(dataset) != n)
         snapshot.install(self.engine)
         self.held.add(n)
         self.ends[n] = snapshot.end

@@ -58,6 +58,8 @@ ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
 DATASETS = "eventflow.datasets"
+#: Header of a record a coordinator forwarded to the partition owning its state.
+FORWARDED = "eventflow-forwarded"
 #: Times a step may fail unexpectedly on one record before that record is dead-lettered.
 POISON_AFTER = 3
 #: A task-events partition not fetched for this long counts as unheard (broker unreachable).
@@ -442,9 +444,16 @@ class KafkaCoordinator(Service):
                 self.engine.router.validate(event.data)  # refused here if it cannot be used
             if not is_external(event) and topic != DATASETS:
                 raise EventError(f"{event.type} on {topic} is not keyed by its {key!r}")
+            if any(name == FORWARDED for name, _ in headers):
+                # Coordinators that disagree on where it belongs (different App versions
+                # during a deploy) would otherwise pass it back and forth for ever.
+                raise EventError(
+                    f"{event.type} forwarded once already, to a partition that "
+                    "does not own its state: do the coordinators run one App?"
+                )
         except EventError as e:
             return Inbound(None, topic, value, refused=e.reason)
-        forward.append((topic, key, value, headers))
+        forward.append((topic, key, value, [*headers, (FORWARDED, b"")]))
         return None
 
 

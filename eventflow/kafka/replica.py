@@ -21,6 +21,7 @@ from ..core.codec import Snapshot
 from ..definitions import App
 from ..lifecycle import Service
 from ..settings import Settings
+from .changelog import homed_elsewhere
 from .config import KafkaConfig, broker_errors
 
 log = logging.getLogger("eventflow.replica")
@@ -44,6 +45,9 @@ class StateReplica(Service):
         topic = self.config.topic("eventflow.state")
         self.partitions = [
             TopicPartition(topic, n) for n in range(self.config.partitions("eventflow.state"))
+        ]
+        self._moved = [
+            homed_elsewhere(app, tp.partition, len(self.partitions)) for tp in self.partitions
         ]
         self._consumer: AIOKafkaConsumer | None = None
         self._read = asyncio.Condition()
@@ -70,12 +74,13 @@ class StateReplica(Service):
         while True:
             with broker_errors("following the state changelog"):
                 fetched = await consumer.getmany(timeout_ms=500, max_records=5000)
-            snapshot = Snapshot()
-            for records in fetched.values():
+            for tp, records in fetched.items():
+                snapshot = Snapshot()
                 for record in records:
                     if record.key is not None and record.value is not None:
                         snapshot.add(record.key.decode(), record.value)
-            snapshot.update(self.engine)
+                snapshot.forget_datasets(self._moved[tp.partition])
+                snapshot.update(self.engine)
             if not self.ready.is_set() and await self._reached(consumer, ends):
                 self.ready.set()
             async with self._read:

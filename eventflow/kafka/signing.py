@@ -11,7 +11,8 @@ docs/operations.md) keep outside principals off the internal topics in the first
 
 An echo (an event a coordinator step decided itself, published for the record) also carries
 `eventflow-decided`, an HMAC of the same value under another label: the stream task reading it
-back skips it, and nobody without the key can make a record be skipped.
+back skips it, and nobody without the signing key (eventflow's services and operator tools hold
+it) can make a record be skipped.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Signer:
 
     def echo_headers(self, topic: str, value: bytes) -> Headers:
         """Headers of an echo produced to `topic`: signed, and marked as decided."""
-        assert self._key is not None, "only a coordinator (which has a key) echoes"
+        assert self._key is not None, "a coordinator, which echoes, always has a key"
         return [(HEADER, self._mac(topic, value)), (DECIDED, self._mac(f"decided:{topic}", value))]
 
     def decided(self, topic: str, value: bytes, headers: Sequence[tuple[str, bytes]]) -> bool:

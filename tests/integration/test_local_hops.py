@@ -24,6 +24,7 @@ from eventflow.events import (
 )
 from eventflow.kafka import coordinator as coordinating
 from eventflow.kafka.config import partition_for
+from eventflow.kafka.coordinator import FORWARDED
 from eventflow.runtime.step import Outcome
 from eventflow.testing import KafkaHarness
 from eventflow.topics import SPECS
@@ -182,3 +183,18 @@ async def test_a_forged_decided_mark_does_not_make_a_record_skipped(kafka: Broke
         await h.publish_raw(encode(event), headers=[("eventflow-decided", b"x" * 32)])
         [run] = await h.wait_for_runs(1, pipeline=CHAIN, timeout=60)
         assert run.status == "succeeded"
+
+
+async def test_a_record_forwarded_once_is_dead_lettered_rather_than_forwarded_again(
+    kafka: Broker,
+) -> None:
+    """Coordinators disagreeing on a dataset's home (two App versions during a deploy) would
+    pass its records back and forth; the second forward is refused with the reason instead."""
+    async with KafkaHarness(app(), kafka.bootstrap) as h:
+        assert partition_for("raw", TASKS) != HOME  # where `publish_raw` lands: not FIRST's home
+        event = DatasetProduced.of(DatasetProducedData(dataset=FIRST, partition="", version=7))
+        await h.publish_raw(encode(event), headers=[(FORWARDED, b"")])
+        await h.wait_for(lambda: bool(h.dead_letters()), 60)
+        [letter] = h.dead_letters()
+        assert "forwarded once already" in letter.reason
+        assert not h.runs()
