@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from eventflow.events import (
     DatasetProducedData,
     DeadLetter,
+    DeadLetterData,
     Event,
     PipelineRunData,
     TaskFailedData,
@@ -61,6 +62,18 @@ def ended_at_least(journal: Path, partition: str, n: int) -> Callable[[], bool]:
 
 def runs_succeeded(cluster: Cluster) -> int:
     return cluster.count("eventflow.pipeline.run.succeeded", ["eventflow.pipeline-runs"])
+
+
+def outcomes(cluster: Cluster, *services: Service) -> str:
+    """For a test that waited in vain: the ended runs, failed tasks and dead letters on the
+    topics, and what each service says of itself."""
+    found = [
+        f"{e.type} {e.data.model_dump_json()[:400]}"
+        for e in cluster.events()
+        if (isinstance(e.data, PipelineRunData) and e.data.status != "running")
+        or isinstance(e.data, TaskFailedData | DeadLetterData)
+    ]
+    return "\n".join([*found, *(service.describe() for service in services)])
 
 
 def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Event]:
@@ -201,7 +214,12 @@ def test_broker_restart_during_cascades(cluster: Cluster, kafka: Broker, tmp_pat
         cluster.publish("raw", partition, 1, journal=str(journal), pause=0.3)
         wait_for(ended_at_least(journal, partition, progress), 60, f"{progress} tasks done")
         kafka.restart()
-    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
+    wait_for(
+        lambda: runs_succeeded(cluster) >= len(partitions),
+        240,
+        "every run to finish",
+        explain=lambda: outcomes(cluster, coordinator, worker),
+    )
     verify(cluster, partitions)
     assert coordinator.proc.poll() is None and worker.proc.poll() is None, "services kept running"
 
@@ -223,7 +241,12 @@ def test_a_broker_outage_costs_time_not_runs(
         cluster.publish("raw", partition, 1, journal=str(journal), pause=1.5)
     wait_for(lambda: all(ended(journal, p) >= 1 for p in partitions), 60, "cascades under way")
     kafka.restart(pause=30)
-    wait_for(lambda: runs_succeeded(cluster) >= len(partitions), 240, "every run to finish")
+    wait_for(
+        lambda: runs_succeeded(cluster) >= len(partitions),
+        240,
+        "every run to finish",
+        explain=lambda: outcomes(cluster, coordinator, worker),
+    )
     events = verify(cluster, partitions)
     lost = [e.data for e in events if isinstance(e.data, TaskFailedData)]
     assert lost == [], "no task failed during the outage"
