@@ -90,23 +90,9 @@ async def explain(
     engine = Engine(app)
     for n in sorted({partition_for(name, tasks) for name in names}):
         snapshot = await read(config, n)
-        snapshot.forget_datasets(homed_elsewhere(app, n, tasks))
+        snapshot.forget_datasets(TaskStates(engine, tasks).elsewhere(n))
         snapshot.install(engine)
     return engine.explain(pipeline, task, partition)
-
-
-def homed_elsewhere(app: App, n: int, tasks: int) -> Callable[[str], bool]:
-    """Selects the datasets whose state stream task n does not hold (`App.home_of`), though
-    its changelog may still have records of it from before the home moved."""
-    known: dict[str, bool] = {}
-
-    def moved(dataset: str) -> bool:
-        found = known.get(dataset)
-        if found is None:
-            found = known[dataset] = partition_for(app.home_of(dataset), tasks) != n
-        return found
-
-    return moved
 
 
 class TaskStates:
@@ -138,6 +124,11 @@ class TaskStates:
             n = self._datasets[dataset] = self.task_of(self.engine.app.home_of(dataset))
         return n
 
+    def elsewhere(self, n: int) -> Callable[[str], bool]:
+        """Selects the datasets whose state stream task n does not hold (`App.home_of`), though
+        its changelog may still have records of them from before their home moved."""
+        return lambda dataset: self.dataset_task(dataset) != n
+
     def owner_task(self, key: str) -> int:
         """The stream task of a timer or freshness subject: its pipeline's or its dataset's."""
         owner = owner_of(key)
@@ -151,7 +142,7 @@ class TaskStates:
         """Task n's state into the engine, in one synchronous step; the engine holds none of
         n's state before (a held task is dropped first)."""
         assert n not in self.held
-        snapshot.forget_datasets(lambda dataset: self.dataset_task(dataset) != n)
+        snapshot.forget_datasets(self.elsewhere(n))
         snapshot.install(self.engine)
         self.held.add(n)
         self.ends[n] = snapshot.end

@@ -21,7 +21,7 @@ from ..core.codec import Snapshot
 from ..definitions import App
 from ..lifecycle import Service
 from ..settings import Settings
-from .changelog import homed_elsewhere
+from .changelog import TaskStates
 from .config import KafkaConfig, broker_errors
 
 log = logging.getLogger("eventflow.replica")
@@ -46,9 +46,7 @@ class StateReplica(Service):
         self.partitions = [
             TopicPartition(topic, n) for n in range(self.config.partitions("eventflow.state"))
         ]
-        self._moved = [
-            homed_elsewhere(app, tp.partition, len(self.partitions)) for tp in self.partitions
-        ]
+        self._tasks = TaskStates(self.engine, len(self.partitions))
         self._consumer: AIOKafkaConsumer | None = None
         self._read = asyncio.Condition()
 
@@ -79,7 +77,7 @@ class StateReplica(Service):
                 for record in records:
                     if record.key is not None and record.value is not None:
                         snapshot.add(record.key.decode(), record.value)
-                snapshot.forget_datasets(self._moved[tp.partition])
+                snapshot.forget_datasets(self._tasks.elsewhere(tp.partition))
                 snapshot.update(self.engine)
             if not self.ready.is_set() and await self._reached(consumer, ends):
                 self.ready.set()

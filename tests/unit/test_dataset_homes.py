@@ -7,7 +7,7 @@ from __future__ import annotations
 import eventflow as ef
 from eventflow.core import Engine, codec
 from eventflow.core.state import DatasetState, dump
-from eventflow.kafka.changelog import Snapshot, TaskStates, homed_elsewhere
+from eventflow.kafka.changelog import Snapshot, TaskStates
 from eventflow.kafka.config import partition_for
 
 TASKS = 12
@@ -39,7 +39,7 @@ def test_a_take_over_installs_only_the_datasets_whose_home_is_the_task() -> None
 
 
 def test_readers_of_the_whole_changelog_skip_the_stale_copies() -> None:
-    moved = homed_elsewhere(app(), partition_for("clean", TASKS), TASKS)
-    assert moved("clean")
-    assert not homed_elsewhere(app(), partition_for("p", TASKS), TASKS)("clean")
-    assert not homed_elsewhere(app(), partition_for("raw", TASKS), TASKS)("raw")
+    tasks = TaskStates(Engine(app()), TASKS)
+    assert tasks.elsewhere(partition_for("clean", TASKS))("clean")
+    assert not tasks.elsewhere(partition_for("p", TASKS))("clean")
+    assert not tasks.elsewhere(partition_for("raw", TASKS))("raw")
