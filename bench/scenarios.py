@@ -55,6 +55,7 @@ async def trigger_latency(
         floor = await kafka_round_trip(bootstrap, events=events, warmup=warmup)
         result["floor_ms"] = floor
         result["to_body_over_floor_p50"] = round(result["to_body_ms"]["p50"] / floor["p50"], 1)
+        result["to_body_over_floor_p99"] = round(result["to_body_ms"]["p99"] / floor["p99"], 1)
     elif runtime == "embedded":
         floors = await embedded_floor(events=events, warmup=warmup)
         result.update(floors)
@@ -120,16 +121,34 @@ async def embedded_floor(*, events: int, warmup: int) -> dict[str, dict[str, flo
     }
 
 
+async def _topics(bootstrap: str, count: int) -> list[str]:
+    """Fresh one-partition topics for a floor measurement, each written to once: a new topic's
+    first writes may be refused for a while (not enough replicas yet), which is not the floor."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    names = [f"bench-floor-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1) for name in names])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for name in names:
+            await producer.send_and_wait(name, b"ready")
+    finally:
+        await producer.stop()
+    return names
+
+
 async def kafka_round_trip(bootstrap: str, *, events: int, warmup: int) -> dict[str, float]:
     """The floor: a bare aiokafka produce (acks=all) -> consume round trip on the same broker."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
-    await admin.close()
+    [topic] = await _topics(bootstrap, 1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=500)
     await producer.start()
@@ -137,10 +156,6 @@ async def kafka_round_trip(bootstrap: str, *, events: int, warmup: int) -> dict[
     samples = []
     try:
         tp = TopicPartition(topic, 0)
-        for _ in range(100):
-            if topic in await consumer.topics():
-                break
-            await asyncio.sleep(0.1)
         consumer.assign([tp])
         await consumer.seek_to_end(tp)
         for i in range(warmup + events):
@@ -153,6 +168,59 @@ async def kafka_round_trip(bootstrap: str, *, events: int, warmup: int) -> dict[
     finally:
         await producer.stop()
         await consumer.stop()
+    return percentiles(samples)
+
+
+async def kafka_transaction_hop(bootstrap: str, *, events: int, warmup: int) -> dict[str, float]:
+    """The floor of one exactly-once step, bare: a record read (read_committed), one record
+    sent and then the read offset, in one transaction, and read on the other side once committed.
+    A Kafka chain hop is two such steps (the worker's result, the coordinator's decision)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    source, sink = await _topics(bootstrap, 2)
+    group = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    feeder = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    step = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=group,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=0,
+    )
+    taking = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    reading = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    clients = (feeder, step, taking, reading)
+    for client in clients:
+        await client.start()
+    samples = []
+    try:
+        into, out = TopicPartition(source, 0), TopicPartition(sink, 0)
+        taking.assign([into])
+        await taking.seek_to_end(into)
+        reading.assign([out])
+        await reading.seek_to_end(out)
+        for i in range(warmup + events):
+            await feeder.send_and_wait(source, b"x")
+            while not (records := (await taking.getmany(into, timeout_ms=1000)).get(into)):
+                pass
+            took = time.perf_counter()
+            async with step.transaction():
+                # As eventflow's steps do: the offsets once the records are written (sent
+                # alongside, they race the broker's check of the partitions and retry 100 ms).
+                await step.send_and_wait(sink, b"x")
+                await step.send_offsets_to_transaction({into: records[-1].offset + 1}, group)
+            while not (await reading.getmany(out, timeout_ms=1000)).get(out):
+                pass
+            if i >= warmup:
+                samples.append(time.perf_counter() - took)
+    finally:
+        for client in clients:
+            await client.stop()
     return percentiles(samples)
 
 
@@ -175,7 +243,14 @@ async def chain10(
                 totals.append(arrived - sent)
                 stamps = [sent] + [started[f"bench.chain{n}"] for n in range(1, 11)]
                 hops += [b - a for a, b in itertools.pairwise(stamps)]
-    return {"total_ms": percentiles(totals), "per_hop_ms": percentiles(hops)}
+    result: dict[str, Any] = {"total_ms": percentiles(totals), "per_hop_ms": percentiles(hops)}
+    if runtime == "kafka" and bootstrap:
+        floor = await kafka_transaction_hop(bootstrap, events=10 * runs, warmup=10 * warmup)
+        result["floor_transaction_ms"] = floor
+        # Two transactions per hop: the worker's and the coordinator's.
+        ratio = result["per_hop_ms"]["p50"] / (2 * floor["p50"])
+        result["per_hop_over_two_transactions_p50"] = round(ratio, 2)
+    return result
 
 
 def busy_s(before: dict[str, float], after: dict[str, float]) -> float:

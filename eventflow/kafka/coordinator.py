@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,7 +36,9 @@ from ..events import (
     CE_HEADER_PREFIX,
     DatasetProduced,
     Event,
+    TaskHeartbeat,
     TaskRequested,
+    TaskStarted,
     encode,
     from_binary,
     is_binary,
@@ -64,6 +68,31 @@ FORWARDED = "eventflow-forwarded"
 POISON_AFTER = 3
 #: A task-events partition not fetched for this long counts as unheard (broker unreachable).
 UNHEARD_MS = 5000
+#: Seconds a stream task's started and heartbeat events may wait for something else to decide.
+LINGER_S = 0.05
+
+
+@dataclass
+class _Held:
+    """What a stream task read and has not committed yet, to go with its next step: the
+    offsets of echoes (nothing to decide), and progress events (a run started, or is alive).
+
+    A progress event alone is not worth a transaction of its own: a quick task's result comes a
+    few milliseconds after its start, and the step that took the start would still be completing
+    on the broker when the result's step begins (aiokafka then waits 20 ms to retry). So progress
+    waits up to `LINGER_S` (`due`) to be decided with whatever comes next; only the `running`
+    status others see is that much later. Nothing held is committed: given up (`drop_held`), it
+    is read again by the task's next owner."""
+
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    inputs: list[Inbound] = field(default_factory=list)
+    #: Per input, the record it came from.
+    sources: list[Any] = field(default_factory=list)
+    due: float | None = None
+
+
+def _progress(inbound: Inbound) -> bool:
+    return inbound.refused is None and isinstance(inbound.item, TaskStarted | TaskHeartbeat)
 
 
 class _Transaction:
@@ -170,8 +199,8 @@ class KafkaCoordinator(Service):
         # Per record (topic, partition, offset): failures so far and the last error.
         self._failures: dict[tuple[str, int, int], tuple[int, str]] = {}
         self._tick_failures: Counter[str] = Counter()
-        # Per stream task: input offsets of echoes read since its last step committed.
-        self._echoed: dict[int, dict[TopicPartition, int]] = {}
+        # Per stream task: what it read since its last step committed, and holds for the next.
+        self._held: dict[int, _Held] = {}
         # Per stream task: since when its task-events partition has been fetched without a gap.
         self._heard_since: dict[int, float] = {}
         self._listened_at: float | None = None
@@ -282,9 +311,11 @@ class KafkaCoordinator(Service):
         consumer = self._consumer
         while True:
             timeout = 1000
-            at = self.timers.next_at()
-            if at is not None:
-                timeout = int(max(0.0, min(1.0, at - time.time())) * 1000)
+            dues = [held.due for held in self._held.values() if held.due is not None]
+            timer = self.timers.next_at()
+            at = min([*dues, math.inf if timer is None else timer])
+            if at < math.inf:
+                timeout = math.ceil(max(0.0, min(1.0, at - time.time())) * 1000)
             batches = await consumer.getmany(timeout_ms=timeout, max_records=1000)
             async with self._lock:
                 by_task: dict[int, list[Any]] = defaultdict(list)
@@ -299,6 +330,14 @@ class KafkaCoordinator(Service):
                     n = self.stream_tasks.states.owner_task(pipeline)
                     if n in self.stream_tasks.owned:
                         await self._step(n, [], tick=pipeline)
+                for n, held in list(self._held.items()):
+                    if held.due is not None and held.due <= now and n in self.stream_tasks.owned:
+                        await self._step(n, [], flush=True)
+
+    def drop_held(self, n: int) -> None:
+        """Forget what task n holds (it is given up): nothing held is committed, so whoever
+        takes n over next reads it again from the committed offsets."""
+        self._held.pop(n, None)
 
     def _listen(self, consumer: AIOKafkaConsumer, now: float) -> None:
         """Track since when each owned task has heard its workers without a gap: after a broker
@@ -323,13 +362,15 @@ class KafkaCoordinator(Service):
             elif n not in self._heard_since:
                 self._heard_since[n] = now
 
-    async def _step(self, n: int, records: list[Any], tick: str | None = None) -> None:
-        """One transaction: consume `records` (or a tick), decide, emit, checkpoint."""
+    async def _step(
+        self, n: int, records: list[Any], tick: str | None = None, *, flush: bool = False
+    ) -> None:
+        """One transaction: consume `records` (or a tick) and what the task holds (`_Held`),
+        decide, emit, checkpoint; or hold them too, when there is nothing worth committing."""
         producer = self.stream_tasks.producers[n]
         now = time.time()
-        inputs: list[Inbound] = []
-        #: Per input, the record it came from (None: the tick).
-        sources: list[Any] = []
+        held = self._held.pop(n, None) or _Held()
+        inputs, sources, offsets = held.inputs, held.sources, held.offsets
         forward: list[tuple[str, str, bytes, Any]] = []
         if tick is not None and self._tick_failures[tick] < POISON_AFTER:
             inputs.append(Inbound(Tick(tick, self._heard_since.get(n, now)), "timer"))
@@ -339,17 +380,15 @@ class KafkaCoordinator(Service):
             if inbound is not None:
                 inputs.append(inbound)
                 sources.append(record)
-        # Offsets of echoes read before go with this step (see below).
-        offsets: dict[TopicPartition, int] = self._echoed.pop(n, {})
-        for record in records:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        if records and not inputs and not forward:
-            # Only echoes: nothing to decide or send. A transaction for their offsets alone
-            # would hold up the task's next step (the broker is often still completing the
-            # last one, and aiokafka waits 100 ms to retry); the next step commits them, and
-            # echoes read again after a restart are skipped again.
-            self._echoed[n] = offsets
+        if not flush and tick is None and not forward and all(map(_progress, inputs)):
+            # Echoes alone (decided in the step that wrote them) or progress alone: a
+            # transaction now would hold up the task's next step (see `_Held`).
+            if inputs and held.due is None:
+                held.due = now + LINGER_S
+            if inputs or records:
+                self._held[n] = held
             return
         transaction = _Transaction(self, producer, n, offsets, forward)
         tasks = self.stream_tasks.states
@@ -385,8 +424,9 @@ class KafkaCoordinator(Service):
             )
             await self.stream_tasks.recover(n)
             return
-        for record in records:
-            self._failures.pop((record.topic, record.partition, record.offset), None)
+        for record in sources:
+            if record is not None:
+                self._failures.pop((record.topic, record.partition, record.offset), None)
         if transaction.last is not None:  # the commit marker follows the step's last record
             self.stream_tasks.states.ends[n] = transaction.last + 2
         for at, pipeline in outcome.effects.wakes:

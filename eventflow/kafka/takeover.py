@@ -90,6 +90,8 @@ class TakeOver:
             gone = numbers & self.owned
             await self.close_producers(gone)
             self.owned -= gone
+            for n in gone:
+                self.service.drop_held(n)
         if gone:
             log.info("%s: gave up stream tasks %s", self.service.instance, sorted(gone))
         self._count_tasks()
@@ -155,8 +157,6 @@ class TakeOver:
                 if snapshot is not None:
                     self.states.install(n, snapshot)
                 self._rewake(n)
-                # Echo offsets of an earlier ownership may lie before what others committed since.
-                self.service._echoed.pop(n, None)
                 self.producers[n] = producer
                 self.owned.add(n)
                 consumer.resume(*tps)
@@ -231,6 +231,7 @@ class TakeOver:
         as on assignment."""
         assert self.service._consumer is not None
         self.owned.discard(n)
+        self.service.drop_held(n)
         self.states.ends.pop(n, None)  # never reuse this state
         await self.close_producers({n})
         self.service._consumer.pause(

@@ -87,6 +87,7 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
     report = bench(
         tmp_path / "r.json",
         "latency",
+        "chain10",
         "fanout",
         "state",
         "failover",
@@ -103,7 +104,16 @@ def test_bench_smoke_kafka(kafka: Broker, tmp_path: Path) -> None:
         "2000",
     )
     results: Any = report["results"]
-    assert results["latency/kafka"]["floor_ms"]["n"] == 5
+    latency = results["latency/kafka"]
+    assert latency["floor_ms"]["n"] == 5
+    assert latency["to_body_over_floor_p99"] == round(
+        latency["to_body_ms"]["p99"] / latency["floor_ms"]["p99"], 1
+    )
+    chain = results["chain10/kafka"]
+    assert chain["floor_transaction_ms"]["n"] == chain["per_hop_ms"]["n"] == 100
+    assert chain["per_hop_over_two_transactions_p50"] == round(
+        chain["per_hop_ms"]["p50"] / (2 * chain["floor_transaction_ms"]["p50"]), 2
+    )
     assert results["fanout/kafka"]["coordinator_share"] > 0
     assert results["state/kafka"]["states"] == 2000
     assert results["state/kafka"]["takeover_assignments"] >= 1
