@@ -7,8 +7,9 @@ still be completing on the broker when the result's step begins, which then wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 import eventflow as ef
 from eventflow.events import Event, TaskStarted, TaskSucceeded
 from eventflow.kafka import coordinator as coordinating
+from eventflow.kafka.coordinator import KafkaCoordinator
 from eventflow.testing import KafkaHarness
 
 from ..kafka_broker import Broker
@@ -49,30 +51,42 @@ def took(inputs: list[Event], kind: type[Event]) -> bool:
     return any(isinstance(e, kind) for e in inputs)
 
 
-async def test_a_start_waits_for_the_result_and_is_committed_with_it(
+def holding_start(coordinator: KafkaCoordinator) -> list[int]:
+    """The stream tasks holding a run's start, not yet decided."""
+    return [
+        n
+        for n, kept in coordinator._held.items()
+        if any(isinstance(i.item, TaskStarted) for i in kept.inputs)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def start_held(
     kafka: Broker, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[tuple[KafkaHarness, Steps, asyncio.Event]]:
+    """The gated task running, its start read and held (for an hour): the harness, the
+    committed steps, and the event that lets the body end."""
     monkeypatch.setattr(coordinating, "LINGER_S", 3600.0)
     steps = Steps(monkeypatch)
     app, began, release = gated()
     async with KafkaHarness(app, kafka.bootstrap) as h:
         await h.emit("go", version=1)
         await asyncio.wait_for(began.wait(), 60)
-        held = h.coordinator._held
+        await until(lambda: holding_start(h.coordinator), "the coordinator to read the start")
+        yield h, steps, release
 
-        def start_held() -> bool:
-            return any(
-                isinstance(i.item, TaskStarted) for kept in held.values() for i in kept.inputs
-            )
 
-        await until(start_held, "the coordinator to read the start")
+async def test_a_start_waits_for_the_result_and_is_committed_with_it(
+    kafka: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_held(kafka, monkeypatch) as (h, steps, release):
         assert not [inputs for _, inputs, _ in steps.seen if took(inputs, TaskStarted)]
         release.set()
         await h.wait_for_runs(1, timeout=60)
 
         [(_, inputs, _)] = [s for s in steps.seen if took(s[1], TaskStarted)]
         assert took(inputs, TaskSucceeded), "the start was committed without the result"
-        assert not start_held(), "the start is not decided twice"
+        assert not holding_start(h.coordinator), "the start is not decided twice"
         assert [r.status for r in h.runs("gated")] == ["succeeded"]
 
 
@@ -81,7 +95,7 @@ async def test_a_start_alone_is_committed_once_it_has_waited(
 ) -> None:
     steps = Steps(monkeypatch)
     flushed: list[Any] = []  # steps committed because what they held was due
-    step = coordinating.KafkaCoordinator._step
+    step = KafkaCoordinator._step
 
     async def recorded(
         service: Any, n: int, records: list[Any], tick: str | None = None, *, flush: bool = False
@@ -91,7 +105,7 @@ async def test_a_start_alone_is_committed_once_it_has_waited(
         if flush:
             flushed.extend(steps.seen[before:])
 
-    monkeypatch.setattr(coordinating.KafkaCoordinator, "_step", recorded)
+    monkeypatch.setattr(KafkaCoordinator, "_step", recorded)
     app, began, release = gated()
     async with KafkaHarness(app, kafka.bootstrap) as h:
         await h.emit("go", version=1)
@@ -117,31 +131,16 @@ async def test_a_task_taken_over_again_reads_what_it_held_once(
 ) -> None:
     """Given up (as after a failed step) and taken over again, a task reads its uncommitted
     input again from the committed offsets: what it held before is dropped, not doubled."""
-    monkeypatch.setattr(coordinating, "LINGER_S", 3600.0)
-    steps = Steps(monkeypatch)
-    app, began, release = gated()
-    async with KafkaHarness(app, kafka.bootstrap) as h:
-        await h.emit("go", version=1)
-        await asyncio.wait_for(began.wait(), 60)
+    async with start_held(kafka, monkeypatch) as (h, steps, release):
         coordinator = h.coordinator
-        held = coordinator._held
-
-        def holding_start() -> list[int]:
-            return [
-                n
-                for n, kept in held.items()
-                if any(isinstance(i.item, TaskStarted) for i in kept.inputs)
-            ]
-
-        await until(holding_start, "the coordinator to read the start")
-        [n] = holding_start()
+        [n] = holding_start(coordinator)
         assignments = coordinator.stream_tasks.assignments
         async with coordinator._lock:
             await coordinator.stream_tasks.recover(n)
-        assert n not in held
+        assert n not in coordinator._held
         await until(lambda: n in coordinator.stream_tasks.owned, "task n taken over again")
         assert coordinator.stream_tasks.assignments == assignments  # no rebalance
-        await until(holding_start, "the start read again")
+        await until(lambda: holding_start(coordinator), "the start read again")
         release.set()
         await h.wait_for_runs(1, timeout=60)
         starts = [e for _, inputs, _ in steps.seen for e in inputs if isinstance(e, TaskStarted)]
