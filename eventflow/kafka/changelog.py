@@ -25,6 +25,8 @@ from ..core.state import bulk_load
 from ..definitions import App
 from .config import KafkaConfig, partition_for
 
+#: The topic whose records are keyed by dataset and decided in the stream task of its home.
+DATASETS = "eventflow.datasets"
 #: Records fetched and decoded between two yields to the event loop (about 15 ms of decoding
 #: at 500 bytes a record): aiokafka's heartbeats and the processing loop run in between.
 BATCH = 1000
@@ -136,7 +138,7 @@ class TaskStates:
 
     def task_for(self, topic: str, key: str) -> int:
         """The stream task that decides a record of `topic` (unprefixed) keyed `key`."""
-        return self.dataset_task(key) if topic == "eventflow.datasets" else self.task_of(key)
+        return self.dataset_task(key) if topic == DATASETS else self.task_of(key)
 
     def install(self, n: int, snapshot: Snapshot) -> None:
         """Task n's state into the engine, in one synchronous step; the engine holds none of

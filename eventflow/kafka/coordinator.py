@@ -52,6 +52,7 @@ from ..settings import Settings
 from ..timers import Timers
 from ..topics import SPECS, destination
 from ..tracing import Tracer
+from .changelog import DATASETS
 from .config import KafkaConfig, broker_errors
 from .signing import Signer
 from .takeover import INPUTS, Listener, TakeOver
@@ -61,7 +62,6 @@ log = logging.getLogger("eventflow.coordinator")
 ACCEPTS: dict[str, tuple[type[Event], ...]] = {
     topic: tuple(BY_TYPE[kind] for kind in SPECS[topic].events) for topic in INPUTS
 }
-DATASETS = "eventflow.datasets"
 #: Header of a record a coordinator forwarded to the partition owning its state.
 FORWARDED = "eventflow-forwarded"
 #: Times a step may fail unexpectedly on one record before that record is dead-lettered.
@@ -252,10 +252,10 @@ class KafkaCoordinator(Service):
         try:
             with broker_errors(f"clock tick of {dataset}"):
                 await self._clock.send_and_wait(
-                    self.config.topic("eventflow.datasets"),
+                    self.config.topic(DATASETS),
                     value,
                     key=dataset.encode(),
-                    headers=self.signer.headers("eventflow.datasets", value),
+                    headers=self.signer.headers(DATASETS, value),
                 )
         except BrokerError as e:
             log.warning("%s: %s lost", self.instance, e)

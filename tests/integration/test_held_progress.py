@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,9 @@ from eventflow.testing import KafkaHarness
 
 from ..kafka_broker import Broker
 from .test_local_hops import Steps
+from .test_recovery import until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def gated() -> tuple[ef.App, asyncio.Event, asyncio.Event]:

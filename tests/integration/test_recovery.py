@@ -33,7 +33,7 @@ STATES = 30_000  # 30 days of the 1,000 pipelines: 90,000 changelog records with
 TASKS = 6
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+async def until(condition: Callable[[], object], what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
