@@ -39,6 +39,9 @@ class Pager:
         self._recent: OrderedDict[_Key, None] = OrderedDict()
         #: Dataset partitions looked up in the file since the step began, found or not.
         self._looked_up: set[tuple[str, str]] = set()
+        #: Pipelines whose every partition is in memory: read whole once, and nothing of them
+        #: dropped since (a partition made later is made in memory before it is in the file).
+        self._whole: set[str] = set()
 
     async def prefetch(self, events: Iterable[Event]) -> None:
         """Before a step: read in, in one query, the dataset partitions its inputs name,
@@ -119,6 +122,7 @@ class Pager:
         """The engine's state was reloaded from the file."""
         self._recent.clear()
         self._looked_up.clear()
+        self._whole.clear()
 
     def __len__(self) -> int:
         return len(self._recent)
@@ -144,6 +148,7 @@ class Pager:
         if any(bf.status == "running" for bf in pst.backfills.values()):
             return False  # a backfill judges its partitions one after another, from memory
         pst.partitions.pop(partition, None)
+        self._whole.discard(name)
         return True
 
     async def _fanned_from(
@@ -186,7 +191,9 @@ class Pager:
             return
         if everything:
             # An unpartitioned input is evaluated in every partition of the pipeline.
-            await self.store.page_in_partitions(self.engine, pipeline, None)
+            if pipeline not in self._whole:
+                await self.store.page_in_partitions(self.engine, pipeline, None)
+                self._whole.add(pipeline)
             for key in pst.partitions:
                 self._use(("p", pipeline, key))
             return

@@ -124,6 +124,7 @@ class EmbeddedRuntime(Service):
         """Open the store and load the state, then process."""
         await self.store.start()
         self.engine.reset()
+        self.pager.forget()
         await self.store.load(self.engine)
         await self.history.start()
         self._closed = False

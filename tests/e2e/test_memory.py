@@ -96,3 +96,37 @@ async def test_a_step_reads_the_dataset_partitions_its_inputs_name_in_one_query(
         await asyncio.gather(*(runtime.emit("src", key, version=2) for key in keys))
         await asyncio.wait_for(runtime.wait_idle(), 60)
     assert sorted(calls[10:]) == [(key, {"src": 2, "lookup": 1}) for key in keys]
+
+
+async def test_a_pipeline_read_whole_is_not_read_again_until_a_partition_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, dict[str, int]]] = []
+    keys = days(4)
+    settings = ef.Settings(home=tmp_path / "home", state_cache=100)
+    async with ef.EmbeddedRuntime(app(calls), settings) as runtime:
+        await filled(runtime, keys)
+        whole: list[str] = []
+        read = runtime.store.page_in_partitions
+
+        async def counted(engine: Engine, pipeline: str, wanted: list[str] | None) -> None:
+            if wanted is None:
+                whole.append(pipeline)
+            await read(engine, pipeline, wanted)
+
+        monkeypatch.setattr(runtime.store, "page_in_partitions", counted)
+        for version in (2, 3):  # an unpartitioned input is evaluated in every partition
+            await runtime.emit("lookup", version=version)
+            await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert whole == [], "every partition stayed in memory since the first lookup"
+        assert len(calls) == 4 + 2 * len(keys)
+
+        runtime.pager.limit = 1  # the next step's eviction drops partitions of p
+        await runtime.emit("src", keys[0], version=2)
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert len(runtime.engine.pipelines["p"].partitions) < len(keys)
+        await runtime.emit("lookup", version=4)
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        assert whole == ["p"], "read again once a partition had left"
+    assert sorted(k for k, v in calls[-len(keys) :]) == keys
+    assert all(v["lookup"] == 4 for _, v in calls[-len(keys) :])
