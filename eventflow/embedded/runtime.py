@@ -115,6 +115,8 @@ class EmbeddedRuntime(Service):
         self._idle = asyncio.Event()
         self._batch: list[_Item] = []  # in the processor's hands
         self._applying = False
+        self._between_steps = asyncio.Event()
+        self._between_steps.set()
         self._closed = False  # stopped after running: nothing will take events any more
         self._commit_failures = 0
         self._next_trim = 0.0
@@ -146,6 +148,9 @@ class EmbeddedRuntime(Service):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        # A step under way ends first: its transaction would go on in the store's thread, and
+        # its publishers must hear whether it committed, not that the instance stopped.
+        await self._between_steps.wait()
         await self._stop_loops()
         await self.cancel(*self._running.values())
         self._running.clear()
@@ -318,15 +323,17 @@ class EmbeddedRuntime(Service):
 
     # -- processing ------------------------------------------------------------------------------
     async def _process(self) -> None:
-        while True:
+        while not self._closed:
             self._batch = batch = [await self._inbox.get()]
             while not self._inbox.empty() and len(batch) < 2000:
                 batch.append(self._inbox.get_nowait())
             self._applying = True
+            self._between_steps.clear()
             try:
                 await self._apply(batch)
             finally:
                 self._applying = False
+                self._between_steps.set()
             self._batch = []
             self._check_idle()
 
@@ -376,6 +383,8 @@ class EmbeddedRuntime(Service):
         self.pager.touched(fx.dirty_partitions, fx.dirty_datasets)
         self.pager.evict()
         self._commit_failures = 0
+        # Bodies first: their tasks are scheduled before the callbacks of those who wait.
+        self._deliver(outcome.messages)
         for index, (_, future) in enumerate(batch):
             receipt = outcome.receipts.get(index)
             if future is not None and receipt is not None and not future.done():
@@ -389,7 +398,6 @@ class EmbeddedRuntime(Service):
                     self._subscribers.discard(queue)
         for committed in self._commits:
             committed.set()
-        self._deliver(outcome.messages)
         self._carry_out(fx)
         self.history.wake()
         await self._trim_log(now)
@@ -420,7 +428,7 @@ class EmbeddedRuntime(Service):
             if future is not None and not future.done():
                 future.set_exception(error)
         kept = [item for item in batch if item[1] is None]
-        if kept:
+        if kept and not self._closed:
             await asyncio.sleep(pause_after(self._commit_failures, first_s=0.05, max_s=5.0))
             for item in kept:
                 self._inbox.put_nowait(item)

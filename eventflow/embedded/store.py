@@ -8,14 +8,16 @@ read while a dev instance writes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -38,7 +40,33 @@ from ..lifecycle import Lifecycle
 from ..runtime.step import Outcome
 from . import subscriptions
 
+#: Commits, or bytes logged, between two checkpoints of the WAL: well before the 1,000 pages
+#: at which SQLite would checkpoint by itself. A commit writes each page it changes whole: a
+#: trigger's commit of a few rows writes about a dozen pages, a batch of thousands of rows
+#: shares its pages.
+CHECKPOINT_COMMITS = 32
+CHECKPOINT_BYTES = 1 << 20
+#: Passes of one checkpoint at most, each copying what commits wrote during the one before.
+CATCH_UP = 4
+#: Bytes the WAL file is cut back to when it starts over (it is reused, not truncated).
+WAL_LIMIT = 4 << 20
+#: Pages of WAL past which a commit checkpoints after all, just before it begins. The WAL
+#: starts over only when a write begins with all of it copied, which under steady writes no
+#: checkpoint beside them achieves. The checkpointer has copied all but the last commits by
+#: then, so this one is short.
+BEHIND_PAGES = 2000
+
+log = logging.getLogger("eventflow.store")
+T = TypeVar("T")
+
 LOG_EVENTS = "INSERT INTO events (id, type, subject, correlation, time, body) VALUES "
+ROW = "(?, ?, ?, ?, ?, ?)"
+FRESHEN = (
+    "INSERT INTO freshness VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (dataset, partition) DO UPDATE SET version = excluded.version, "
+    "metadata = excluded.metadata, produced_at = excluded.produced_at, "
+    "producer = excluded.producer WHERE excluded.version > freshness.version"
+)
 #: Events per logging statement (SQLite takes at most 32,766 parameters in one; six per event).
 LOG_CHUNK = 1000
 
@@ -104,6 +132,76 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     await db.execute("COMMIT")
 
 
+class Checkpointer(Lifecycle):
+    """Copies the WAL back into the file on a connection of its own, beside the commits.
+
+    SQLite checkpoints inside the commit that fills the WAL past its limit, and a checkpoint
+    waits for the disk: one commit in about eighty took ten times as long as the others, and
+    the trigger that made it waited. This connection does it in its own thread once enough has
+    been logged (a passive checkpoint takes no lock that a commit needs); the store's own only
+    as a commit begins, while the WAL is `behind` (`BEHIND_PAGES`). The WAL file is cut back
+    to `WAL_LIMIT` whenever it starts over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._written = 0
+        self._commits = 0
+        self._again = False  # asked for while one was under way
+        self.behind = False
+
+    async def start(self) -> None:
+        if self._db is None:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+
+    async def stop(self) -> None:
+        db, self._db = self._db, None  # no checkpoint starts from here on
+        try:
+            await self.idle()
+        finally:
+            if db is not None:
+                await db.close()
+
+    async def idle(self) -> None:
+        """Until no checkpoint is under way or asked for."""
+        while self._running is not None and not self._running.done():
+            await asyncio.shield(self._running)
+
+    def logged(self, size: int) -> None:
+        """A commit of `size` bytes; checkpoint once enough were."""
+        self._written += size
+        self._commits += 1
+        if self._written >= CHECKPOINT_BYTES or self._commits >= CHECKPOINT_COMMITS:
+            self.request()
+
+    def request(self) -> None:
+        """Checkpoint now, or again once the one under way has ended."""
+        if self._running is not None and not self._running.done():
+            self._again = True
+        elif self._db is not None:
+            self._running = asyncio.create_task(self._checkpoint(), name="checkpoint")
+
+    async def _checkpoint(self) -> None:
+        self._again = True
+        while self._again and (db := self._db) is not None:
+            self._again = False
+            self._written = self._commits = 0
+            try:
+                for _ in range(CATCH_UP):
+                    # The WAL starts over only once all of it is in the file: what commits
+                    # wrote during a pass is copied by the next, which has less to do.
+                    async with db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                        busy, pages, copied = await cur.fetchone() or (1, 0, 0)
+                    if busy:  # another checkpoint under way (a commit's): it says nothing
+                        break
+                    self.behind = pages >= BEHIND_PAGES
+                    if copied >= pages:
+                        break
+            except (sqlite3.Error, ValueError) as e:  # ValueError: aiosqlite's closed connection
+                log.warning("checkpoint of %s skipped: %s", self.path, e)
+
+
 class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
@@ -116,6 +214,7 @@ class Store(Lifecycle):
         self.path = path
         self.logged = logged
         self._db: aiosqlite.Connection | None = None
+        self.checkpoints = Checkpointer(path)
 
     async def start(self) -> None:
         """Open (or create) the file, readable by its owner only; a file that is not an
@@ -131,21 +230,36 @@ class Store(Lifecycle):
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work
+            await db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             await db.executescript(SCHEMA)
             await _migrate(db)
+            await self.checkpoints.start()
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{self.path}{suffix}", 0o600)
         except (sqlite3.Error, OSError) as e:
+            await self.checkpoints.stop()
             if db is not None:
                 await db.close()
             raise StorageError(f"cannot open {self.path}: {e}") from e
         self._db = db
 
     async def stop(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        try:
+            await self.checkpoints.stop()
+        finally:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+
+    async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` in the connection's own thread, after what is queued there: a whole
+        transaction in one hand-off instead of one per statement (each costs a wake-up of the
+        loop). aiosqlite's queue, reached through its private `_execute`; the suite's storage
+        tests would catch a change of it."""
+        db = self.db
+        return await db._execute(fn, db._conn)  # type: ignore[no-untyped-call,no-any-return]
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -274,36 +388,46 @@ class Store(Lifecycle):
             for e in events
             if isinstance(e, RUN_EVENTS)
         ]
-        db = self.db
-        seqs: list[int] = []
+
+        restart = self.checkpoints.behind
+
+        def write(db: sqlite3.Connection) -> tuple[list[int], bool]:
+            seqs: list[int] = []
+            caught_up = False
+            if restart:
+                # All of the WAL copied as this write begins: its first page starts it over.
+                with contextlib.suppress(sqlite3.Error):
+                    busy, pages, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    caught_up = not busy and copied >= pages
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                # One statement per chunk, answering the numbers the log gave the events.
+                for start in range(0, len(rows), LOG_CHUNK):
+                    chunk = rows[start : start + LOG_CHUNK]
+                    sql = LOG_EVENTS + ", ".join([ROW] * len(chunk)) + " RETURNING seq"
+                    seqs += [seq for (seq,) in db.execute(sql, list(chain(*chunk)))]
+                if records:
+                    db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
+                if fresh:
+                    db.executemany(FRESHEN, fresh)
+                if runs:
+                    db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+                db.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (a full disk does): roll back only if not.
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                raise
+            return seqs, caught_up
+
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            # One statement per chunk, answering the numbers the log gave the events.
-            for start in range(0, len(rows), LOG_CHUNK):
-                chunk = rows[start : start + LOG_CHUNK]
-                sql = LOG_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) + " RETURNING seq"
-                seqs += [seq for (seq,) in await db.execute_fetchall(sql, list(chain(*chunk)))]
-            if records:
-                await db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
-            if fresh:
-                await db.executemany(
-                    "INSERT INTO freshness VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (dataset, partition) DO UPDATE SET version = excluded.version, "
-                    "metadata = excluded.metadata, produced_at = excluded.produced_at, "
-                    "producer = excluded.producer WHERE excluded.version > freshness.version",
-                    fresh,
-                )
-            if runs:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs
-                )
-            await db.execute("COMMIT")
+            seqs, restarted = await self._in_thread(write)
         except (sqlite3.Error, OverflowError, ValueError) as e:
-            # SQLite may have rolled back already (a full disk does): roll back only if not.
-            with contextlib.suppress(sqlite3.Error):
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.path}: {e}") from e
+        if restarted:
+            self.checkpoints.behind = False
+        self.checkpoints.logged(sum(len(row[5]) for row in rows) + sum(len(v) for _, v in records))
         if self.logged is not None and seqs:
             seqs.sort()
             if seqs[-1] - seqs[0] + 1 == len(events):  # numbered in order, none in between
@@ -311,7 +435,7 @@ class Store(Lifecycle):
 
     async def trim(self, before: float, *, upto: int | None = None) -> int:
         """Drop events logged before `before` (epoch seconds), and only up to `seq` `upto` when
-        given, and give the space back to the WAL checkpoint; returns how many went."""
+        given, and have the WAL checkpointed; returns how many went."""
         cutoff = datetime.fromtimestamp(before, UTC).isoformat()
         db = self.db
         try:
@@ -322,9 +446,9 @@ class Store(Lifecycle):
                 cur = await db.execute(sql, (cutoff, upto))
             dropped = cur.rowcount
             await cur.close()
-            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as e:
             raise StorageError(f"cannot trim the event log of {self.path}: {e}") from e
+        self.checkpoints.request()
         return max(dropped, 0)
 
     async def subscriptions_from(self) -> int | None:
