@@ -49,16 +49,34 @@ def start(kind: str, n: int, work: Path, env: dict[str, str]) -> subprocess.Pope
 
 
 async def watch(settings: ef.Settings) -> list[ef.Event]:
-    """Task and run outcomes from the topics' start, until a day reached the dashboard."""
+    """Task and run outcomes from the topics' start, until a day reached the dashboard and the
+    outcome of each task those runs ran was heard (runs and tasks come on topics of their own,
+    in no order between them)."""
     seen: list[ef.Event] = []
+    ended = False
     async with ef.Subscriber(settings, kinds=["run", "task"], from_beginning=True) as sub:
         async for event in sub.events():
             seen.append(event)
-            if isinstance(event, ef.PipelineRunFailed):
-                return seen
-            if isinstance(event, ef.PipelineRunSucceeded) and event.data.pipeline == "reporting":
+            if isinstance(event, ef.PipelineRunFailed) or (
+                isinstance(event, ef.PipelineRunSucceeded) and event.data.pipeline == "reporting"
+            ):
+                ended = True
+            if ended and not unheard(seen):
                 return seen
     return seen
+
+
+def unheard(seen: list[ef.Event]) -> set[str]:
+    """Task runs that ended runs name and whose own outcome has not come yet."""
+    named = {
+        t.run_id
+        for e in seen
+        if isinstance(e, ef.PipelineRunSucceeded | ef.PipelineRunFailed)
+        for t in e.data.tasks
+        if t.run_id is not None
+    }
+    heard = {e.data.run_id for e in seen if isinstance(e, ef.TaskSucceeded | ef.TaskFailed)}
+    return named - heard
 
 
 def main(bootstrap: str, keep: bool = False, timeout: float = 120) -> int:
