@@ -67,15 +67,16 @@ async def watch(settings: ef.Settings) -> list[ef.Event]:
 
 
 def unheard(seen: list[ef.Event]) -> set[str]:
-    """Task runs that ended runs name and whose own outcome has not come yet."""
+    """Task runs that ended runs name as succeeded and whose own outcome has not come yet (a
+    failure may be the coordinator's, for a lost worker, with no outcome of its own)."""
     named = {
         t.run_id
         for e in seen
         if isinstance(e, ef.PipelineRunSucceeded | ef.PipelineRunFailed)
         for t in e.data.tasks
-        if t.run_id is not None
+        if t.run_id is not None and t.status == "succeeded"
     }
-    heard = {e.data.run_id for e in seen if isinstance(e, ef.TaskSucceeded | ef.TaskFailed)}
+    heard = {e.data.run_id for e in seen if isinstance(e, ef.TaskSucceeded)}
     return named - heard
 
 

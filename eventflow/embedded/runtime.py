@@ -428,8 +428,9 @@ class EmbeddedRuntime(Service):
             if future is not None and not future.done():
                 future.set_exception(error)
         kept = [item for item in batch if item[1] is None]
-        if kept and not self._closed:
-            await asyncio.sleep(pause_after(self._commit_failures, first_s=0.05, max_s=5.0))
+        if kept:
+            if not self._closed:
+                await asyncio.sleep(pause_after(self._commit_failures, first_s=0.05, max_s=5.0))
             for item in kept:
                 self._inbox.put_nowait(item)
 

@@ -50,11 +50,12 @@ CHECKPOINT_BYTES = 1 << 20
 CATCH_UP = 4
 #: Bytes the WAL file is cut back to when it starts over (it is reused, not truncated).
 WAL_LIMIT = 4 << 20
-#: Pages of WAL past which a commit checkpoints after all, just before it begins. The WAL
-#: starts over only when a write begins with all of it copied, which under steady writes no
-#: checkpoint beside them achieves. The checkpointer has copied all but the last commits by
-#: then, so this one is short.
-BEHIND_PAGES = 2000
+#: Bytes of WAL file past which a commit checkpoints after all, just before it begins. The
+#: WAL starts over only when a write begins with all of it copied, which under steady writes
+#: no checkpoint beside them achieves. The checkpointer has copied all but the last commits
+#: by then, so this one is short. (The file grows past `WAL_LIMIT` only with what was written
+#: since it last started over: its size says how far behind it is.)
+BEHIND_BYTES = 2 * WAL_LIMIT
 
 log = logging.getLogger("eventflow.store")
 T = TypeVar("T")
@@ -139,8 +140,8 @@ class Checkpointer(Lifecycle):
     waits for the disk: one commit in about eighty took ten times as long as the others, and
     the trigger that made it waited. This connection does it in its own thread once enough has
     been logged (a passive checkpoint takes no lock that a commit needs); the store's own only
-    as a commit begins, while the WAL is `behind` (`BEHIND_PAGES`). The WAL file is cut back
-    to `WAL_LIMIT` whenever it starts over."""
+    as a commit begins, while the WAL is `behind` (`BEHIND_BYTES`), and this one stands aside
+    then. The WAL file is cut back to `WAL_LIMIT` whenever it starts over."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -176,15 +177,16 @@ class Checkpointer(Lifecycle):
             self.request()
 
     def request(self) -> None:
-        """Checkpoint now, or again once the one under way has ended."""
+        """Checkpoint now, or again once the one under way has ended; not while `behind`, when
+        the next commit checkpoints and must not find this one holding SQLite's lock."""
         if self._running is not None and not self._running.done():
             self._again = True
-        elif self._db is not None:
+        elif self._db is not None and not self.behind:
             self._running = asyncio.create_task(self._checkpoint(), name="checkpoint")
 
     async def _checkpoint(self) -> None:
         self._again = True
-        while self._again and (db := self._db) is not None:
+        while self._again and not self.behind and (db := self._db) is not None:
             self._again = False
             self._written = self._commits = 0
             try:
@@ -193,10 +195,7 @@ class Checkpointer(Lifecycle):
                     # wrote during a pass is copied by the next, which has less to do.
                     async with db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
                         busy, pages, copied = await cur.fetchone() or (1, 0, 0)
-                    if busy:  # another checkpoint under way (a commit's): it says nothing
-                        break
-                    self.behind = pages >= BEHIND_PAGES
-                    if copied >= pages:
+                    if busy or self.behind or copied >= pages:
                         break
             except (sqlite3.Error, ValueError) as e:  # ValueError: aiosqlite's closed connection
                 log.warning("checkpoint of %s skipped: %s", self.path, e)
@@ -215,6 +214,13 @@ class Store(Lifecycle):
         self.logged = logged
         self._db: aiosqlite.Connection | None = None
         self.checkpoints = Checkpointer(path)
+        self._restart_at = BEHIND_BYTES
+
+    def _wal_size(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
 
     async def start(self) -> None:
         """Open (or create) the file, readable by its owner only; a file that is not an
@@ -389,7 +395,8 @@ class Store(Lifecycle):
             if isinstance(e, RUN_EVENTS)
         ]
 
-        restart = self.checkpoints.behind
+        wal = self._wal_size()
+        restart = self.checkpoints.behind = wal >= self._restart_at
 
         def write(db: sqlite3.Connection) -> tuple[list[int], bool]:
             seqs: list[int] = []
@@ -425,7 +432,12 @@ class Store(Lifecycle):
             seqs, restarted = await self._in_thread(write)
         except (sqlite3.Error, OverflowError, ValueError) as e:
             raise StorageError(f"cannot write {self.path}: {e}") from e
-        if restarted:
+        if restart:
+            # Started over; or all copied and still not (a reader held the old WAL): then not
+            # again before it has grown by `WAL_LIMIT`; or the lock was taken: the next commit.
+            after = self._wal_size()
+            held = restarted and after >= wal
+            self._restart_at = after + WAL_LIMIT if held else BEHIND_BYTES
             self.checkpoints.behind = False
         self.checkpoints.logged(sum(len(row[5]) for row in rows) + sum(len(v) for _, v in records))
         if self.logged is not None and seqs:
