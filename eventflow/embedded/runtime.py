@@ -114,8 +114,7 @@ class EmbeddedRuntime(Service):
         self._timer: Cancellable | None = None
         self._idle = asyncio.Event()
         self._batch: list[_Item] = []  # in the processor's hands
-        self._applying = False
-        self._between_steps = asyncio.Event()
+        self._between_steps = asyncio.Event()  # cleared while a step is under way
         self._between_steps.set()
         self._closed = False  # stopped after running: nothing will take events any more
         self._commit_failures = 0
@@ -300,7 +299,7 @@ class EmbeddedRuntime(Service):
     def settled(self) -> bool:
         """Every input so far decided, committed and carried out: what remains are the bodies
         still running (`bodies`) and the timers. A manual clock moves on only when settled."""
-        return not self._applying and self._inbox.empty() and not self._work
+        return self._between_steps.is_set() and self._inbox.empty() and not self._work
 
     def bodies(self) -> list[asyncio.Task[None]]:
         """The task and check bodies running now."""
@@ -327,12 +326,10 @@ class EmbeddedRuntime(Service):
             self._batch = batch = [await self._inbox.get()]
             while not self._inbox.empty() and len(batch) < 2000:
                 batch.append(self._inbox.get_nowait())
-            self._applying = True
             self._between_steps.clear()
             try:
                 await self._apply(batch)
             finally:
-                self._applying = False
                 self._between_steps.set()
             self._batch = []
             self._check_idle()
@@ -488,7 +485,7 @@ class EmbeddedRuntime(Service):
 
     def _check_idle(self) -> None:
         busy = (
-            self._applying
+            not self._between_steps.is_set()
             or not self._inbox.empty()
             or bool(self._work)
             or bool(self._running)

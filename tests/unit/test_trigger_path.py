@@ -1,8 +1,7 @@
 """What an embedded trigger waits for, and what it no longer waits for: its body starts before
 those who wait for the commit hear of it, and the WAL is copied back into the file by a
-connection of its own, not inside a commit (commits leave it to the checkpointer, which
-the checkpointer copies once enough was logged, and steady writes do not grow the WAL without
-end)."""
+connection of its own, not inside a commit (the checkpointer copies once enough was logged,
+and steady writes do not grow the WAL without end)."""
 
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ async def test_commits_leave_the_checkpoint_to_the_checkpointer(tmp_path: Path) 
         async with store.db.execute("PRAGMA wal_autocheckpoint") as cur:
             assert await cur.fetchone() == (0,)
         before = path.stat().st_size
-        for n in range(2 * CHECKPOINT_BYTES // BODY):  # far below the backstop
+        for n in range(2 * CHECKPOINT_BYTES // BODY):  # far below BEHIND_BYTES
             await store.commit(logged(n), [])
         await store.checkpoints.idle()
         # What the WAL held is in the file now: copied by the checkpointer, as no commit did.
