@@ -25,17 +25,17 @@ from collections import deque
 from pathlib import Path
 
 from ..capture import setup_logging
-from ..errors import StorageError
-from ..events import Event
+from ..errors import EventError, StorageError
+from ..events import Event, decode
 from ..history import HistoryStore
 from ..lifecycle import pause_after
 from .history import EmbeddedProjector
 
 log = logging.getLogger("eventflow.history")
 
-#: Committed events kept for the listeners until the child has projected them; beyond it the
-#: oldest are let go (the live pages then miss their refresh, the history misses nothing).
-HANDED_MAX = 100_000
+#: Bytes of committed events kept for the listeners until the child has projected them; beyond
+#: it the oldest are let go (the live pages then miss their refresh, the history misses nothing).
+HANDED_MAX = 32 << 20
 #: Seconds the child may take to project what is left when it is stopped.
 STOP_S = 60.0
 #: The environment variable that carries the history store's URL (it may hold a password).
@@ -63,8 +63,8 @@ class HistoryProcess:
         self.position = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._handed: deque[tuple[int, list[Event]]] = deque()
-        self._handed_count = 0
+        self._handed: deque[tuple[int, list[bytes]]] = deque()
+        self._handed_bytes = 0
         self._flushes: dict[int, asyncio.Future[int]] = {}
         self._flushed = 0
         self._stopping = False
@@ -121,15 +121,15 @@ class HistoryProcess:
         """New events were committed to the log."""
         self._say(b"w\n")
 
-    def hand(self, first: int, events: list[Event]) -> None:
-        """The events just committed to the log, numbered from `first`: for the listeners,
-        once the child says the history holds them."""
-        if not self.history.listeners:
-            return
-        self._handed.append((first, events))
-        self._handed_count += len(events)
-        while self._handed_count > HANDED_MAX:
-            self._handed_count -= len(self._handed.popleft()[1])
+    def hand(self, first: int, bodies: list[bytes]) -> None:
+        """The events just committed to the log, as logged and numbered from `first`: for the
+        listeners, once the child says the history holds them. Kept as bytes, and read back
+        only if a listener is there by then: a busy instance would otherwise hold tens of
+        thousands of events, and its collector walk them all, again and again."""
+        self._handed.append((first, bodies))
+        self._handed_bytes += sum(map(len, bodies))
+        while self._handed_bytes > HANDED_MAX:
+            self._handed_bytes -= sum(map(len, self._handed.popleft()[1]))
 
     async def flush(self) -> int:
         """Until the history holds everything logged so far; its position."""
@@ -213,14 +213,15 @@ class HistoryProcess:
 
     def _at(self, seq: int) -> None:
         self.position = max(self.position, seq)
-        held: list[Event] = []
+        held: list[bytes] = []
         while self._handed and self._handed[0][0] + len(self._handed[0][1]) - 1 <= seq:
-            events = self._handed.popleft()[1]
-            self._handed_count -= len(events)
-            held += events
-        if held:
-            for listener in self.history.listeners:
-                listener(held)
+            bodies = self._handed.popleft()[1]
+            self._handed_bytes -= sum(map(len, bodies))
+            held += bodies
+        if held and self.history.listeners:
+            events = [e for e in map(_read, held) if e is not None]
+            for listener in list(self.history.listeners):
+                listener(events)
 
     def _say(self, line: bytes) -> None:
         proc = self._proc
@@ -232,6 +233,15 @@ class HistoryProcess:
         for done in flushes.values():
             if not done.done():
                 done.set_exception(error)
+
+
+def _read(body: bytes) -> Event | None:
+    """A logged event read back; None, and a warning, for one that does not read."""
+    try:
+        return decode(body, max_metadata_bytes=1 << 30)
+    except EventError as e:
+        log.warning("a logged event is not handed to the listeners: %s", e.reason)
+        return None
 
 
 async def _child(database: Path, url: str, retention_days: float) -> None:

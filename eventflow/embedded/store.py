@@ -205,11 +205,11 @@ class Store(Lifecycle):
     """Async access to one SQLite file; `start()`/`stop()` are idempotent."""
 
     def __init__(
-        self, path: Path, logged: Callable[[int, list[Event]], None] | None = None
+        self, path: Path, logged: Callable[[int, list[bytes]], None] | None = None
     ) -> None:
         """`logged` hears, after each commit, the `seq` of the first event it logged and the
-        events: a history projected in another process (`HistoryProcess`) hands them to the
-        history store's listeners once the child says it holds them."""
+        events as logged: a history projected in another process (`HistoryProcess`) hands
+        them to the history store's listeners once the child says it holds them."""
         self.path = path
         self.logged = logged
         self._db: aiosqlite.Connection | None = None
@@ -443,7 +443,7 @@ class Store(Lifecycle):
         if self.logged is not None and seqs:
             seqs.sort()
             if seqs[-1] - seqs[0] + 1 == len(events):  # numbered in order, none in between
-                self.logged(seqs[0], events)
+                self.logged(seqs[0], [row[5] for row in rows])
 
     async def trim(self, before: float, *, upto: int | None = None) -> int:
         """Drop events logged before `before` (epoch seconds), and only up to `seq` `upto` when

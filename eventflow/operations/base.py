@@ -93,11 +93,20 @@ def _datasets(event: Event) -> set[str]:
 
 class Fanout:
     """Live events to any number of feeds, each with its own bounded queue: a reader that
-    falls this far behind is cut off rather than holding the others back."""
+    falls this far behind is cut off rather than holding the others back.
 
-    def __init__(self, limit: int = 10_000) -> None:
+    With `listeners` (a `HistoryStore`'s), it is one of them only while a feed is open: with
+    none, the store has nobody to build events for."""
+
+    def __init__(
+        self,
+        limit: int = 10_000,
+        *,
+        listeners: list[Callable[[Sequence[Event]], None]] | None = None,
+    ) -> None:
         self.limit = limit
         self._queues: set[asyncio.Queue[Event | None]] = set()
+        self._listeners = listeners
 
     def put_all(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -108,14 +117,23 @@ class Fanout:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                self._queues.discard(queue)
+                self._drop(queue)
                 queue.get_nowait()  # make room for the end mark
                 queue.put_nowait(None)
 
     def feed(self) -> Feed:
         queue: asyncio.Queue[Event | None] = asyncio.Queue(self.limit)
+        if not self._queues and self._listeners is not None:
+            self._listeners.append(self.put_all)
         self._queues.add(queue)
-        return Feed(queue, lambda: self._queues.discard(queue))
+        return Feed(queue, lambda: self._drop(queue))
+
+    def _drop(self, queue: asyncio.Queue[Event | None]) -> None:
+        if queue not in self._queues:
+            return
+        self._queues.discard(queue)
+        if not self._queues and self._listeners is not None:
+            self._listeners.remove(self.put_all)
 
 
 class Operations(Service):
@@ -130,8 +148,7 @@ class Operations(Service):
         self.settings = settings
         #: The projection of the event log that history queries read.
         self.history = history
-        self._stored = Fanout()
-        history.listeners.append(self._stored.put_all)
+        self._stored = Fanout(listeners=history.listeners)
         #: OpenLineage RunEvents in (the HTTP endpoint and the Kafka topic share its runs).
         self.lineage = Receiver(self)
 

@@ -5,7 +5,7 @@ a child killed started again with nothing lost or stored twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,9 @@ import pytest
 import eventflow as ef
 from eventflow.embedded.history_process import HistoryProcess
 from eventflow.errors import StorageError
+from eventflow.events import encode
 from eventflow.history import HistoryStore
+from eventflow.operations.base import Fanout
 from eventflow.testing import EmbeddedHarness
 
 from .cascade import D1, D2, cascade, views
@@ -117,8 +119,8 @@ def test_the_runtime_hands_the_listeners_what_the_child_stored_and_ignores_stray
         ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=v))
         for v in (1, 2, 3)
     )
-    process.hand(10, [one, two])
-    process.hand(12, [three])
+    process.hand(10, [encode(one), encode(two)])
+    process.hand(12, [encode(three)])
     assert not process._heard(b"Some library printed this\n")
     assert not process._heard(b"p\n")
     assert (process.position, heard) == (0, [])
@@ -126,6 +128,45 @@ def test_the_runtime_hands_the_listeners_what_the_child_stored_and_ignores_stray
     assert (process.position, heard) == (10, [])
     assert process._heard(b"p 12\n")
     assert (process.position, heard) == (12, [[one.id, two.id, three.id]])
+
+
+def test_what_was_committed_before_a_listener_came_reaches_it_once_stored(
+    tmp_path: Path,
+) -> None:
+    """A live page that opens while the child is behind still hears of the events committed
+    just before: the hand-off keeps them whether or not anybody listens yet."""
+    store = HistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    process = HistoryProcess(tmp_path / "eventflow.db", store)
+    before, after = (
+        ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=v))
+        for v in (1, 2)
+    )
+    process.hand(1, [encode(before)])
+    assert process._heard(b"p 0\n")
+    heard: list[ef.Event] = []
+    store.listeners.append(heard.extend)
+    process.hand(2, [encode(after)])
+    assert process._heard(b"p 2\n")
+    assert heard == [before, after]
+
+
+def test_the_live_feed_listens_to_the_history_only_while_a_reader_is_there() -> None:
+    """With no page open, the history hands nobody anything, so it reads nothing back."""
+    listeners: list[Callable[[Sequence[ef.Event]], None]] = []
+    fanout = Fanout(limit=1, listeners=listeners)
+    assert listeners == []
+    first, second = fanout.feed(), fanout.feed()
+    assert listeners == [fanout.put_all]
+    first.close()
+    first.close()
+    assert listeners == [fanout.put_all]
+    second.close()
+    assert listeners == []
+    fanout.feed()  # cut off once it falls behind: it leaves as a closed one does
+    assert listeners == [fanout.put_all]
+    event = ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=1))
+    fanout.put_all([event, event])
+    assert listeners == []
 
 
 async def test_a_failed_supervision_fails_the_runtime_which_still_stops(
