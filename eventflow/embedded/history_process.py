@@ -36,6 +36,8 @@ log = logging.getLogger("eventflow.history")
 #: Bytes of committed events kept for the listeners until the child has projected them; beyond
 #: it the oldest are let go (the live pages then miss their refresh, the history misses nothing).
 HANDED_MAX = 32 << 20
+#: Events read back and handed over at a time.
+HANDED_CHUNK = 1000
 #: Seconds the child may take to project what is left when it is stopped.
 STOP_S = 60.0
 #: The environment variable that carries the history store's URL (it may hold a password).
@@ -218,8 +220,12 @@ class HistoryProcess:
             bodies = self._handed.popleft()[1]
             self._handed_bytes -= sum(map(len, bodies))
             held += bodies
-        if held and self.history.listeners:
-            events = [e for e in map(_read, held) if e is not None]
+        # Read back a chunk at a time, and no further once nobody listens: after a long lag,
+        # a live feed is cut off long before the end (`Fanout.limit`).
+        for start in range(0, len(held), HANDED_CHUNK):
+            if not self.history.listeners:
+                break
+            events = [e for e in map(_read, held[start : start + HANDED_CHUNK]) if e is not None]
             for listener in list(self.history.listeners):
                 listener(events)
 

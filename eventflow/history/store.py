@@ -169,7 +169,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         except SQLAlchemyError as e:
             raise StorageError(f"cannot write the history store {self!r}: {e}") from e
         if events:
-            for listener in self.listeners:
+            for listener in list(self.listeners):  # a listener may leave as it hears them
                 listener(events)
         return len(fresh)
 

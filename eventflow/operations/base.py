@@ -132,7 +132,7 @@ class Fanout:
         if queue not in self._queues:
             return
         self._queues.discard(queue)
-        if not self._queues and self._listeners is not None:
+        if not self._queues and self._listeners is not None and self.put_all in self._listeners:
             self._listeners.remove(self.put_all)
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import eventflow as ef
+from eventflow.embedded import history_process
 from eventflow.embedded.history_process import HistoryProcess
 from eventflow.errors import StorageError
-from eventflow.events import encode
+from eventflow.events import decode, encode
 from eventflow.history import HistoryStore
 from eventflow.operations.base import Fanout
 from eventflow.testing import EmbeddedHarness
@@ -148,6 +149,53 @@ def test_what_was_committed_before_a_listener_came_reaches_it_once_stored(
     process.hand(2, [encode(after)])
     assert process._heard(b"p 2\n")
     assert heard == [before, after]
+
+
+def test_after_a_lag_events_are_read_back_only_while_somebody_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed cut off for falling behind leaves the listeners; the rest is not read back."""
+    monkeypatch.setattr(history_process, "HANDED_CHUNK", 2)
+    store = HistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    process = HistoryProcess(tmp_path / "eventflow.db", store)
+    heard: list[int] = []
+
+    def once(events: Sequence[ef.Event]) -> None:
+        heard.extend(e.data.version for e in events)  # type: ignore[attr-defined]
+        store.listeners.remove(once)
+
+    store.listeners.append(once)
+    events = [
+        ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=v))
+        for v in range(1, 6)
+    ]
+    process.hand(1, [encode(e) for e in events])
+    read: list[bytes] = []
+
+    def counted(raw: bytes, **limits: int) -> ef.Event:
+        read.append(raw)
+        return decode(raw, **limits)
+
+    monkeypatch.setattr(history_process, "decode", counted)
+    assert process._heard(b"p 5\n")
+    assert heard == [1, 2] and len(read) == 2
+
+
+async def test_a_listener_that_leaves_as_it_hears_does_not_cost_the_next_one_its_events(
+    tmp_path: Path,
+) -> None:
+    leaving: list[str] = []
+    staying: list[str] = []
+
+    def leave(events: Sequence[ef.Event]) -> None:
+        leaving.extend(e.id for e in events)
+        store.listeners.remove(leave)
+
+    async with HistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'history.db'}") as store:
+        store.listeners += [leave, lambda events: staying.extend(e.id for e in events)]
+        event = ef.DatasetProduced.of(ef.DatasetProducedData(dataset="d", partition="", version=1))
+        await store.apply([event])
+    assert leaving == staying == [event.id]
 
 
 def test_the_live_feed_listens_to_the_history_only_while_a_reader_is_there() -> None:
