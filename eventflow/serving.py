@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -175,7 +176,13 @@ def traced(settings: Settings, service: str) -> Iterator[Tracer | None]:
 
 def _run(main: Coroutine[Any, Any, int], settings: Settings) -> int:
     """A service's main on the event loop the settings name: uvloop's took a seventh off the
-    embedded trigger's median latency (`docs/benchmarks.md`)."""
+    embedded trigger's median latency (`docs/benchmarks.md`).
+
+    What the process loaded to get here (modules, the App) lives as long as it does, so it is
+    frozen out of the collector first: a Kafka worker's full collections walked it each time,
+    about 100 ms each (`docs/benchmarks.md`, "What the garbage collector walked")."""
+    gc.collect()
+    gc.freeze()
     if settings.event_loop == "uvloop":
         return uvloop.run(main)
     return asyncio.run(main)
