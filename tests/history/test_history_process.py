@@ -1,6 +1,7 @@
 """The embedded history projector in a child process (`history_process`): the same history as
-in process, listeners told once the child has stored the events, the rest projected at stop, and
-a child killed started again with nothing lost or stored twice."""
+in process, listeners told once the child has stored the events (and only while somebody
+listens), the rest projected at stop, and a child killed started again with nothing lost or
+stored twice."""
 
 from __future__ import annotations
 
