@@ -65,7 +65,7 @@ class HistoryProcess:
         self.position = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._handed: deque[tuple[int, list[bytes]]] = deque()
+        self._handed: deque[tuple[int, list[bytes], int]] = deque()  # first seq, bodies, bytes
         self._handed_bytes = 0
         self._flushes: dict[int, asyncio.Future[int]] = {}
         self._flushed = 0
@@ -128,10 +128,11 @@ class HistoryProcess:
         listeners, once the child says the history holds them. Kept as bytes, and read back
         only if a listener is there by then: a busy instance would otherwise hold tens of
         thousands of events, and its collector walk them all, again and again."""
-        self._handed.append((first, bodies))
-        self._handed_bytes += sum(map(len, bodies))
+        size = sum(map(len, bodies))
+        self._handed.append((first, bodies, size))
+        self._handed_bytes += size
         while self._handed_bytes > HANDED_MAX:
-            self._handed_bytes -= sum(map(len, self._handed.popleft()[1]))
+            self._handed_bytes -= self._handed.popleft()[2]
 
     async def flush(self) -> int:
         """Until the history holds everything logged so far; its position."""
@@ -217,8 +218,8 @@ class HistoryProcess:
         self.position = max(self.position, seq)
         held: list[bytes] = []
         while self._handed and self._handed[0][0] + len(self._handed[0][1]) - 1 <= seq:
-            bodies = self._handed.popleft()[1]
-            self._handed_bytes -= sum(map(len, bodies))
+            _, bodies, size = self._handed.popleft()
+            self._handed_bytes -= size
             held += bodies
         # Read back a chunk at a time, and no further once nobody listens: after a long lag,
         # a live feed is cut off long before the end (`Fanout.limit`).

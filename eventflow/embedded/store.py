@@ -60,6 +60,8 @@ BEHIND_BYTES = 2 * WAL_LIMIT
 log = logging.getLogger("eventflow.store")
 T = TypeVar("T")
 
+#: Copies what it can of the WAL into the file, waiting for nobody: (busy, pages, copied).
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 LOG_EVENTS = "INSERT INTO events (id, type, subject, correlation, time, body) VALUES "
 ROW = "(?, ?, ?, ?, ?, ?)"
 FRESHEN = (
@@ -193,7 +195,7 @@ class Checkpointer(Lifecycle):
                 for _ in range(CATCH_UP):
                     # The WAL starts over only once all of it is in the file: what commits
                     # wrote during a pass is copied by the next, which has less to do.
-                    async with db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                    async with db.execute(CHECKPOINT) as cur:
                         busy, pages, copied = await cur.fetchone() or (1, 0, 0)
                     if busy or self.behind or copied >= pages:
                         break
@@ -404,7 +406,7 @@ class Store(Lifecycle):
             if restart:
                 # All of the WAL copied as this write begins: its first page starts it over.
                 with contextlib.suppress(sqlite3.Error):
-                    busy, pages, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    busy, pages, copied = db.execute(CHECKPOINT).fetchone()
                     caught_up = not busy and copied >= pages
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -439,11 +441,12 @@ class Store(Lifecycle):
             held = restarted and after >= wal
             self._restart_at = after + WAL_LIMIT if held else BEHIND_BYTES
             self.checkpoints.behind = False
-        self.checkpoints.logged(sum(len(row[5]) for row in rows) + sum(len(v) for _, v in records))
+        bodies = [row[5] for row in rows]
+        self.checkpoints.logged(sum(map(len, bodies)) + sum(len(v) for _, v in records))
         if self.logged is not None and seqs:
             seqs.sort()
             if seqs[-1] - seqs[0] + 1 == len(events):  # numbered in order, none in between
-                self.logged(seqs[0], [row[5] for row in rows])
+                self.logged(seqs[0], bodies)
 
     async def trim(self, before: float, *, upto: int | None = None) -> int:
         """Drop events logged before `before` (epoch seconds), and only up to `seq` `upto` when

@@ -95,7 +95,7 @@ async def test_a_step_committing_when_the_instance_stops_tells_its_publisher(
     async def held(fn: Any) -> Any:
         def slow(db: sqlite3.Connection) -> Any:
             loop.call_soon_threadsafe(writing.set)
-            gate.wait()
+            gate.wait(60)  # not for ever if the test fails before it opens the gate
             return fn(db)
 
         return await in_thread(slow)
