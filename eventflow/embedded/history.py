@@ -22,8 +22,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ..errors import EventError, StorageError
-from ..events import Event, decode
+from ..errors import StorageError
 from ..history import HistoryStore
 from ..lifecycle import pause_after
 
@@ -106,14 +105,8 @@ class EmbeddedProjector:
                 rows = await self._read(self.position)
                 if not rows:
                     break
-                events: list[Event] = []
-                for seq, body in rows:
-                    try:
-                        events.append(decode(body, max_metadata_bytes=1 << 30))
-                    except EventError as e:
-                        log.warning("event %d of the log is not projected: %s", seq, e.reason)
                 last = rows[-1][0]
-                await self.history.apply(events, {self.name: last})
+                await self.history.apply_logged([body for _, body in rows], {self.name: last})
                 self.position = last
                 read += len(rows)
             await self._prune()

@@ -25,9 +25,9 @@ from collections import deque
 from pathlib import Path
 
 from ..capture import setup_logging
-from ..errors import EventError, StorageError
-from ..events import Event, decode
+from ..errors import StorageError
 from ..history import HistoryStore
+from ..history.store import read_logged
 from ..lifecycle import pause_after
 from .history import EmbeddedProjector
 
@@ -226,7 +226,9 @@ class HistoryProcess:
         for start in range(0, len(held), HANDED_CHUNK):
             if not self.history.listeners:
                 break
-            events = [e for e in map(_read, held[start : start + HANDED_CHUNK]) if e is not None]
+            events = [
+                e for e in map(read_logged, held[start : start + HANDED_CHUNK]) if e is not None
+            ]
             for listener in list(self.history.listeners):
                 listener(events)
 
@@ -240,15 +242,6 @@ class HistoryProcess:
         for done in flushes.values():
             if not done.done():
                 done.set_exception(error)
-
-
-def _read(body: bytes) -> Event | None:
-    """A logged event read back; None, and a warning, for one that does not read."""
-    try:
-        return decode(body, max_metadata_bytes=1 << 30)
-    except EventError as e:
-        log.warning("a logged event is not handed to the listeners: %s", e.reason)
-        return None
 
 
 async def _child(database: Path, url: str, retention_days: float) -> None:

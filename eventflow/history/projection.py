@@ -11,6 +11,7 @@ reopen the attempt) and, between two endings, the earlier one wins, as the coord
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,6 @@ from ..events import (
     CheckCompleted,
     DatasetProduced,
     DeadLetter,
-    Event,
     FreshnessRecovered,
     FreshnessViolated,
     PipelineRunFailed,
@@ -33,17 +33,33 @@ from ..events import (
     TaskSucceeded,
 )
 
+log = logging.getLogger("eventflow.history")
+
 #: The type of the events carrying a task attempt's log lines.
 TASK_LOG = "eventflow.task.log"
 #: Characters of a dead letter's input kept as its excerpt.
 EXCERPT = 512
 
 Row = dict[str, Any]
+#: An event as JSON: its attributes, `data` its payload.
+Doc = Mapping[str, Any]
+PRODUCED = DatasetProduced.event_type
+REQUESTED = TaskRequested.event_type
+STARTED = TaskStarted.event_type
+PROGRESS = (STARTED, TaskHeartbeat.event_type)
+SUCCEEDED = TaskSucceeded.event_type
+FAILED = TaskFailed.event_type
+RUN_EVENTS = tuple(
+    e.event_type for e in (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
+)
+CHECKED = CheckCompleted.event_type
+DEAD_LETTER = DeadLetter.event_type
+VIOLATED = FreshnessViolated.event_type
+FRESHNESS = (VIOLATED, FreshnessRecovered.event_type)
 _ATTEMPT_RANK = {"requested": 0, "running": 1, "succeeded": 2, "failed": 2}
 _RUN_RANK = {"running": 0, "succeeded": 1, "failed": 1}
 #: What only the ending of an attempt says, taken together from the ending that wins.
 _ENDING = ("ended_at", "error", "error_kind", "outputs", "skipped", "duration_ms")
-_RUN_EVENTS = (PipelineRunStarted, PipelineRunSucceeded, PipelineRunFailed)
 
 
 @dataclass
@@ -73,155 +89,174 @@ class Rows:
         self.runs[run_id] = part if old is None else merge_run(old, part)
 
 
-def project(events: Iterable[Event]) -> Rows:
-    """The rows of `events` (each event once: the store drops those it has already)."""
+def project(events: Iterable[Doc]) -> Rows:
+    """The rows of `events`, each an event as JSON (`Event.model_dump(mode="json")`, or the
+    bytes the embedded log holds, parsed), each once: the store drops those it has already.
+    Projecting from JSON, not from `Event`s, spares the embedded history building each logged
+    event again, which cost more than all the rest of projecting it. An event that does not
+    project (a field missing or of another type) is left out, with a warning."""
     rows = Rows()
     for event in events:
-        data = event.data.model_dump(mode="json")
-        rows.events.append(event_row(event, data))
-        if isinstance(event, DatasetProduced):
-            d = event.data
-            rows.versions.append(
-                {
-                    "dataset": d.dataset,
-                    "partition": d.partition,
-                    "version": d.version,
-                    "time": event.time,
-                    "metadata": d.metadata,
-                    "producer": d.producer,
-                }
-            )
-        elif isinstance(event, TaskRequested):
-            r = event.data
-            inputs = [_ref(i) for i in data["inputs"]]
-            rows.attempt(
-                _attempt(data, "requested", event)
-                | {
-                    "pipeline_run_id": r.pipeline_run_id,
-                    "inputs": inputs,
-                    "requested_at": event.time,
-                }
-            )
-            rows.inputs += [{"run_id": r.run_id, **ref} for ref in inputs]
-        elif isinstance(event, TaskStarted | TaskHeartbeat):
-            started = event.time if isinstance(event, TaskStarted) else None
-            rows.attempt(
-                _attempt(data, "running", event)
-                | {"started_at": started, "worker": event.data.worker}
-            )
-        elif isinstance(event, TaskSucceeded):
-            s = event.data
-            rows.attempt(
-                _attempt(data, "succeeded", event)
-                | {
-                    "ended_at": event.time,
-                    "worker": s.worker,
-                    "outputs": [_ref(o) for o in data["outputs"]],
-                    "skipped": s.skipped,
-                    "duration_ms": s.duration_ms,
-                }
-            )
-        elif isinstance(event, TaskFailed):
-            f = event.data
-            rows.attempt(
-                _attempt(data, "failed", event)
-                | {
-                    "ended_at": event.time,
-                    "worker": f.worker or None,
-                    "error": f.error,
-                    "error_kind": f.kind,
-                    "duration_ms": f.duration_ms,
-                }
-            )
-        elif isinstance(event, _RUN_EVENTS):
-            p = event.data
-            rows.run(
-                {
-                    "run_id": p.run_id,
-                    "pipeline": p.pipeline,
-                    "partition": p.partition,
-                    "status": p.status,
-                    "started_at": p.started_at,
-                    "finished_at": p.finished_at,
-                    "reason": p.reason,
-                    "tasks": data["tasks"],
-                }
-            )
-        elif isinstance(event, CheckCompleted):
-            c = event.data
-            rows.checks.append(
-                {
-                    "run_id": c.run_id,
-                    "check": c.check,
-                    "dataset": c.target.dataset,
-                    "partition": c.target.partition,
-                    "version": c.target.version,
-                    "passed": c.passed,
-                    "blocking": c.blocking,
-                    "message": c.message,
-                    "worker": c.worker,
-                    "time": event.time,
-                }
-            )
-        elif isinstance(event, DeadLetter):
-            dl = event.data
-            rows.dead_letters.append(
-                {
-                    "id": event.id,
-                    "time": event.time,
-                    "reason": dl.reason,
-                    "origin": dl.origin,
-                    "size": dl.size,
-                    "sha256": dl.sha256,
-                    "excerpt": excerpt(dl.original),
-                    "truncated": dl.truncated,
-                }
-            )
-        elif isinstance(event, FreshnessViolated | FreshnessRecovered):
-            late = event.data
-            due = late.expected_by.isoformat()
-            row = {
-                "key": f"{late.kind}|{late.name}|{late.partition}|{late.policy}|{due}",
-                "kind": late.kind,
-                "name": late.name,
-                "pipeline": late.pipeline,
-                "partition": late.partition,
-                "policy": late.policy,
-                "expected_by": late.expected_by,
-            }
-            if isinstance(event, FreshnessViolated):
-                rows.violated.append(
-                    row
-                    | {"violated_at": late.since, "newest_version": late.newest_version}
-                    | {"message": late.message}
-                )
-            else:
-                rows.recovered.append(
-                    row | {"recovered_at": event.time, "recovered_version": late.newest_version}
-                )
-        elif event.type == TASK_LOG:
-            rows.logs += log_rows(data)
+        try:
+            row = event_row(event)
+            _project(rows, event)  # each kind's rows are built whole before any is added
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            log.warning("event %r is not projected: %s: %s", event.get("id"), type(e).__name__, e)
+            continue
+        rows.events.append(row)
     return rows
 
 
-def event_row(event: Event, data: Mapping[str, Any]) -> Row:
-    """The columns an event is filtered on, read from its payload as JSON (whatever its type)."""
+def _project(rows: Rows, event: Doc) -> None:
+    kind, data = event["type"], event["data"]
+    if kind == PRODUCED:
+        rows.versions.append(
+            {
+                "dataset": data["dataset"],
+                "partition": data.get("partition", ""),
+                "version": data["version"],
+                "time": _time(event["time"]),
+                "metadata": data.get("metadata", {}),
+                "producer": data.get("producer"),
+            }
+        )
+    elif kind == REQUESTED:
+        inputs = [_ref(i) for i in data["inputs"]]
+        rows.attempt(
+            _attempt(data, "requested", event)
+            | {
+                "pipeline_run_id": data["pipeline_run_id"],
+                "inputs": inputs,
+                "requested_at": _time(event["time"]),
+            }
+        )
+        rows.inputs += [{"run_id": data["run_id"], **ref} for ref in inputs]
+    elif kind in PROGRESS:
+        started = _time(event["time"]) if kind == STARTED else None
+        rows.attempt(
+            _attempt(data, "running", event) | {"started_at": started, "worker": data["worker"]}
+        )
+    elif kind == SUCCEEDED:
+        rows.attempt(
+            _attempt(data, "succeeded", event)
+            | {
+                "ended_at": _time(event["time"]),
+                "worker": data["worker"],
+                "outputs": [_ref(o) for o in data["outputs"]],
+                "skipped": data.get("skipped"),
+                "duration_ms": data["duration_ms"],
+            }
+        )
+    elif kind == FAILED:
+        rows.attempt(
+            _attempt(data, "failed", event)
+            | {
+                "ended_at": _time(event["time"]),
+                "worker": data.get("worker") or None,
+                "error": data["error"],
+                "error_kind": data["kind"],
+                "duration_ms": data.get("duration_ms", 0),
+            }
+        )
+    elif kind in RUN_EVENTS:
+        finished = data.get("finished_at")
+        rows.run(
+            {
+                "run_id": data["run_id"],
+                "pipeline": data["pipeline"],
+                "partition": data.get("partition", ""),
+                "status": data["status"],
+                "started_at": _time(data["started_at"]),
+                "finished_at": _time(finished) if finished is not None else None,
+                "reason": data.get("reason", ""),
+                # Null where the JSON leaves them out, as the store has always shown them.
+                "tasks": [{"run_id": None, "error": None, **o} for o in data.get("tasks", [])],
+            }
+        )
+    elif kind == CHECKED:
+        target = data["target"]
+        rows.checks.append(
+            {
+                "run_id": data["run_id"],
+                "check": data["check"],
+                "dataset": target["dataset"],
+                "partition": target.get("partition", ""),
+                "version": target["version"],
+                "passed": data["passed"],
+                "blocking": data["blocking"],
+                "message": data.get("message", ""),
+                "worker": data.get("worker", ""),
+                "time": _time(event["time"]),
+            }
+        )
+    elif kind == DEAD_LETTER:
+        rows.dead_letters.append(
+            {
+                "id": event["id"],
+                "time": _time(event["time"]),
+                "reason": data["reason"],
+                "origin": data.get("origin", ""),
+                "size": data.get("size", 0),
+                "sha256": data.get("sha256"),
+                "excerpt": excerpt(data["original"]),
+                "truncated": data.get("truncated", False),
+            }
+        )
+    elif kind in FRESHNESS:
+        expected_by = _time(data["expected_by"])
+        partition = data.get("partition", "")
+        key = f"{data['kind']}|{data['name']}|{partition}|{data['policy']}|"
+        row = {
+            "key": key + expected_by.isoformat(),
+            "kind": data["kind"],
+            "name": data["name"],
+            "pipeline": data.get("pipeline"),
+            "partition": partition,
+            "policy": data["policy"],
+            "expected_by": expected_by,
+        }
+        if kind == VIOLATED:
+            rows.violated.append(
+                row
+                | {
+                    "violated_at": _time(data["since"]),
+                    "newest_version": data.get("newest_version"),
+                }
+                | {"message": data["message"]}
+            )
+        else:
+            rows.recovered.append(
+                row
+                | {
+                    "recovered_at": _time(event["time"]),
+                    "recovered_version": data.get("newest_version"),
+                }
+            )
+    elif kind == TASK_LOG:
+        rows.logs += log_rows(data)
+
+
+def event_row(event: Doc) -> Row:
+    """The columns an event is filtered on, read from its payload (whatever its type)."""
+    data = event.get("data")
+    if not isinstance(data, dict):
+        data = {}
     target = data.get("target")
     dataset = data.get("dataset") or (target.get("dataset") if isinstance(target, dict) else None)
     partition = data.get("partition")
     if partition is None and isinstance(target, dict):
         partition = target.get("partition")
     return {
-        "id": event.id,
-        "type": event.type,
-        "time": event.time,
-        "subject": event.subject,
+        "id": event["id"],
+        "type": event["type"],
+        "time": _time(event["time"]),
+        "subject": event.get("subject"),
         "dataset": dataset,
         "pipeline": data.get("pipeline"),
         "partition": partition,
         "run_id": data.get("run_id"),
-        "correlation": event.correlationid,
-        "body": event.model_dump(mode="json", exclude_none=True),
+        "correlation": event.get("correlationid"),
+        "body": event,
     }
 
 
@@ -280,11 +315,11 @@ def merge_run(old: Row, new: Row) -> Row:
     return dict(old)
 
 
-def _attempt(data: Mapping[str, Any], status: str, event: Event) -> Row:
+def _attempt(data: Mapping[str, Any], status: str, event: Doc) -> Row:
     """The fields every task event gives; its pipeline run is the event's `correlationid`
     until the request says it."""
     return {
-        "pipeline_run_id": event.correlationid,
+        "pipeline_run_id": event.get("correlationid"),
         "run_id": data["run_id"],
         "task": data["task"],
         "pipeline": data["pipeline"],

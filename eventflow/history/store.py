@@ -9,6 +9,7 @@ nor (thanks to the event ids) doubles anything.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,14 +23,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import ConfigurationError, StorageError
-from ..events import Event
+from ..errors import ConfigurationError, EventError, StorageError
+from ..events import Event, decode
 from ..lifecycle import Lifecycle
 from ..settings import Settings
 from . import schema as t
 from .alerts import OPEN, AlertDeliveries
-from .projection import Row, merge_attempt, merge_run, project
+from .projection import Doc, Row, Rows, merge_attempt, merge_run, project
 from .queries import WRITE, whole
+
+log = logging.getLogger("eventflow.history")
 
 #: Rows per statement where a list of keys is sent (SQLite bounds a statement's parameters).
 CHUNK = 500
@@ -39,6 +42,20 @@ DRIVERS = {
     "sqlite+aiosqlite": "aiosqlite",
     "postgresql+asyncpg": "asyncpg",
 }
+
+
+def _json(event: Event) -> Doc:
+    """An event as the projection reads it."""
+    return event.model_dump(mode="json", exclude_none=True)
+
+
+def read_logged(body: bytes) -> Event | None:
+    """A logged event built again for the listeners; None, and a warning, if it does not build."""
+    try:
+        return decode(body, max_metadata_bytes=1 << 30)
+    except EventError as e:
+        log.warning("a logged event is not handed to the listeners: %s", e.reason)
+        return None
 
 
 def _dumps(value: Any) -> str:
@@ -154,12 +171,44 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         self, events: Sequence[Event], positions: Mapping[str, int] | None = None
     ) -> int:
         """Project `events` and store `positions`, in one transaction; returns how many events
-        were new. Events the store has (by id) change nothing, so replays are harmless."""
+        it added. Events the store has (by id) change nothing, so replays are harmless."""
+        fresh = await self._store([_json(e) for e in events], positions)
+        if events:
+            for listener in list(self.listeners):  # a listener may leave as it hears them
+                listener(events)
+        return fresh
+
+    @whole
+    async def apply_logged(
+        self, logged: Sequence[bytes], positions: Mapping[str, int] | None = None
+    ) -> int:
+        """`apply` for events as the embedded log holds them, encoded by the runtime that built
+        or took them: projected from their JSON, not built and checked again (which cost more
+        than the rest of projecting them). Built only for the listeners, if any listen."""
+        docs: list[Doc] = []
+        for body in logged:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                log.warning("a logged event is not projected: not JSON: %s", e)
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+                docs.append(doc)
+            else:
+                log.warning("a logged event is not projected: not an event: %.200r", body)
+        fresh = await self._store(docs, positions)
+        if logged and self.listeners:
+            events = [e for e in map(read_logged, logged) if e is not None]
+            for listener in list(self.listeners):
+                listener(events)
+        return fresh
+
+    async def _store(self, docs: Sequence[Doc], positions: Mapping[str, int] | None) -> int:
         try:
             async with self._writing() as conn:
-                fresh = await self._fresh(conn, events)
-                if fresh:
-                    await self._write(conn, project(fresh))
+                rows = project(await self._fresh(conn, docs))
+                if rows.events:
+                    await self._write(conn, rows)
                 if positions:
                     await self._upsert(
                         conn,
@@ -168,10 +217,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
                     )
         except SQLAlchemyError as e:
             raise StorageError(f"cannot write the history store {self!r}: {e}") from e
-        if events:
-            for listener in list(self.listeners):  # a listener may leave as it hears them
-                listener(events)
-        return len(fresh)
+        return len(rows.events)
 
     async def positions(self, prefix: str = "") -> dict[str, int]:
         """Stored positions whose name starts with `prefix`."""
@@ -231,19 +277,19 @@ class HistoryStore(AlertDeliveries, Lifecycle):
             raise StorageError(f"cannot prune the history store {self!r}: {e}") from e
         return deleted
 
-    async def _fresh(self, conn: AsyncConnection, events: Sequence[Event]) -> list[Event]:
+    async def _fresh(self, conn: AsyncConnection, docs: Sequence[Doc]) -> list[Doc]:
         """The events of the batch the store does not have yet, each once."""
-        unique: dict[str, Event] = {}
-        for e in events:
-            unique.setdefault(e.id, e)
+        unique: dict[str, Doc] = {}
+        for doc in docs:
+            unique.setdefault(doc["id"], doc)
         known: set[str] = set()
         ids = list(unique)
         for start in range(0, len(ids), CHUNK):
             sql = select(t.events.c.id).where(t.events.c.id.in_(ids[start : start + CHUNK]))
             known.update((await conn.scalars(sql)).all())
-        return [e for i, e in unique.items() if i not in known]
+        return [doc for i, doc in unique.items() if i not in known]
 
-    async def _write(self, conn: AsyncConnection, rows: Any) -> None:
+    async def _write(self, conn: AsyncConnection, rows: Rows) -> None:
         await conn.execute(t.events.insert(), rows.events)
         for table, new in (
             (t.dataset_versions, rows.versions),

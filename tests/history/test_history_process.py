@@ -17,6 +17,7 @@ from eventflow.embedded.history_process import HistoryProcess
 from eventflow.errors import StorageError
 from eventflow.events import decode, encode
 from eventflow.history import HistoryStore
+from eventflow.history import store as history_store
 from eventflow.operations.base import Fanout
 from eventflow.testing import EmbeddedHarness
 
@@ -177,7 +178,7 @@ def test_after_a_lag_events_are_read_back_only_while_somebody_listens(
         read.append(raw)
         return decode(raw, **limits)
 
-    monkeypatch.setattr(history_process, "decode", counted)
+    monkeypatch.setattr(history_store, "decode", counted)
     assert process._heard(b"p 5\n")
     assert heard == [1, 2] and len(read) == 2
 

@@ -11,12 +11,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from eventflow.events import Event
+from eventflow.events import (
+    Event,
+    FreshnessData,
+    FreshnessRecovered,
+    FreshnessViolated,
+    decode,
+    encode,
+)
 from eventflow.history import HistoryStore, VersionRef, schema
+from eventflow.history import store as history_store
 from eventflow.history.projection import log_rows
 
 from .events import PART, RUN, TaskLog, at, chain, pipeline_run, produced, task_run, version
@@ -282,6 +291,67 @@ async def test_events_filters(store: HistoryStore) -> None:
     assert [e.id for e in await store.events(after_id=events[-2].id)] == [events[-1].id]
     assert [e.id for e in await store.events(since=at(40))] == [e.id for e in events[-2:]]
     assert everything[0].body["data"]["dataset"] == "a"
+
+
+async def test_logged_bytes_make_the_same_history_as_the_events(store: HistoryStore) -> None:
+    """The embedded log's bytes are projected from their JSON, not built into events again:
+    every table must come out as from the events themselves, freshness included."""
+    due = FreshnessData(
+        kind="dataset",
+        name="a",
+        partition=PART,
+        policy="deadline",
+        expected_by=at(60),
+        since=at(61),
+        newest_version=1,
+        message="a is late",
+    )
+    events = [
+        *chain(),
+        FreshnessViolated.of(due, time=at(61)),
+        FreshnessRecovered.of(due.model_copy(update={"newest_version": 2}), time=at(70)),
+    ]
+    await store.apply(events)
+    expected = await snapshot(store), await store.violations(open_only=False)
+    assert expected[1], "the freshness events are part of what is compared"
+    await store.clear()
+    assert await store.apply_logged([encode(e) for e in events]) == len(events)
+    assert (await snapshot(store), await store.violations(open_only=False)) == expected
+    assert await store.apply_logged([encode(e) for e in events]) == 0
+
+
+async def test_a_logged_event_that_does_not_project_is_left_out_and_the_rest_kept(
+    store: HistoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = produced("a", 1, 0)
+    no_version = orjson.loads(encode(produced("a", 2, 1)))
+    del no_version["data"]["version"]
+    logged = [b"\xff not json", b"[1, 2]", orjson.dumps(no_version), encode(good)]
+    assert await store.apply_logged(logged, {"embedded:x": 4}) == 1
+    assert [e.id for e in await store.events(limit=10)] == [good.id]
+    assert [v.version for v in await store.versions("a")] == [1]
+    assert await store.positions() == {"embedded:x": 4}
+    refused = [r.getMessage() for r in caplog.records if "not projected" in r.getMessage()]
+    assert len(refused) == 3 and "version" in refused[-1]
+
+
+async def test_logged_events_are_built_again_only_for_listeners(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[bytes] = []
+
+    def counted(raw: bytes, **limits: int) -> Event:
+        built.append(raw)
+        return decode(raw, **limits)
+
+    monkeypatch.setattr(history_store, "decode", counted)
+    first, second = produced("a", 1, 0), produced("a", 2, 1)
+    await store.apply_logged([encode(first)])
+    assert built == []
+    heard: list[str] = []
+    store.listeners.append(lambda events: heard.extend(e.id for e in events))
+    await store.apply_logged([encode(second)])
+    assert heard == [second.id] and built == [encode(second)]
 
 
 async def test_positions_are_stored_with_the_rows(store: HistoryStore) -> None:
