@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from . import ab, backfill, memory, scenarios, soak, ui
+from . import ab, backfill, memory, projection, scenarios, soak, ui
 from .machine import ROOT, describe
 
 SCENARIOS = (
@@ -33,6 +33,7 @@ SCENARIOS = (
     "failover",
     "ui",
     "backfill",
+    "projection",
 )
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
@@ -96,6 +97,10 @@ async def run(
                 figures = await ui.ui_pages(
                     runs=args.ui_runs, loads=args.loads, chromium=args.chromium or None
                 )
+            elif name == "projection":
+                if runtime != "embedded":
+                    continue  # the embedded event log into the history
+                figures = await projection.projection(runs=args.events * 2)
             elif name == "memory":
                 if runtime != "embedded":
                     continue  # the engine's states in this process, the same on either runtime

@@ -79,6 +79,8 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["ui/embedded"]["runs"] == 10
     assert results["backfill/embedded"]["partitions"] == 20
     assert results["backfill/planning/embedded"]["partitions"] == 20
+    projection = results["projection/embedded"]  # ten chain runs of 43 events, all projected
+    assert projection["events"] == 430 and projection["cpu_us_per_event"] > 0
 
 
 @pytest.mark.kafka
