@@ -159,6 +159,8 @@ def _project(rows: Rows, event: Doc) -> None:
             }
         )
     elif kind in RUN_EVENTS:
+        if data["status"] not in _RUN_RANK:  # `merge_run` ranks it
+            raise ValueError(f"run status {data['status']!r}")
         finished = data.get("finished_at")
         rows.run(
             {
@@ -197,7 +199,7 @@ def _project(rows: Rows, event: Doc) -> None:
                 "reason": data["reason"],
                 "origin": data.get("origin", ""),
                 "size": data.get("size", 0),
-                "sha256": data.get("sha256"),
+                "sha256": data.get("sha256", ""),
                 "excerpt": excerpt(data["original"]),
                 "truncated": data.get("truncated", False),
             }

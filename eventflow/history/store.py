@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError, EventError, StorageError
-from ..events import Event, decode
+from ..events import BY_TYPE, Event, decode
 from ..lifecycle import Lifecycle
 from ..settings import Settings
 from . import schema as t
@@ -184,7 +184,10 @@ class HistoryStore(AlertDeliveries, Lifecycle):
     ) -> int:
         """`apply` for events as the embedded log holds them, encoded by the runtime that built
         or took them: projected from their JSON, not built and checked again (which cost more
-        than the rest of projecting them). Built only for the listeners, if any listen."""
+        than the rest of projecting them). Should the tables refuse a value (a log written by
+        hand, or damaged), the batch is stored again from the events built and checked, which
+        leaves out those that are not valid events; events are also built for the listeners,
+        if any listen."""
         docs: list[Doc] = []
         for body in logged:
             try:
@@ -192,15 +195,28 @@ class HistoryStore(AlertDeliveries, Lifecycle):
             except orjson.JSONDecodeError as e:
                 log.warning("a logged event is not projected: not JSON: %s", e)
                 continue
-            if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+            if (
+                isinstance(doc, dict)
+                and isinstance(doc.get("id"), str)
+                and isinstance(doc.get("type"), str)
+                and doc["type"] in BY_TYPE
+            ):
                 docs.append(doc)
             else:
                 log.warning("a logged event is not projected: not an event: %.200r", body)
-        fresh = await self._store(docs, positions)
-        if logged and self.listeners:
+        events: list[Event] | None = None
+        try:
+            fresh = await self._store(docs, positions)
+        except Exception as error:  # not only the driver's: a value out of a column's range
+            log.warning("logged events were not taken as JSON (%s): taking them checked", error)
             events = [e for e in map(read_logged, logged) if e is not None]
-            for listener in list(self.listeners):
-                listener(events)
+            fresh = await self._store([_json(e) for e in events], positions)
+        if self.listeners:
+            if events is None:
+                events = [e for e in map(read_logged, logged) if e is not None]
+            if events:
+                for listener in list(self.listeners):
+                    listener(events)
         return fresh
 
     async def _store(self, docs: Sequence[Doc], positions: Mapping[str, int] | None) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from eventflow.events import (
     FreshnessData,
     FreshnessRecovered,
     FreshnessViolated,
+    dead_letter,
     decode,
     encode,
 )
@@ -28,7 +30,17 @@ from eventflow.history import HistoryStore, VersionRef, schema
 from eventflow.history import store as history_store
 from eventflow.history.projection import log_rows
 
-from .events import PART, RUN, TaskLog, at, chain, pipeline_run, produced, task_run, version
+from .events import (
+    PART,
+    RUN,
+    TaskLog,
+    at,
+    chain,
+    pipeline_run,
+    produced,
+    task_run,
+    version,
+)
 
 
 async def snapshot(store: HistoryStore) -> dict[str, Any]:
@@ -312,27 +324,79 @@ async def test_logged_bytes_make_the_same_history_as_the_events(store: HistorySt
         FreshnessRecovered.of(due.model_copy(update={"newest_version": 2}), time=at(70)),
     ]
     await store.apply(events)
-    expected = await snapshot(store), await store.violations(open_only=False)
+    expected = await snapshot(store), await store.violations(open_only=False), await stored(store)
     assert expected[1], "the freshness events are part of what is compared"
     await store.clear()
     assert await store.apply_logged([encode(e) for e in events]) == len(events)
-    assert (await snapshot(store), await store.violations(open_only=False)) == expected
+    assert (
+        await snapshot(store),
+        await store.violations(open_only=False),
+        await stored(store),
+    ) == expected
     assert await store.apply_logged([encode(e) for e in events]) == 0
+    # A violation stored one way is closed by its recovery stored the other.
+    await store.clear()
+    await store.apply(events[:-1])
+    await store.apply_logged([encode(events[-1])])
+    assert await store.violations(open_only=False) == expected[1]
+    assert await stored(store) == expected[2]
+
+
+async def stored(store: HistoryStore) -> tuple[dict[str, Event], set[str]]:
+    """The events' bodies as events (their times may be written `Z` or `+00:00`), and the
+    freshness rows' keys: what `snapshot` does not show."""
+    async with store.engine.connect() as conn:
+        bodies = (await conn.execute(select(schema.events.c.id, schema.events.c.body))).all()
+        keys = (await conn.scalars(select(schema.freshness.c.key))).all()
+    return {i: decode(orjson.dumps(body)) for i, body in bodies}, set(keys)
+
+
+def _logged(event: Event, change: Callable[[dict[str, Any]], object]) -> bytes:
+    """`event` as logged, then changed as a damaged or hand-written log would have it."""
+    doc = orjson.loads(encode(event))
+    change(doc)
+    return orjson.dumps(doc)
 
 
 async def test_a_logged_event_that_does_not_project_is_left_out_and_the_rest_kept(
     store: HistoryStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = produced("a", 1, 0)
-    no_version = orjson.loads(encode(produced("a", 2, 1)))
-    del no_version["data"]["version"]
-    logged = [b"\xff not json", b"[1, 2]", orjson.dumps(no_version), encode(good)]
-    assert await store.apply_logged(logged, {"embedded:x": 4}) == 1
-    assert [e.id for e in await store.events(limit=10)] == [good.id]
+    [started] = pipeline_run("r9", "p", PART, 1, None)
+    no_hash = dead_letter(b"x", "bad", origin="publish")
+    logged = [
+        b"\xff not json",
+        b"[1, 2]",
+        _logged(good, lambda d: d.update(type=["a list"])),
+        _logged(good, lambda d: d.update(id="other", type="no.such.type")),
+        _logged(produced("a", 2, 1), lambda d: d["data"].pop("version")),
+        _logged(started, lambda d: d["data"].update(status="bogus")),
+        _logged(no_hash, lambda d: d["data"].pop("sha256")),
+        encode(good),
+    ]
+    assert await store.apply_logged(logged, {"embedded:x": 4}) == 2
+    assert {e.id for e in await store.events(limit=10)} == {good.id, no_hash.id}
     assert [v.version for v in await store.versions("a")] == [1]
+    assert (await store.runs()).items == []
+    assert [d.id for d in await store.dead_letters()] == [no_hash.id]
     assert await store.positions() == {"embedded:x": 4}
     refused = [r.getMessage() for r in caplog.records if "not projected" in r.getMessage()]
-    assert len(refused) == 3 and "version" in refused[-1]
+    assert len(refused) == 6
+    assert "version" in refused[-2] and "bogus" in refused[-1]
+
+
+async def test_a_logged_value_the_tables_refuse_sends_the_batch_the_checked_way(
+    store: HistoryStore,
+) -> None:
+    """A value of the wrong type passes the projection and is refused by the database; the
+    batch is then taken from the events built and checked, which leave it out."""
+    good = produced("a", 1, 0)
+    check = next(e for e in chain() if e.type == "eventflow.check.completed")
+    logged = [_logged(check, lambda d: d["data"].update(passed="maybe")), encode(good)]
+    assert await store.apply_logged(logged, {"embedded:x": 2}) == 1
+    assert [e.id for e in await store.events(limit=10)] == [good.id]
+    assert await store.checks() == []
+    assert await store.positions() == {"embedded:x": 2}
 
 
 async def test_logged_events_are_built_again_only_for_listeners(
