@@ -8,6 +8,7 @@ events go in with the Kafka `Publisher` and come back from `eventflow.datasets`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -237,6 +238,17 @@ class Deployment:
         proc.kill()
         proc.wait(timeout=30)
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds (user and system) each service process has used so far, and, apart,
+        what its live children have (a dev instance's history process: `dev/children`)."""
+        used: dict[str, float] = {}
+        for name, proc in self.services.items():
+            used[name] = _cpu_s(proc.pid)
+            children = _children(proc.pid)
+            if children:
+                used[f"{name}/children"] = sum(map(_cpu_s, children))
+        return used
+
     def rss_bytes(self, service: str) -> int:
         """Resident memory of a service process."""
         for line in Path(f"/proc/{self.services[service].pid}/status").read_text().splitlines():
@@ -306,6 +318,25 @@ class Deployment:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return samples
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of a process, whichever of its threads started them."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found += [int(c) for c in task.read_text().split()]
+    return found
 
 
 def free_port() -> int:

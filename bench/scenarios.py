@@ -343,7 +343,9 @@ async def throughput(
 
         await drive(PIPELINES)  # warm-up: every pipeline once
         before = [await d.scrape(name) for name in deciders]
+        cpu_before = d.cpu_s()
         began, ended = await drive(events)
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in d.cpu_s().items()}
         after = [await d.scrape(name) for name in deciders]
     elapsed = ended - began
     decided = sum(
@@ -360,6 +362,9 @@ async def throughput(
         "task_runs_per_s": round(events * CHAIN / elapsed),
         "all_events_per_s": round(decided / elapsed),
         "coordinator_share": round(busy / elapsed, 3),
+        # CPU seconds each process used meanwhile (`dev_children`: the history process, which
+        # may still be catching up when the clock stops)
+        **{f"cpu_s_{name.replace('/', '_')}": round(s, 2) for name, s in sorted(cpu.items())},
     }
 
 

@@ -69,6 +69,8 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert results["fanout/embedded"]["coordinator_share"] > 0
     assert results["throughput/embedded"]["external_events"] == 10
     assert results["throughput/embedded"]["all_events_per_s"] > 0
+    # the CPU of each process over the measured run, the history process apart
+    assert {"cpu_s_dev", "cpu_s_dev_children"} <= results["throughput/embedded"].keys()
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
     memory = results["memory/embedded"]
