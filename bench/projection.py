@@ -31,9 +31,9 @@ from eventflow.events import (
     TaskStarted,
     TaskSucceeded,
     TaskSucceededData,
-    encode,
 )
 from eventflow.history import HistoryStore
+from eventflow.runtime.step import Outcome
 
 from .apps import CHAIN, PIPELINES
 
@@ -86,18 +86,16 @@ async def projection(*, runs: int) -> dict[str, Any]:
         logged = 0
         try:
             for hour in range(-(-runs // PIPELINES)):
-                rows = [
-                    (e.id, e.type, e.subject, e.correlationid, e.time.isoformat(), encode(e))
-                    for p in range(min(PIPELINES, runs - hour * PIPELINES))
-                    for e in chain_run(p, hour)
-                ]
-                await store.db.executemany(
-                    "INSERT INTO events (id, type, subject, correlation, time, body) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                # As the runtime logs a step's events: through the store's own commit.
+                step = Outcome(
+                    events=[
+                        e
+                        for p in range(min(PIPELINES, runs - hour * PIPELINES))
+                        for e in chain_run(p, hour)
+                    ]
                 )
-                await store.db.commit()
-                logged += len(rows)
+                await store.commit(step, [])
+                logged += len(step.events)
         finally:
             await store.stop()
         async with HistoryStore(f"sqlite+aiosqlite:///{Path(folder) / 'history.db'}") as history:

@@ -226,9 +226,7 @@ class HistoryProcess:
         for start in range(0, len(held), HANDED_CHUNK):
             if not self.history.listeners:
                 break
-            events = [
-                e for e in map(read_logged, held[start : start + HANDED_CHUNK]) if e is not None
-            ]
+            events = read_logged(held[start : start + HANDED_CHUNK])
             for listener in list(self.history.listeners):
                 listener(events)
 

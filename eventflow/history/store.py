@@ -49,13 +49,15 @@ def _json(event: Event) -> Doc:
     return event.model_dump(mode="json", exclude_none=True)
 
 
-def read_logged(body: bytes) -> Event | None:
-    """A logged event built again for the listeners; None, and a warning, if it does not build."""
-    try:
-        return decode(body, max_metadata_bytes=1 << 30)
-    except EventError as e:
-        log.warning("a logged event is not handed to the listeners: %s", e.reason)
-        return None
+def read_logged(bodies: Iterable[bytes]) -> list[Event]:
+    """Logged events built again for the listeners; a warning for each that does not build."""
+    events: list[Event] = []
+    for body in bodies:
+        try:
+            events.append(decode(body, max_metadata_bytes=1 << 30))
+        except EventError as e:
+            log.warning("a logged event is not handed to the listeners: %s", e.reason)
+    return events
 
 
 def _dumps(value: Any) -> str:
@@ -173,9 +175,7 @@ class HistoryStore(AlertDeliveries, Lifecycle):
         """Project `events` and store `positions`, in one transaction; returns how many events
         it added. Events the store has (by id) change nothing, so replays are harmless."""
         fresh = await self._store([_json(e) for e in events], positions)
-        if events:
-            for listener in list(self.listeners):  # a listener may leave as it hears them
-                listener(events)
+        self._tell(events)
         return fresh
 
     @whole
@@ -184,10 +184,9 @@ class HistoryStore(AlertDeliveries, Lifecycle):
     ) -> int:
         """`apply` for events as the embedded log holds them, encoded by the runtime that built
         or took them: projected from their JSON, not built and checked again (a quarter of the
-        CPU of projecting them). Should the tables refuse a value (a log written by
-        hand, or damaged), the batch is stored again from the events built and checked, which
-        leaves out those that are not valid events; events are also built for the listeners,
-        if any listen."""
+        CPU of projecting them). Should the tables refuse a value (a log written by hand, or
+        damaged), the batch is stored again from the events built and checked, which leaves
+        out those that are not valid events. Events are also built for the listeners, if any."""
         docs: list[Doc] = []
         for body in logged:
             try:
@@ -209,15 +208,17 @@ class HistoryStore(AlertDeliveries, Lifecycle):
             fresh = await self._store(docs, positions)
         except Exception as error:  # not only the driver's: a value out of a column's range
             log.warning("logged events were not taken as JSON (%s): taking them checked", error)
-            events = [e for e in map(read_logged, logged) if e is not None]
+            events = read_logged(logged)
             fresh = await self._store([_json(e) for e in events], positions)
         if self.listeners:
-            if events is None:
-                events = [e for e in map(read_logged, logged) if e is not None]
-            if events:
-                for listener in list(self.listeners):
-                    listener(events)
+            self._tell(read_logged(logged) if events is None else events)
         return fresh
+
+    def _tell(self, events: Sequence[Event]) -> None:
+        """The listeners, of a committed batch."""
+        if events:
+            for listener in list(self.listeners):  # a listener may leave as it hears them
+                listener(events)
 
     async def _store(self, docs: Sequence[Doc], positions: Mapping[str, int] | None) -> int:
         try:
