@@ -70,18 +70,25 @@ FRESHEN = (
     "metadata = excluded.metadata, produced_at = excluded.produced_at, "
     "producer = excluded.producer WHERE excluded.version > freshness.version"
 )
+#: A state record replaced where it lies (its rowid and the key's index entry stay).
+KEEP_STATE = (
+    "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+#: How the record of a dataset partition with no version pending ends (`state.dump`).
+IDLE_DATASET = b'"pending":{}}'
 #: Events per logging statement (SQLite takes at most 32,766 parameters in one; six per event).
 LOG_CHUNK = 1000
 
+STATE_COLUMNS = "(key BLOB PRIMARY KEY, value BLOB NOT NULL)"
 SCHEMA = (
-    """
+    f"""
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL, type TEXT NOT NULL, subject TEXT, correlation TEXT,
     time TEXT NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
-CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state {STATE_COLUMNS};
 CREATE TABLE IF NOT EXISTS freshness (
     dataset TEXT NOT NULL, partition TEXT NOT NULL, version INTEGER NOT NULL,
     metadata TEXT NOT NULL, produced_at TEXT NOT NULL, producer TEXT,
@@ -112,6 +119,25 @@ def private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+async def _state_with_rowids(db: aiosqlite.Connection) -> None:
+    """Files whose `state` was a WITHOUT ROWID table: copy it into a table with rowids, in one
+    transaction. Such a table keeps at most about a quarter of a page of a row in its tree and
+    the rest in overflow pages, and a partition's record of a chain run in progress is 1 to 6
+    KB: replacing one cost twice what it costs in a rowid table (`docs/benchmarks.md`)."""
+    sql = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'state'"
+    async with db.execute(sql) as cur:
+        row = await cur.fetchone()
+    if row is None or "WITHOUT ROWID" not in row[0].upper():
+        return
+    log.info("copying the state records into a table with rowids (once per file)")
+    await db.execute("BEGIN IMMEDIATE")  # on failure, closing the connection rolls it back
+    await db.execute(f"CREATE TABLE state_rows {STATE_COLUMNS}")
+    await db.execute("INSERT INTO state_rows SELECT key, value FROM state ORDER BY key")
+    await db.execute("DROP TABLE state")
+    await db.execute("ALTER TABLE state_rows RENAME TO state")
+    await db.execute("COMMIT")
+
+
 async def _migrate(db: aiosqlite.Connection) -> None:
     """Files written before the state was kept as codec records: move their three state
     tables into `state`, in one transaction."""
@@ -129,7 +155,7 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     async with db.execute("SELECT dataset, partition, body FROM datasets") as cur:
         records += [(codec.dataset_key(d, k), body) async for d, k, body in cur]
     await db.execute("BEGIN IMMEDIATE")
-    await db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
+    await db.executemany(KEEP_STATE, records)
     for table in ("partitions", "pipelines", "datasets"):
         await db.execute(f"DROP TABLE {table}")
     await db.execute("COMMIT")
@@ -241,16 +267,19 @@ class Store(Lifecycle):
             await db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work
             await db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             await db.executescript(SCHEMA)
+            await _state_with_rowids(db)
             await _migrate(db)
             await self.checkpoints.start()
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{self.path}{suffix}", 0o600)
-        except (sqlite3.Error, OSError) as e:
+        except BaseException as e:  # cancelled too: aiosqlite's thread would keep the process
             await self.checkpoints.stop()
             if db is not None:
                 await db.close()
-            raise StorageError(f"cannot open {self.path}: {e}") from e
+            if isinstance(e, sqlite3.Error | OSError):
+                raise StorageError(f"cannot open {self.path}: {e}") from e
+            raise
         self._db = db
 
     async def stop(self) -> None:
@@ -299,9 +328,13 @@ class Store(Lifecycle):
                             rows = await self._exact(keys)
                         for key, value in rows:
                             snapshot.add(key, value)
-                # orjson writes an empty dict as `{}`: rows with pending versions are the others.
+                # A record is `{"seen":N,"pending":{...}}` (orjson, in field order): those
+                # with versions pending end otherwise than an empty dict does. (Not `LIKE`: in
+                # builds such as Debian's it matches no BLOB, so every dataset state was read.)
                 for key, value in await self._range(
-                    codec.dataset_key("", "")[:2], "AND value NOT LIKE '%\"pending\":{}%'"
+                    codec.dataset_key("", "")[:2],
+                    f"AND substr(value, -{len(IDLE_DATASET)}) <> ?",
+                    IDLE_DATASET,
                 ):
                     snapshot.add(key, value)
                 for key, value in await self._range(codec.freshness_key("")[:2]):
@@ -337,12 +370,15 @@ class Store(Lifecycle):
         except (sqlite3.Error, ValueError) as e:
             raise StorageError(f"cannot read the state in {self.path}: {e}") from e
 
-    async def _range(self, prefix: bytes, where: str = "") -> list[tuple[str, bytes]]:
+    async def _range(
+        self, prefix: bytes, where: str = "", *params: object
+    ) -> list[tuple[str, bytes]]:
         """Records whose key starts with `prefix` (keys are text with NUL separators, so the
-        range ends before the prefix with its last byte raised by one)."""
+        range ends before the prefix with its last byte raised by one), and that meet `where`
+        with its `params`."""
         end = prefix[:-1] + bytes([prefix[-1] + 1])
         sql = f"SELECT key, value FROM state WHERE key >= ? AND key < ? {where}"
-        async with self.db.execute(sql, (prefix, end)) as cur:
+        async with self.db.execute(sql, (prefix, end, *params)) as cur:
             return [(bytes(key).decode(), value) async for key, value in cur]
 
     async def _exact(self, keys: list[bytes]) -> list[tuple[str, bytes]]:
@@ -416,7 +452,7 @@ class Store(Lifecycle):
                     sql = LOG_EVENTS + ", ".join([ROW] * len(chunk)) + " RETURNING seq"
                     seqs += [seq for (seq,) in db.execute(sql, list(chain(*chunk)))]
                 if records:
-                    db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", records)
+                    db.executemany(KEEP_STATE, records)
                 if fresh:
                     db.executemany(FRESHEN, fresh)
                 if runs:

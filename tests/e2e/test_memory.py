@@ -130,3 +130,49 @@ async def test_a_pipeline_read_whole_is_not_read_again_until_a_partition_leaves(
         assert whole == ["p"], "read again once a partition had left"
     assert sorted(k for k, v in calls[-len(keys) :]) == keys
     assert all(v["lookup"] == 4 for _, v in calls[-len(keys) :])
+
+
+async def test_a_restart_reads_dataset_states_with_versions_held_and_no_others(
+    tmp_path: Path,
+) -> None:
+    """A version a blocking check holds is read back at a restart and released by the check's
+    result then; the idle dataset states are not read until an event names them."""
+    src, out = ef.Dataset("src", ef.daily()), ef.Dataset("out", ef.daily())
+    entered, gate = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    def app(hold: bool) -> ef.App:
+        p = ef.Pipeline("p")
+
+        @p.task(inputs=[src], outputs=[out])
+        def load(ctx: ef.TaskContext) -> None:
+            ran.append(ctx.partition)
+
+        @p.check(src)
+        async def sane(ctx: ef.CheckContext) -> bool:
+            if hold and ctx.partition == "2026-02-01":
+                entered.set()
+                await gate.wait()  # never opened: the runtime stops with the version held
+            return True
+
+        return ef.App([p])
+
+    settings = ef.Settings(home=tmp_path / "home")
+    keys = days(5)
+    async with ef.EmbeddedRuntime(app(hold=True), settings) as runtime:
+        for key in keys:
+            await runtime.emit("src", key, version=1)
+        await asyncio.wait_for(runtime.wait_idle(), 60)
+        # Its metadata holds the bytes an idle record ends with, inside the held version.
+        await runtime.emit("src", "2026-02-01", version=1, metadata={"pending": {}})
+        await asyncio.wait_for(entered.wait(), 60)
+    assert sorted(ran) == keys
+
+    async with ef.EmbeddedRuntime(app(hold=False), settings) as restarted:
+        assert list(restarted.engine.datasets) == [("src", "2026-02-01")], "only the held one"
+        await asyncio.wait_for(restarted.wait_idle(), 60)  # its check is asked for again
+        assert ran[-1] == "2026-02-01"
+        await restarted.emit("src", keys[0], version=1)  # read back: a version already seen
+        await asyncio.wait_for(restarted.wait_idle(), 60)
+        assert restarted.engine.datasets[("src", keys[0])].seen == 1
+    assert len(ran) == len(keys) + 1
