@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -21,21 +22,18 @@ def app(ran: list[tuple[str, int]]) -> ef.App:
     return ef.App([p])
 
 
-def records(path: Path) -> list[tuple[bytes, bytes]]:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute("SELECT key, value FROM state ORDER BY key").fetchall()
-    finally:
-        db.close()
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def records(path: Path) -> list[tuple[object, ...]]:
+    return query(path, "SELECT key, value FROM state ORDER BY key")
 
 
 def table_sql(path: Path) -> str:
-    db = sqlite3.connect(path)
-    try:
-        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'state'").fetchone()
-        return str(sql)
-    finally:
-        db.close()
+    ((sql,),) = query(path, "SELECT sql FROM sqlite_master WHERE name = 'state'")
+    return str(sql)
 
 
 async def test_a_state_table_without_rowids_is_copied_into_one_with_them(tmp_path: Path) -> None:
@@ -49,9 +47,9 @@ async def test_a_state_table_without_rowids_is_copied_into_one_with_them(tmp_pat
     assert "WITHOUT ROWID" not in table_sql(path).upper()
 
     # As files were written before: the same records in a WITHOUT ROWID table.
+    before = records(path)
     db = sqlite3.connect(path)
     with db:
-        before = records(path)
         db.execute("ALTER TABLE state RENAME TO rows")
         db.execute("CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
         db.execute("INSERT INTO state SELECT key, value FROM rows")
