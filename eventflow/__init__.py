@@ -1,5 +1,8 @@
 """eventflow: data-aware pipeline orchestration where the event is the trigger."""
 
+import typing
+
+from . import lazy
 from .alerts import Alert
 from .clients import Publisher, Subscriber, publish
 from .context import CheckContext, Input, Inputs, Item, TaskContext, TaskInfo
@@ -15,7 +18,6 @@ from .definitions import (
     Task,
     check,
 )
-from .embedded import EmbeddedRuntime
 from .errors import (
     BrokerError,
     ConfigurationError,
@@ -60,6 +62,9 @@ from .partitions import daily, dynamic, hourly, static
 from .settings import Settings
 from .subscriptions import Position
 from .summary import run_summary
+
+if typing.TYPE_CHECKING:
+    from .embedded import EmbeddedRuntime
 
 __all__ = [
     "Alert",
@@ -127,3 +132,5 @@ __all__ = [
     "run_summary",
     "static",
 ]
+# The runtime brings the history store and SQLAlchemy with it: loaded when first used.
+lazy.exports(globals(), {"EmbeddedRuntime": ".embedded.runtime"})

@@ -13,8 +13,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import operator
-from .api.backfills import Backfill, BackfillStarted
 from .api.client import ApiClient, ApiError
+from .api.models import Backfill, BackfillStarted
 from .events import PipelineRunFailed, PipelineRunSucceeded
 from .settings import Settings
 

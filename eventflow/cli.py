@@ -17,7 +17,7 @@ from urllib.parse import quote
 import click
 import orjson
 
-from . import operator, serving
+from . import operator
 from .api.client import ApiClient, ApiError
 from .api.models import AlertRule
 from .backfill_cli import backfill
@@ -40,7 +40,6 @@ from .events import (
 )
 from .fate import announce
 from .graph import graph_dot, graph_text
-from .history import AlertDelivery, HistoryStore
 from .history.models import (
     Freshness,
     FreshnessViolation,
@@ -51,6 +50,7 @@ from .history.models import (
     RunDetail,
     TaskAttempt,
 )
+from .lifecycle import NOTHING
 from .loader import load_app
 from .settings import Settings
 from .summary import run_line
@@ -187,6 +187,8 @@ def dev(
     for spec in emits:
         dataset, _, partition = spec.partition("@")
         targets.append((dataset, partition))
+    from . import serving  # the services' modules: FastAPI, SQLAlchemy, the runtimes
+
     sys.exit(
         serving.dev(file, settings, emits=targets, metadata=metadata, until_idle=until_idle, ui=ui)
     )
@@ -257,7 +259,7 @@ def emit(
     if wait and not fate.complete:
         click.echo(f"no decision seen within {wait:g}s: is a coordinator running?", err=True)
     elif wait and not fate.triggered and not fate.pending:
-        sys.exit(serving.NOTHING)
+        sys.exit(NOTHING)
 
 
 @cli.command()
@@ -526,6 +528,8 @@ def alerts_command(
     if as_json:
         _echo_json({"rules": rules, "deliveries": deliveries})
         return
+    from .history import AlertDelivery  # SQLAlchemy's module, for this command only
+
     click.echo(
         operator.alerts(
             [AlertRule.model_validate(r) for r in rules],
@@ -772,6 +776,8 @@ def history() -> None:
 def history_rebuild(target: str | None, home: Path | None, bootstrap: str | None) -> None:
     """Empty the history store and replay the event log into it (embedded: the state file's
     log; Kafka: the event topics, with `eventflow server` stopped)."""
+    from .history import HistoryStore
+
     settings = _settings(home, bootstrap)
     store = HistoryStore.of(settings)
     if settings.kafka_bootstrap:
@@ -918,6 +924,8 @@ def coordinator(
 ) -> None:
     """Run a coordinator instance on Kafka until SIGTERM; start several for failover."""
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
+    from . import serving
+
     sys.exit(serving.coordinator(target, settings, health_file=health_file))
 
 
@@ -942,6 +950,8 @@ def worker(
 ) -> None:
     """Run a worker on Kafka until SIGTERM; add workers to add throughput."""
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port)
+    from . import serving
+
     sys.exit(serving.worker(target, settings, concurrency=concurrency, health_file=health_file))
 
 
@@ -957,6 +967,8 @@ def server(target: str, bootstrap: str | None, metrics_port: int | None, port: i
     settings = _settings(bootstrap=bootstrap, metrics_port=metrics_port, api_port=port)
     if not settings.kafka_bootstrap:
         raise click.UsageError("eventflow server runs on Kafka: set EVENTFLOW_KAFKA_BOOTSTRAP")
+    from . import serving
+
     sys.exit(serving.server(target, settings))
 
 

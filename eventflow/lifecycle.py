@@ -19,6 +19,11 @@ from typing import Any, Self, TypeVar
 
 log = logging.getLogger("eventflow")
 
+#: Exit status of a process whose service failed (`serving`).
+FAILED = 1
+#: Exit status when nothing went wrong and nothing happened: no run started.
+NOTHING = 3
+
 
 def instance_id() -> str:
     """This process, as workers and coordinators name themselves: `host:pid`."""

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .api.client import ApiClient
-from .api.models import AlertRule
 from .core import Explanation
 from .events import TaskFailed, TaskLog, TaskLogData, TaskSucceeded
-from .history import AlertDelivery
 from .history.models import (
     Freshness,
     FreshnessViolation,
@@ -24,6 +22,11 @@ from .history.models import (
     VersionRef,
 )
 from .summary import MARKS
+
+if TYPE_CHECKING:
+    from .api.client import ApiClient
+    from .api.models import AlertRule
+    from .history import AlertDelivery
 
 #: The mark of a checklist line that holds, and of one that holds the task back.
 OK, NOT_OK = "✓", "✗"

@@ -47,7 +47,7 @@ from .events import (
     PipelineRunData,
 )
 from .execution import one_line
-from .lifecycle import Service
+from .lifecycle import FAILED, NOTHING, Service
 from .loader import load_app
 from .operations import Operations
 from .operations.embedded import EmbeddedOperations
@@ -64,10 +64,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a process whose service failed.
-FAILED = 1
-#: Exit status when nothing went wrong and nothing happened: no run started.
-NOTHING = 3
 #: Seconds between two beats of the health file.
 BEAT_S = 1.0
 

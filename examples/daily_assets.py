@@ -31,7 +31,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import eventflow as ef
-from eventflow.api.backfills import Backfill, backfills
+from eventflow.api.backfills import backfills
+from eventflow.api.models import Backfill
 
 clock = ef.Dataset("clock.daily", ef.daily(), "a tick per day, from the schedule")
 orders = ef.Dataset("orders", ef.daily(), "the day's orders, one row each")

@@ -12,105 +12,27 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from ..core import Engine
 from ..core.backfill import Backfills, BackfillState, dry_run, resolve, roots_of
 from ..definitions import App
 from ..errors import EventError
 from ..events import (
-    MAX_BACKFILL,
-    MAX_NAME,
-    BackfillMode,
     BackfillPlan,
     PipelineActionData,
     pipeline_action,
 )
 from ..operations import Operations
-from .models import ActionRequest
-
-
-class BackfillRequest(ActionRequest):
-    """A backfill of a pipeline, or of the pipelines consuming a dataset, over a range of
-    partitions (`start` to `end`, both included) or a list."""
-
-    pipeline: str | None = Field(
-        default=None, max_length=MAX_NAME, description="The pipeline (unset: `dataset` given)."
-    )
-    dataset: str | None = Field(
-        default=None,
-        max_length=MAX_NAME,
-        description="From this dataset downward: the tasks consuming it start (of `pipeline`, "
-        "or of every pipeline consuming it); their downstream follows as usual.",
-    )
-    start: str | None = Field(default=None, max_length=MAX_NAME)
-    end: str | None = Field(default=None, max_length=MAX_NAME)
-    partitions: list[str] | None = Field(default=None, max_length=MAX_BACKFILL)
-    mode: BackfillMode = "missing"
-    max_active: int = Field(default=4, ge=1, le=10_000, description="Runs at a time.")
-    reverse: bool = Field(default=False, description="Newest partition first.")
-    dry_run: bool = Field(default=False, description="Say what it would run; start nothing.")
-
-
-class PlannedRun(BaseModel):
-    pipeline: str
-    partition: str
-    run: bool = Field(description="Whether the backfill would start a run there.")
-    why: str
-    tasks: list[str] = Field(default_factory=list, description="The tasks it would start.")
-
-
-class Skip(BaseModel):
-    partition: str
-    why: str
-
-
-class BackfillPart(BaseModel):
-    """A backfill in one pipeline."""
-
-    pipeline: str
-    status: Literal["running", "done", "cancelled"]
-    planned: int
-    started: int
-    succeeded: int
-    failed: int
-    skipped: int
-    active: list[str] = Field(description="Partitions whose run is in progress.")
-    skips: list[Skip] = Field(description="The first partitions skipped, and why.")
-    finished_at: datetime | None = None
-
-
-class Backfill(BaseModel):
-    """A backfill and its progress, summed over its pipelines."""
-
-    id: str
-    dataset: str | None
-    start: str | None
-    end: str | None
-    mode: BackfillMode
-    max_active: int
-    reverse: bool
-    operator: str
-    reason: str
-    created_at: datetime
-    status: Literal["running", "done", "cancelled"] = Field(
-        description="`running` while a pipeline still starts or awaits runs of it."
-    )
-    planned: int
-    started: int
-    succeeded: int
-    failed: int
-    skipped: int
-    pipelines: list[BackfillPart]
-
-
-class BackfillStarted(BaseModel):
-    id: str
-    status: Literal["applied", "published", "dry_run"]
-    pipelines: list[str]
-    plan: list[PlannedRun] = Field(
-        default_factory=list, description="The dry run: every partition judged, in order."
-    )
+from .models import (
+    ActionRequest,
+    Backfill,
+    BackfillPart,
+    BackfillRequest,
+    BackfillStarted,
+    PlannedRun,
+    Skip,
+)
 
 
 def backfills(engine: Engine) -> list[Backfill]:

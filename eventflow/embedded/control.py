@@ -24,7 +24,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,9 +32,11 @@ from ..errors import ConfigurationError, EventError, EventflowError, NotRunning
 from ..events import Event, decode, encode, is_external, is_operator
 from ..execution import one_line
 from ..lifecycle import Lifecycle, Service
-from .runtime import EmbeddedRuntime
 from .store import private_folder
 from .subscriptions import PAGE, Acks, SubscriptionLog, start_position
+
+if TYPE_CHECKING:
+    from .runtime import EmbeddedRuntime
 
 log = logging.getLogger("eventflow.control")
 #: Longest line a client reads back (events the instance streams are bounded by their fields).

@@ -4,7 +4,9 @@ attempts, freshness, lineage, checks, dead letters, events, task logs), on SQLit
 The projectors that feed it live with their runtimes (`embedded.history`, `kafka.history`).
 """
 
-from .alerts import AlertDelivery, DeliveryState
+import typing
+
+from .. import lazy
 from .models import (
     CheckOutcome,
     Consumer,
@@ -25,7 +27,10 @@ from .models import (
     VersionRef,
 )
 from .projection import TASK_LOG, project
-from .store import HistoryStore
+
+if typing.TYPE_CHECKING:
+    from .alerts import AlertDelivery, DeliveryState
+    from .store import HistoryStore
 
 __all__ = [
     "TASK_LOG",
@@ -51,3 +56,8 @@ __all__ = [
     "VersionRef",
     "project",
 ]
+# The store and the alerts' records are SQLAlchemy's: loaded when first used.
+lazy.exports(
+    globals(),
+    {"AlertDelivery": ".alerts", "DeliveryState": ".alerts", "HistoryStore": ".store"},
+)

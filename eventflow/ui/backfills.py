@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from ..api.backfills import Backfill, BackfillPart, backfills
+from ..api.backfills import backfills
+from ..api.models import Backfill, BackfillPart
 from ..core import Engine
 from ..core.backfill import partitioning_of
 from ..definitions import App

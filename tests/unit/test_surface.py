@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import types
 from collections import Counter
 
@@ -126,3 +128,34 @@ def test_events_and_payloads_are_documented(model: type[pydantic.BaseModel]) -> 
 def test_every_field_has_a_description(model: type[pydantic.BaseModel]) -> None:
     bare = [name for name, info in model.model_fields.items() if not info.description]
     assert not bare, f"{model.__name__} fields without description=: {bare}"
+
+
+def test_the_package_and_the_command_load_no_service_until_used() -> None:
+    """`eventflow emit` and a pipeline's `import eventflow` need neither the history store nor
+    the HTTP API: their modules (SQLAlchemy, FastAPI) load when a name that needs them is first
+    used, and that name is then the real one. Every name the lazy packages list resolves."""
+    code = """
+import importlib, sys
+import eventflow, eventflow.cli
+heavy = ["sqlalchemy", "fastapi", "uvicorn", "eventflow.embedded.runtime", "eventflow.serving"]
+print(",".join(m for m in heavy if m in sys.modules))
+from eventflow.embedded.runtime import EmbeddedRuntime
+from eventflow.history.store import HistoryStore
+from eventflow.api.server import ApiServer
+packages = ["eventflow", "eventflow.embedded", "eventflow.api", "eventflow.history"]
+for package in map(importlib.import_module, packages):
+    for name in package.__all__:
+        assert getattr(package, name) is not None, (package.__name__, name)
+    assert set(package.__all__) <= set(dir(package)), package.__name__
+    assert not hasattr(package, "NoSuchName"), package.__name__
+assert eventflow.EmbeddedRuntime is EmbeddedRuntime is eventflow.embedded.EmbeddedRuntime
+assert eventflow.history.HistoryStore is HistoryStore and eventflow.api.ApiServer is ApiServer
+print("sqlalchemy" in sys.modules)
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    loaded, after = ran.stdout.splitlines()
+    assert loaded == "", f"loaded by `import eventflow` and the command: {loaded}"
+    assert after == "True"  # the check above sees modules load
