@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from . import ab, backfill, memory, projection, scenarios, soak, ui
+from . import ab, backfill, inprocess, memory, projection, scenarios, soak, ui
 from .machine import ROOT, describe
 
 SCENARIOS = (
@@ -34,6 +34,7 @@ SCENARIOS = (
     "ui",
     "backfill",
     "projection",
+    "inprocess",
 )
 ONLY_BY_NAME = ("soak",)  # minutes long: not part of a default run
 
@@ -101,6 +102,10 @@ async def run(
                 if runtime != "embedded":
                     continue  # the embedded event log into the history
                 figures = await projection.projection(runs=args.events * 2)
+            elif name == "inprocess":
+                if runtime != "embedded":
+                    continue  # the embedded runtime in this process
+                figures = await inprocess.inprocess(events=args.events * 2)
             elif name == "memory":
                 if runtime != "embedded":
                     continue  # the engine's states in this process, the same on either runtime

@@ -73,6 +73,9 @@ def test_bench_smoke_embedded(tmp_path: Path) -> None:
     assert {"cpu_s_dev", "cpu_s_dev_children"} <= results["throughput/embedded"].keys()
     state = results["state/embedded"]
     assert state["states"] == 2000 and state["rss_mib"] > 0 and state["stored_state_b"] > 100
+    inprocess = results["inprocess/embedded"]  # the runtime in the bench's process
+    assert inprocess["task_runs"] == 100 and inprocess["cpu_us_per_run"] > 0
+    assert inprocess["main_thread_us_per_run"] > 0 and inprocess["history_child_us_per_run"] > 0
     memory = results["memory/embedded"]
     assert memory["states"] == 2000 and memory["dataset_states"] == 4000
     assert memory["traced_per_state_b"] > memory["stored_state_b"] > 100

@@ -1,0 +1,79 @@
+"""The runtime of `eventflow dev` driven in this process: CPU per task run, and whose it is.
+
+The throughput scenario measures the service from outside, where its rate moves with everything
+else on the machine's cores. This one runs the same App and external events through
+`EmbeddedRuntime` in the bench process (on the bench's event loop), as the control socket hands
+them in, and counts CPU rather than time: the process's (every thread: the decision loop, the
+bodies, SQLite's threads), the main thread's apart, and the history child's, read from `/proc`.
+A profiler run on it sees the runtime alone:
+`py-spy record -f raw -o F -- python -m bench inprocess --runtime embedded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from eventflow.embedded.control import control_allows
+from eventflow.embedded.runtime import EmbeddedRuntime
+from eventflow.events import DatasetProduced, DatasetProducedData, encode
+from eventflow.settings import Settings
+
+from .apps import CHAIN, PIPELINES, throughput
+from .deploy import _children, _cpu_s
+from .scenarios import EPOCH
+
+#: Publishers at once, as the throughput scenario's lanes.
+LANES = 32
+
+
+def _announcements(first: int, count: int) -> Iterator[bytes]:
+    for i in range(first, first + count):
+        key = (EPOCH + timedelta(hours=i // PIPELINES)).strftime("%Y-%m-%dT%H")
+        data = DatasetProducedData(dataset=f"bench.t{i % PIPELINES}.0", partition=key, version=1)
+        yield encode(DatasetProduced.of(data, source="bench"))
+
+
+async def inprocess(*, events: int) -> dict[str, Any]:
+    """`events` external events into the throughput scenario's 100 ten-task chains, after one
+    per pipeline of warm-up; the history child projects, as in `eventflow dev`."""
+    with tempfile.TemporaryDirectory(prefix="eventflow-bench-inprocess-") as folder:
+        settings = Settings(home=Path(folder), concurrency=64, history_process=True)
+        async with EmbeddedRuntime(throughput, settings) as runtime:
+
+            async def drive(first: int, count: int) -> None:
+                waiting = _announcements(first, count)
+
+                async def lane() -> None:
+                    for raw in waiting:  # one iterator: each event goes once
+                        await runtime.publish_raw(raw, "control", allowed=control_allows)
+
+                await asyncio.gather(*(lane() for _ in range(LANES)))
+                await runtime.wait_idle()
+                await runtime.history.flush()  # the child's work for these runs, done
+
+            await drive(10**6, PIPELINES)  # warm-up, in partitions of its own
+            child = _children(os.getpid())
+            child_before = sum(_cpu_s(pid) for pid in child)
+            began, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
+            await drive(0, events)
+            seconds = time.perf_counter() - began
+            cpu, main = time.process_time() - cpu, time.thread_time() - main
+            child_cpu = sum(_cpu_s(pid) for pid in child) - child_before
+    runs = events * CHAIN
+    return {
+        "external_events": events,
+        "task_runs": runs,
+        "seconds": round(seconds, 3),
+        "task_runs_per_s": round(runs / seconds),
+        "cpu_us_per_run": round(cpu / runs * 1e6, 1),
+        "main_thread_us_per_run": round(main / runs * 1e6, 1),
+        "history_child_us_per_run": round(child_cpu / runs * 1e6, 1),
+        "main_thread_busy": round(main / seconds, 3),
+    }
