@@ -20,6 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from eventflow.embedded.control import control_allows
 from eventflow.embedded.runtime import EmbeddedRuntime
 from eventflow.events import DatasetProduced, DatasetProducedData, encode
@@ -42,7 +44,8 @@ def _announcements(first: int, count: int) -> Iterator[bytes]:
 
 async def inprocess(*, events: int) -> dict[str, Any]:
     """`events` external events into the throughput scenario's 100 ten-task chains, after one
-    per pipeline of warm-up; the history child projects, as in `eventflow dev`."""
+    per pipeline of warm-up; the history child projects, as in `eventflow dev`. The clock stops
+    when the runtime is idle; the child's CPU is read once it holds every run."""
     with tempfile.TemporaryDirectory(prefix="eventflow-bench-inprocess-") as folder:
         settings = Settings(home=Path(folder), concurrency=64, history_process=True)
         async with EmbeddedRuntime(throughput, settings) as runtime:
@@ -56,17 +59,23 @@ async def inprocess(*, events: int) -> dict[str, Any]:
 
                 await asyncio.gather(*(lane() for _ in range(LANES)))
                 await runtime.wait_idle()
-                await runtime.history.flush()  # the child's work for these runs, done
 
             await drive(10**6, PIPELINES)  # warm-up, in partitions of its own
+            await runtime.history.flush()
             child = _children(os.getpid())
             child_before = sum(_cpu_s(pid) for pid in child)
+            succeeded_before = _succeeded()
             began, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
             await drive(0, events)
             seconds = time.perf_counter() - began
             cpu, main = time.process_time() - cpu, time.thread_time() - main
+            runs = _succeeded() - succeeded_before
+            await runtime.history.flush()  # the child's work for these runs, done
+            if _children(os.getpid()) != child:
+                raise RuntimeError("the history process was started again: its CPU is lost")
             child_cpu = sum(_cpu_s(pid) for pid in child) - child_before
-    runs = events * CHAIN
+    if runs != events * CHAIN:
+        raise RuntimeError(f"{runs} task runs succeeded, not {events * CHAIN}")
     return {
         "external_events": events,
         "task_runs": runs,
@@ -77,3 +86,9 @@ async def inprocess(*, events: int) -> dict[str, Any]:
         "history_child_us_per_run": round(child_cpu / runs * 1e6, 1),
         "main_thread_busy": round(main / seconds, 3),
     }
+
+
+def _succeeded() -> int:
+    """Task runs this process's workers finished as succeeded (their metric)."""
+    found = REGISTRY.get_sample_value("eventflow_task_runs_total", {"outcome": "succeeded"})
+    return round(found or 0)
