@@ -88,11 +88,15 @@ async def test_a_followed_backfill_cancelled_ends_the_command_with_1(api: Api) -
     following = asyncio.ensure_future(
         run(api, "backfill", "assets", "--from", month[0], "--to", month[-1], "--max-active", "1")
     )
-    # Cancelled once the command follows it and a run of it has ended.
+    # Cancelled once the command follows it and a run of it has ended; through the API, not a
+    # second command: CliRunner swaps the process's stdout, so two commands at once in threads
+    # can write into each other's capture.
     [found] = await until(api, "/api/backfills", lambda f: f and f[0]["succeeded"])
     bid = found["id"]
-    cancelled = await run(api, "backfill", "cancel", bid, "--reason", "wrong range")
-    assert cancelled.exit_code == 0, cancelled.output
+    cancelled = await api.client.post(
+        f"/api/backfills/{bid}/cancel", json={"reason": "wrong range", "operator": "bob"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
     done = await asyncio.wait_for(following, 60)
     assert done.exit_code == 1, done.output
     assert f"backfill {bid} cancelled:" in done.output and " 0 failed" in done.output
