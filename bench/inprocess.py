@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from eventflow.settings import Settings
 
 from .apps import CHAIN, PIPELINES, throughput
 from .deploy import _children, _cpu_s
-from .scenarios import EPOCH
+from .scenarios import throughput_input
 
 #: Publishers at once, as the throughput scenario's lanes.
 LANES = 32
@@ -37,8 +36,8 @@ LANES = 32
 
 def _announcements(first: int, count: int) -> Iterator[bytes]:
     for i in range(first, first + count):
-        key = (EPOCH + timedelta(hours=i // PIPELINES)).strftime("%Y-%m-%dT%H")
-        data = DatasetProducedData(dataset=f"bench.t{i % PIPELINES}.0", partition=key, version=1)
+        dataset, key = throughput_input(i)
+        data = DatasetProducedData(dataset=dataset, partition=key, version=1)
         yield encode(DatasetProduced.of(data, source="bench"))
 
 

@@ -292,6 +292,16 @@ async def fanout(
     }
 
 
+def throughput_input(i: int) -> tuple[str, str]:
+    """The dataset and partition of the throughput scenario's `i`th external event: each
+    pipeline's input in turn, a new hour once every pipeline has had one."""
+    from .apps import PIPELINES
+
+    return f"bench.t{i % PIPELINES}.0", (EPOCH + timedelta(hours=i // PIPELINES)).strftime(
+        "%Y-%m-%dT%H"
+    )
+
+
 async def throughput(
     runtime: str,
     *,
@@ -329,9 +339,8 @@ async def throughput(
             lanes = asyncio.Semaphore(d.lanes)
 
             async def one(i: int) -> float:
-                key = (EPOCH + timedelta(hours=i // PIPELINES)).strftime("%Y-%m-%dT%H")
                 async with lanes:
-                    return await d.publish(f"bench.t{i % PIPELINES}.0", key, version=1)
+                    return await d.publish(*throughput_input(i), version=1)
 
             sending = asyncio.gather(*(one(i) for i in range(first, first + count)))
             deadline = time.time() + TIMEOUT_S + count / 100
