@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import text
@@ -14,6 +18,60 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from .kafka_broker import Broker, start_broker
 from .postgres_server import start_postgres
+
+HANG_GRACE_S = 60.0
+"""How long past pytest-timeout's limit a test may go on before its process writes every thread's
+stack and ends: the cleanup of a test that timed out can hang too, once the one alarm has fired.
+A worker that ends so is reported as crashed, and the run goes on instead of stalling."""
+_HANGS = "EVENTFLOW_TEST_HANGS"  # the folder of the stacks, made by the controller
+_stacks: IO[str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # workers start later, and inherit it
+        os.environ[_HANGS] = tempfile.mkdtemp(prefix="eventflow-hangs-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    if _stacks is not None:
+        _stacks.close()
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ.pop(_HANGS), ignore_errors=True)
+
+
+def _stacks_file() -> IO[str]:
+    global _stacks
+    if _stacks is None:
+        _stacks = open(Path(os.environ[_HANGS]) / f"{os.getpid()}.txt", "w")  # noqa: SIM115
+    return _stacks
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Beside pytest-timeout's own timer (this returns None, so that one is set too)."""
+    stacks = _stacks_file()
+    stacks.write(f"{item.nodeid} went {HANG_GRACE_S:.0f} s past its {settings.timeout} s timeout\n")
+    stacks.flush()
+    faulthandler.dump_traceback_later(settings.timeout + HANG_GRACE_S, exit=True, file=stacks)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    stacks = _stacks_file()
+    stacks.seek(0)
+    stacks.truncate()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The stacks of every test that hung, from whichever worker ran it."""
+    if hasattr(config, "workerinput"):
+        return
+    for dump in sorted(Path(os.environ[_HANGS]).glob("*.txt")):
+        if text := dump.read_text():
+            terminalreporter.write_sep("=", "a test that hung, and its threads")
+            terminalreporter.write(text)
 
 
 @pytest.fixture(autouse=True)
