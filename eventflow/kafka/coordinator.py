@@ -201,8 +201,11 @@ class KafkaCoordinator(Service):
         self._tick_failures: Counter[str] = Counter()
         # Per stream task: what it read since its last step committed, and holds for the next.
         self._held: dict[int, _Held] = {}
-        # Per stream task: since when its task-events partition has been fetched without a gap.
+        # Per stream task: since when its task-events partition has been heard without a gap.
         self._heard_since: dict[int, float] = {}
+        # Per stream task after a gap: since when it is fetched again (None: not yet), until its
+        # workers are heard again (see `_listen`).
+        self._regaining: dict[int, float | None] = {}
         self._listened_at: float | None = None
         self.timers = Timers()
         # Held by each processing step and by the final swap of a take-over.
@@ -325,7 +328,9 @@ class KafkaCoordinator(Service):
                 for n, records in sorted(by_task.items()):
                     await self._step(n, records)
                 now = time.time()
-                self._listen(consumer, now)
+                reports = self.config.topic("eventflow.task-events")
+                spoke = {tp.partition for tp, got in batches.items() if tp.topic == reports and got}
+                self._listen(consumer, now, spoke)
                 for pipeline in self.timers.due(now):
                     n = self.stream_tasks.states.owner_task(pipeline)
                     if n in self.stream_tasks.owned:
@@ -339,17 +344,23 @@ class KafkaCoordinator(Service):
         takes n over next reads it again from the committed offsets."""
         self._held.pop(n, None)
 
-    def _listen(self, consumer: AIOKafkaConsumer, now: float) -> None:
-        """Track since when each owned task has heard its workers without a gap: after a broker
-        outage, silence counts only from the reconnect (the heartbeats sent meanwhile never
-        arrived), so no run is failed as lost for an outage the coordinator could not hear
-        through. A gap is a partition not fetched for `UNHEARD_MS`, or this loop itself held up
-        that long (a step waiting on the broker hears nothing either)."""
+    def _listen(self, consumer: AIOKafkaConsumer, now: float, spoke: set[int]) -> None:
+        """Track since when each owned task has heard its workers without a gap, so that no run
+        is failed as lost for an outage the coordinator could not hear through. A gap is a
+        partition not fetched for `UNHEARD_MS`, or this loop itself held up that long (a step
+        waiting on the broker hears nothing either). After a gap, silence counts from the first
+        record on the task's partition (`spoke`: those that brought some now), not from the
+        first fetch: workers may take longer than the coordinator to produce again after a
+        broker restart. A partition silent for a whole heartbeat window once fetched again
+        counts as heard, so workers that died meanwhile are still found."""
         held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
         self._listened_at = now
         owned = self.stream_tasks.owned
         for n in [n for n in self._heard_since if n not in owned]:
             del self._heard_since[n]  # taken over again later, it starts hearing afresh
+        for n in [n for n in self._regaining if n not in owned]:
+            del self._regaining[n]
+        window = self.settings.heartbeat_timeout_ms / 1000
         for n in owned:
             tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
             polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None
@@ -357,7 +368,15 @@ class KafkaCoordinator(Service):
             if unheard or held_up:
                 if self._heard_since.pop(n, None) is not None:
                     log.warning("%s: stream task %d could not hear its workers", self.instance, n)
-                if not unheard:
+                    self._regaining[n] = None
+                if n in self._regaining:
+                    self._regaining[n] = None if unheard else now
+            elif n in self._regaining:
+                since = self._regaining[n]
+                if since is None:
+                    since = self._regaining[n] = now
+                if n in spoke or now - since >= window:
+                    del self._regaining[n]
                     self._heard_since[n] = now  # hearing again from now on
             elif n not in self._heard_since:
                 self._heard_since[n] = now
