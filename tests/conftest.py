@@ -5,8 +5,9 @@ import faulthandler
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -20,11 +21,13 @@ from .kafka_broker import Broker, start_broker
 from .postgres_server import start_postgres
 
 HANG_GRACE_S = 60.0
-"""How long past pytest-timeout's limit a test may go on before its process writes every thread's
-stack and ends: the cleanup of a test that timed out can hang too, once the one alarm has fired.
-A worker that ends so is reported as crashed, and the run goes on instead of stalling."""
+"""How long past its timeout a test may go on before its process writes every thread's stack and
+ends. pytest-timeout's one alarm does not cover a cleanup that hangs after it fired, and it is
+cancelled as soon as a phase fails (its `pytest_exception_interact`), so the teardown of a failed
+test has no limit at all. A worker that ends so is reported as crashed, and the run goes on."""
 _HANGS = "EVENTFLOW_TEST_HANGS"  # the folder of the stacks, made by the controller
 _stacks: IO[str] | None = None
+_deadline: float | None = None  # of the test running, on time.monotonic
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,10 +35,16 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[_HANGS] = tempfile.mkdtemp(prefix="eventflow-hangs-")
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"stacks of a test that hangs: {os.environ[_HANGS]}"
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    global _stacks
     faulthandler.cancel_dump_traceback_later()
     if _stacks is not None:
         _stacks.close()
+        _stacks = None
     if not hasattr(config, "workerinput"):
         shutil.rmtree(os.environ.pop(_HANGS), ignore_errors=True)
 
@@ -47,21 +56,44 @@ def _stacks_file() -> IO[str]:
     return _stacks
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
-    """Beside pytest-timeout's own timer (this returns None, so that one is set too)."""
+def _timeout_s(item: pytest.Item) -> float:
+    """The test's pytest-timeout limit: its marker's, else the command line's or the ini's."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and (marker.args or "timeout" in marker.kwargs):
+        return float(marker.args[0] if marker.args else marker.kwargs["timeout"])
+    return float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Setup, call and teardown together may take the timeout and `HANG_GRACE_S`."""
+    global _deadline
+    timeout = _timeout_s(item)
+    limit = timeout + HANG_GRACE_S
     stacks = _stacks_file()
-    stacks.write(f"{item.nodeid} went {HANG_GRACE_S:.0f} s past its {settings.timeout} s timeout\n")
+    stacks.write(f"{item.nodeid} was running when its process ended ({limit:g} s after start)\n")
     stacks.flush()
-    faulthandler.dump_traceback_later(settings.timeout + HANG_GRACE_S, exit=True, file=stacks)
+    _deadline = time.monotonic() + limit if timeout > 0 else None  # 0: no timeout
+    _arm()
+    try:
+        return (yield)
+    finally:
+        _deadline = None
+        faulthandler.cancel_dump_traceback_later()
+        stacks.seek(0)
+        stacks.truncate()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
-    faulthandler.cancel_dump_traceback_later()
-    stacks = _stacks_file()
-    stacks.seek(0)
-    stacks.truncate()
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact() -> None:
+    """pytest's faulthandler plugin cancels the one timer a process has at every failure."""
+    _arm()
+
+
+def _arm() -> None:
+    if _deadline is not None:
+        left = max(1.0, _deadline - time.monotonic())
+        faulthandler.dump_traceback_later(left, exit=True, file=_stacks_file())
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
