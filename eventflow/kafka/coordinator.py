@@ -91,6 +91,16 @@ class _Held:
     due: float | None = None
 
 
+@dataclass
+class _Regaining:
+    """A stream task that stopped hearing its workers at `lost_at` (a gap, or the task given up
+    and taken over again), until it hears them again; `fetched_at`: since when its partition is
+    fetched again (None: not yet)."""
+
+    lost_at: float
+    fetched_at: float | None = None
+
+
 def _progress(inbound: Inbound) -> bool:
     return inbound.refused is None and isinstance(inbound.item, TaskStarted | TaskHeartbeat)
 
@@ -203,9 +213,8 @@ class KafkaCoordinator(Service):
         self._held: dict[int, _Held] = {}
         # Per stream task: since when its task-events partition has been heard without a gap.
         self._heard_since: dict[int, float] = {}
-        # Per stream task after a gap: since when it is fetched again (None: not yet), until its
-        # workers are heard again (see `_listen`).
-        self._regaining: dict[int, float | None] = {}
+        # Per stream task that stopped hearing its workers, until it hears them again.
+        self._regaining: dict[int, _Regaining] = {}
         self._listened_at: float | None = None
         self.timers = Timers()
         # Held by each processing step and by the final swap of a take-over.
@@ -329,8 +338,12 @@ class KafkaCoordinator(Service):
                     await self._step(n, records)
                 now = time.time()
                 reports = self.config.topic("eventflow.task-events")
-                spoke = {tp.partition for tp, got in batches.items() if tp.topic == reports and got}
-                self._listen(consumer, now, spoke)
+                newest = {
+                    tp.partition: max(r.timestamp for r in got)
+                    for tp, got in batches.items()
+                    if tp.topic == reports and got
+                }
+                self._listen(consumer, now, newest)
                 for pipeline in self.timers.due(now):
                     n = self.stream_tasks.states.owner_task(pipeline)
                     if n in self.stream_tasks.owned:
@@ -344,38 +357,41 @@ class KafkaCoordinator(Service):
         takes n over next reads it again from the committed offsets."""
         self._held.pop(n, None)
 
-    def _listen(self, consumer: AIOKafkaConsumer, now: float, spoke: set[int]) -> None:
+    def _listen(self, consumer: AIOKafkaConsumer, now: float, newest: dict[int, int]) -> None:
         """Track since when each owned task has heard its workers without a gap, so that no run
         is failed as lost for an outage the coordinator could not hear through. A gap is a
         partition not fetched for `UNHEARD_MS`, or this loop itself held up that long (a step
-        waiting on the broker hears nothing either). After a gap, silence counts from the first
-        record on the task's partition (`spoke`: those that brought some now), not from the
-        first fetch: workers may take longer than the coordinator to produce again after a
-        broker restart. A partition silent for a whole heartbeat window once fetched again
-        counts as heard, so workers that died meanwhile are still found."""
+        waiting on the broker hears nothing either); a task given up and taken over again (as a
+        step that failed on the broker is) stopped hearing too. Such a task hears again from the
+        first record on its partition written since (`newest`: the newest record's timestamp
+        per partition fetched now, in ms; records read again from before do not count): a
+        worker's producer may take longer than the coordinator to reconnect after a broker
+        restart. Or, if none comes, a whole heartbeat window after its partition is fetched
+        again, so that workers that died meanwhile are still found. Only the first ownership of
+        a task by this instance hears from its first fetch."""
         held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
         self._listened_at = now
         owned = self.stream_tasks.owned
         for n in [n for n in self._heard_since if n not in owned]:
-            del self._heard_since[n]  # taken over again later, it starts hearing afresh
-        for n in [n for n in self._regaining if n not in owned]:
-            del self._regaining[n]
+            del self._heard_since[n]
+            self._regaining[n] = _Regaining(now)  # until taken over again and heard
         window = self.settings.heartbeat_timeout_ms / 1000
         for n in owned:
             tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
             polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None
             unheard = polled is None or now * 1000 - polled > UNHEARD_MS
+            regaining = self._regaining.get(n)
             if unheard or held_up:
                 if self._heard_since.pop(n, None) is not None:
                     log.warning("%s: stream task %d could not hear its workers", self.instance, n)
-                    self._regaining[n] = None
-                if n in self._regaining:
-                    self._regaining[n] = None if unheard else now
-            elif n in self._regaining:
-                since = self._regaining[n]
-                if since is None:
-                    since = self._regaining[n] = now
-                if n in spoke or now - since >= window:
+                    regaining = self._regaining[n] = _Regaining(now)
+                if regaining is not None:
+                    regaining.fetched_at = None if unheard else now
+            elif regaining is not None:
+                if regaining.fetched_at is None:
+                    regaining.fetched_at = now
+                spoke = newest.get(n, 0) >= regaining.lost_at * 1000
+                if spoke or now - regaining.fetched_at >= window:
                     del self._regaining[n]
                     self._heard_since[n] = now  # hearing again from now on
             elif n not in self._heard_since:

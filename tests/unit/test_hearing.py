@@ -33,33 +33,60 @@ class Fetched:
         return self.at[tp]
 
 
-def test_after_an_outage_silence_counts_from_the_first_record_or_a_silent_window(
+class Listening:
+    """A coordinator owning stream tasks 0 and 1, its loop listening as `listen(now)` says."""
+
+    def __init__(self, home: Path) -> None:
+        settings = ef.Settings(
+            home=home,
+            kafka_bootstrap="127.0.0.1:9",
+            signing_key=SecretStr("k" * 32),
+            heartbeat_timeout_ms=6000,
+        )
+        self.coordinator = KafkaCoordinator(ef.App([]), settings, instance="c")
+        self.coordinator.stream_tasks.owned = {0, 1}
+        self.fetched = Fetched(self.coordinator.config.topic("eventflow.task-events"), [0, 1])
+
+    def listen(self, now: float, **written_at: float) -> dict[int, float]:
+        """One turn of the loop at `now`, which fetched records on partition `pN` written at
+        the time given: since when each task hears its workers."""
+        newest = {int(p[1:]): int(at * 1000) for p, at in written_at.items()}
+        consumer: Any = self.fetched
+        self.coordinator._listen(consumer, now, newest)
+        return dict(self.coordinator._heard_since)
+
+
+T = 1000.0
+
+
+def test_after_an_outage_silence_counts_from_a_new_record_or_a_silent_window(
     tmp_path: Path,
 ) -> None:
-    settings = ef.Settings(
-        home=tmp_path,
-        kafka_bootstrap="127.0.0.1:9",
-        signing_key=SecretStr("k" * 32),
-        heartbeat_timeout_ms=6000,
-    )
-    coordinator = KafkaCoordinator(ef.App([]), settings, instance="c")
-    coordinator.stream_tasks.owned = {0, 1}
-    fetched = Fetched(coordinator.config.topic("eventflow.task-events"), [0, 1])
-    consumer: Any = fetched
+    c = Listening(tmp_path)
+    assert c.listen(T) == {}, "nothing fetched yet: nothing heard"
+    c.fetched.fetch(T + 1)
+    assert c.listen(T + 1) == {0: T + 1, 1: T + 1}, "at the start, the first fetch counts"
+    for second in range(2, 40):  # the broker is gone; the loop turns once a second
+        heard = c.listen(T + second)
+    assert heard == {}, "not fetched for 5 s and more: nothing is heard"
+    c.fetched.fetch(T + 40)
+    assert c.listen(T + 40) == {}, "fetched again, but no worker heard yet"
+    assert c.listen(T + 41, p0=T + 2) == {}, "a record from before the outage proves nothing"
+    assert c.listen(T + 41.5, p0=T + 41) == {0: T + 41.5}, "a new record: heard"
+    c.fetched.fetch(T + 45)
+    assert c.listen(T + 45) == {0: T + 41.5}, "partition 1 still silent, within a window"
+    c.fetched.fetch(T + 46)
+    assert c.listen(T + 46) == {0: T + 41.5, 1: T + 46}, "a whole window silent: heard as such"
 
-    def listen(now: float, *spoke: int) -> dict[int, float]:
-        coordinator._listen(consumer, now, set(spoke))
-        return dict(coordinator._heard_since)
 
-    t = 1000.0
-    assert listen(t) == {}, "nothing fetched yet: nothing heard"
-    fetched.fetch(t + 1)
-    assert listen(t + 1) == {0: t + 1, 1: t + 1}, "at the start, the first fetch counts"
-    assert listen(t + 10) == {}, "not fetched for 9 s: an outage, nothing is heard"
-    fetched.fetch(t + 40)
-    assert listen(t + 40) == {}, "fetched again, but no worker heard yet"
-    assert listen(t + 41, 0) == {0: t + 41}, "a record on partition 0: its workers are heard"
-    fetched.fetch(t + 45)
-    assert listen(t + 45) == {0: t + 41}, "partition 1 still silent, within a window"
-    fetched.fetch(t + 46)
-    assert listen(t + 46) == {0: t + 41, 1: t + 46}, "a whole window silent: heard, as silent"
+def test_a_task_taken_over_again_hears_from_a_new_record(tmp_path: Path) -> None:
+    """As after a step that failed on the broker: given up, then taken over again."""
+    c = Listening(tmp_path)
+    c.fetched.fetch(T)
+    assert c.listen(T) == {0: T, 1: T}
+    c.coordinator.stream_tasks.owned = {1}
+    assert c.listen(T + 1) == {1: T}
+    c.coordinator.stream_tasks.owned = {0, 1}
+    c.fetched.fetch(T + 2)
+    assert c.listen(T + 2, p0=T + 0.5) == {1: T}, "its records read again prove nothing"
+    assert c.listen(T + 3, p0=T + 2.5) == {0: T + 3, 1: T}
