@@ -13,15 +13,27 @@ DBT_STAMP := $(DBT_VENV)/.installed
 
 KAFKA_DIR ?= .kafka
 
-.PHONY: demo test bench soak schemas kafka-up kafka-down faust-experiment clean
+.PHONY: demo test bench soak schemas constraints kafka-up kafka-down faust-experiment clean
 
 # setuptools notes on every editable install that a folder named like the package may shadow
 # it: informational (that folder is the package here), so it is filtered by its message.
-$(STAMP): pyproject.toml
+# constraints.txt: the versions the suite passed with, so that a new release of a dependency
+# (a linter's new rule, a plugin's new default) cannot turn a fresh clone red by itself.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The newest versions pyproject.toml allows, taken again into constraints.txt (run `make test`
+# after, and commit both).
+constraints:
+	rm -rf build/constraints
+	$(PYTHON) -m venv build/constraints
+	build/constraints/bin/pip install -q --upgrade pip
+	PYTHONWARNINGS="ignore:Editable installation" build/constraints/bin/pip install -q -e '.[dev]'
+	build/constraints/bin/pip freeze --exclude-editable > constraints.txt
+	rm -rf build/constraints
 
 # The `dbt` extra's packages, read from pyproject.toml. dbt-core 1.12 fetches a wheel from
 # outside the package index while it builds, so 1.11 is the newest taken; duckdb as in the dev
