@@ -56,32 +56,34 @@ def _stacks_file() -> IO[str]:
     return _stacks
 
 
-def _timeout_s(item: pytest.Item) -> float:
-    """The test's pytest-timeout limit: its marker's, else the command line's or the ini's."""
-    marker = item.get_closest_marker("timeout")
-    if marker is not None and (marker.args or "timeout" in marker.kwargs):
-        return float(marker.args[0] if marker.args else marker.kwargs["timeout"])
-    return float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """As pytest-timeout sets its own timer, with the limit it settled on (marker, option,
+    variable or ini; not called for no limit). Returns None, so that its timer is set too."""
+    global _deadline
+    if item.config.getoption("usepdb"):
+        return  # a debugger may take its time
+    stacks = _stacks_file()
+    stacks.write(
+        f"{item.nodeid} was running when its process ended ({settings.timeout:g} s limit)\n"
+    )
+    stacks.flush()
+    _deadline = time.monotonic() + settings.timeout + HANG_GRACE_S
+    _arm()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
-    """Setup, call and teardown together may take the timeout and `HANG_GRACE_S`."""
+    """The test's setup, call and teardown (not its timer's cancel at a failure) disarm it."""
     global _deadline
-    timeout = _timeout_s(item)
-    limit = timeout + HANG_GRACE_S
-    stacks = _stacks_file()
-    stacks.write(f"{item.nodeid} was running when its process ended ({limit:g} s after start)\n")
-    stacks.flush()
-    _deadline = time.monotonic() + limit if timeout > 0 else None  # 0: no timeout
-    _arm()
     try:
         return (yield)
     finally:
         _deadline = None
         faulthandler.cancel_dump_traceback_later()
-        stacks.seek(0)
-        stacks.truncate()
+        if _stacks is not None:
+            _stacks.seek(0)
+            _stacks.truncate()
 
 
 @pytest.hookimpl(trylast=True)
