@@ -354,48 +354,47 @@ class KafkaCoordinator(Service):
 
     def drop_held(self, n: int) -> None:
         """Forget what task n holds (it is given up): nothing held is committed, so whoever
-        takes n over next reads it again from the committed offsets."""
+        takes n over next reads it again from the committed offsets. It stops hearing its
+        workers too (`_listen`), whether it is taken over again here or not."""
         self._held.pop(n, None)
+        self._heard_since.pop(n, None)
+        self._regaining[n] = _Regaining(time.time())
 
     def _listen(self, consumer: AIOKafkaConsumer, now: float, newest: dict[int, int]) -> None:
         """Track since when each owned task has heard its workers without a gap, so that no run
-        is failed as lost for an outage the coordinator could not hear through. A gap is a
-        partition not fetched for `UNHEARD_MS`, or this loop itself held up that long (a step
-        waiting on the broker hears nothing either); a task given up and taken over again (as a
-        step that failed on the broker is) stopped hearing too. Such a task hears again from the
-        first record on its partition written since (`newest`: the newest record's timestamp
-        per partition fetched now, in ms; records read again from before do not count): a
-        worker's producer may take longer than the coordinator to reconnect after a broker
-        restart. Or, if none comes, a whole heartbeat window after its partition is fetched
-        again, so that workers that died meanwhile are still found. Only the first ownership of
-        a task by this instance hears from its first fetch."""
+        is failed as lost for a silence the coordinator could not hear through. A task stops
+        hearing at a gap (its partition not fetched for `UNHEARD_MS`, or this loop itself held
+        up that long: a step waiting on the broker hears nothing either) and when it is given up
+        (as a step that failed on the broker gives it up); it has not heard yet when first
+        taken here. It hears again from the first record on its partition written since
+        (`newest`: the newest record's timestamp per partition fetched now, in ms; records read
+        again from before do not count), since a worker's producer may take longer than the
+        coordinator to reconnect after a broker restart; or, if none comes, a whole heartbeat
+        window after its partition is fetched again, so that workers that died meanwhile are
+        still found."""
         held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
         self._listened_at = now
-        owned = self.stream_tasks.owned
-        for n in [n for n in self._heard_since if n not in owned]:
-            del self._heard_since[n]
-            self._regaining[n] = _Regaining(now)  # until taken over again and heard
         window = self.settings.heartbeat_timeout_ms / 1000
-        for n in owned:
+        for n in self.stream_tasks.owned:
             tp = TopicPartition(self.config.topic("eventflow.task-events"), n)
             polled = consumer.last_poll_timestamp(tp) if tp in consumer.assignment() else None
             unheard = polled is None or now * 1000 - polled > UNHEARD_MS
-            regaining = self._regaining.get(n)
             if unheard or held_up:
                 if self._heard_since.pop(n, None) is not None:
                     log.warning("%s: stream task %d could not hear its workers", self.instance, n)
-                    regaining = self._regaining[n] = _Regaining(now)
-                if regaining is not None:
-                    regaining.fetched_at = None if unheard else now
-            elif regaining is not None:
-                if regaining.fetched_at is None:
-                    regaining.fetched_at = now
-                spoke = newest.get(n, 0) >= regaining.lost_at * 1000
-                if spoke or now - regaining.fetched_at >= window:
-                    del self._regaining[n]
-                    self._heard_since[n] = now  # hearing again from now on
-            elif n not in self._heard_since:
-                self._heard_since[n] = now
+                    self._regaining[n] = _Regaining(now)
+                regaining = self._regaining.setdefault(n, _Regaining(now))
+                regaining.fetched_at = None if unheard else now
+                continue
+            if n in self._heard_since:
+                continue
+            regaining = self._regaining.setdefault(n, _Regaining(now))
+            if regaining.fetched_at is None:
+                regaining.fetched_at = now
+            spoke = newest.get(n, -1) >= regaining.lost_at * 1000
+            if spoke or now - regaining.fetched_at >= window:
+                del self._regaining[n]
+                self._heard_since[n] = now  # hearing from now on
 
     async def _step(
         self, n: int, records: list[Any], tick: str | None = None, *, flush: bool = False

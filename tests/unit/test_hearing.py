@@ -1,10 +1,13 @@
-"""After a broker outage a Kafka coordinator counts its workers' silence only from when it hears
-them again: the first record on a stream task's partition, not the first fetch (workers may take
-longer than the coordinator to produce again after a broker restart), or else a whole heartbeat
-window of silence after that fetch (so that workers that died meanwhile are still found)."""
+"""A Kafka coordinator counts its workers' silence only from when it hears them: after it takes a
+stream task, after a broker outage, and after it gives the task up and takes it over again, from
+the first record written to the task's partition since (not the first fetch: workers may take
+longer than the coordinator to produce again after a broker restart, and records read again
+prove nothing), or else a whole heartbeat window of silence after that fetch (so that workers
+that died meanwhile are still found)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,37 +59,52 @@ class Listening:
         return dict(self.coordinator._heard_since)
 
 
-T = 1000.0
-
-
 def test_after_an_outage_silence_counts_from_a_new_record_or_a_silent_window(
     tmp_path: Path,
 ) -> None:
     c = Listening(tmp_path)
-    assert c.listen(T) == {}, "nothing fetched yet: nothing heard"
-    c.fetched.fetch(T + 1)
-    assert c.listen(T + 1) == {0: T + 1, 1: T + 1}, "at the start, the first fetch counts"
-    for second in range(2, 40):  # the broker is gone; the loop turns once a second
-        heard = c.listen(T + second)
+    t = 1000.0
+    assert c.listen(t) == {}, "nothing fetched yet: nothing heard"
+    c.fetched.fetch(t + 1)
+    assert c.listen(t + 1, p0=t - 5) == {}, "taken and fetched; a record from before proves nothing"
+    assert c.listen(t + 2, p0=t + 1.5) == {0: t + 2}, "a record written since: heard"
+    c.fetched.fetch(t + 7)
+    assert c.listen(t + 7) == {0: t + 2, 1: t + 7}, "a whole window silent: heard as such"
+    for second in range(8, 40):  # the broker is gone; the loop turns once a second
+        heard = c.listen(t + second)
     assert heard == {}, "not fetched for 5 s and more: nothing is heard"
-    c.fetched.fetch(T + 40)
-    assert c.listen(T + 40) == {}, "fetched again, but no worker heard yet"
-    assert c.listen(T + 41, p0=T + 2) == {}, "a record from before the outage proves nothing"
-    assert c.listen(T + 41.5, p0=T + 41) == {0: T + 41.5}, "a new record: heard"
-    c.fetched.fetch(T + 45)
-    assert c.listen(T + 45) == {0: T + 41.5}, "partition 1 still silent, within a window"
-    c.fetched.fetch(T + 46)
-    assert c.listen(T + 46) == {0: T + 41.5, 1: T + 46}, "a whole window silent: heard as such"
+    c.fetched.fetch(t + 40)
+    assert c.listen(t + 40) == {}, "fetched again, but no worker heard yet"
+    assert c.listen(t + 41, p0=t + 8) == {}, "a record from before the outage proves nothing"
+    assert c.listen(t + 41.5, p0=t + 41) == {0: t + 41.5}, "a new record: heard"
+    c.fetched.fetch(t + 45)
+    assert c.listen(t + 45) == {0: t + 41.5}, "partition 1 still silent, within a window"
+    c.fetched.fetch(t + 46)
+    assert c.listen(t + 46) == {0: t + 41.5, 1: t + 46}, "a whole window silent: heard as such"
 
 
-def test_a_task_taken_over_again_hears_from_a_new_record(tmp_path: Path) -> None:
-    """As after a step that failed on the broker: given up, then taken over again."""
+def test_a_task_given_up_and_taken_over_again_hears_from_a_new_record(tmp_path: Path) -> None:
+    """As after a step that failed on the broker (`drop_held`, at the time it happens)."""
     c = Listening(tmp_path)
-    c.fetched.fetch(T)
-    assert c.listen(T) == {0: T, 1: T}
-    c.coordinator.stream_tasks.owned = {1}
-    assert c.listen(T + 1) == {1: T}
-    c.coordinator.stream_tasks.owned = {0, 1}
-    c.fetched.fetch(T + 2)
-    assert c.listen(T + 2, p0=T + 0.5) == {1: T}, "its records read again prove nothing"
-    assert c.listen(T + 3, p0=T + 2.5) == {0: T + 3, 1: T}
+    t = time.time()
+    c.fetched.fetch(t)
+    assert c.listen(t) == {}
+    assert c.listen(t + 0.5, p0=t + 0.2, p1=t + 0.2) == {0: t + 0.5, 1: t + 0.5}
+    given_up = time.time()
+    c.coordinator.drop_held(0)
+    assert c.listen(t + 1, p0=t - 1) == {1: t + 0.5}, "a record read again, from before"
+    assert c.listen(t + 2, p0=given_up + 1) == {0: t + 2, 1: t + 0.5}, "a record written since"
+
+
+def test_a_task_given_up_while_it_waits_waits_a_whole_window_again(tmp_path: Path) -> None:
+    c = Listening(tmp_path)
+    t = 1000.0
+    for second in range(8):  # fetched, once a second, and silent
+        c.fetched.fetch(t + second)
+        heard = c.listen(t + second)
+        if second == 1:
+            c.coordinator.drop_held(0)  # a step of task 0 failed on the broker
+        if second in (6, 7):
+            assert heard == {1: t + 6}, "task 0 waits from its take-over, not from t"
+    c.fetched.fetch(t + 8)
+    assert c.listen(t + 8) == {0: t + 8, 1: t + 6}, "task 0: a window since its first fetch again"
