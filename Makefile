@@ -26,13 +26,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The newest versions pyproject.toml allows, taken again into constraints.txt (run `make test`
-# after, and commit both).
+# after, and commit both). Taken on Python 3.11: a newer Python may need newer compiled wheels.
 constraints:
 	rm -rf build/constraints
 	$(PYTHON) -m venv build/constraints
 	build/constraints/bin/pip install -q --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" build/constraints/bin/pip install -q -e '.[dev]'
-	build/constraints/bin/pip freeze --exclude-editable > constraints.txt
+	build/constraints/bin/pip freeze --exclude-editable > build/constraints.txt
+	mv build/constraints.txt constraints.txt
 	rm -rf build/constraints
 
 # The `dbt` extra's packages, read from pyproject.toml. dbt-core 1.12 fetches a wheel from
@@ -53,13 +54,14 @@ demo: $(STAMP)
 	@echo "eventflow is installed in $(VENV)/bin: 'source $(VENV)/bin/activate' puts it on the PATH,"
 	@echo "so the README's commands work as written (e.g. eventflow dev examples/hello.py)."
 
-# The web UI's tests need Chromium: installed first (as root, with apt-get) when missing.
+# The web UI's tests need Chromium: installed first (as root, with apt-get) when missing. The 20
+# slowest tests are listed at the end: how near each is to its timeout on this machine.
 test: $(STAMP) $(DBT_STAMP)
 	$(PY) -m tests.browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=20
 
 # Figures, not assertions: prints a table and writes bench/results/latest.json.
 bench: $(STAMP)
@@ -79,7 +81,7 @@ kafka-down:
 
 # Does faust-streaming's exactly_once survive SIGKILL? (docs/architecture.md)
 faust-experiment: $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,experiments]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,experiments]'
 	$(PY) experiments/faust_eos.py --kills 10 --messages 3000 --seconds 30
 
 schemas: $(STAMP)
