@@ -337,13 +337,7 @@ class KafkaCoordinator(Service):
                 for n, records in sorted(by_task.items()):
                     await self._step(n, records)
                 now = time.time()
-                reports = self.config.topic("eventflow.task-events")
-                newest = {
-                    tp.partition: max(r.timestamp for r in got)
-                    for tp, got in batches.items()
-                    if tp.topic == reports and got
-                }
-                self._listen(consumer, now, newest)
+                self._listen(consumer, now, batches)
                 for pipeline in self.timers.due(now):
                     n = self.stream_tasks.states.owner_task(pipeline)
                     if n in self.stream_tasks.owned:
@@ -360,18 +354,19 @@ class KafkaCoordinator(Service):
         self._heard_since.pop(n, None)
         self._regaining[n] = _Regaining(time.time())
 
-    def _listen(self, consumer: AIOKafkaConsumer, now: float, newest: dict[int, int]) -> None:
+    def _listen(
+        self, consumer: AIOKafkaConsumer, now: float, batches: dict[TopicPartition, list[Any]]
+    ) -> None:
         """Track since when each owned task has heard its workers without a gap, so that no run
         is failed as lost for a silence the coordinator could not hear through. A task stops
         hearing at a gap (its partition not fetched for `UNHEARD_MS`, or this loop itself held
         up that long: a step waiting on the broker hears nothing either) and when it is given up
         (as a step that failed on the broker gives it up); it has not heard yet when first
-        taken here. It hears again from the first record on its partition written since
-        (`newest`: the newest record's timestamp per partition fetched now, in ms; records read
-        again from before do not count), since a worker's producer may take longer than the
-        coordinator to reconnect after a broker restart; or, if none comes, a whole heartbeat
-        window after its partition is fetched again, so that workers that died meanwhile are
-        still found."""
+        taken here. It hears again from the first record on its partition written since (in
+        `batches`, fetched now; records read again from before do not count), since a worker's
+        producer may take longer than the coordinator to reconnect after a broker restart; or,
+        if none comes, a whole heartbeat window after its partition is fetched again, so that
+        workers that died meanwhile are still found."""
         held_up = self._listened_at is not None and (now - self._listened_at) * 1000 > UNHEARD_MS
         self._listened_at = now
         window = self.settings.heartbeat_timeout_ms / 1000
@@ -391,7 +386,8 @@ class KafkaCoordinator(Service):
             regaining = self._regaining.setdefault(n, _Regaining(now))
             if regaining.fetched_at is None:
                 regaining.fetched_at = now
-            spoke = newest.get(n, -1) >= regaining.lost_at * 1000
+            lost_ms = regaining.lost_at * 1000
+            spoke = any(r.timestamp >= lost_ms for r in batches.get(tp, ()))
             if spoke or now - regaining.fetched_at >= window:
                 del self._regaining[n]
                 self._heard_since[n] = now  # hearing from now on

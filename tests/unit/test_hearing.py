@@ -8,6 +8,7 @@ that died meanwhile are still found)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ class Fetched:
         return self.at[tp]
 
 
+@dataclass
+class Written:
+    """A fetched record, as far as hearing goes: when it was written (ms)."""
+
+    timestamp: int
+
+
 class Listening:
     """A coordinator owning stream tasks 0 and 1, its loop listening as `listen(now)` says."""
 
@@ -53,9 +61,13 @@ class Listening:
     def listen(self, now: float, **written_at: float) -> dict[int, float]:
         """One turn of the loop at `now`, which fetched records on partition `pN` written at
         the time given: since when each task hears its workers."""
-        newest = {int(p[1:]): int(at * 1000) for p, at in written_at.items()}
+        topic = self.coordinator.config.topic("eventflow.task-events")
+        batches: dict[TopicPartition, list[Any]] = {
+            TopicPartition(topic, int(p[1:])): [Written(int(at * 1000))]
+            for p, at in written_at.items()
+        }
         consumer: Any = self.fetched
-        self.coordinator._listen(consumer, now, newest)
+        self.coordinator._listen(consumer, now, batches)
         return dict(self.coordinator._heard_since)
 
 
