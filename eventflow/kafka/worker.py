@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from .. import metrics
@@ -58,6 +60,34 @@ REVOKE_GRACE_S = 5.0
 RENEWALS = 3
 #: Seconds a result transaction may go unanswered before its partition is taken over again.
 UNANSWERED_S = 120.0
+
+
+def fatal_error(producer: AIOKafkaProducer) -> BaseException | None:
+    """The error that ended `producer`'s sender (a fence, say), or None. aiokafka keeps it on
+    the transaction manager and raises it only to a call already waiting: later ones fail on
+    the state it left (`IllegalOperation`, a broken assertion)."""
+    manager = producer._txn_manager
+    if manager is None or not manager.is_fatal_error():
+        return None
+    ended = manager.wait_for_transaction_end()
+    return ended.exception() if ended.done() else None
+
+
+async def settled_assignment(
+    admin: AIOKafkaAdminClient, group: str, client_id: str
+) -> list[TopicPartition] | None:
+    """What `group` assigns to its member `client_id`, if the group is settled (not
+    rebalancing) and has that member; else None."""
+    [response] = await admin.describe_consumer_groups([group])
+    for _error, _group, state, _protocol_type, _protocol, members, *_ in response.groups:
+        if state != "Stable":
+            return None
+        for _member, member_client, _host, _metadata, assignment in members:
+            if member_client == client_id:
+                partitions: list[TopicPartition]
+                partitions = ConsumerProtocolMemberAssignment.decode(assignment).partitions()
+                return partitions
+    return None
 
 
 class _Unanswered(Exception):
@@ -149,6 +179,7 @@ class KafkaWorker(Service):
         #: Run ids stopped before their request ran here (the last `STOPS_KEPT`, oldest first).
         self._stop_before: dict[str, None] = {}
         self._stops: AIOKafkaConsumer | None = None
+        self._client_id = f"eventflow-worker-{self.instance}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -165,7 +196,7 @@ class KafkaWorker(Service):
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
             max_poll_interval_ms=300_000,
-            client_id=f"eventflow-worker-{self.instance}",
+            client_id=self._client_id,
             **client,
         )
         self._stops = AIOKafkaConsumer(
@@ -589,14 +620,15 @@ class KafkaWorker(Service):
             except BrokerError as e:
                 if isinstance(e.__cause__, ProducerFenced):
                     # Another worker took the partition over (this one missed a rebalance): it
-                    # redelivers these requests. Never fence it back: its done-markers would
-                    # not know of results published here. The coming rebalance revokes it.
+                    # redelivers these requests, and the coming rebalance revokes them here.
+                    # Or the broker timed the transaction out: see `_unless_taken`.
                     log.warning(
-                        "%s: fenced on partition %d; leaving it to its new owner",
+                        "%s: fenced on partition %d; leaving it to a new owner, if one took it",
                         self.instance,
                         tp.partition,
                     )
                     await self._give_up(tp)
+                    self.spawn(self._unless_taken(tp), f"fenced on partition {tp.partition}")
                     return
                 if not e.retriable:
                     # aiokafka's sender died (a connection lost mid-request as the broker
@@ -644,6 +676,36 @@ class KafkaWorker(Service):
         if self._abandoned:
             await asyncio.wait(self._abandoned, timeout=REVOKE_GRACE_S)
 
+    async def _unless_taken(self, tp: TopicPartition) -> None:
+        """After a fence on `tp`. Either another worker took `tp` over (this one missed a
+        rebalance; the group has moved on, and revokes `tp` here soon), or the broker aborted a
+        transaction left open longer than `transaction_timeout_ms` (across a broker restart)
+        and bumped its producer's epoch: then no rebalance comes, and `tp`'s requests would
+        wait for a new owner that never comes. So while `tp` is still assigned here, ask the
+        group: once it is settled and assigns `tp` to this worker, take `tp` over again."""
+        admin = AIOKafkaAdminClient(**self.config.client())
+        try:
+            while self._orphaned(tp):
+                try:
+                    with broker_errors("asking the group who owns a fenced partition"):
+                        await admin.start()  # does nothing once it succeeded
+                        mine = await settled_assignment(admin, self.group, self._client_id)
+                except BrokerError as e:
+                    log.warning("%s: %s", self.instance, e)
+                    mine = None
+                if mine is not None and tp in mine:
+                    async with self._commit_lock:
+                        if self._orphaned(tp):
+                            await self._reload(tp, "was fenced; the group still assigns it here")
+                    return
+                await asyncio.sleep(self.settings.kafka_session_timeout_ms / 4000)
+        finally:
+            await admin.close()
+
+    def _orphaned(self, tp: TopicPartition) -> bool:
+        """Assigned here, but neither held nor being taken over (given up after a fence)."""
+        return self._holds(tp) and tp not in self._results and tp not in self._loading
+
     def _holds(self, tp: TopicPartition) -> bool:
         """Still assigned `tp`: only then may a new producer fence the one before it."""
         return self._consumer is not None and tp in self._consumer.assignment()
@@ -665,34 +727,48 @@ class KafkaWorker(Service):
     async def _transact(
         self, producer: AIOKafkaProducer, tp: TopicPartition, items: list[_Finished]
     ) -> None:
+        try:
+            async with producer.transaction():
+                futures = []
+                for item in items:
+                    futures.extend(await self._send_result(producer, tp, item))
+                await asyncio.gather(*futures)
+                offsets = self._offsets_after(items)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group)
+        except Exception as e:
+            cause = fatal_error(producer)
+            if cause is None or cause is e:
+                raise
+            raise cause from e  # a fence seen late, as a call the producer's state refuses
+
+    async def _send_result(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, item: _Finished
+    ) -> list[asyncio.Future[Any]]:
+        """Sends `item`'s events, and its done-marker on `tp`'s partition of task-done."""
         topic = self.config.topic
-        async with producer.transaction():
-            futures = []
-            for item in items:
-                for event in item.events:
-                    target, key = destination(event)
-                    value = encode(event)
-                    futures.append(
-                        await producer.send(
-                            topic(target),
-                            value,
-                            key=key.encode() if key else None,
-                            headers=self.signer.headers(target, value),
-                        )
-                    )
-                if item.run_id is not None:
-                    futures.append(
-                        await producer.send(
-                            topic("eventflow.task-done"),
-                            str(item.offset).encode(),
-                            key=item.run_id.encode(),
-                            partition=tp.partition,
-                        )
-                    )
-            await asyncio.gather(*futures)
-            offsets = self._offsets_after(items)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.group)
+        futures = []
+        for event in item.events:
+            target, key = destination(event)
+            value = encode(event)
+            futures.append(
+                await producer.send(
+                    topic(target),
+                    value,
+                    key=key.encode() if key else None,
+                    headers=self.signer.headers(target, value),
+                )
+            )
+        if item.run_id is not None:
+            futures.append(
+                await producer.send(
+                    topic("eventflow.task-done"),
+                    str(item.offset).encode(),
+                    key=item.run_id.encode(),
+                    partition=tp.partition,
+                )
+            )
+        return futures
 
     def _offsets_after(self, batch: list[_Finished]) -> dict[TopicPartition, int]:
         """Per partition, the offset to commit with `batch`: read only, `_settle` applies the

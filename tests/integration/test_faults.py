@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from eventflow.events import (
     DatasetProducedData,
@@ -32,7 +32,7 @@ from eventflow.events import (
     TaskRequestedData,
     TaskSucceededData,
 )
-from eventflow.kafka.config import partition_for
+from eventflow.kafka.config import KafkaConfig, partition_for
 
 from ..kafka_broker import Broker
 from .cluster import Cluster, Service, wait_for
@@ -198,6 +198,46 @@ def test_sigkill_a_worker_mid_task_at_eight_points(cluster: Cluster, tmp_path: P
             p for p, what, t, part in lines if what == "end" and (t, part) == (task, partition)
         }
         assert finishers and pid not in finishers, f"{task}@{partition} was finished elsewhere"
+
+
+def fence_workers(cluster: Cluster) -> None:
+    """Fence every worker's result producer from outside the group, as the broker does when it
+    aborts a transaction left open across a restart: a newer epoch of the same transactional
+    ids, and no rebalance after it."""
+    config = KafkaConfig(cluster.settings)
+
+    async def fence() -> None:
+        for n in range(config.partitions("eventflow.task-requests")):
+            producer = AIOKafkaProducer(
+                transactional_id=config.name(f"eventflow.worker.{n}"), **config.client()
+            )
+            await producer.start()  # registers the id anew: the epoch the worker had is stale
+            await producer.stop()
+
+    asyncio.run(fence())
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_fenced_with_no_new_owner_takes_its_partitions_over_again(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A fence with no rebalance after it (as when the broker times a transaction out): the
+    worker gives the partition up, finds the group still assigns it the partition, and takes
+    it over again, so no run waits for an owner that never comes."""
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator, worker = cluster.start("coordinator"), cluster.start("worker")
+    cluster.ready(coordinator, worker)
+    fence_workers(cluster)
+    cluster.publish("raw", day(0), 1, journal=str(journal))
+    wait_for(
+        lambda: runs_succeeded(cluster) >= 1,
+        120,
+        "the run to succeed",
+        explain=lambda: outcomes(cluster, coordinator, worker),
+    )
+    verify(cluster, [day(0)])
+    assert "was fenced; the group still assigns it here" in worker.log.read_text()
 
 
 @pytest.mark.timeout(600)  # three broker restarts, each up to a minute on a loaded machine
