@@ -62,11 +62,12 @@ async def test_projection_resumes_after_a_restart_without_losing_events(
         await h.runtime.history.flush()
         projected = h.runtime.history.position
 
-        async def down() -> int:
+        async def down(*_: object) -> int:
             raise StorageError("the history store is away")
 
-        # From here the history takes nothing: the second cascade stays in the log only.
-        monkeypatch.setattr(h.runtime.history, "flush", down)
+        # From here the history takes nothing: the second cascade stays in the log only. Its
+        # store refuses writes, so a projection the runtime had begun already fails too.
+        monkeypatch.setattr(h.runtime.history.history, "apply_logged", down)
         await h.emit("src", D2, 1)
         await h.wait_for_runs(2, timeout=60)
         await h.wait_idle()
