@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ def fatal_error(producer: AIOKafkaProducer) -> BaseException | None:
     """The error that ended `producer`'s sender (a fence, say), or None. aiokafka keeps it on
     the transaction manager and raises it only to a call already waiting: later ones fail on
     the state it left (`IllegalOperation`, a broken assertion)."""
-    manager = producer._txn_manager
+    manager = getattr(producer, "_txn_manager", None)
     if manager is None or not manager.is_fatal_error():
         return None
     ended = manager.wait_for_transaction_end()
@@ -172,6 +173,8 @@ class KafkaWorker(Service):
         # Result transactions given up on unanswered; cancelled again on stop.
         self._abandoned: set[asyncio.Task[None]] = set()
         self._loading: dict[TopicPartition, asyncio.Task[None]] = {}
+        #: Partitions whose revocation is under way: never taken over again meanwhile.
+        self._revoking: set[TopicPartition] = set()
         #: Run id -> the body running it here, for stops to find.
         self._bodies: dict[str, asyncio.Task[None]] = {}
         #: Run ids whose body a coordinator stopped: finished without a result.
@@ -179,7 +182,9 @@ class KafkaWorker(Service):
         #: Run ids stopped before their request ran here (the last `STOPS_KEPT`, oldest first).
         self._stop_before: dict[str, None] = {}
         self._stops: AIOKafkaConsumer | None = None
-        self._client_id = f"eventflow-worker-{self.instance}"
+        # Unique, also for two workers of one host and pid (containers): the group is asked
+        # which member owns a partition by it.
+        self._client_id = f"eventflow-worker-{self.instance}-{secrets.token_hex(4)}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -331,10 +336,21 @@ class KafkaWorker(Service):
         log.info(
             "%s: giving up partitions %s", self.instance, sorted(tp.partition for tp in revoked)
         )
-        loading = {task for tp in revoked if (task := self._loading.pop(tp, None)) is not None}
+        self._revoking.update(revoked)  # no take-over again of these from here on
+        try:
+            await self._cancel_loading(revoked)
+            await self._flush_revoked(revoked)
+        finally:
+            await self._cancel_loading(revoked)  # one begun while this waited for the lock
+            self._revoking.difference_update(revoked)
+
+    async def _cancel_loading(self, tps: list[TopicPartition]) -> None:
+        loading = {task for tp in tps if (task := self._loading.pop(tp, None)) is not None}
         for task in loading:
             task.cancel()
         await asyncio.gather(*loading, return_exceptions=True)
+
+    async def _flush_revoked(self, revoked: list[TopicPartition]) -> None:
         mine = [key for key in self.running if key[0] in revoked]
         if mine:
             waiting = [self.running[key] for key in mine]
@@ -379,7 +395,7 @@ class KafkaWorker(Service):
         await self.cancel(*bodies)
         self._finished = [item for item in self._finished if item.tp != tp]
         await self._give_up(tp)
-        if self._consumer is not None and self._holds(tp) and tp not in self._loading:
+        if self._consumer is not None and self._orphaned(tp):
             self._consumer.pause(tp)
             self._loading[tp] = self.spawn(self._load([tp]), "take over a partition again")
 
@@ -693,6 +709,9 @@ class KafkaWorker(Service):
                 except BrokerError as e:
                     log.warning("%s: %s", self.instance, e)
                     mine = None
+                except Exception as e:  # an answer that does not decode: ask again
+                    log.warning("%s: cannot read the group's assignment: %r", self.instance, e)
+                    mine = None
                 if mine is not None and tp in mine:
                     async with self._commit_lock:
                         if self._orphaned(tp):
@@ -703,8 +722,13 @@ class KafkaWorker(Service):
             await admin.close()
 
     def _orphaned(self, tp: TopicPartition) -> bool:
-        """Assigned here, but neither held nor being taken over (given up after a fence)."""
-        return self._holds(tp) and tp not in self._results and tp not in self._loading
+        """Assigned here and not being revoked, but neither held nor being taken over."""
+        return (
+            self._holds(tp)
+            and tp not in self._results
+            and tp not in self._loading
+            and tp not in self._revoking
+        )
 
     def _holds(self, tp: TopicPartition) -> bool:
         """Still assigned `tp`: only then may a new producer fence the one before it."""
