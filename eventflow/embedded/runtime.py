@@ -3,8 +3,9 @@
 Events enter an inbox. One processing task takes everything waiting, runs the engine's decisions
 (following the engine's own outputs, so a cascade step is a single pass), commits the events and
 the state they changed in one SQLite transaction, and only then carries out the effects:
-requests to workers, outcomes to subscribers, timers. Delivery is an asyncio queue hand-off, so
-nothing polls. A restart loads the state and sends again what was in flight.
+outcomes to subscribers, timers. Requests go to the workers as soon as they are decided, so a
+body runs while its step commits; what it reports waits for that commit. Delivery is an asyncio
+queue hand-off, so nothing polls. A restart loads the state and sends again what was in flight.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 from ..core import Effects, Engine, Explanation
 from ..definitions import App
@@ -34,7 +36,16 @@ from ..execution import Executor, one_line
 from ..history import HistoryStore
 from ..lifecycle import Service, instance_id, pause_after
 from ..runtime.clock import Cancellable, Clock, SystemClock
-from ..runtime.step import Inbound, Message, Receipt, Step, Tick, Undecidable, admit
+from ..runtime.step import (
+    Inbound,
+    Message,
+    Outcome,
+    Receipt,
+    Step,
+    Tick,
+    Undecidable,
+    admit,
+)
 from ..schedule import run_schedule
 from ..settings import Settings
 from ..timers import Timers
@@ -51,6 +62,15 @@ _Item = tuple[Inbound, "asyncio.Future[Receipt] | None"]
 
 #: Where the embedded bus hands messages to its own workers.
 WORK = {"eventflow.task-requests"}
+#: Seconds a failed step waits for its cancelled bodies to end (an async body may unwind slowly).
+DROP_GRACE_S = 5.0
+
+
+class _Work(NamedTuple):
+    request: TaskRequestedData | CheckRequestedData
+    trace: Trace | None
+    #: Whether the step that requested it committed (None: it had when delivered).
+    committed: asyncio.Future[bool] | None
 
 
 class EmbeddedRuntime(Service):
@@ -106,7 +126,8 @@ class EmbeddedRuntime(Service):
             app, settings, worker=self.worker_id, heartbeats=False, clock=self.clock, tracer=tracer
         )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
-        self._work: deque[tuple[TaskRequestedData | CheckRequestedData, Trace | None]] = deque()
+        #: Requests not yet running, each with whether the step that made it committed.
+        self._work: deque[_Work] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._commits: set[asyncio.Event] = set()
@@ -357,10 +378,16 @@ class EmbeddedRuntime(Service):
     async def _apply(self, batch: list[_Item]) -> None:
         now = self.clock.time()
         inputs = [inbound for inbound, _ in batch]
+        durable: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        early: list[str] = []
+
+        def start_bodies(outcome: Outcome) -> None:
+            early.extend(self._deliver(outcome.messages, durable))
+
         try:
             while True:
                 try:
-                    outcome = await self.step.process(inputs, now, self.store)
+                    outcome = await self.step.process(inputs, now, self.store, decided=start_bodies)
                     break
                 except Undecidable as e:
                     # Deciding left the state half-changed: read it back, refuse that input.
@@ -373,15 +400,18 @@ class EmbeddedRuntime(Service):
                         refused=f"could not be decided: {one_line(e.error)}",
                     )
                     await self._reload()
-        except StorageError as e:
+        except BaseException as e:
+            durable.set_result(False)
+            await self._drop(early)
+            if not isinstance(e, StorageError):
+                raise
             await self._not_committed(batch, e)
             return
+        durable.set_result(True)
         fx = outcome.effects
         self.pager.touched(fx.dirty_partitions, fx.dirty_datasets)
         self.pager.evict()
         self._commit_failures = 0
-        # Bodies first: their tasks are scheduled before the callbacks of those who wait.
-        self._deliver(outcome.messages)
         for index, (_, future) in enumerate(batch):
             receipt = outcome.receipts.get(index)
             if future is not None and receipt is not None and not future.done():
@@ -405,14 +435,15 @@ class EmbeddedRuntime(Service):
         self.pager.forget()
         await self.store.load(self.engine)
         recovered = self.engine.recover()
-        known = set(self._running) | {w.run_id for w, _ in self._work}
+        known = set(self._running) | {w.request.run_id for w in self._work}
         recovered.dispatch = [r for r in recovered.dispatch if r.run_id not in known]
         recovered.checks = [c for c in recovered.checks if c.data.run_id not in known]
         self._recovered(recovered)
 
     def _recovered(self, fx: Effects) -> None:
         """Carry out what was in flight at the last commit."""
-        self._deliver([*self.step.requests(fx), *(Step.message(c) for c in fx.checks)])
+        messages = [*self.step.requests(fx), *(Step.message(c) for c in fx.checks)]
+        self._deliver(messages, None)
         self._carry_out(fx)
 
     async def _not_committed(self, batch: list[_Item], error: StorageError) -> None:
@@ -447,20 +478,38 @@ class EmbeddedRuntime(Service):
         except StorageError as e:
             log.warning("event log retention skipped: %s", e)
 
-    def _deliver(self, messages: list[Message]) -> None:
-        """The embedded bus: requests go to this process's workers; every other message is
-        delivered by the commit itself (the log, and subscribers)."""
+    def _deliver(
+        self, messages: list[Message], committed: asyncio.Future[bool] | None
+    ) -> list[str]:
+        """The embedded bus: requests go to this process's workers, as soon as they are
+        decided: a body runs while its step commits, and its results are submitted once that
+        commit succeeded (`committed`; None: it did already). Every other message is delivered
+        by the commit itself (the log, and subscribers). Returns the run ids requested."""
+        requested = []
         for topic, _, event in messages:
             if topic in WORK:
                 data = event.data
                 assert isinstance(data, TaskRequestedData | CheckRequestedData)
-                self._work.append((data, Trace.of(event)))
+                self._work.append(_Work(data, Trace.of(event), committed))
+                requested.append(data.run_id)
         self._start_work()
+        return requested
+
+    async def _drop(self, run_ids: list[str]) -> None:
+        """The step that requested `run_ids` did not commit: their bodies stop (what they
+        report would be for runs the state does not have)."""
+        dropped = set(run_ids)
+        self._work = deque(w for w in self._work if w.request.run_id not in dropped)
+        bodies = [body for run_id in run_ids if (body := self._running.get(run_id))]
+        for body in bodies:
+            body.cancel()
+        if bodies:
+            await asyncio.wait(bodies, timeout=DROP_GRACE_S)
 
     def _carry_out(self, fx: Effects) -> None:
         if fx.cancel:
             stopped = set(fx.cancel)
-            self._work = deque(w for w in self._work if w[0].run_id not in stopped)
+            self._work = deque(w for w in self._work if w.request.run_id not in stopped)
         for run_id in fx.cancel:
             running = self._running.get(run_id)
             if running is not None and not running.done():
@@ -500,8 +549,10 @@ class EmbeddedRuntime(Service):
     def _start_work(self) -> None:
         """One task per run, up to `concurrency` at once; the rest wait in `_work`."""
         while self._work and len(self._running) < self.settings.concurrency and self._started:
-            request, trace = self._work.popleft()
-            body = asyncio.create_task(self._execute(request, trace), name=f"run {request.run_id}")
+            request, trace, committed = self._work.popleft()
+            body = asyncio.create_task(
+                self._execute(request, trace, committed), name=f"run {request.run_id}"
+            )
             self._running[request.run_id] = body
             body.add_done_callback(functools.partial(self._ended, request.run_id))
 
@@ -512,10 +563,38 @@ class EmbeddedRuntime(Service):
         self._check_idle()
 
     async def _execute(
-        self, request: TaskRequestedData | CheckRequestedData, trace: Trace | None
+        self,
+        request: TaskRequestedData | CheckRequestedData,
+        trace: Trace | None,
+        committed: asyncio.Future[bool] | None,
     ) -> None:
-        for event in await self.executor.run(request, self._report, trace):
-            self._submit(event)
+        report = self._report if committed is None else self._reporter(committed)
+        results = await self.executor.run(request, report, trace)
+        if committed is None or await committed:
+            for event in results:
+                self._submit(event)
+
+    def _reporter(self, committed: asyncio.Future[bool]) -> Callable[[Event], Awaitable[None]]:
+        """`_report` for a body whose step is still committing: its start and log lines are
+        held until the commit succeeded (before its results), and dropped if it failed."""
+        held: list[Event] = []
+
+        def release(_: asyncio.Future[bool]) -> None:
+            if committed.result():
+                for event in held:
+                    self._submit(event)
+            held.clear()
+
+        async def report(event: Event) -> None:
+            if committed.done():
+                if committed.result():
+                    self._submit(event)
+                return
+            if not held:
+                committed.add_done_callback(release)  # before `_execute` awaits it
+            held.append(event)
+
+        return report
 
     async def _report(self, event: Event) -> None:
         self._submit(event)

@@ -1,7 +1,8 @@
-"""What an embedded trigger waits for, and what it no longer waits for: its body starts before
-those who wait for the commit hear of it, and the WAL is copied back into the file by a
-connection of its own, not inside a commit (the checkpointer copies once enough was logged,
-and steady writes do not grow the WAL without end)."""
+"""What an embedded trigger waits for, and what it no longer waits for: its body starts while its
+step commits (and is dropped if that commit fails), before those who wait for the commit hear of
+it, and the WAL is copied back into the file by a connection of its own, not inside a commit (the
+checkpointer copies once enough was logged, and steady writes do not grow the WAL without
+end)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from eventflow.embedded.store import (
     WAL_LIMIT,
     Store,
 )
-from eventflow.events import DatasetProduced, DatasetProducedData
+from eventflow.errors import StorageError
+from eventflow.events import DatasetProduced, DatasetProducedData, TaskSucceededData
 from eventflow.runtime.step import Outcome
 
 BODY = 16 * 1024  # bytes of metadata per logged event
@@ -111,3 +113,107 @@ async def test_a_step_committing_when_the_instance_stops_tells_its_publisher(
     receipt = await publishing  # not NotRunning: the step committed
     assert receipt.accepted
     assert isinstance(receipt.event, DatasetProduced) and receipt.event.data.version == 7
+
+
+def held_commits(
+    runtime: ef.EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False
+) -> asyncio.Event:
+    """Hold the runtime's next commit until the returned gate opens; with `fail`, that commit
+    then fails as on a full disk. Later commits go through."""
+    gate = asyncio.Event()
+    commit = runtime.store.commit
+    calls = 0
+
+    async def held(outcome: Outcome, records: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await gate.wait()
+            if fail:
+                raise StorageError("database or disk is full")
+        await commit(outcome, records)
+
+    monkeypatch.setattr(runtime.store, "commit", held)
+    return gate
+
+
+async def test_a_body_runs_while_its_step_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = asyncio.Event()
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("out")])
+    async def body(ctx: ef.TaskContext) -> None:
+        started.set()
+
+    async with ef.EmbeddedRuntime(ef.App([p]), ef.Settings(home=tmp_path / "home")) as runtime:
+        gate = held_commits(runtime, monkeypatch)
+        publishing = asyncio.ensure_future(runtime.emit("src", version=1))
+        try:
+            await asyncio.wait_for(started.wait(), 30)  # the step that requested it is held
+            assert not publishing.done()
+        finally:
+            gate.set()  # also when failing: the runtime stops only once its step is over
+        assert (await publishing).accepted
+        await runtime.wait_idle()
+        succeeded = await runtime.store.events("eventflow.task.succeeded")
+    assert len(succeeded) == 1
+
+
+async def test_a_body_whose_step_did_not_commit_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body started for a step that then fails to commit is stopped, and what one that
+    already finished reported is not submitted: the state has no such run. The input, sent
+    again, runs each task once."""
+    stopped, blocked = asyncio.Event(), asyncio.Event()
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("quick")])
+    async def quick(ctx: ef.TaskContext) -> None:
+        ctx.log.info("quick ran")
+
+    @p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("slow")])
+    async def slow(ctx: ef.TaskContext) -> None:
+        if stopped.is_set():
+            return
+        blocked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    async with ef.EmbeddedRuntime(
+        ef.App([p]), ef.Settings(home=tmp_path / "home", concurrency=4)
+    ) as runtime:
+        gate = held_commits(runtime, monkeypatch, fail=True)
+        returned = asyncio.Event()
+        run = runtime.executor.run
+
+        async def attempt(request: Any, *args: Any) -> Any:
+            results = await run(request, *args)
+            returned.set()  # quick's: slow's is stopped first
+            return results
+
+        monkeypatch.setattr(runtime.executor, "run", attempt)
+        publishing = asyncio.ensure_future(runtime.emit("src", version=1))
+        try:
+            await asyncio.wait_for(returned.wait(), 30)  # quick's result is in the runtime's hands
+            await asyncio.wait_for(blocked.wait(), 30)
+        finally:
+            gate.set()
+        with pytest.raises(StorageError, match="full"):
+            await publishing
+        assert stopped.is_set()
+        await runtime.wait_idle()
+        assert await runtime.store.events("eventflow.task.succeeded") == []
+        assert await runtime.store.events("eventflow.task.started", "eventflow.task.log") == []
+        assert await runtime.store.events("eventflow.deadletter") == []
+
+        assert (await runtime.emit("src", version=1)).accepted
+        await runtime.wait_idle()
+        succeeded = await runtime.store.events("eventflow.task.succeeded")
+    tasks = [e.data.task for _, e in succeeded if isinstance(e.data, TaskSucceededData)]
+    assert sorted(tasks) == ["quick", "slow"]
