@@ -68,21 +68,6 @@ async def test_steady_writes_keep_the_wal_to_its_limit(
     assert largest <= BEHIND_BYTES + WAL_LIMIT
 
 
-async def test_a_body_starts_before_its_publisher_hears_the_commit(tmp_path: Path) -> None:
-    started = asyncio.Event()
-    p = ef.Pipeline("p")
-
-    @p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("out")])
-    async def body(ctx: ef.TaskContext) -> None:
-        started.set()
-
-    async with ef.EmbeddedRuntime(ef.App([p]), ef.Settings(home=tmp_path / "home")) as runtime:
-        receipt = await runtime.emit("src", version=1)
-        assert receipt.accepted
-        assert started.is_set(), "the body's task was scheduled after the publisher's wake-up"
-        await runtime.wait_idle()
-
-
 async def test_a_step_committing_when_the_instance_stops_tells_its_publisher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
