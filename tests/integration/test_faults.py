@@ -60,6 +60,23 @@ def ended_at_least(journal: Path, partition: str, n: int) -> Callable[[], bool]:
     return lambda: ended(journal, partition) >= n
 
 
+def running(journal: Path, partition: str) -> tuple[str, str] | None:
+    """(pid, task) of a body of `partition` that started and has not ended, if any."""
+    started: dict[str, str] = {}
+    for pid, what, task, p in journal_lines(journal):
+        if p == partition and what == "start":
+            started[task] = pid
+        elif p == partition and what == "end":
+            started.pop(task, None)
+    for task, pid in started.items():
+        return pid, task
+    return None
+
+
+def one_running(journal: Path, partition: str) -> Callable[[], bool]:
+    return lambda: running(journal, partition) is not None
+
+
 def runs_succeeded(cluster: Cluster) -> int:
     return cluster.count("eventflow.pipeline.run.succeeded", ["eventflow.pipeline-runs"])
 
@@ -167,20 +184,8 @@ def test_sigkill_a_worker_mid_task_at_eight_points(cluster: Cluster, tmp_path: P
         cluster.publish("raw", partition, 1, journal=str(journal), pause=0.6)
         done = i % 6
         wait_for(ended_at_least(journal, partition, done), 60, f"{done} tasks of {partition}")
-
-        def running(partition: str = partition) -> tuple[str, str] | None:
-            started: dict[tuple[str, str], str] = {}
-            for pid, what, task, p in journal_lines(journal):
-                if p == partition and what == "start":
-                    started[(task, p)] = pid
-                elif p == partition and what == "end":
-                    started.pop((task, p), None)
-            for (task, _), pid in started.items():
-                return pid, task
-            return None
-
-        wait_for(lambda: running() is not None, 60, f"a task of {partition} running")
-        found = running()
+        wait_for(one_running(journal, partition), 60, f"a task of {partition} running")
+        found = running(journal, partition)
         assert found is not None
         pid, task = found
         victim = next(w for w in workers if str(w.pid) == pid)
@@ -238,6 +243,44 @@ def test_a_worker_fenced_with_no_new_owner_takes_its_partitions_over_again(
     )
     verify(cluster, [day(0)])
     assert "was fenced; the group still assigns it here" in worker.log.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_that_missed_a_rebalance_leaves_the_partition_to_its_new_owner(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A worker stopped past its session timeout while a body runs: the other worker takes its
+    partitions over and runs that request again. Resumed, the stopped one is fenced publishing
+    the result; the group names the other as the partition's owner, so it is never fenced back."""
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    coordinator = cluster.start("coordinator")
+    workers = [cluster.start("worker"), cluster.start("worker")]
+    cluster.ready(coordinator, *workers)
+    cluster.publish("raw", day(0), 1, journal=str(journal), pause=2.0)
+    wait_for(one_running(journal, day(0)), 60, "a task running")
+    found = running(journal, day(0))
+    assert found is not None
+    stopped = next(w for w in workers if str(w.pid) == found[0])
+    other = next(w for w in workers if w is not stopped)
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        everything = list(
+            range(KafkaConfig(cluster.settings).partitions("eventflow.task-requests"))
+        )
+        wait_for(lambda: other.owns() == everything, 60, "the other worker to own all")
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    wait_for(
+        lambda: runs_succeeded(cluster) >= 1,
+        120,
+        "the run to succeed",
+        explain=lambda: outcomes(cluster, coordinator, *workers),
+    )
+    verify(cluster, [day(0)])
+    assert "fenced on partition" in stopped.log.read_text()
+    assert "fenced on partition" not in other.log.read_text()
+    assert all(w.proc.poll() is None for w in workers), "both workers kept running"
 
 
 @pytest.mark.timeout(600)  # three broker restarts, each up to a minute on a loaded machine
