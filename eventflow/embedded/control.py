@@ -161,6 +161,10 @@ class ControlServer(Service):
                     return
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except RuntimeError:
+            if not writer.is_closing():
+                raise
+            # uvloop's answer to a write after the client hung up: a disconnection too
         finally:
             self._clients.discard(task)
             writer.close()

@@ -342,6 +342,31 @@ def test_sigkill_mid_cascade_then_restart_finishes_it(tmp_path: Path, kill_after
     assert len(logged(home, PipelineRunSucceeded)) == 1
 
 
+def test_a_watcher_that_hangs_up_is_dropped_quietly(tmp_path: Path) -> None:
+    """A watcher that closes with events unread resets the connection; the next event's write
+    meets a closed stream (uvloop raises there). That is a disconnection like any other, not an
+    error to log."""
+    home = tmp_path / "home"
+    with dev(home, HELLO) as service:
+        with socket.socket(socket.AF_UNIX) as watcher:
+            watcher.settimeout(20)
+            watcher.connect(str(home / "dev.sock"))
+            watcher.sendall(b'{"op": "watch"}\n')
+            with watcher.makefile("rb") as lines:
+                assert lines.readline() == b'{"ok": true}\n'
+            sent = cli(home, "emit", "greetings.requested", "--meta", "name=ada", "-v", "1")
+            assert sent.returncode == 0, sent.stderr
+            assert watcher.recv(1, socket.MSG_PEEK)  # events wait unread as it closes
+        for version in ("2", "3"):
+            sent = cli(home, "emit", "greetings.requested", "--meta", "name=ada", "-v", version)
+            assert sent.returncode == 0, sent.stderr
+        wait_for(lambda: len(logged(home, PipelineRunSucceeded)) == 3)
+        service.send_signal(signal.SIGINT)
+        _, stderr = service.communicate(timeout=20)
+    assert service.returncode == 0
+    assert "Traceback" not in stderr, stderr
+
+
 def test_watch_refuses_typos_and_replays_in_time_order_until_caught_up(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with dev(home, HELLO) as service:
