@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
@@ -42,6 +42,28 @@ def broker_errors(what: str) -> Iterator[None]:
         yield
     except (KafkaError, OSError) as e:
         raise BrokerError(f"{what}: {e}", retriable=transient(e)) from e
+
+
+def quiet_fences(loop: asyncio.AbstractEventLoop) -> None:
+    """A fenced producer's pending sends end holding the fence in futures that aiokafka never
+    awaits, so asyncio reports each at ERROR, with a traceback, as "never retrieved", after the
+    service has handled the fence. Those reports go to DEBUG; every other report is as before."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiets_fences", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        future = context.get("future")
+        fenced = isinstance(context.get("exception"), ProducerFenced)
+        if fenced and future is not None and not isinstance(future, asyncio.Task):
+            log.debug("a fenced producer's send, never awaited: %s", context["exception"])
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.quiets_fences = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
 
 
 def owns_nothing_for_sure(consumer: Any) -> bool:

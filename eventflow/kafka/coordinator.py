@@ -53,7 +53,7 @@ from ..timers import Timers
 from ..topics import SPECS, destination
 from ..tracing import Tracer
 from .changelog import DATASETS
-from .config import KafkaConfig, broker_errors
+from .config import KafkaConfig, broker_errors, quiet_fences
 from .signing import Signer
 from .takeover import INPUTS, Listener, TakeOver
 
@@ -228,6 +228,7 @@ class KafkaCoordinator(Service):
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
         """Join the group; `ready` is set once the stream tasks assigned are taken over."""
+        quiet_fences(asyncio.get_running_loop())
         self._consumer = AIOKafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,

@@ -46,7 +46,14 @@ from ..lifecycle import Service, instance_id
 from ..settings import Settings
 from ..topics import destination
 from ..tracing import Trace, Tracer
-from .config import KafkaConfig, broker_errors, owns_nothing_for_sure, partition_for, retrying
+from .config import (
+    KafkaConfig,
+    broker_errors,
+    owns_nothing_for_sure,
+    partition_for,
+    quiet_fences,
+    retrying,
+)
 from .signing import Signer
 
 log = logging.getLogger("eventflow.worker")
@@ -189,6 +196,7 @@ class KafkaWorker(Service):
     # -- lifecycle -------------------------------------------------------------------------------
     async def _open(self) -> None:
         """Join the group; `ready` is set once the partitions assigned are taken over."""
+        quiet_fences(asyncio.get_running_loop())
         client = self.config.client()
         self._progress = AIOKafkaProducer(
             enable_idempotence=True, acks="all", linger_ms=0, **client

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
     NodeNotReadyError,
+    ProducerFenced,
     TopicAuthorizationFailedError,
     UnsupportedVersionError,
 )
 
 from eventflow.errors import BrokerError
-from eventflow.kafka.config import broker_errors, retrying
+from eventflow.kafka.config import broker_errors, quiet_fences, retrying
 
 
 @pytest.mark.parametrize(
@@ -81,3 +86,26 @@ async def test_errors_that_are_not_the_brokers_are_not_retried() -> None:
     with pytest.raises(RuntimeError, match="a defect"):
         await retrying("taking over task 3", attempt, pause_s=0)
     assert attempt.calls == 1
+
+
+def _drop_failed(loop: asyncio.AbstractEventLoop, error: Exception) -> None:
+    """A future that fails and is let go unawaited, as aiokafka does with a fenced batch's."""
+    future = loop.create_future()
+    future.set_exception(error)
+    del future
+    gc.collect()
+
+
+async def test_a_fenced_producers_unawaited_sends_are_not_reported_as_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    quiet_fences(loop)
+    quiet_fences(loop)  # a service started again on the same loop installs it once
+    with caplog.at_level(logging.DEBUG, logger="eventflow.kafka"):
+        _drop_failed(loop, ProducerFenced())
+        _drop_failed(loop, ValueError("a defect"))
+    assert [type(c["exception"]) for c in seen] == [ValueError], "other reports go on as before"
+    assert "a fenced producer's send, never awaited" in caplog.text
