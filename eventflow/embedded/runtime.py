@@ -381,8 +381,12 @@ class EmbeddedRuntime(Service):
         durable: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         early: list[str] = []
 
-        def start_bodies(outcome: Outcome) -> None:
-            early.extend(self._deliver(outcome.messages, durable))
+        async def start_bodies(outcome: Outcome) -> None:
+            requested = self._deliver(outcome.messages, durable)
+            if requested:
+                early.extend(requested)
+                # Their tasks take their first turn now, before the commit is encoded.
+                await asyncio.sleep(0)
 
         try:
             while True:

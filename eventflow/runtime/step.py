@@ -184,15 +184,16 @@ class Step:
         now: float,
         log: StateLog,
         local: Callable[[Event], bool] | None = None,
-        decided: Callable[[Outcome], None] | None = None,
+        decided: Callable[[Outcome], Awaitable[None]] | None = None,
     ) -> Outcome:
         """Decide, then commit through `log` the events and the state records that changed.
         Raises `Undecidable` before anything is committed, or what `log` raises. `decided` is
-        told the outcome before its commit begins (the embedded runtime starts bodies there)."""
+        awaited with the outcome before its commit is prepared (the embedded runtime starts
+        bodies there)."""
         began = time.perf_counter()
         outcome = await self.run(inputs, now, local)
         if decided is not None:
-            decided(outcome)
+            await decided(outcome)
         committing = time.perf_counter()
         await log.commit(outcome, codec.changes(self.engine, outcome.effects))
         outcome.record(committing - began, time.perf_counter() - committing)

@@ -1,8 +1,8 @@
 """What an embedded trigger waits for, and what it no longer waits for: its body starts while its
-step commits (and is dropped if that commit fails), before those who wait for the commit hear of
-it, and the WAL is copied back into the file by a connection of its own, not inside a commit (the
-checkpointer copies once enough was logged, and steady writes do not grow the WAL without
-end)."""
+step commits, before the commit is even encoded (and is dropped if that commit fails), before
+those who wait for the commit hear of it, and the WAL is copied back into the file by a connection
+of its own, not inside a commit (the checkpointer copies once enough was logged, and steady writes
+do not grow the WAL without end)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import eventflow as ef
+from eventflow.core import codec
 from eventflow.embedded.store import (
     BEHIND_BYTES,
     CHECKPOINT_BYTES,
@@ -144,6 +145,33 @@ async def test_a_body_runs_while_its_step_commits(
         await runtime.wait_idle()
         succeeded = await runtime.store.events("eventflow.task.succeeded")
     assert len(succeeded) == 1
+
+
+async def test_a_body_starts_before_its_steps_commit_is_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoding the step's state and events is the processor's own work, which a body started
+    before it need not wait for."""
+    started = asyncio.Event()
+    p = ef.Pipeline("p")
+
+    @p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("out")])
+    async def body(ctx: ef.TaskContext) -> None:
+        started.set()
+
+    requesting: list[bool] = []  # per step that requested a run: had the body started?
+    changes = codec.changes
+
+    def encoding(engine: Any, fx: Any) -> Any:
+        if fx.dispatch:
+            requesting.append(started.is_set())
+        return changes(engine, fx)
+
+    monkeypatch.setattr(codec, "changes", encoding)
+    async with ef.EmbeddedRuntime(ef.App([p]), ef.Settings(home=tmp_path / "home")) as runtime:
+        assert (await runtime.emit("src", version=1)).accepted
+        await runtime.wait_idle()
+    assert requesting == [True]
 
 
 async def test_a_body_whose_step_did_not_commit_is_dropped(
