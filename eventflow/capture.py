@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -60,20 +60,19 @@ class AttemptLog:
         clock: Clock,
         interval_s: float | None = None,
         prints: bool = False,
+        on_wanted: Callable[[], None] | None = None,
     ) -> None:
-        self.ref = TaskRef(
-            run_id=ref.run_id,
-            task=ref.task,
-            pipeline=ref.pipeline,
-            partition=ref.partition,
-            attempt=ref.attempt,
-        )
+        self.run_id = ref.run_id
+        self._ref = ref  # a chunk's `TaskRef`, built only for chunks: most attempts log nothing
         self.max_bytes = max_bytes
         self.clock = clock
         self.interval_s = interval_s
         #: Whether what the attempt writes to stdout and stderr is kept (blocking bodies).
         self.prints = prints
         self.wanted = asyncio.Event()
+        #: Told each time a chunk is wanted out while the attempt runs (the owner's sender
+        #: starts then: most attempts log nothing).
+        self.on_wanted = on_wanted
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._pending: list[tuple[LogLine, int]] = []
@@ -85,10 +84,6 @@ class AttemptLog:
         self._partial: dict[str, str] = {}
         self._timer: Cancellable | None = None
         self.closed = False
-
-    @property
-    def run_id(self) -> str:
-        return self.ref.run_id
 
     def add(self, level: str, message: str) -> None:
         """Keep one line, or count it as dropped once the cap is reached; from any thread."""
@@ -135,6 +130,7 @@ class AttemptLog:
                 self._keep("WARNING", note)
             self.closed = True
         self._cancel_timer()
+        self.on_wanted = None  # no chunk is wanted out any more; and no cycle to its owner is left
         self.wanted.set()
         return rest
 
@@ -153,7 +149,16 @@ class AttemptLog:
             seq, self._seq = self._seq, self._seq + 1
             truncated = self._dropped > 0
         self._cancel_timer()
-        return TaskLogData(**self.ref.model_dump(), seq=seq, lines=lines, truncated=truncated)
+        return TaskLogData(
+            run_id=self.run_id,
+            task=self._ref.task,
+            pipeline=self._ref.pipeline,
+            partition=self._ref.partition,
+            attempt=self._ref.attempt,
+            seq=seq,
+            lines=lines,
+            truncated=truncated,
+        )
 
     def _add(self, level: str, message: str) -> bool:
         """Under the lock: keep or drop; whether the event loop must hear of it."""
@@ -191,13 +196,18 @@ class AttemptLog:
         with self._lock:
             full, waiting = self._full(), bool(self._pending)
         if full:
-            self.wanted.set()
+            self._want()
         elif waiting and self._timer is None and self.interval_s is not None:
             self._timer = self.clock.call_at(self.clock.time() + self.interval_s, self._due)
 
     def _due(self) -> None:
         self._timer = None
+        self._want()
+
+    def _want(self) -> None:
         self.wanted.set()
+        if self.on_wanted is not None:
+            self.on_wanted()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

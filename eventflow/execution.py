@@ -211,24 +211,35 @@ class Executor:
             )
             return [self._event(TaskFailed, failed, corr)]
         await report(self._event(TaskStarted, TaskProgressData(**base), corr))
+        flusher: asyncio.Task[None] | None = None
+
+        def flush() -> None:  # from the first chunk wanted out on: most attempts log nothing
+            nonlocal flusher
+            if flusher is None:
+                flusher = asyncio.create_task(
+                    self._flush(lines, report, corr), name=f"log {req.run_id}"
+                )
+
         lines = AttemptLog(
             req,
             max_bytes=self.task_log_max_bytes,
             clock=self.clock,
             interval_s=self.log_interval_s,
             prints=not task.is_async,
+            on_wanted=flush,
         )
-        flusher = asyncio.create_task(self._flush(lines, report, corr), name=f"log {req.run_id}")
         try:
             with capture.attempt(req.run_id, lines, ref=req, trace=trace):
                 result = await self._body(task, req, report, lines)
         except BaseException:
-            flusher.cancel()  # cancelled: what has not gone out yet is lost with the attempt
+            if flusher is not None:
+                flusher.cancel()  # cancelled: what has not gone out yet is lost with the attempt
             raise
         finally:
             lines.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            if flusher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
         return [*self._chunks(lines, corr), result]
 
     async def _flush(self, lines: AttemptLog, report: Report, corr: str) -> None:

@@ -427,9 +427,9 @@ class Store(Lifecycle):
                 e.data.status,
                 e.data.started_at.isoformat(),
                 e.data.finished_at.isoformat() if e.data.finished_at else None,
-                encode(e),
+                row[-1],  # as logged
             )
-            for e in events
+            for e, row in zip(events, rows, strict=True)
             if isinstance(e, RUN_EVENTS)
         ]
 
