@@ -96,6 +96,18 @@ def _drop_failed(loop: asyncio.AbstractEventLoop, error: Exception) -> None:
     gc.collect()
 
 
+async def _fail_unawaited(error: Exception) -> None:
+    """A task that fails and is let go without anyone taking its error: not a send."""
+
+    async def failing() -> None:
+        raise error
+
+    task = asyncio.create_task(failing())
+    await asyncio.wait([task])
+    del task
+    gc.collect()
+
+
 async def test_a_fenced_producers_unawaited_sends_are_not_reported_as_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -103,9 +115,25 @@ async def test_a_fenced_producers_unawaited_sends_are_not_reported_as_errors(
     seen: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: seen.append(context))
     quiet_fences(loop)
-    quiet_fences(loop)  # a service started again on the same loop installs it once
+    installed = loop.get_exception_handler()
+    quiet_fences(loop)  # a service started again on the same loop
+    assert loop.get_exception_handler() is installed, "installed once"
     with caplog.at_level(logging.DEBUG, logger="eventflow.kafka"):
         _drop_failed(loop, ProducerFenced())
         _drop_failed(loop, ValueError("a defect"))
-    assert [type(c["exception"]) for c in seen] == [ValueError], "other reports go on as before"
+        await _fail_unawaited(ProducerFenced())
+    assert [type(c["exception"]) for c in seen] == [ValueError, ProducerFenced], (
+        "other reports, a task's fence among them, go on as before"
+    )
     assert "a fenced producer's send, never awaited" in caplog.text
+
+
+async def test_without_a_handler_of_its_own_the_loop_reports_as_it_would(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(None)
+    quiet_fences(loop)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        _drop_failed(loop, ValueError("a defect"))
+    assert "Future exception was never retrieved" in caplog.text
