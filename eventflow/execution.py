@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import time
@@ -212,12 +213,14 @@ class Executor:
             return [self._event(TaskFailed, failed, corr)]
         await report(self._event(TaskStarted, TaskProgressData(**base), corr))
         flusher: asyncio.Task[None] | None = None
+        # The sender is not the attempt: what it logs is not the attempt's log.
+        outside = contextvars.copy_context()
 
         def flush() -> None:  # from the first chunk wanted out on: most attempts log nothing
             nonlocal flusher
             if flusher is None:
                 flusher = asyncio.create_task(
-                    self._flush(lines, report, corr), name=f"log {req.run_id}"
+                    self._flush(lines, report, corr), name=f"log {req.run_id}", context=outside
                 )
 
         lines = AttemptLog(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -22,6 +24,7 @@ from eventflow.events import (
     TaskSucceededData,
 )
 from eventflow.execution import Executor
+from eventflow.runtime.clock import SystemClock
 from eventflow.testing import EmbeddedHarness, build_context
 
 raw, out = ef.Dataset("raw"), ef.Dataset("out")
@@ -204,6 +207,59 @@ async def test_a_running_attempt_sends_its_log_every_interval() -> None:
     [last] = chunks(events)
     assert (last.seq, lines([last])) == (1, [("INFO", "two")])
     assert events[-1].type == "eventflow.task.succeeded"
+
+
+async def test_an_attempt_that_logs_nothing_starts_no_sender() -> None:
+    senders: list[asyncio.Task[object]] = []
+
+    async def body(ctx: ef.TaskContext) -> None:
+        senders.extend(t for t in asyncio.all_tasks() if t.get_name().startswith("log "))
+
+    events = await executor(body, log_interval_s=0.01).run_task(request(), Reports())
+    assert senders == []
+    assert events[-1].type == "eventflow.task.succeeded"
+
+
+async def test_a_closed_log_lets_go_of_the_sender_that_refers_to_it() -> None:
+    """The owner's callback refers to the log it was given to: once the log is closed, that
+    cycle is gone, and the log is freed when let go, not by the cyclic collector."""
+
+    def closed() -> weakref.ref[capture.AttemptLog]:
+        def send() -> None:  # as the executor's: it refers to the log
+            attempt_log.wanted.set()
+
+        attempt_log = capture.AttemptLog(
+            request(), max_bytes=1000, clock=SystemClock(), on_wanted=send
+        )
+        attempt_log.close()
+        return weakref.ref(attempt_log)
+
+    gc.disable()
+    try:
+        assert closed()() is None
+    finally:
+        gc.enable()
+
+
+async def test_the_log_sender_does_not_run_as_the_attempt() -> None:
+    """What the sender itself logs (a chunk it could not report) is not the attempt's output."""
+    seen: list[str | None] = []
+
+    async def body(ctx: ef.TaskContext) -> None:
+        ctx.log.info("one")
+        await asyncio.wait_for(sent.wait(), 10)
+
+    sent = asyncio.Event()
+    reports = Reports()
+
+    async def report(event: Event) -> None:
+        if isinstance(event, TaskLog):
+            seen.append(capture.RUN_ID.get())
+            sent.set()
+        await reports(event)
+
+    await executor(body, log_interval_s=0.01).run_task(request(), report)
+    assert seen == [None]
 
 
 async def test_a_full_chunk_goes_out_at_once() -> None:
