@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
@@ -20,6 +21,13 @@ from ..topics import TOPICS, TopicSpec
 log = logging.getLogger("eventflow.kafka")
 
 T = TypeVar("T")
+
+#: The most a transactional producer puts in one batch (one partition's records in one produce
+#: request). aiokafka's default of 16 KiB split a busy coordinator step's changelog records into
+#: a dozen batches, and a partition's next batch waits until the one before it is acknowledged:
+#: a round trip each, and a request each for the broker. Half of the broker's default
+#: `message.max.bytes` (1 MiB), which a batch must stay under.
+BATCH_BYTES = 1 << 19
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -119,6 +127,21 @@ class KafkaConfig:
             password = s.kafka_sasl_password
             options["sasl_plain_password"] = password.get_secret_value() if password else None
         return options
+
+    def transactional(
+        self, transactional_id: str, client_id: str, **options: Any
+    ) -> AIOKafkaProducer:
+        """A producer of exactly-once steps: idempotent, acks=all, under `transactional_id`
+        (unprefixed)."""
+        return AIOKafkaProducer(
+            transactional_id=self.name(transactional_id),
+            client_id=client_id,
+            enable_idempotence=True,
+            acks="all",
+            max_batch_size=BATCH_BYTES,
+            **options,
+            **self.client(),
+        )
 
     def topic(self, name: str) -> str:
         """Full name of one of eventflow's topics, e.g. `eventflow.datasets`."""

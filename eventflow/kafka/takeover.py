@@ -133,12 +133,8 @@ class TakeOver:
 
     async def _restore(self, n: int) -> None:
         """Fence task n's previous owner, bring n's state up to date, then process n."""
-        producer = AIOKafkaProducer(
-            transactional_id=self.service.config.name(f"eventflow.coordinator.{n}"),
-            enable_idempotence=True,
-            acks="all",
-            client_id=f"eventflow-coordinator-{self.service.instance}-{n}",
-            **self.service.config.client(),
+        producer = self.service.config.transactional(
+            f"eventflow.coordinator.{n}", f"eventflow-coordinator-{self.service.instance}-{n}"
         )
         try:
             # Fences any previous owner of task n and aborts its open transaction, so the

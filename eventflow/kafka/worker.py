@@ -331,13 +331,10 @@ class KafkaWorker(Service):
     def _producer(self, partition: int) -> AIOKafkaProducer:
         # The transaction timeout only matters if no worker takes the partition over (a
         # successor fences at once); results commit in milliseconds, so it can be short.
-        return AIOKafkaProducer(
-            transactional_id=self.config.name(f"eventflow.worker.{partition}"),
-            enable_idempotence=True,
-            acks="all",
+        return self.config.transactional(
+            f"eventflow.worker.{partition}",
+            f"eventflow-worker-{self.instance}-{partition}",
             transaction_timeout_ms=max(10_000, self.settings.kafka_session_timeout_ms),
-            client_id=f"eventflow-worker-{self.instance}-{partition}",
-            **self.config.client(),
         )
 
     async def _revoke(self, revoked: list[TopicPartition]) -> None:
