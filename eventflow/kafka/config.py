@@ -24,9 +24,10 @@ T = TypeVar("T")
 
 #: The most a transactional producer puts in one batch (one partition's records in one produce
 #: request). aiokafka's default of 16 KiB split a busy coordinator step's changelog records into
-#: a dozen batches, and a partition's next batch waits until the one before it is acknowledged:
-#: a round trip each, and a request each for the broker. Half of the broker's default
-#: `message.max.bytes` (1 MiB), which a batch must stay under.
+#: many batches (27 requests a step in a throughput run), and a partition's next batch waits
+#: until the one before it is acknowledged: a round trip each, and a request each for the
+#: broker. Half of the broker's default `message.max.bytes` (1 MiB), which a batch must stay
+#: under.
 BATCH_BYTES = 1 << 19
 
 
