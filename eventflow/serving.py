@@ -170,12 +170,14 @@ def traced(settings: Settings, service: str) -> Iterator[Tracer | None]:
             tracer.shutdown()
 
 
-#: Young collections an object stays in the middle generation before it is moved to the old one
-#: (Python's default is 10). Full collections come after ten middle ones, so also that much rarer.
+#: Young collections between two middle ones in a Kafka service (Python's default is 10). Full
+#: collections come after ten middle ones, so they become about ten times rarer too.
 MIDDLE_COLLECTIONS = 100
 
 
-def _run(main: Coroutine[Any, Any, int], settings: Settings) -> int:
+def _run(
+    main: Coroutine[Any, Any, int], settings: Settings, *, middle_collections: int | None = None
+) -> int:
     """A service's main on the event loop the settings name: uvloop's took a seventh off the
     embedded trigger's median latency (`docs/benchmarks.md`).
 
@@ -183,14 +185,15 @@ def _run(main: Coroutine[Any, Any, int], settings: Settings) -> int:
     frozen out of the collector first: a Kafka worker's full collections walked it each time,
     about 100 ms each (`docs/benchmarks.md`, "What the garbage collector walked").
 
-    A Kafka step's objects (its records, events and futures) live across its round trips to the
-    broker, tens of milliseconds: at Python's default thresholds they reached the old generation
-    before they died, and full collections, walking every state, came every second under load.
-    The middle generation keeps them for `MIDDLE_COLLECTIONS` young collections instead."""
+    `middle_collections` (Kafka services: `MIDDLE_COLLECTIONS`) spaces the middle and full
+    collections out: under load a coordinator at Python's defaults made a full collection,
+    50 to 100 ms walking every state it had made, about every second, and spent a quarter of its
+    CPU collecting. `eventflow dev` measured no gain from it, and keeps the defaults."""
     gc.collect()
     gc.freeze()
-    young, _, old = gc.get_threshold()
-    gc.set_threshold(young, MIDDLE_COLLECTIONS, old)
+    if middle_collections is not None:
+        young, _, old = gc.get_threshold()
+        gc.set_threshold(young, middle_collections, old)
     if settings.event_loop == "uvloop":
         return uvloop.run(main)
     return asyncio.run(main)
@@ -368,7 +371,11 @@ def coordinator(target: str, settings: Settings, *, health_file: Path | None) ->
     metrics.serve(settings)
     with traced(settings, "coordinator") as tracer:
         service = KafkaCoordinator(app, settings, tracer=tracer)
-        return _run(_kafka(service, "coordinator", health_file), settings)
+        return _run(
+            _kafka(service, "coordinator", health_file),
+            settings,
+            middle_collections=MIDDLE_COLLECTIONS,
+        )
 
 
 def worker(
@@ -382,7 +389,9 @@ def worker(
     metrics.serve(settings)
     with traced(settings, "worker") as tracer:
         service = KafkaWorker(app, settings, concurrency=concurrency, tracer=tracer)
-        return _run(_kafka(service, "worker", health_file), settings)
+        return _run(
+            _kafka(service, "worker", health_file), settings, middle_collections=MIDDLE_COLLECTIONS
+        )
 
 
 def server(target: str, settings: Settings) -> int:
