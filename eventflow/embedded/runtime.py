@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ..core import Effects, Engine, Explanation
@@ -64,6 +64,35 @@ _Item = tuple[Inbound, "asyncio.Future[Receipt] | None"]
 WORK = {"eventflow.task-requests"}
 #: Seconds a failed step waits for its cancelled bodies to end (an async body may unwind slowly).
 DROP_GRACE_S = 5.0
+
+
+class _Held:
+    """Reports of a body whose step is still committing: its start and log lines wait until the
+    commit succeeded and go out before anything the body reports later (its results too), or
+    are dropped if the commit failed."""
+
+    def __init__(self, committed: asyncio.Future[bool], submit: Callable[[Event], None]) -> None:
+        self.committed = committed
+        self.submit = submit
+        self.events: list[Event] = []
+
+    async def report(self, event: Event) -> None:
+        if self.committed.done():
+            self.release()
+            if self.committed.result():
+                self.submit(event)
+            return
+        if not self.events:
+            self.committed.add_done_callback(lambda _: self.release())
+        self.events.append(event)
+
+    def release(self) -> None:
+        """Once the commit is done, by its callback or by whoever must report after what is
+        held, whichever comes first."""
+        events, self.events = self.events, []
+        if self.committed.result():
+            for event in events:
+                self.submit(event)
 
 
 class _Work(NamedTuple):
@@ -572,33 +601,18 @@ class EmbeddedRuntime(Service):
         trace: Trace | None,
         committed: asyncio.Future[bool] | None,
     ) -> None:
-        report = self._report if committed is None else self._reporter(committed)
-        results = await self.executor.run(request, report, trace)
-        if committed is None or await committed:
+        if committed is None:
+            for event in await self.executor.run(request, self._report, trace):
+                self._submit(event)
+            return
+        held = _Held(committed, self._submit)
+        results = await self.executor.run(request, held.report, trace)
+        if await committed:
+            # Awaiting a future already done does not yield: the commit's callback may not
+            # have released the start yet, and the results must not overtake it.
+            held.release()
             for event in results:
                 self._submit(event)
-
-    def _reporter(self, committed: asyncio.Future[bool]) -> Callable[[Event], Awaitable[None]]:
-        """`_report` for a body whose step is still committing: its start and log lines are
-        held until the commit succeeded (before its results), and dropped if it failed."""
-        held: list[Event] = []
-
-        def release(_: asyncio.Future[bool]) -> None:
-            if committed.result():
-                for event in held:
-                    self._submit(event)
-            held.clear()
-
-        async def report(event: Event) -> None:
-            if committed.done():
-                if committed.result():
-                    self._submit(event)
-                return
-            if not held:
-                committed.add_done_callback(release)  # before `_execute` awaits it
-            held.append(event)
-
-        return report
 
     async def _report(self, event: Event) -> None:
         self._submit(event)

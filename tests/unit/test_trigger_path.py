@@ -230,3 +230,28 @@ async def test_a_body_whose_step_did_not_commit_is_dropped(
         succeeded = await runtime.store.events("eventflow.task.succeeded")
     tasks = [e.data.task for _, e in succeeded if isinstance(e.data, TaskSucceededData)]
     assert sorted(tasks) == ["quick", "slow"]
+
+
+async def test_a_bodys_result_never_overtakes_its_held_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body's step committed, but the commit's callbacks (which release the body's held
+    start) have not run yet when the body ends: its result still goes out after its start, so
+    the log, subscribers and OpenLineage see the start first."""
+    p = ef.Pipeline("p")
+    p.task(inputs=[ef.Dataset("src")], outputs=[ef.Dataset("out")], name="t")(lambda ctx: None)
+    runtime = ef.EmbeddedRuntime(ef.App([p]), ef.Settings(home=tmp_path / "home"))
+    submitted: list[Any] = []
+    monkeypatch.setattr(runtime, "_submit", submitted.append)
+    committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def attempt(request: Any, report: Any, trace: Any) -> list[Any]:
+        await report("started")  # held: the step is still committing
+        committed.set_result(True)  # its callbacks are scheduled, not run
+        return ["failed"]
+
+    monkeypatch.setattr(runtime.executor, "run", attempt)
+    request: Any = None  # the attempt above does not read it
+    await runtime._execute(request, None, committed)
+    await asyncio.sleep(0)  # the commit's callbacks run
+    assert submitted == ["started", "failed"]
