@@ -10,6 +10,7 @@ invalid input lands on the dead-letter topic with a reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -93,21 +94,39 @@ def outcomes(cluster: Cluster, *services: Service) -> str:
     return "\n".join([*found, *(service.describe() for service in services)])
 
 
-def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Event]:
-    """`copies`: how many times each task request is on the topic (more if a test replayed it)."""
-    events = cluster.events()
-    data = [e.data for e in events]
-    successes = Counter((d.task, d.partition) for d in data if isinstance(d, TaskSucceededData))
-    first_requests = Counter(
-        (d.task, d.partition) for d in data if isinstance(d, TaskRequestedData) and d.attempt == 1
-    )
-    outputs = Counter(
+def produced(events: list[Event]) -> Counter[tuple[str, str]]:
+    """Task outputs, by (dataset, partition)."""
+    return Counter(
         (e.data.dataset, e.data.partition)
         for e in events
         if e.type == "eventflow.dataset.produced"
         and isinstance(e.data, DatasetProducedData)
         and e.data.producer is not None
     )
+
+
+def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Event]:
+    """`copies`: how many times each task request is on the topic (more if a test replayed it).
+
+    A transaction's commit markers reach its partitions one after another, so a run's outcome
+    can be readable a moment before the outputs committed with it: this reads until every
+    output is there (for up to 30 s), then counts."""
+    expected = {(f"ds.{task}", partition) for partition in partitions for task in TASKS}
+    events: list[Event] = []
+
+    def complete() -> bool:
+        nonlocal events
+        events = cluster.events()
+        return expected <= set(produced(events))
+
+    with contextlib.suppress(AssertionError):  # the counts below say what is missing
+        wait_for(complete, 30, "every output")
+    data = [e.data for e in events]
+    successes = Counter((d.task, d.partition) for d in data if isinstance(d, TaskSucceededData))
+    first_requests = Counter(
+        (d.task, d.partition) for d in data if isinstance(d, TaskRequestedData) and d.attempt == 1
+    )
+    outputs = produced(events)
     runs = Counter((d.partition, d.status) for d in data if isinstance(d, PipelineRunData))
     for partition in partitions:
         for task in TASKS:
@@ -115,7 +134,8 @@ def verify(cluster: Cluster, partitions: list[str], copies: int = 1) -> list[Eve
             assert first_requests[(task, partition)] == copies, (
                 f"{task}@{partition} requested twice"
             )
-            assert outputs[(f"ds.{task}", partition)] == 1, f"ds.{task}@{partition} published twice"
+            published = outputs[(f"ds.{task}", partition)]
+            assert published == 1, f"ds.{task}@{partition} published {published} times"
         assert runs[(partition, "succeeded")] == 1, runs
         assert runs[(partition, "failed")] == 0, runs
     return events
